@@ -1,0 +1,100 @@
+// The native binding and the wire format of its event batches.
+// Keep the event numbers in sync with native/context.h.
+import * as path from 'node:path';
+
+/** Opaque per-connection handle owned by the native side. */
+export interface ConnHandle {
+  readonly __nodeLwsConnHandle: never;
+}
+
+export interface NativeRequestInfo {
+  handle: ConnHandle;
+  id: number;
+  path: string;
+  headers: Record<string, string>;
+  remoteAddress: string;
+  remotePort: number;
+  protocol: string;
+}
+
+export interface NativeBindOptions {
+  host: string;
+  port: number;
+  reuseAddr: boolean;
+  reusePort: boolean;
+  ipv6Only: boolean;
+  backlog: number;
+}
+
+export interface NativeBound {
+  fd: number;
+  port: number;
+  address: string;
+  family: 'IPv4' | 'IPv6';
+}
+
+export interface NativeServerConfig {
+  maxPayload: number;
+  highWaterMark: number;
+  handshakeTimeoutMs: number;
+  closeTimeoutMs: number;
+  maxHeaderBytes: number;
+  protocols: string[];
+}
+
+export type EventsCallback = (
+  recs: Uint32Array,
+  arena: Buffer | undefined,
+  objs: unknown[] | undefined,
+) => void;
+
+export interface Binding {
+  init(onEvents: EventsCallback, logLevel: number): void;
+  bind(options: NativeBindOptions): NativeBound;
+  closeFd(fd: number): void;
+  startServer(id: number, fd: number, config: NativeServerConfig): void;
+  closeServer(id: number): void;
+  send(handle: ConnHandle, data: string | ArrayBuffer | ArrayBufferView, isBinary: boolean): number;
+  close(handle: ConnHandle, code: number, reason: string): void;
+  terminate(handle: ConnHandle): void;
+  bufferedAmount(handle: ConnHandle): number;
+  setRef(ref: boolean): void;
+  setLogLevel(level: number): void;
+}
+
+export const Ev = {
+  Listening: 1,
+  ListenError: 2,
+  ListenerClosed: 3,
+  ServerClosed: 4,
+  Connection: 5,
+  Text: 6,
+  Binary: 7,
+  TextObj: 8,
+  BinaryObj: 9,
+  Close: 10,
+  Drain: 11,
+  Ping: 12,
+  Pong: 13,
+  Log: 14,
+  Error: 15,
+} as const;
+
+/** lws log levels (LLL_*). */
+export const LogLevel = {
+  error: 1,
+  warn: 2,
+  notice: 4,
+  info: 8,
+  debug: 16,
+} as const;
+
+function load(): Binding {
+  // NODE_LWS_BINDING points at another build of the addon (e.g. the sanitizer build).
+  const override = process.env.NODE_LWS_BINDING;
+  if (override) return require(path.resolve(override)) as Binding;
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => unknown;
+  return nodeGypBuild(path.join(__dirname, '..')) as Binding;
+}
+
+export const binding: Binding = load();

@@ -1,0 +1,79 @@
+// Option validation: every option is checked here, before native code sees it.
+import { invalidArgType, outOfRange } from './errors';
+
+export function optInt(
+  obj: Record<string, unknown>,
+  name: string,
+  def: number,
+  min: number,
+  max: number,
+  prefix = '',
+): number {
+  const v = obj[name];
+  if (v === undefined) return def;
+  const full = prefix + name;
+  if (typeof v !== 'number') throw invalidArgType(full, 'of type number', v);
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw outOfRange(full, `>= ${min} && <= ${max}`, v);
+  return v;
+}
+
+export function optBool(obj: Record<string, unknown>, name: string, def: boolean): boolean {
+  const v = obj[name];
+  if (v === undefined) return def;
+  if (typeof v !== 'boolean') throw invalidArgType(name, 'of type boolean', v);
+  return v;
+}
+
+export function optString(obj: Record<string, unknown>, name: string): string | undefined {
+  const v = obj[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string') throw invalidArgType(name, 'of type string', v);
+  return v;
+}
+
+export function optFunction<T>(
+  obj: Record<string, unknown>,
+  name: string,
+  prefix = '',
+): T | undefined {
+  const v = obj[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'function') throw invalidArgType(prefix + name, 'a function', v);
+  return v as T;
+}
+
+export function optSignal(obj: Record<string, unknown>): AbortSignal | undefined {
+  const v = obj.signal;
+  if (v === undefined) return undefined;
+  if (!(v instanceof AbortSignal)) throw invalidArgType('signal', 'an AbortSignal', v);
+  return v;
+}
+
+export function optObject(
+  obj: Record<string, unknown>,
+  name: string,
+): Record<string, unknown> | undefined {
+  const v = obj[name];
+  if (v === undefined) return undefined;
+  if (v === null || typeof v !== 'object') throw invalidArgType(name, 'an object', v);
+  return v as Record<string, unknown>;
+}
+
+// RFC 6455 subprotocol names are HTTP tokens.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+export function optProtocols(obj: Record<string, unknown>): string[] {
+  const v = obj.protocols;
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw invalidArgType('protocols', 'an array of strings', v);
+  for (const p of v) {
+    if (typeof p !== 'string') throw invalidArgType('protocols', 'an array of strings', p);
+    if (!TOKEN.test(p)) {
+      const err = new TypeError(`Invalid subprotocol name: '${p}'`) as TypeError & { code: string };
+      err.code = 'ERR_INVALID_ARG_VALUE';
+      throw err;
+    }
+  }
+  return [...v];
+}

@@ -1,0 +1,162 @@
+// The JavaScript half of the native core: one per process (the addon keeps one
+// native context per environment). It owns the event dispatch loop, the id
+// maps, the event-loop reference count and the lws log channel.
+import { debuglog } from 'node:util';
+import { binding, type ConnHandle, Ev, LogLevel, type NativeRequestInfo } from './native';
+
+/** Receives lws log lines: level is one of 'error', 'warn', 'notice', 'info', 'debug'. */
+export type Logger = (level: string, message: string) => void;
+
+export interface ServerSink {
+  _onListening(): void;
+  _onListenError(errno: number, message: string): void;
+  _onListenerClosed(): void;
+  _onServerClosed(): void;
+  _onConnection(info: NativeRequestInfo): void;
+}
+
+export interface ConnectionSink {
+  _onMessage(data: Buffer | string, isBinary: boolean): void;
+  _onClose(code: number, reason: string, wasClean: boolean): void;
+  _onDrain(): void;
+  _onPing(data: Buffer): void;
+  _onPong(data: Buffer): void;
+  _onError(code: number, message: string): void;
+}
+
+const debug = debuglog('lws');
+const LEVEL_NAMES: Record<number, string> = {
+  1: 'error',
+  2: 'warn',
+  4: 'notice',
+  8: 'info',
+  16: 'debug',
+};
+
+class Runtime {
+  readonly servers = new Map<number, ServerSink>();
+  readonly conns = new Map<number, ConnectionSink>();
+  readonly loggers = new Set<Logger>();
+  private started = false;
+  private refs = 0;
+  private lastServerId = 0;
+
+  start(): void {
+    if (this.started) return;
+    const level = debug.enabled
+      ? LogLevel.error | LogLevel.warn | LogLevel.notice | LogLevel.info
+      : LogLevel.error | LogLevel.warn;
+    binding.init(this.onEvents, level);
+    this.started = true;
+  }
+
+  nextServerId(): number {
+    this.lastServerId = (this.lastServerId + 1) >>> 0 || 1;
+    return this.lastServerId;
+  }
+
+  /** Keeps the process alive while anything (server, connection, pending listen) holds a ref. */
+  ref(): void {
+    if (++this.refs === 1) binding.setRef(true);
+  }
+
+  unref(): void {
+    if (--this.refs === 0) binding.setRef(false);
+  }
+
+  private onEvents = (
+    recs: Uint32Array,
+    arena: Buffer | undefined,
+    objs: unknown[] | undefined,
+  ) => {
+    for (let i = 0; i < recs.length; i += 4) {
+      const type = recs[i];
+      const id = recs[i + 1];
+      const a = recs[i + 2];
+      const b = recs[i + 3];
+      try {
+        this.dispatch(type, id, a, b, arena, objs);
+      } catch (err) {
+        // A throwing listener must not cost the rest of the batch; it still
+        // surfaces as an uncaught exception, as it would from any emitter.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
+  };
+
+  private dispatch(
+    type: number,
+    id: number,
+    a: number,
+    b: number,
+    arena: Buffer | undefined,
+    objs: unknown[] | undefined,
+  ): void {
+    switch (type) {
+      case Ev.Text:
+        this.conns.get(id)?._onMessage((arena as Buffer).toString('utf8', a, a + b), false);
+        return;
+      case Ev.Binary: {
+        const buf = arena as Buffer;
+        this.conns.get(id)?._onMessage(Buffer.from(buf.buffer, buf.byteOffset + a, b), true);
+        return;
+      }
+      case Ev.TextObj:
+        this.conns.get(id)?._onMessage((objs as unknown[])[b] as string, false);
+        return;
+      case Ev.BinaryObj:
+        this.conns.get(id)?._onMessage((objs as unknown[])[b] as Buffer, true);
+        return;
+      case Ev.Drain:
+        this.conns.get(id)?._onDrain();
+        return;
+      case Ev.Close: {
+        const reason = b === 0xffffffff ? '' : ((objs as unknown[])[b] as string);
+        this.conns.get(id)?._onClose(a & 0xffff, reason, a >>> 16 === 1);
+        return;
+      }
+      case Ev.Connection:
+        this.servers.get(a)?._onConnection((objs as unknown[])[b] as NativeRequestInfo);
+        return;
+      case Ev.Ping:
+      case Ev.Pong: {
+        const conn = this.conns.get(id);
+        if (!conn) return;
+        const src = arena as Buffer;
+        const data = Buffer.from(src.subarray(a, a + b)); // a copy: control frames are tiny
+        if (type === Ev.Ping) conn._onPing(data);
+        else conn._onPong(data);
+        return;
+      }
+      case Ev.Error:
+        this.conns.get(id)?._onError(a, (objs as unknown[])[b] as string);
+        return;
+      case Ev.Listening:
+        this.servers.get(id)?._onListening();
+        return;
+      case Ev.ListenError:
+        this.servers.get(id)?._onListenError(a, (objs as unknown[])[b] as string);
+        return;
+      case Ev.ListenerClosed:
+        this.servers.get(id)?._onListenerClosed();
+        return;
+      case Ev.ServerClosed:
+        this.servers.get(id)?._onServerClosed();
+        return;
+      case Ev.Log:
+        this.log(LEVEL_NAMES[id] ?? 'info', (objs as unknown[])[b] as string);
+        return;
+    }
+  }
+
+  private log(level: string, line: string): void {
+    if (debug.enabled) debug('[%s] %s', level, line);
+    for (const logger of this.loggers) logger(level, line);
+  }
+}
+
+export const runtime = new Runtime();
+
+export type { ConnHandle };

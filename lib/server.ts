@@ -1,0 +1,389 @@
+// listen() and Server: a WebSocket server whose listening socket node-lws owns.
+import { lookup } from 'node:dns/promises';
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Connection, type UpgradeRequest } from './connection';
+import { abortError, codedError, invalidArgType, type SystemError } from './errors';
+import { binding, type NativeRequestInfo, type NativeServerConfig } from './native';
+import {
+  optBool,
+  optFunction,
+  optInt,
+  optObject,
+  optProtocols,
+  optSignal,
+  optString,
+} from './options';
+import { type Logger, runtime, type ServerSink } from './runtime';
+
+export interface BindRetryInfo {
+  /** The attempt that failed (1-based). */
+  attempt: number;
+  error: SystemError;
+  /** How long node-lws waits before the next attempt. */
+  delayMs: number;
+}
+
+export interface BindRetryOptions {
+  /** Further attempts after the first when the port is busy (EADDRINUSE). Default 4. */
+  retries?: number;
+  /** First delay; doubles each attempt. Default 50. */
+  minDelayMs?: number;
+  /** Delay cap. Default 400 (so the defaults give up after about 0.75 s). */
+  maxDelayMs?: number;
+  /** Called before each wait. */
+  onRetry?: (info: BindRetryInfo) => void;
+}
+
+export interface ListenOptions {
+  /** TCP port; 0 (the default) lets the kernel choose. Read the real one from `server.port`. */
+  port?: number;
+  /**
+   * Address to bind: an IPv4 or IPv6 literal, or a name resolved with dns.lookup.
+   * Default '::' (all interfaces, dual-stack), falling back to '0.0.0.0' without IPv6.
+   */
+  host?: string;
+  /** SO_REUSEADDR, default true: a port in TIME_WAIT can be bound again at once. */
+  reuseAddr?: boolean;
+  /** SO_REUSEPORT, default false: lets several sockets (and processes) share a port. */
+  reusePort?: boolean;
+  /** IPV6_V6ONLY for IPv6 hosts, default false (so '::' also accepts IPv4). */
+  ipv6Only?: boolean;
+  /** listen() backlog, default 511. */
+  backlog?: number;
+  /** Retry policy when an explicit port is busy; `false` disables retries. */
+  bindRetry?: BindRetryOptions | false;
+  /** Largest message accepted, in bytes (default 64 MiB); larger ones close with 1009. */
+  maxPayload?: number;
+  /** send() returns false once this many bytes are buffered (default 1 MiB). */
+  highWaterMark?: number;
+  /** A client must complete its upgrade request within this time (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** How long a closing handshake may take before the TCP connection is dropped (default 5 s). */
+  closeTimeoutMs?: number;
+  /** Largest upgrade request head, in bytes (default 16 KiB); larger gets 431. */
+  maxHeaderBytes?: number;
+  /** Subprotocols this server accepts; the client's first offered match is chosen. */
+  protocols?: string[];
+  /** Aborts a listen() still binding or retrying. */
+  signal?: AbortSignal;
+  /** Receives the lws log lines while this server is open. */
+  logger?: Logger;
+}
+
+export interface AddressInfo {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+export interface ServerEvents {
+  connection: [conn: Connection, request: UpgradeRequest];
+  close: [];
+  error: [err: Error];
+}
+
+interface Normalized {
+  port: number;
+  host: string | undefined;
+  reuseAddr: boolean;
+  reusePort: boolean;
+  ipv6Only: boolean;
+  backlog: number;
+  retries: number;
+  minDelayMs: number;
+  maxDelayMs: number;
+  onRetry: ((info: BindRetryInfo) => void) | undefined;
+  signal: AbortSignal | undefined;
+  logger: Logger | undefined;
+  config: NativeServerConfig;
+}
+
+const MAX_PAYLOAD_LIMIT = 2 ** 30;
+
+function normalize(options: unknown): Normalized {
+  if (options === undefined) options = {};
+  if (options === null || typeof options !== 'object') {
+    throw invalidArgType('options', 'an object', options);
+  }
+  const o = options as Record<string, unknown>;
+  const retry = o.bindRetry === false ? { retries: 0 } : (optObject(o, 'bindRetry') ?? {});
+  const minDelayMs = optInt(retry, 'minDelayMs', 50, 0, 60_000, 'bindRetry.');
+  const maxDelayMs = optInt(
+    retry,
+    'maxDelayMs',
+    Math.max(400, minDelayMs),
+    minDelayMs,
+    600_000,
+    'bindRetry.',
+  );
+  return {
+    port: optInt(o, 'port', 0, 0, 65535),
+    host: optString(o, 'host'),
+    reuseAddr: optBool(o, 'reuseAddr', true),
+    reusePort: optBool(o, 'reusePort', false),
+    ipv6Only: optBool(o, 'ipv6Only', false),
+    backlog: optInt(o, 'backlog', 511, 1, 65535),
+    retries: optInt(retry, 'retries', 4, 0, 1000, 'bindRetry.'),
+    minDelayMs,
+    maxDelayMs,
+    onRetry: optFunction(retry, 'onRetry', 'bindRetry.'),
+    signal: optSignal(o),
+    logger: optFunction(o, 'logger'),
+    config: {
+      maxPayload: optInt(o, 'maxPayload', 64 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
+      highWaterMark: optInt(o, 'highWaterMark', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+      handshakeTimeoutMs: optInt(o, 'handshakeTimeoutMs', 10_000, 1, 2 ** 31 - 1),
+      closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5_000, 1, 2 ** 31 - 1),
+      maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
+      protocols: optProtocols(o),
+    },
+  };
+}
+
+type State = 'binding' | 'listening' | 'closing' | 'closed';
+
+export class Server extends EventEmitter<ServerEvents> implements ServerSink {
+  readonly #id = runtime.nextServerId();
+  readonly #opts: Normalized;
+  readonly #conns = new Set<Connection>();
+  #state: State = 'binding';
+  #address: AddressInfo = { address: '', family: 'IPv4', port: 0 };
+  #attempts = 0;
+  #refed = true;
+  #listenerOpen = false;
+  #started?: { resolve: () => void; reject: (err: Error) => void };
+  #closed?: Promise<void>;
+  #resolveClosed?: () => void;
+
+  /** @internal Use listen(). */
+  constructor(opts: Normalized) {
+    super();
+    this.#opts = opts;
+  }
+
+  /** The port the server listens on (the kernel's choice when 0 was asked). */
+  get port(): number {
+    return this.#address.port;
+  }
+
+  /** Like net.Server#address(). */
+  address(): AddressInfo {
+    return { ...this.#address };
+  }
+
+  /** True from a successful listen() until close() begins. */
+  get listening(): boolean {
+    return this.#state === 'listening' && this.#listenerOpen;
+  }
+
+  /** How many bind attempts listen() needed (1 when the port was free). */
+  get bindAttempts(): number {
+    return this.#attempts;
+  }
+
+  /** Open connections. */
+  get connectionCount(): number {
+    return this.#conns.size;
+  }
+
+  get connections(): ReadonlySet<Connection> {
+    return this.#conns;
+  }
+
+  /** Keep the process alive while this server is open (the default). */
+  ref(): this {
+    if (!this.#refed && this.#state !== 'closed') runtime.ref();
+    this.#refed = true;
+    return this;
+  }
+
+  /** Let the process exit even though this server is open. */
+  unref(): this {
+    if (this.#refed && this.#state !== 'closed') runtime.unref();
+    this.#refed = false;
+    return this;
+  }
+
+  /**
+   * Stops accepting (the port is free from this moment), closes every
+   * connection with 1001, waits for their closing handshakes (up to
+   * closeTimeoutMs, then drops them) and resolves once all are gone.
+   */
+  close(): Promise<void> {
+    if (this.#closed) return this.#closed;
+    this.#closed = new Promise<void>((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    if (this.#state === 'binding') {
+      // listen() has not finished: it rejects, and the close completes with it.
+      this.#state = 'closing';
+      this.#started?.reject(
+        codedError('ERR_SERVER_CLOSED', 'The server was closed while starting'),
+      );
+      if (!this.#started) this.#finishClose();
+      return this.#closed;
+    }
+    this.#state = 'closing';
+    binding.closeServer(this.#id);
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** @internal */
+  async _listen(): Promise<void> {
+    const o = this.#opts;
+    if (o.signal?.aborted) throw abortError(o.signal);
+    runtime.start();
+    runtime.ref();
+    let bound: ReturnType<typeof binding.bind> | undefined;
+    try {
+      const hosts = await resolveHosts(o.host, o.signal);
+      for (let attempt = 1; ; attempt++) {
+        if (o.signal?.aborted) throw abortError(o.signal);
+        if (this.#state !== 'binding')
+          throw codedError('ERR_SERVER_CLOSED', 'The server was closed while starting');
+        try {
+          bound = bindFirst(hosts, o);
+          this.#attempts = attempt;
+          break;
+        } catch (e) {
+          const err = e as SystemError;
+          err.attempts = attempt;
+          if (err.code !== 'EADDRINUSE' || attempt > o.retries) throw err;
+          const delayMs = Math.min(o.maxDelayMs, o.minDelayMs * 2 ** (attempt - 1));
+          o.onRetry?.({ attempt, error: err, delayMs });
+          try {
+            await sleep(delayMs, undefined, { signal: o.signal });
+          } catch {
+            throw abortError(o.signal);
+          }
+        }
+      }
+      this.#address = { address: bound.address, family: bound.family, port: bound.port };
+      runtime.servers.set(this.#id, this);
+      const fd = bound.fd;
+      bound = undefined; // the native side owns the fd from here
+      await new Promise<void>((resolve, reject) => {
+        this.#started = { resolve, reject };
+        binding.startServer(this.#id, fd, o.config);
+      });
+      this.#started = undefined;
+      if (o.logger) runtime.loggers.add(o.logger);
+      if (!this.#refed) runtime.unref();
+    } catch (err) {
+      this.#started = undefined;
+      if (bound) binding.closeFd(bound.fd);
+      if (runtime.servers.has(this.#id)) {
+        // Started natively: close it there, and wait so the port is free.
+        if (this.#state === 'binding') this.#state = 'closing';
+        this.#closed ??= new Promise<void>((resolve) => {
+          this.#resolveClosed = resolve;
+        });
+        binding.closeServer(this.#id);
+        await this.#closed;
+      } else {
+        runtime.unref();
+        this.#state = 'closed';
+        this.#resolveClosed?.();
+      }
+      throw err;
+    }
+  }
+
+  /** @internal */ _onListening(): void {
+    this.#listenerOpen = true;
+    if (this.#state === 'binding') this.#state = 'listening';
+    this.#started?.resolve();
+  }
+
+  /** @internal */ _onListenError(_errno: number, message: string): void {
+    this.#started?.reject(codedError('ERR_LWS_LISTEN', message));
+  }
+
+  /** @internal */ _onListenerClosed(): void {
+    this.#listenerOpen = false;
+  }
+
+  /** @internal */ _onServerClosed(): void {
+    runtime.servers.delete(this.#id);
+    if (this.#opts.logger) runtime.loggers.delete(this.#opts.logger);
+    const refed = this.#refed || this.#started !== undefined;
+    this.#started?.reject(codedError('ERR_SERVER_CLOSED', 'The server was closed while starting'));
+    this.#finishClose(refed);
+  }
+
+  #finishClose(refed = this.#refed): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    if (refed) runtime.unref();
+    this.#resolveClosed?.();
+    this.emit('close');
+  }
+
+  /** @internal */ _onConnection(info: NativeRequestInfo): void {
+    const conn = new Connection(info, this.#opts.config.highWaterMark, (c) =>
+      this.#conns.delete(c),
+    );
+    this.#conns.add(conn);
+    const request: UpgradeRequest = {
+      path: info.path,
+      headers: info.headers,
+      remoteAddress: info.remoteAddress,
+      remotePort: info.remotePort,
+    };
+    this.emit('connection', conn, request);
+  }
+}
+
+/** Starts a WebSocket server. Rejects with a Node-style system error when it cannot bind. */
+export async function listen(options?: ListenOptions): Promise<Server> {
+  const server = new Server(normalize(options));
+  await server._listen();
+  return server;
+}
+
+async function resolveHosts(host: string | undefined, signal?: AbortSignal): Promise<string[]> {
+  if (host === undefined) return ['::', '0.0.0.0'];
+  if (host === '') throw invalidArgType('host', 'a non-empty string', host);
+  if (isIP(host)) return [host];
+  let addrs: { address: string }[];
+  try {
+    addrs = await lookup(host, { all: true });
+  } catch (e) {
+    const err = e as SystemError;
+    if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') {
+      const out = codedError(err.code, `getaddrinfo ${err.code} ${host}`) as SystemError;
+      out.syscall = 'getaddrinfo';
+      out.address = host;
+      throw out;
+    }
+    throw err;
+  }
+  if (signal?.aborted) throw abortError(signal);
+  return addrs.map((a) => a.address);
+}
+
+function bindFirst(hosts: string[], o: Normalized) {
+  // With no host given, '::' falls back to '0.0.0.0' on machines without IPv6.
+  for (let i = 0; ; i++) {
+    try {
+      return binding.bind({
+        host: hosts[i],
+        port: o.port,
+        reuseAddr: o.reuseAddr,
+        reusePort: o.reusePort,
+        ipv6Only: o.ipv6Only,
+        backlog: o.backlog,
+      });
+    } catch (e) {
+      const code = (e as SystemError).code;
+      const fallback = code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL';
+      if (!fallback || i + 1 >= hosts.length) throw e;
+    }
+  }
+}

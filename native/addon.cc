@@ -1,0 +1,301 @@
+// Module entry: one Addon instance per Node environment (main thread or
+// worker), holding that environment's Context. An environment cleanup hook
+// stops the service thread before the environment goes away.
+#include <napi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <string>
+
+#include "connection.h"
+#include "context.h"
+#include "errors.h"
+#include "listener.h"
+#include "ws_protocol.h"
+
+namespace nlws {
+
+namespace {
+
+void LwsLogSink(int level, const char* line);
+
+ConnShared* HandleArg(const Napi::Value& v) {
+  if (!v.IsExternal()) return nullptr;
+  return v.As<Napi::External<ConnShared>>().Data();
+}
+
+// Payload bytes of a string, Buffer, TypedArray, DataView or ArrayBuffer.
+bool PayloadOf(napi_env env, napi_value v, const uint8_t** data, size_t* len) {
+  bool is;
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type type;
+    size_t count, offset;
+    void* p;
+    napi_value ab;
+    if (napi_get_typedarray_info(env, v, &type, &count, &p, &ab, &offset) != napi_ok) return false;
+    size_t elem = 1;
+    switch (type) {
+      case napi_int16_array:
+      case napi_uint16_array:
+        elem = 2;
+        break;
+      case napi_int32_array:
+      case napi_uint32_array:
+      case napi_float32_array:
+        elem = 4;
+        break;
+      case napi_float64_array:
+      case napi_bigint64_array:
+      case napi_biguint64_array:
+        elem = 8;
+        break;
+      default:
+        break;
+    }
+    *data = static_cast<const uint8_t*>(p);
+    *len = count * elem;
+    return true;
+  }
+  if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+    void* p;
+    napi_value ab;
+    size_t offset;
+    if (napi_get_dataview_info(env, v, len, &p, &ab, &offset) != napi_ok) return false;
+    *data = static_cast<const uint8_t*>(p);
+    return true;
+  }
+  if (napi_is_arraybuffer(env, v, &is) == napi_ok && is) {
+    void* p;
+    if (napi_get_arraybuffer_info(env, v, &p, len) != napi_ok) return false;
+    *data = static_cast<const uint8_t*>(p);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) : env_(env) {
+    DefineAddon(exports, {
+                             InstanceMethod("init", &Addon::InitContext),
+                             InstanceMethod("bind", &Addon::BindSocket),
+                             InstanceMethod("closeFd", &Addon::CloseFdM),
+                             InstanceMethod("startServer", &Addon::StartServer),
+                             InstanceMethod("closeServer", &Addon::CloseServer),
+                             InstanceMethod("send", &Addon::Send),
+                             InstanceMethod("close", &Addon::Close),
+                             InstanceMethod("terminate", &Addon::Terminate),
+                             InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
+                             InstanceMethod("setRef", &Addon::SetRef),
+                             InstanceMethod("setLogLevel", &Addon::SetLogLevel),
+                         });
+    napi_add_env_cleanup_hook(env, Cleanup, this);
+  }
+
+  ~Addon() {
+    napi_remove_env_cleanup_hook(env_, Cleanup, this);
+    if (ctx_) {
+      ctx_->Stop();
+      delete ctx_;
+    }
+  }
+
+ private:
+  static void Cleanup(void* arg) {
+    auto* self = static_cast<Addon*>(arg);
+    if (self->ctx_) self->ctx_->Stop();
+  }
+
+  Context* Ctx(Napi::Env env) {
+    if (!ctx_ || ctx_->stopped()) {
+      MakeCodedError(env, "ERR_NOT_INITIALIZED", "node-lws: the native context is not running")
+          .ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    return ctx_;
+  }
+
+  // init(onEvents, logLevel)
+  Napi::Value InitContext(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (ctx_) return env.Undefined();
+    if (!info[0].IsFunction()) return ThrowTypeError(env, "init: callback expected");
+    if (info[1].IsNumber()) lws_set_log_level(info[1].As<Napi::Number>().Int32Value(), LwsLogSink);
+    std::string error;
+    ctx_ = Context::Create(env, info[0].As<Napi::Function>(), &error);
+    if (!ctx_) {
+      MakeCodedError(env, "ERR_LWS_INIT", "node-lws: " + error).ThrowAsJavaScriptException();
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value BindSocket(const Napi::CallbackInfo& info) { return Bind(info); }
+  Napi::Value CloseFdM(const Napi::CallbackInfo& info) { return CloseFd(info); }
+
+  // startServer(id, fd, { maxPayload, highWaterMark, handshakeTimeoutMs,
+  //                       closeTimeoutMs, maxHeaderBytes, protocols })
+  Napi::Value StartServer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Context* ctx = Ctx(env);
+    if (!ctx) return env.Undefined();
+    auto* cfg = new ServerConfig();
+    cfg->id = info[0].As<Napi::Number>().Uint32Value();
+    cfg->fd = info[1].As<Napi::Number>().Int32Value();
+    Napi::Object o = info[2].As<Napi::Object>();
+    cfg->max_payload = static_cast<uint64_t>(o.Get("maxPayload").As<Napi::Number>().DoubleValue());
+    cfg->high_water_mark = o.Get("highWaterMark").As<Napi::Number>().Int64Value();
+    cfg->handshake_timeout_ms = o.Get("handshakeTimeoutMs").As<Napi::Number>().Uint32Value();
+    cfg->close_timeout_ms = o.Get("closeTimeoutMs").As<Napi::Number>().Uint32Value();
+    cfg->max_header_bytes = o.Get("maxHeaderBytes").As<Napi::Number>().Uint32Value();
+    Napi::Value protocols = o.Get("protocols");
+    if (protocols.IsArray()) {
+      Napi::Array a = protocols.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++)
+        cfg->protocols.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
+    Command c{};
+    c.type = Command::kStartServer;
+    c.server = cfg;
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
+  Napi::Value CloseServer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Context* ctx = Ctx(env);
+    if (!ctx) return env.Undefined();
+    Command c{};
+    c.type = Command::kCloseServer;
+    c.id = info[0].As<Napi::Number>().Uint32Value();
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
+  // send(handle, data, isBinary) -> bufferedAmount after queueing, or -1 when
+  // the connection is already gone (nothing was queued).
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(env, "send: connection handle expected");
+    if (cs->gone.load(std::memory_order_acquire)) return Napi::Number::New(env, -1);
+    Context* ctx = Ctx(env);
+    if (!ctx) return env.Undefined();
+    napi_value v = info[1];
+    napi_valuetype t;
+    napi_typeof(env, v, &t);
+    uint8_t* frame;
+    size_t hl, len;
+    if (t == napi_string) {
+      if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return env.Undefined();
+      hl = FrameHeaderSize(len, cs->client);
+      frame = static_cast<uint8_t*>(malloc(hl + len + 1));
+      if (!frame) return OutOfMemory(env);
+      size_t copied;
+      napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(frame + hl), len + 1, &copied);
+      EncodeFrameHeader(frame, true, kOpText, len, nullptr);
+    } else {
+      const uint8_t* data;
+      if (!PayloadOf(env, v, &data, &len))
+        return ThrowTypeError(env, "send: string, Buffer, ArrayBuffer or ArrayBufferView expected");
+      hl = FrameHeaderSize(len, cs->client);
+      frame = static_cast<uint8_t*>(malloc(hl + len));
+      if (!frame) return OutOfMemory(env);
+      if (len) memcpy(frame + hl, data, len);
+      bool binary = info[2].ToBoolean().Value();
+      EncodeFrameHeader(frame, true, binary ? kOpBinary : kOpText, len, nullptr);
+    }
+    int64_t buffered =
+        cs->buffered.fetch_add(static_cast<int64_t>(len), std::memory_order_acq_rel) +
+        static_cast<int64_t>(len);
+    cs->Ref();
+    Command c{};
+    c.type = Command::kSend;
+    c.conn = cs;
+    c.data = frame;
+    c.len = hl + len;
+    c.payload = len;
+    ctx->Push(std::move(c));
+    return Napi::Number::New(env, static_cast<double>(buffered));
+  }
+
+  // close(handle, code, reason): code 0 sends a close frame with no payload.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(env, "close: connection handle expected");
+    Context* ctx = Ctx(env);
+    if (!ctx || cs->gone.load()) return env.Undefined();
+    uint32_t code = info[1].As<Napi::Number>().Uint32Value();
+    std::string reason = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+    if (reason.size() > 123) reason.resize(123);
+    size_t plen = code ? 2 + reason.size() : 0;
+    size_t hl = FrameHeaderSize(plen, cs->client);
+    uint8_t* frame = static_cast<uint8_t*>(malloc(hl + plen));
+    if (!frame) return OutOfMemory(env);
+    EncodeFrameHeader(frame, true, kOpClose, plen, nullptr);
+    if (code) {
+      frame[hl] = static_cast<uint8_t>(code >> 8);
+      frame[hl + 1] = static_cast<uint8_t>(code);
+      memcpy(frame + hl + 2, reason.data(), reason.size());
+    }
+    cs->Ref();
+    Command c{};
+    c.type = Command::kClose;
+    c.conn = cs;
+    c.data = frame;
+    c.len = hl + plen;
+    c.code = static_cast<uint16_t>(code);
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
+  Napi::Value Terminate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(env, "terminate: connection handle expected");
+    Context* ctx = Ctx(env);
+    if (!ctx || cs->gone.load()) return env.Undefined();
+    cs->Ref();
+    Command c{};
+    c.type = Command::kTerminate;
+    c.conn = cs;
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
+  Napi::Value BufferedAmount(const Napi::CallbackInfo& info) {
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(info.Env(), "bufferedAmount: connection handle expected");
+    return Napi::Number::New(info.Env(), static_cast<double>(cs->buffered.load()));
+  }
+
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    if (ctx_) ctx_->SetRef(info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetLogLevel(const Napi::CallbackInfo& info) {
+    lws_set_log_level(info[0].As<Napi::Number>().Int32Value(), LwsLogSink);
+    return info.Env().Undefined();
+  }
+
+  static Napi::Value OutOfMemory(Napi::Env env) {
+    MakeCodedError(env, "ERR_OUT_OF_MEMORY", "node-lws: out of memory")
+        .ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  napi_env env_;
+  Context* ctx_ = nullptr;
+};
+
+namespace {
+void LwsLogSink(int level, const char* line) { LwsLogToContext(level, line); }
+}  // namespace
+
+}  // namespace nlws
+
+using NodeLwsAddon = nlws::Addon;
+NODE_API_ADDON(NodeLwsAddon)

@@ -1,0 +1,711 @@
+#include "connection.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "listener.h"
+
+namespace nlws {
+
+namespace {
+
+// Complete messages up to this size are copied into the batch arena (one
+// allocation per batch); larger ones are handed to JavaScript as they are.
+constexpr size_t kArenaMax = 16 * 1024;
+// Reassembly buffers up to this size are kept for the next message.
+constexpr size_t kKeepBuffer = 16 * 1024;
+constexpr int kMaxIov = 64;
+
+uint8_t* CopyBlock(const void* p, size_t n) {
+  uint8_t* b = static_cast<uint8_t*>(malloc(n ? n : 1));
+  if (b && n) memcpy(b, p, n);
+  return b;
+}
+
+}  // namespace
+
+Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, int remote_port)
+    : ctx_(ctx),
+      server_(server),
+      shared_(new ConnShared),
+      fd_(fd),
+      remote_address_(std::move(remote_address)),
+      remote_port_(remote_port),
+      max_payload_(server ? server->config().max_payload : 0) {
+  shared_->id = ctx->NextConnId();
+  shared_->conn = this;
+  if (server) shared_->high_water_mark = server->config().high_water_mark;
+  timer_.owner = this;
+}
+
+Conn::~Conn() {
+  lws_sul_cancel(&timer_.sul);
+  DropQueue(false);
+  free(msg_);
+  shared_->conn = nullptr;
+  shared_->gone.store(true, std::memory_order_release);
+  shared_->Unref();
+}
+
+void Conn::Attach(lws* wsi) {
+  if (wsi_) return;
+  wsi_ = wsi;
+  if (server_) SetTimer(server_->config().handshake_timeout_ms);
+}
+
+// ---- timers and teardown -------------------------------------------------------
+
+void Conn::SetTimer(uint32_t ms) {
+  if (!ms) {
+    lws_sul_cancel(&timer_.sul);
+    return;
+  }
+  lws_sul_schedule(ctx_->lws_ctx(), 0, &timer_.sul, OnTimer, static_cast<lws_usec_t>(ms) * 1000);
+}
+
+void Conn::OnTimer(lws_sorted_usec_list_t* sul) {
+  Conn* c = reinterpret_cast<Timer*>(sul)->owner;
+  // Handshake not finished in time, or the peer never completed the close
+  // handshake: drop the TCP connection.
+  c->Kill();
+  c->ctx_->WakeSelf();
+}
+
+void Conn::Kill() {
+  if (killed_ || !wsi_) return;
+  killed_ = true;
+  rx_stopped_ = true;
+  ctx_->ScheduleKill(this);
+}
+
+void Conn::CloseSocketNow() {
+  if (wsi_) lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+}
+
+void Conn::OnClosed() {
+  if (adopting) {
+    closed_in_adopt = true;
+    return;
+  }
+  if (dirty) ctx_->ForgetDirty(this);
+  if (kill_pending) ctx_->CancelKill(this);
+  if (state_ == State::kOpen) {
+    uint16_t code;
+    const std::string* reason;
+    bool clean;
+    if (fail_code_) {
+      code = fail_code_;
+      reason = &fail_reason_;
+      clean = false;
+    } else if (close_received_) {
+      code = peer_code_;
+      reason = &peer_reason_;
+      clean = close_written_;
+    } else {
+      code = kCloseAbnormal;
+      reason = &peer_reason_;  // empty
+      clean = false;
+    }
+    uint32_t obj = reason->empty() ? kNoObj : ctx_->AddString(*reason);
+    ctx_->Emit(kEvClose, shared_->id, code | (clean ? 1u << 16 : 0u), obj);
+  }
+  state_ = State::kClosed;
+  wsi_ = nullptr;
+  if (server_) server_->Remove(this);
+  delete this;
+}
+
+// ---- handshake -------------------------------------------------------------------
+
+void Conn::OnReadable(const uint8_t* in, size_t len) {
+  if (killed_ || rx_stopped_) return;
+  if (state_ == State::kHandshake) {
+    OnHandshakeData(in, len);
+    return;
+  }
+  ParseFrames(in, len);
+}
+
+void Conn::RejectHandshake(int status, const char* message, const char* extra_headers) {
+  std::string body = std::string(message) + "\n";
+  std::string resp = "HTTP/1.1 " + std::to_string(status) + " " + HttpStatusText(status) +
+                     "\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: " +
+                     std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
+  rx_stopped_ = true;
+  hs_buf_.clear();
+  hs_buf_.shrink_to_fit();
+  Enqueue(OutFrame{CopyBlock(resp.data(), resp.size()), resp.size(), 0, false}, false);
+  kill_after_flush_ = true;
+  Flush();
+}
+
+void Conn::OnHandshakeData(const uint8_t* in, size_t len) {
+  const ServerConfig& cfg = server_->config();
+  size_t scan_from = hs_buf_.size() > 3 ? hs_buf_.size() - 3 : 0;
+  hs_buf_.append(reinterpret_cast<const char*>(in), len);
+  size_t end = FindHeaderEnd(hs_buf_.data() + scan_from, hs_buf_.size() - scan_from);
+  if (end) end += scan_from;
+  if ((!end && hs_buf_.size() > cfg.max_header_bytes) || end > cfg.max_header_bytes + 4) {
+    RejectHandshake(431, "Request headers are larger than maxHeaderBytes");
+    return;
+  }
+  if (!end) return;
+
+  HttpRequest req;
+  if (!ParseHttpRequest(hs_buf_.data(), end, &req)) {
+    RejectHandshake(400, "Malformed HTTP request");
+    return;
+  }
+  const std::string* upgrade = req.headers.Get("upgrade");
+  if (!upgrade) {
+    RejectHandshake(426, "This endpoint only accepts WebSocket connections",
+                    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+    return;
+  }
+  if (!HeaderHasToken(*upgrade, "websocket")) {
+    RejectHandshake(400, "Unsupported Upgrade header: expected websocket");
+    return;
+  }
+  if (req.method != "GET") {
+    RejectHandshake(400, "A WebSocket upgrade must use GET");
+    return;
+  }
+  if (req.version_minor < 1) {
+    RejectHandshake(400, "A WebSocket upgrade needs HTTP/1.1");
+    return;
+  }
+  const std::string* connection = req.headers.Get("connection");
+  if (!connection || !HeaderHasToken(*connection, "upgrade")) {
+    RejectHandshake(400, "Missing Connection: Upgrade");
+    return;
+  }
+  const std::string* version = req.headers.Get("sec-websocket-version");
+  if (!version) {
+    RejectHandshake(400, "Missing Sec-WebSocket-Version", "Sec-WebSocket-Version: 13\r\n");
+    return;
+  }
+  if (*version != "13") {
+    RejectHandshake(426, "Unsupported WebSocket version: only 13 is supported",
+                    "Sec-WebSocket-Version: 13\r\n");
+    return;
+  }
+  const std::string* key = req.headers.Get("sec-websocket-key");
+  if (!key || !IsValidWebSocketKey(*key)) {
+    RejectHandshake(400, "Missing or invalid Sec-WebSocket-Key");
+    return;
+  }
+
+  // Subprotocol: the first one the client offers that the server accepts.
+  std::string protocol;
+  if (!cfg.protocols.empty()) {
+    for (const auto& kv : req.headers.list) {
+      if (kv.first != "sec-websocket-protocol") continue;
+      for (const std::string& offered : SplitHeaderList(kv.second)) {
+        if (std::find(cfg.protocols.begin(), cfg.protocols.end(), offered) != cfg.protocols.end()) {
+          protocol = offered;
+          break;
+        }
+      }
+      if (!protocol.empty()) break;
+    }
+  }
+
+  std::string resp =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      WebSocketAccept(*key) + "\r\n";
+  if (!protocol.empty()) resp += "Sec-WebSocket-Protocol: " + protocol + "\r\n";
+  resp += "\r\n";
+  Enqueue(OutFrame{CopyBlock(resp.data(), resp.size()), resp.size(), 0, false}, false);
+
+  state_ = State::kOpen;
+  SetTimer(0);
+
+  auto info = std::make_unique<ConnInfo>();
+  shared_->Ref();
+  info->shared = shared_;
+  info->path = std::move(req.target);
+  info->headers = std::move(req.headers.list);
+  info->remote_address = remote_address_;
+  info->remote_port = remote_port_;
+  info->protocol = std::move(protocol);
+  ctx_->Emit(kEvConnection, shared_->id, server_->id(), ctx_->AddInfo(std::move(info)));
+  Flush();
+
+  // Frames the client sent right behind its request.
+  std::string rest = hs_buf_.substr(end);
+  hs_buf_.clear();
+  hs_buf_.shrink_to_fit();
+  if (!rest.empty() && !killed_)
+    ParseFrames(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
+}
+
+// ---- frames in -----------------------------------------------------------------
+
+void Conn::ParseFrames(const uint8_t* p, size_t n) {
+  while (n > 0 && !rx_stopped_) {
+    if (!in_frame_) {
+      int r;
+      if (hdr_have_ == 0) {
+        r = ParseFrameHeader(p, n, &fh_);
+        if (r == 0) {  // n is shorter than this header
+          memcpy(hdr_buf_, p, n);
+          hdr_have_ = n;
+          return;
+        }
+        if (r > 0) {
+          p += r;
+          n -= static_cast<size_t>(r);
+        }
+      } else {
+        size_t add = std::min(n, kMaxFrameHeader - hdr_have_);
+        memcpy(hdr_buf_ + hdr_have_, p, add);
+        r = ParseFrameHeader(hdr_buf_, hdr_have_ + add, &fh_);
+        if (r == 0) {
+          hdr_have_ += add;
+          return;  // add == n here
+        }
+        if (r > 0) {
+          size_t used = static_cast<size_t>(r) - hdr_have_;
+          p += used;
+          n -= used;
+          hdr_have_ = 0;
+        }
+      }
+      if (r < 0) {
+        Fail(kCloseProtocolError, "Frame length has its most significant bit set");
+        return;
+      }
+      if (!StartFrame(n)) return;
+
+      // Fast path: a whole unfragmented small message is in this read. Unmask
+      // it straight into the batch arena.
+      if (fh_.opcode != kOpContinuation && !(fh_.opcode & 0x8) && fh_.fin &&
+          fh_.length <= kArenaMax && fh_.length <= n) {
+        size_t len = static_cast<size_t>(fh_.length);
+        Batch& b = ctx_->events();
+        size_t off = b.arena.size();
+        b.arena.resize(off + len);
+        uint8_t* dst = b.arena.data() + off;
+        if (fh_.masked)
+          ApplyMask(dst, p, len, fh_.mask, 0);
+        else
+          memcpy(dst, p, len);
+        in_message_ = false;
+        if (fh_.opcode == kOpText && !IsValidUtf8(dst, len)) {
+          b.arena.resize(off);
+          Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");
+          return;
+        }
+        ctx_->Emit(fh_.opcode == kOpText ? kEvText : kEvBinary, shared_->id,
+                   static_cast<uint32_t>(off), static_cast<uint32_t>(len));
+        p += len;
+        n -= len;
+        continue;
+      }
+      in_frame_ = true;
+      frame_remaining_ = fh_.length;
+      mask_phase_ = 0;
+      ctrl_len_ = 0;
+      if (frame_remaining_ == 0) {
+        in_frame_ = false;
+        EndFrame();
+        continue;
+      }
+    }
+    size_t take = static_cast<size_t>(std::min<uint64_t>(n, frame_remaining_));
+    ConsumePayload(p, take);
+    if (rx_stopped_) return;
+    p += take;
+    n -= take;
+    frame_remaining_ -= take;
+    if (frame_remaining_ == 0) {
+      in_frame_ = false;
+      EndFrame();
+    }
+  }
+}
+
+bool Conn::StartFrame(size_t available) {
+  (void)available;
+  if (fh_.rsv) {
+    Fail(kCloseProtocolError, "RSV bits set but no extension was negotiated");
+    return false;
+  }
+  switch (fh_.opcode) {
+    case kOpContinuation:
+    case kOpText:
+    case kOpBinary:
+    case kOpClose:
+    case kOpPing:
+    case kOpPong:
+      break;
+    default:
+      Fail(kCloseProtocolError, "Unknown opcode");
+      return false;
+  }
+  if (!shared_->client && !fh_.masked) {
+    Fail(kCloseProtocolError, "Client frame is not masked");
+    return false;
+  }
+  if (shared_->client && fh_.masked) {
+    Fail(kCloseProtocolError, "Server frame is masked");
+    return false;
+  }
+  if (fh_.opcode & 0x8) {
+    if (!fh_.fin) {
+      Fail(kCloseProtocolError, "Fragmented control frame");
+      return false;
+    }
+    if (fh_.length > 125) {
+      Fail(kCloseProtocolError, "Control frame payload longer than 125 bytes");
+      return false;
+    }
+    return true;
+  }
+  if (fh_.opcode == kOpContinuation) {
+    if (!in_message_) {
+      Fail(kCloseProtocolError, "Continuation frame with no message to continue");
+      return false;
+    }
+  } else {
+    if (in_message_) {
+      Fail(kCloseProtocolError, "New data frame while a fragmented message is incomplete");
+      return false;
+    }
+    in_message_ = true;
+    msg_opcode_ = fh_.opcode;
+    msg_len_ = 0;
+    utf8_.Reset();
+  }
+  if (fh_.length > max_payload_ || msg_len_ + fh_.length > max_payload_) {
+    Fail(kCloseTooBig, "Message is larger than maxPayload");
+    return false;
+  }
+  return true;
+}
+
+void Conn::Reserve(size_t need, size_t total_hint) {
+  if (need <= msg_cap_) return;
+  size_t cap = std::max(need, total_hint);
+  if (cap < msg_cap_ * 2) cap = std::min<size_t>(msg_cap_ * 2, max_payload_);
+  if (cap < need) cap = need;
+  uint8_t* p = static_cast<uint8_t*>(realloc(msg_, cap));
+  if (!p) {
+    Fail(kCloseInternalError, "Out of memory for a message");
+    return;
+  }
+  msg_ = p;
+  msg_cap_ = cap;
+}
+
+void Conn::ConsumePayload(const uint8_t* p, size_t n) {
+  if (fh_.opcode & 0x8) {
+    if (fh_.masked)
+      ApplyMask(ctrl_ + ctrl_len_, p, n, fh_.mask, mask_phase_);
+    else
+      memcpy(ctrl_ + ctrl_len_, p, n);
+    ctrl_len_ += n;
+    mask_phase_ += n;
+    return;
+  }
+  // A final frame announces the whole remaining size: allocate it at once.
+  size_t hint = fh_.fin ? msg_len_ + static_cast<size_t>(frame_remaining_) : 0;
+  Reserve(msg_len_ + n, hint);
+  if (rx_stopped_) return;
+  uint8_t* dst = msg_ + msg_len_;
+  if (fh_.masked)
+    ApplyMask(dst, p, n, fh_.mask, mask_phase_);
+  else
+    memcpy(dst, p, n);
+  mask_phase_ += n;
+  if (msg_opcode_ == kOpText && !utf8_.Feed(dst, n)) {
+    Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");
+    return;
+  }
+  msg_len_ += n;
+}
+
+void Conn::EndFrame() {
+  if (fh_.opcode & 0x8) {
+    HandleControl();
+    return;
+  }
+  if (fh_.fin) DeliverMessage();
+}
+
+void Conn::DeliverMessage() {
+  in_message_ = false;
+  bool text = msg_opcode_ == kOpText;
+  if (text && !utf8_.Complete()) {
+    Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");
+    return;
+  }
+  if (msg_len_ <= kArenaMax) {
+    uint32_t off = ctx_->AddArena(msg_, msg_len_);
+    ctx_->Emit(text ? kEvText : kEvBinary, shared_->id, off, static_cast<uint32_t>(msg_len_));
+    if (msg_cap_ > kKeepBuffer) {
+      free(msg_);
+      msg_ = nullptr;
+      msg_cap_ = 0;
+    }
+  } else {
+    uint8_t* data = msg_;
+    if (msg_cap_ > msg_len_ + msg_len_ / 4) {
+      uint8_t* shrunk = static_cast<uint8_t*>(realloc(data, msg_len_));
+      if (shrunk) data = shrunk;
+    }
+    uint32_t obj = ctx_->AddBlob(text ? ObjItem::kUtf8 : ObjItem::kBuffer, data, msg_len_);
+    ctx_->Emit(text ? kEvTextObj : kEvBinaryObj, shared_->id, 0, obj);
+    msg_ = nullptr;
+    msg_cap_ = 0;
+  }
+  msg_len_ = 0;
+}
+
+void Conn::HandleControl() {
+  switch (fh_.opcode) {
+    case kOpPing: {
+      if (!close_sent_) {
+        size_t hl = FrameHeaderSize(ctrl_len_, false);
+        uint8_t* f = static_cast<uint8_t*>(malloc(hl + ctrl_len_));
+        if (!f) return;
+        EncodeFrameHeader(f, true, kOpPong, ctrl_len_, nullptr);
+        memcpy(f + hl, ctrl_, ctrl_len_);
+        Enqueue(OutFrame{f, hl + ctrl_len_, 0, false}, true);
+        ctx_->MarkDirty(this);
+      }
+      uint32_t off = ctx_->AddArena(ctrl_, ctrl_len_);
+      ctx_->Emit(kEvPing, shared_->id, off, static_cast<uint32_t>(ctrl_len_));
+      return;
+    }
+    case kOpPong: {
+      uint32_t off = ctx_->AddArena(ctrl_, ctrl_len_);
+      ctx_->Emit(kEvPong, shared_->id, off, static_cast<uint32_t>(ctrl_len_));
+      return;
+    }
+    case kOpClose:
+      break;
+    default:
+      return;
+  }
+  rx_stopped_ = true;
+  if (ctrl_len_ == 1) {
+    Fail(kCloseProtocolError, "Close frame with a 1-byte payload");
+    return;
+  }
+  uint16_t code = kCloseNoStatus;
+  if (ctrl_len_ >= 2) {
+    code = static_cast<uint16_t>((ctrl_[0] << 8) | ctrl_[1]);
+    if (!IsValidCloseCode(code)) {
+      Fail(kCloseProtocolError, "Invalid close code");
+      return;
+    }
+    if (!IsValidUtf8(ctrl_ + 2, ctrl_len_ - 2)) {
+      Fail(kCloseProtocolError, "Close reason is not valid UTF-8");
+      return;
+    }
+    peer_reason_.assign(reinterpret_cast<const char*>(ctrl_ + 2), ctrl_len_ - 2);
+  }
+  close_received_ = true;
+  peer_code_ = code;
+  if (!close_sent_) {
+    // Echo the code; frames already queued go out first.
+    QueueClose(code == kCloseNoStatus ? 0 : code, std::string(), false);
+    SetTimer(server_ ? server_->config().close_timeout_ms : 0);
+  }
+  CloseHandshakeDone();
+  ctx_->MarkDirty(this);
+}
+
+// ---- close -------------------------------------------------------------------------
+
+void Conn::QueueClose(uint16_t code, const std::string& reason, bool priority) {
+  size_t plen = code ? 2 + std::min<size_t>(reason.size(), 123) : 0;
+  size_t hl = FrameHeaderSize(plen, false);
+  uint8_t* f = static_cast<uint8_t*>(malloc(hl + plen));
+  if (!f) {
+    Kill();
+    return;
+  }
+  EncodeFrameHeader(f, true, kOpClose, plen, nullptr);
+  if (code) {
+    f[hl] = static_cast<uint8_t>(code >> 8);
+    f[hl + 1] = static_cast<uint8_t>(code);
+    memcpy(f + hl + 2, reason.data(), plen - 2);
+  }
+  close_sent_ = true;
+  Enqueue(OutFrame{f, hl + plen, 0, true}, priority);
+}
+
+void Conn::Fail(uint16_t code, const char* why) {
+  if (fail_code_ || killed_) return;
+  rx_stopped_ = true;
+  fail_code_ = code;
+  fail_reason_ = why;
+  ctx_->Emit(kEvError, shared_->id, code, ctx_->AddString(why));
+  if (state_ != State::kOpen || close_written_) {
+    Kill();
+    return;
+  }
+  if (!close_sent_) {
+    DropQueue(true);  // nothing may follow the close frame
+    QueueClose(code, why, false);
+  }
+  kill_after_flush_ = true;
+  SetTimer(server_ ? server_->config().close_timeout_ms : 0);
+  ctx_->MarkDirty(this);
+}
+
+void Conn::CloseHandshakeDone() {
+  if (!(close_received_ && close_written_)) return;
+  // RFC 6455 7.1.1: the server closes the TCP connection first.
+  kill_after_flush_ = true;
+  ctx_->MarkDirty(this);
+}
+
+void Conn::CloseFromJs(uint8_t* frame, size_t len, uint16_t code) {
+  (void)code;
+  if (close_sent_ || killed_ || state_ != State::kOpen) {
+    free(frame);
+    return;
+  }
+  close_sent_ = true;
+  Enqueue(OutFrame{frame, len, 0, true}, false);
+  SetTimer(server_ ? server_->config().close_timeout_ms : 0);
+  ctx_->MarkDirty(this);
+}
+
+void Conn::Terminate() { Kill(); }
+
+void Conn::Shutdown() {
+  if (state_ != State::kOpen) {
+    Kill();
+    return;
+  }
+  if (!close_sent_) {
+    QueueClose(kCloseGoingAway, std::string(), false);
+    SetTimer(server_ ? server_->config().close_timeout_ms : 0);
+    ctx_->MarkDirty(this);
+  }
+}
+
+// ---- frames out --------------------------------------------------------------------
+
+void Conn::Send(uint8_t* frame, size_t len, size_t payload) {
+  if (close_sent_ || killed_ || state_ != State::kOpen) {
+    FrameDone(OutFrame{frame, len, payload, false}, false);
+    return;
+  }
+  Enqueue(OutFrame{frame, len, payload, false}, false);
+  ctx_->MarkDirty(this);
+}
+
+void Conn::Enqueue(OutFrame f, bool priority) {
+  if (!priority || outq_.empty()) {
+    outq_.push_back(f);
+  } else if (head_off_ > 0) {
+    outq_.insert(outq_.begin() + 1, f);  // after the frame already on the wire
+  } else {
+    outq_.push_front(f);
+  }
+}
+
+void Conn::FrameDone(const OutFrame& f, bool written) {
+  if (f.close && written) {
+    close_written_ = true;
+    CloseHandshakeDone();
+  }
+  if (f.payload) {
+    int64_t prev =
+        shared_->buffered.fetch_sub(static_cast<int64_t>(f.payload), std::memory_order_acq_rel);
+    int64_t hwm = shared_->high_water_mark;
+    if (prev > hwm && prev - static_cast<int64_t>(f.payload) <= hwm)
+      ctx_->Emit(kEvDrain, shared_->id);
+  }
+  free(f.data);
+}
+
+void Conn::DropQueue(bool keep_head) {
+  // keep_head: a frame partly on the wire must be finished, or the stream breaks.
+  size_t keep = keep_head && head_off_ > 0 && !outq_.empty() ? 1 : 0;
+  while (outq_.size() > keep) {
+    OutFrame f = outq_.back();
+    outq_.pop_back();
+    FrameDone(f, false);
+  }
+  if (!keep) head_off_ = 0;
+}
+
+void Conn::RequestWritable() {
+  if (want_writable_ || !wsi_) return;
+  want_writable_ = true;
+  lws_callback_on_writable(wsi_);
+}
+
+void Conn::OnWritable() {
+  want_writable_ = false;
+  Flush();
+}
+
+void Conn::Flush() {
+  if (killed_ || !wsi_) return;
+  while (!outq_.empty()) {
+    struct iovec iov[kMaxIov];
+    int cnt = 0;
+    size_t total = 0;
+    for (auto it = outq_.begin(); it != outq_.end() && cnt < kMaxIov; ++it, ++cnt) {
+      size_t skip = cnt == 0 ? head_off_ : 0;
+      iov[cnt].iov_base = it->data + skip;
+      iov[cnt].iov_len = it->len - skip;
+      total += it->len - skip;
+    }
+    struct msghdr mh = {};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = static_cast<size_t>(cnt);
+    ssize_t w = sendmsg(fd_, &mh, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        RequestWritable();
+        return;
+      }
+      // The peer is gone (EPIPE, ECONNRESET, ...): nothing more can be sent.
+      DropQueue(false);
+      Kill();
+      return;
+    }
+    size_t left = static_cast<size_t>(w);
+    while (left > 0) {
+      OutFrame& f = outq_.front();
+      size_t rem = f.len - head_off_;
+      if (left >= rem) {
+        left -= rem;
+        OutFrame done = f;
+        outq_.pop_front();
+        head_off_ = 0;
+        FrameDone(done, true);
+      } else {
+        head_off_ += left;
+        left = 0;
+      }
+    }
+    if (static_cast<size_t>(w) < total) {
+      RequestWritable();
+      return;
+    }
+  }
+  if (kill_after_flush_) {
+    shutdown(fd_, SHUT_WR);
+    Kill();
+  }
+}
+
+}  // namespace nlws

@@ -1,0 +1,140 @@
+// One WebSocket connection on the service thread.
+//
+// lws owns the socket and its poll loop (the wsi is a raw socket); this class
+// speaks RFC 6455 on top: the HTTP upgrade, frame parsing with unmasking and
+// UTF-8 validation, message reassembly up to maxPayload, control frames, the
+// close handshake, and a write queue flushed with writev() straight to the
+// socket so that many queued messages leave in one system call.
+#pragma once
+
+#include <libwebsockets.h>
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <string>
+
+#include "context.h"
+#include "ws_protocol.h"
+
+namespace nlws {
+
+class Listener;
+
+struct OutFrame {
+  uint8_t* data;  // malloc'd, freed once written
+  size_t len;
+  size_t payload;  // bytes counted in ConnShared::buffered
+  bool close;      // a close frame
+};
+
+class Conn {
+ public:
+  Conn(Context* ctx, Listener* server, int fd, std::string remote_address, int remote_port);
+  ~Conn();
+
+  // lws callbacks
+  void Attach(lws* wsi);
+  void OnReadable(const uint8_t* in, size_t len);
+  void OnWritable();
+  void OnClosed();  // deletes this
+
+  // commands from JavaScript
+  void Send(uint8_t* frame, size_t len, size_t payload);
+  void CloseFromJs(uint8_t* frame, size_t len, uint16_t code);
+  void Terminate();
+
+  // From the server: close with 1001 (or drop a connection still in its handshake).
+  void Shutdown();
+
+  void Flush();           // writes queued frames now; called once per command batch
+  void CloseSocketNow();  // LWS_TO_KILL_SYNC: OnClosed runs (and deletes this) before it returns
+  ConnShared* shared() const { return shared_; }
+  std::list<Conn*>::iterator server_it;
+  bool dirty = false;
+  bool kill_pending = false;
+  bool adopting = false;  // inside lws_adopt_*: OnClosed must not delete
+  bool closed_in_adopt = false;
+
+ private:
+  enum class State : uint8_t { kHandshake, kOpen, kClosed };
+
+  // handshake
+  void OnHandshakeData(const uint8_t* in, size_t len);
+  void RejectHandshake(int status, const char* message, const char* extra_headers = "");
+  // frames
+  void ParseFrames(const uint8_t* p, size_t n);
+  bool StartFrame(size_t available);
+  void ConsumePayload(const uint8_t* p, size_t n);
+  void EndFrame();
+  void DeliverMessage();
+  void HandleControl();
+  // close
+  void Fail(uint16_t code, const char* why);  // sends a close frame, then drops TCP
+  void QueueClose(uint16_t code, const std::string& reason, bool priority);
+  void CloseHandshakeDone();
+  // output
+  void Enqueue(OutFrame f, bool priority);
+  void RequestWritable();
+  void Kill();
+  void SetTimer(uint32_t ms);
+  static void OnTimer(lws_sorted_usec_list_t* sul);
+  void DropQueue(bool keep_head);
+  void FrameDone(const OutFrame& f, bool written);
+  void Reserve(size_t need, size_t total_hint);
+
+  Context* ctx_;
+  Listener* server_;
+  ConnShared* shared_;
+  lws* wsi_ = nullptr;
+  int fd_;
+  State state_ = State::kHandshake;
+  std::string remote_address_;
+  int remote_port_;
+  uint64_t max_payload_;
+
+  // handshake input
+  std::string hs_buf_;
+
+  // frame parser
+  uint8_t hdr_buf_[kMaxFrameHeader];
+  size_t hdr_have_ = 0;
+  FrameHeader fh_;
+  bool in_frame_ = false;
+  uint64_t frame_remaining_ = 0;
+  size_t mask_phase_ = 0;
+  bool rx_stopped_ = false;
+  // message being assembled
+  bool in_message_ = false;
+  uint8_t msg_opcode_ = 0;
+  uint8_t* msg_ = nullptr;
+  size_t msg_len_ = 0;
+  size_t msg_cap_ = 0;
+  Utf8Validator utf8_;
+  // control frame payload
+  uint8_t ctrl_[125];
+  size_t ctrl_len_ = 0;
+
+  // output
+  std::deque<OutFrame> outq_;
+  size_t head_off_ = 0;  // bytes of outq_.front() already written
+  bool want_writable_ = false;
+  bool kill_after_flush_ = false;
+  bool killed_ = false;
+
+  // close handshake
+  bool close_sent_ = false;     // a close frame is queued or written
+  bool close_written_ = false;  // ... and fully written
+  bool close_received_ = false;
+  uint16_t peer_code_ = kCloseNoStatus;
+  std::string peer_reason_;
+  uint16_t fail_code_ = 0;  // we failed the connection with this code
+  std::string fail_reason_;
+
+  struct Timer {
+    lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
+    Conn* owner;
+  } timer_ = {};
+};
+
+}  // namespace nlws

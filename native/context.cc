@@ -1,0 +1,531 @@
+#include "context.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "connection.h"
+#include "listener.h"
+
+namespace nlws {
+
+const char* Context::kProtocolName = "node-lws";
+
+namespace {
+
+thread_local Context* tls_ctx = nullptr;
+
+}  // namespace
+
+void LwsLogToContext(int level, const char* line) {
+  if (!tls_ctx) return;
+  std::string s(line);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  tls_ctx->Log(level, s.c_str());
+}
+
+namespace {
+
+// Arena-referencing and object-referencing record types (see EventType).
+bool UsesArena(uint32_t type) {
+  return type == kEvText || type == kEvBinary || type == kEvPing || type == kEvPong;
+}
+bool UsesObj(uint32_t type) {
+  return type == kEvListenError || type == kEvConnection || type == kEvTextObj ||
+         type == kEvBinaryObj || type == kEvClose || type == kEvLog || type == kEvError;
+}
+
+unsigned FdLimit() {
+  struct rlimit rl;
+  rlim_t n = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) n = rl.rlim_cur;
+  // lws allocates a table with one slot per possible fd number.
+  return static_cast<unsigned>(std::min<rlim_t>(std::max<rlim_t>(n, 1024), 1u << 17));
+}
+
+}  // namespace
+
+// ---- Batch ---------------------------------------------------------------------------
+
+void Batch::Append(Batch&& o) {
+  uint32_t arena_base = static_cast<uint32_t>(arena.size());
+  uint32_t obj_base = static_cast<uint32_t>(objs.size());
+  size_t first = recs.size();
+  recs.insert(recs.end(), o.recs.begin(), o.recs.end());
+  for (size_t i = first; i < recs.size(); i += 4) {
+    uint32_t type = recs[i];
+    if (UsesArena(type)) recs[i + 2] += arena_base;
+    if (UsesObj(type) && recs[i + 3] != kNoObj) recs[i + 3] += obj_base;
+  }
+  arena.insert(arena.end(), o.arena.begin(), o.arena.end());
+  for (ObjItem& item : o.objs) objs.push_back(std::move(item));
+  blob_bytes += o.blob_bytes;
+  o.objs.clear();
+  o.Clear();
+}
+
+void Batch::Clear() {
+  for (ObjItem& item : objs) free(item.blob.data);
+  objs.clear();
+  recs.clear();
+  arena.clear();
+  blob_bytes = 0;
+}
+
+void DisposeCommand(Command& cmd) {
+  free(cmd.data);
+  cmd.data = nullptr;
+  if (cmd.conn) {
+    if (cmd.payload) cmd.conn->buffered.fetch_sub(static_cast<int64_t>(cmd.payload));
+    cmd.conn->Unref();
+    cmd.conn = nullptr;
+  }
+  if (cmd.server) {
+    if (cmd.server->fd >= 0) close(cmd.server->fd);
+    delete cmd.server;
+    cmd.server = nullptr;
+  }
+}
+
+// ---- lifecycle -------------------------------------------------------------------------
+
+Context* Context::Create(Napi::Env env, Napi::Function on_events, std::string* error) {
+  Context* ctx = new Context();
+  ctx->env_ = env;
+  ctx->tsfn_ = Napi::TypedThreadSafeFunction<Context, void, CallJs>::New(
+      env, on_events, "node-lws:events", 0, 1, ctx);
+  ctx->tsfn_.Unref(env);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  ctx->thread_ = std::thread(&Context::ThreadMain, ctx, error, &mu, &cv, &ready);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return ready; });
+  }
+  if (!error->empty()) {
+    ctx->thread_.join();
+    ctx->stopped_ = true;
+    ctx->tsfn_.Release();
+    delete ctx;
+    return nullptr;
+  }
+  return ctx;
+}
+
+Context::~Context() { Stop(); }
+
+void Context::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  stopping_.store(true);
+  lws_cancel_service(lws_);
+  thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(cmd_mu_);
+    for (Command& c : commands_) DisposeCommand(c);
+    commands_.clear();
+  }
+  {
+    std::lock_guard<std::mutex> lock(ev_mu_);
+    pending_.Clear();
+  }
+  tsfn_.Release();
+}
+
+void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_variable* cv,
+                         bool* ready) {
+  tls_ctx = this;
+  protocols_[0].name = kProtocolName;
+  protocols_[0].callback = Callback;
+
+  lws_context_creation_info info;
+  memset(&info, 0, sizeof info);
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = protocols_;
+  info.user = this;
+  info.pt_serv_buf_size = 256 * 1024;  // read size for raw sockets
+  info.fd_limit_per_thread = FdLimit();
+  lws_ = lws_create_context(&info);
+  if (lws_) vhost_ = lws_get_vhost_by_name(lws_, "default");
+  if (!lws_ || !vhost_) {
+    *error = "lws_create_context failed";
+    if (lws_) lws_context_destroy(lws_);
+    lws_ = nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    *ready = true;
+  }
+  cv->notify_one();
+  if (!lws_) return;
+
+  while (!stopping_.load(std::memory_order_acquire)) {
+    if (lws_service(lws_, 0) < 0) break;
+    FlushEvents();
+  }
+
+  // Tear down on this thread: every lws call stays here.
+  shutting_down_ = true;
+  lws_context_destroy(lws_);
+  for (auto& kv : listeners_) delete kv.second;
+  listeners_.clear();
+  dirty_.clear();
+  kills_.clear();
+  local_.Clear();
+  tls_ctx = nullptr;
+}
+
+void Context::SetRef(bool ref) {
+  if (ref == ref_ || stopped_) return;
+  ref_ = ref;
+  if (ref)
+    tsfn_.Ref(env_);
+  else
+    tsfn_.Unref(env_);
+}
+
+// ---- main -> service ---------------------------------------------------------------------
+
+void Context::Push(Command&& cmd) {
+  if (stopped_) {
+    DisposeCommand(cmd);
+    return;
+  }
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(cmd_mu_);
+    commands_.push_back(cmd);
+    wake = !wake_pending_;
+    wake_pending_ = true;
+  }
+  if (!wake) return;
+  if (delivering_)
+    wake_deferred_ = true;  // one wake-up at the end of the batch
+  else
+    lws_cancel_service(lws_);
+}
+
+int Context::Callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len) {
+  switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED: {
+      auto* ctx = static_cast<Context*>(lws_context_user(lws_get_context(wsi)));
+      if (ctx && !ctx->shutting_down_) ctx->RunCommands();
+      return 0;
+    }
+    case LWS_CALLBACK_RAW_RX: {
+      auto* c = static_cast<Conn*>(lws_get_opaque_user_data(wsi));
+      if (c) c->OnReadable(static_cast<const uint8_t*>(in), len);
+      return 0;
+    }
+    case LWS_CALLBACK_RAW_WRITEABLE: {
+      auto* c = static_cast<Conn*>(lws_get_opaque_user_data(wsi));
+      if (c) c->OnWritable();
+      return 0;
+    }
+    case LWS_CALLBACK_RAW_CLOSE: {
+      auto* c = static_cast<Conn*>(lws_get_opaque_user_data(wsi));
+      lws_set_opaque_user_data(wsi, nullptr);
+      if (c) c->OnClosed();
+      return 0;
+    }
+    case LWS_CALLBACK_RAW_RX_FILE: {
+      auto* l = static_cast<Listener*>(lws_get_opaque_user_data(wsi));
+      if (l) l->Accept();
+      return 0;
+    }
+    case LWS_CALLBACK_RAW_CLOSE_FILE: {
+      auto* l = static_cast<Listener*>(lws_get_opaque_user_data(wsi));
+      lws_set_opaque_user_data(wsi, nullptr);
+      if (l) l->ListenerWsiClosed();
+      return 0;
+    }
+    default:
+      return 0;
+  }
+}
+
+void Context::RunCommands() {
+  {
+    std::lock_guard<std::mutex> lock(cmd_mu_);
+    running_.swap(commands_);
+    wake_pending_ = false;
+  }
+  for (Command& c : running_) {
+    RunCommand(c);
+    DisposeCommand(c);
+  }
+  running_.clear();
+  FlushDirty();
+}
+
+void Context::RunCommand(Command& c) {
+  switch (c.type) {
+    case Command::kStartServer: {
+      uint32_t id = c.server->id;
+      Listener* l = new Listener(this, c.server);
+      c.server = nullptr;
+      if (l->Start()) {
+        listeners_[id] = l;
+        Emit(kEvListening, id);
+      } else {
+        delete l;
+        Emit(kEvListenError, id, 0, AddString("lws could not adopt the listening socket"));
+      }
+      return;
+    }
+    case Command::kCloseServer: {
+      auto it = listeners_.find(c.id);
+      if (it == listeners_.end()) {
+        Emit(kEvListenerClosed, c.id);
+        Emit(kEvServerClosed, c.id);
+        return;
+      }
+      it->second->Close();  // may delete the listener
+      return;
+    }
+    case Command::kSend: {
+      Conn* conn = c.conn->conn;
+      if (!conn) return;  // DisposeCommand frees the frame and its accounting
+      conn->Send(c.data, c.len, c.payload);
+      c.data = nullptr;
+      c.payload = 0;
+      return;
+    }
+    case Command::kClose: {
+      Conn* conn = c.conn->conn;
+      if (!conn) return;
+      conn->CloseFromJs(c.data, c.len, c.code);
+      c.data = nullptr;
+      return;
+    }
+    case Command::kTerminate: {
+      Conn* conn = c.conn->conn;
+      if (conn) conn->Terminate();
+      return;
+    }
+  }
+}
+
+void Context::ServerClosed(Listener* l) {
+  uint32_t id = l->id();
+  Emit(kEvServerClosed, id);
+  listeners_.erase(id);
+  delete l;
+}
+
+void Context::MarkDirty(Conn* conn) {
+  if (conn->dirty) return;
+  conn->dirty = true;
+  dirty_.push_back(conn);
+}
+
+void Context::ForgetDirty(Conn* conn) {
+  auto it = std::find(dirty_.begin(), dirty_.end(), conn);
+  if (it != dirty_.end()) dirty_.erase(it);
+  conn->dirty = false;
+}
+
+void Context::ScheduleKill(Conn* conn) {
+  if (conn->kill_pending) return;
+  conn->kill_pending = true;
+  kills_.push_back(conn);
+}
+
+void Context::CancelKill(Conn* conn) {
+  auto it = std::find(kills_.begin(), kills_.end(), conn);
+  if (it != kills_.end()) kills_.erase(it);
+  conn->kill_pending = false;
+}
+
+// Closing synchronously here, between two lws_service() calls, rather than
+// with LWS_TO_KILL_ASYNC: an async kill runs inside lws's timer processing just
+// before poll(), and the close events it produces would wait for the next
+// unrelated wake-up.
+void Context::RunKills() {
+  while (!kills_.empty()) {
+    Conn* c = kills_.back();
+    kills_.pop_back();
+    c->kill_pending = false;
+    c->CloseSocketNow();  // deletes c
+  }
+}
+
+void Context::FlushDirty() {
+  while (!dirty_.empty()) {
+    std::vector<Conn*> list;
+    list.swap(dirty_);
+    for (Conn* c : list) {
+      c->dirty = false;
+      c->Flush();
+    }
+  }
+}
+
+// ---- service -> main ----------------------------------------------------------------------
+
+void Context::Emit(uint32_t type, uint32_t id, uint32_t a, uint32_t b) {
+  local_.recs.insert(local_.recs.end(), {type, id, a, b});
+}
+
+uint32_t Context::AddArena(const uint8_t* p, size_t n) {
+  size_t off = local_.arena.size();
+  if (local_.arena.capacity() == 0) local_.arena.reserve(4096);
+  local_.arena.insert(local_.arena.end(), p, p + n);
+  return static_cast<uint32_t>(off);
+}
+
+uint32_t Context::AddString(std::string s) {
+  ObjItem item{ObjItem::kString, std::move(s), Blob{}, nullptr};
+  local_.objs.push_back(std::move(item));
+  return static_cast<uint32_t>(local_.objs.size() - 1);
+}
+
+uint32_t Context::AddBlob(ObjItem::Kind kind, uint8_t* data, size_t len) {
+  ObjItem item{kind, std::string(), Blob{data, len}, nullptr};
+  local_.objs.push_back(std::move(item));
+  local_.blob_bytes += len;
+  return static_cast<uint32_t>(local_.objs.size() - 1);
+}
+
+uint32_t Context::AddInfo(std::unique_ptr<ConnInfo> info) {
+  ObjItem item{ObjItem::kInfo, std::string(), Blob{}, std::move(info)};
+  local_.objs.push_back(std::move(item));
+  return static_cast<uint32_t>(local_.objs.size() - 1);
+}
+
+void Context::Log(int level, const char* line) { Emit(kEvLog, level, 0, AddString(line)); }
+
+void Context::FlushEvents() {
+  FlushDirty();
+  RunKills();
+  if (local_.Empty()) return;
+  bool call;
+  {
+    std::lock_guard<std::mutex> lock(ev_mu_);
+    if (pending_.Empty())
+      std::swap(pending_, local_);
+    else
+      pending_.Append(std::move(local_));
+    call = !call_pending_;
+    call_pending_ = true;
+  }
+  local_.Clear();
+  if (call && tsfn_.NonBlockingCall() != napi_ok) {
+    std::lock_guard<std::mutex> lock(ev_mu_);
+    call_pending_ = false;
+  }
+}
+
+void Context::CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused) {
+  (void)unused;
+  if (!env || !ctx) return;
+  ctx->DeliverEvents(env, cb);
+}
+
+namespace {
+
+Napi::Value MakeInfo(Napi::Env env, ConnInfo* info) {
+  Napi::Object o = Napi::Object::New(env);
+  ConnShared* shared = info->shared;
+  info->shared = nullptr;  // the External owns this reference now
+  o.Set("handle",
+        Napi::External<ConnShared>::New(env, shared, [](Napi::Env, ConnShared* s) { s->Unref(); }));
+  o.Set("id", Napi::Number::New(env, shared->id));
+  o.Set("path", info->path);
+  Napi::Object headers = Napi::Object::New(env);
+  for (const auto& kv : info->headers) {
+    Napi::Value prev = headers.Get(kv.first);
+    if (prev.IsString())
+      headers.Set(kv.first, prev.As<Napi::String>().Utf8Value() + ", " + kv.second);
+    else
+      headers.Set(kv.first, kv.second);
+  }
+  o.Set("headers", headers);
+  o.Set("remoteAddress", info->remote_address);
+  o.Set("remotePort", info->remote_port);
+  o.Set("protocol", info->protocol);
+  return o;
+}
+
+void FreeBlob(Napi::Env env, uint8_t* data, void* hint) {
+  int64_t len = static_cast<int64_t>(reinterpret_cast<uintptr_t>(hint));
+  Napi::MemoryManagement::AdjustExternalMemory(env, -len);
+  free(data);
+}
+
+}  // namespace
+
+void Context::DeliverEvents(Napi::Env env, Napi::Function cb) {
+  Batch b;
+  {
+    std::lock_guard<std::mutex> lock(ev_mu_);
+    std::swap(b, pending_);
+    call_pending_ = false;
+  }
+  if (b.Empty()) return;
+  Napi::HandleScope scope(env);
+
+  size_t nrec = b.recs.size();
+  Napi::ArrayBuffer rab = Napi::ArrayBuffer::New(env, nrec * sizeof(uint32_t));
+  memcpy(rab.Data(), b.recs.data(), nrec * sizeof(uint32_t));
+  Napi::Uint32Array recs = Napi::Uint32Array::New(env, nrec, rab, 0);
+
+  Napi::Value arena = env.Undefined();
+  if (!b.arena.empty()) {
+    if (b.arena.size() <= 64 * 1024) {
+      arena = Napi::Buffer<uint8_t>::Copy(env, b.arena.data(), b.arena.size());
+    } else {
+      auto* v = new std::vector<uint8_t>(std::move(b.arena));
+      arena = Napi::Buffer<uint8_t>::New(
+          env, v->data(), v->size(),
+          [](Napi::Env, uint8_t*, std::vector<uint8_t>* hint) { delete hint; }, v);
+    }
+  }
+
+  Napi::Value objs = env.Undefined();
+  if (!b.objs.empty()) {
+    Napi::Array arr = Napi::Array::New(env, b.objs.size());
+    for (size_t i = 0; i < b.objs.size(); i++) {
+      ObjItem& item = b.objs[i];
+      Napi::Value v;
+      switch (item.kind) {
+        case ObjItem::kString:
+          v = Napi::String::New(env, item.str);
+          break;
+        case ObjItem::kUtf8:
+          v = Napi::String::New(env, reinterpret_cast<const char*>(item.blob.data), item.blob.len);
+          free(item.blob.data);
+          item.blob.data = nullptr;
+          break;
+        case ObjItem::kBuffer: {
+          size_t len = item.blob.len;
+          Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(len));
+          v = Napi::Buffer<uint8_t>::New(env, item.blob.data, len, FreeBlob,
+                                         reinterpret_cast<void*>(static_cast<uintptr_t>(len)));
+          item.blob.data = nullptr;
+          break;
+        }
+        case ObjItem::kInfo:
+          v = MakeInfo(env, item.info.get());
+          break;
+      }
+      arr.Set(static_cast<uint32_t>(i), v);
+    }
+    objs = arr;
+  }
+
+  delivering_ = true;
+  cb.Call({recs, arena, objs});
+  delivering_ = false;
+  if (wake_deferred_) {
+    wake_deferred_ = false;
+    if (!stopped_) lws_cancel_service(lws_);
+  }
+}
+
+}  // namespace nlws

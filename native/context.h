@@ -1,0 +1,222 @@
+// The per-environment native core: one lws context driven by its own service
+// thread, and the two batched queues that connect it to JavaScript.
+//
+//   main thread  --Command-->  [commands_, one lws_cancel_service per batch]
+//   service thread --events--> [Batch, one thread-safe-function call per batch]
+//
+// Only lws_cancel_service() is called off the service thread; JavaScript is
+// only touched on the main thread (in DeliverEvents).
+#pragma once
+
+#include <libwebsockets.h>
+#include <napi.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace nlws {
+
+class Conn;
+class Listener;
+class Context;
+
+// Event records: four uint32 words [type, id, a, b]. Keep in sync with lib/native.ts.
+enum EventType : uint32_t {
+  kEvListening = 1,       // id=server, a=port
+  kEvListenError = 2,     // id=server, a=errno, b=obj(message)
+  kEvListenerClosed = 3,  // id=server: the listening socket is closed, the port is free
+  kEvServerClosed = 4,    // id=server: every connection of the server is gone
+  kEvConnection = 5,      // id=conn, a=server, b=obj(request info)
+  kEvText = 6,            // id=conn, a=arena offset, b=length
+  kEvBinary = 7,          // id=conn, a=arena offset, b=length
+  kEvTextObj = 8,         // id=conn, b=obj(string)
+  kEvBinaryObj = 9,       // id=conn, b=obj(Buffer)
+  kEvClose = 10,          // id=conn, a=code | wasClean << 16, b=obj(reason) or kNoObj
+  kEvDrain = 11,          // id=conn
+  kEvPing = 12,           // id=conn, a=arena offset, b=length
+  kEvPong = 13,           // id=conn, a=arena offset, b=length
+  kEvLog = 14,            // id=lws log level, b=obj(line)
+  kEvError = 15,          // id=conn, a=close code sent, b=obj(message)
+};
+constexpr uint32_t kNoObj = 0xFFFFFFFFu;
+
+// State one connection shares between its JS handle (main thread) and its Conn
+// (service thread). Reference counted: the Conn, each queued Command and the JS
+// External each hold a reference.
+struct ConnShared {
+  std::atomic<int> refs{1};
+  std::atomic<int64_t> buffered{0};  // payload bytes accepted by send() and not yet written
+  std::atomic<bool> gone{false};     // the Conn is closed; sends are dropped
+  uint32_t id = 0;
+  int64_t high_water_mark = 0;
+  bool client = false;   // frames we send must be masked
+  Conn* conn = nullptr;  // service thread only
+
+  void Ref() { refs.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+// What a listening server needs on the service thread.
+struct ServerConfig {
+  uint32_t id = 0;
+  int fd = -1;
+  uint64_t max_payload = 0;
+  int64_t high_water_mark = 0;
+  uint32_t handshake_timeout_ms = 0;
+  uint32_t close_timeout_ms = 0;
+  uint32_t max_header_bytes = 0;
+  std::vector<std::string> protocols;
+};
+
+// The request a connection was upgraded with, turned into a JS object on the main thread.
+struct ConnInfo {
+  ConnShared* shared = nullptr;  // owns one reference until handed to JS
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string remote_address;
+  int remote_port = 0;
+  std::string protocol;
+  ~ConnInfo() {
+    if (shared) shared->Unref();
+  }
+};
+
+// A heap block handed to JavaScript without copying.
+struct Blob {
+  uint8_t* data = nullptr;  // malloc'd
+  size_t len = 0;
+};
+
+struct ObjItem {
+  enum Kind : uint8_t { kString, kBuffer, kUtf8, kInfo } kind;
+  std::string str;
+  Blob blob;
+  std::unique_ptr<ConnInfo> info;
+};
+
+// One batch of events for JavaScript.
+struct Batch {
+  std::vector<uint32_t> recs;
+  std::vector<uint8_t> arena;  // payloads of small messages, referenced by offset
+  std::vector<ObjItem> objs;
+  size_t blob_bytes = 0;
+
+  Batch() = default;
+  Batch(Batch&&) = default;
+  Batch& operator=(Batch&&) = default;
+  bool Empty() const { return recs.empty(); }
+  void Append(Batch&& other);  // fixes up offsets and object indexes
+  void Clear();
+  ~Batch() { Clear(); }
+};
+
+// Work for the service thread.
+struct Command {
+  enum Type : uint8_t { kStartServer, kCloseServer, kSend, kClose, kTerminate } type;
+  uint32_t id = 0;                 // server id
+  ConnShared* conn = nullptr;      // holds a reference
+  uint8_t* data = nullptr;         // kSend / kClose: a complete frame, malloc'd
+  size_t len = 0;                  // frame length
+  size_t payload = 0;              // payload bytes counted in ConnShared::buffered
+  uint16_t code = 0;               // kClose
+  ServerConfig* server = nullptr;  // kStartServer (owned)
+};
+
+class Context {
+ public:
+  // Starts the service thread and creates the lws context on it. Returns null
+  // and sets *error when lws could not be set up.
+  static Context* Create(Napi::Env env, Napi::Function on_events, std::string* error);
+  ~Context();
+
+  // ---- main thread ----
+  void Push(Command&& cmd);
+  void SetRef(bool ref);
+  void Stop();  // joins the service thread; idempotent
+  bool stopped() const { return stopped_; }
+
+  // ---- service thread ----
+  lws_context* lws_ctx() const { return lws_; }
+  lws_vhost* vhost() const { return vhost_; }
+  Batch& events() { return local_; }
+  uint32_t NextConnId() { return ++last_conn_id_; }
+  bool shutting_down() const { return shutting_down_; }
+  void MarkDirty(Conn* conn);
+  // Closes conn's socket at the end of this service iteration (see RunKills).
+  void ScheduleKill(Conn* conn);
+  void CancelKill(Conn* conn);
+  // From lws timer callbacks, which run just before poll(): make poll() return
+  // at once so that what the timer did is flushed.
+  void WakeSelf() { lws_cancel_service(lws_); }
+  void ForgetDirty(Conn* conn);
+  void ServerClosed(Listener* l);  // a listener has no connections left and is closing
+
+  void Emit(uint32_t type, uint32_t id, uint32_t a = 0, uint32_t b = 0);
+  uint32_t AddArena(const uint8_t* p, size_t n);  // returns the offset
+  uint32_t AddString(std::string s);
+  uint32_t AddBlob(ObjItem::Kind kind, uint8_t* data, size_t len);  // takes ownership
+  uint32_t AddInfo(std::unique_ptr<ConnInfo> info);
+  void Log(int level, const char* line);
+
+  static const char* kProtocolName;
+
+ private:
+  Context() = default;
+  void ThreadMain(std::string* error, std::mutex* mu, std::condition_variable* cv, bool* ready);
+  static int Callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
+  void RunCommands();
+  void RunCommand(Command& cmd);
+  void FlushDirty();
+  void RunKills();
+  void FlushEvents();
+  static void CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused);
+  void DeliverEvents(Napi::Env env, Napi::Function cb);
+
+  std::thread thread_;
+  lws_context* lws_ = nullptr;
+  lws_vhost* vhost_ = nullptr;
+  lws_protocols protocols_[2] = {};
+  std::atomic<bool> stopping_{false};
+  bool stopped_ = false;
+  bool shutting_down_ = false;
+
+  // main -> service
+  std::mutex cmd_mu_;
+  std::vector<Command> commands_;
+  bool wake_pending_ = false;
+  std::vector<Command> running_;  // service thread
+
+  // service -> main
+  std::mutex ev_mu_;
+  Batch pending_;
+  bool call_pending_ = false;
+  Batch local_;                 // service thread
+  bool delivering_ = false;     // main thread: inside DeliverEvents
+  bool wake_deferred_ = false;  // main thread: a wake-up waits for the end of delivery
+  Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
+  bool ref_ = false;
+  napi_env env_ = nullptr;
+
+  // service thread state
+  uint32_t last_conn_id_ = 0;
+  std::unordered_map<uint32_t, Listener*> listeners_;
+  std::vector<Conn*> dirty_;
+  std::vector<Conn*> kills_;
+};
+
+// lws log lines emitted on a service thread become kEvLog events of its context.
+void LwsLogToContext(int level, const char* line);
+
+// Frees a Command's resources (frame, references, server fd) without running it.
+void DisposeCommand(Command& cmd);
+
+}  // namespace nlws

@@ -1,0 +1,60 @@
+// Listening sockets owned by node-lws, not by lws.
+//
+// Bind() runs on the main thread: socket(), SO_REUSEADDR / SO_REUSEPORT as
+// asked, bind(), listen(), with the real errno reported. The listening fd is
+// then handed to the service thread, where lws polls it as a raw file
+// descriptor and Listener::Accept() adopts each accepted socket into lws.
+// Closing the Listener closes the fd at once, so the port is free before
+// JavaScript hears that the server closed.
+#pragma once
+
+#include <napi.h>
+
+#include <list>
+#include <string>
+
+#include "context.h"
+
+namespace nlws {
+
+class Conn;
+
+class Listener {
+ public:
+  Listener(Context* ctx, ServerConfig* cfg);  // takes ownership of cfg
+  ~Listener();
+
+  // Service thread.
+  bool Start();  // adopts the fd into lws; false (and fd closed) on failure
+  void Accept();
+  void Close();  // stops listening now, closes connections with 1001
+  void ListenerWsiClosed();
+  void Add(Conn* c);
+  void Remove(Conn* c);
+
+  uint32_t id() const { return cfg_->id; }
+  const ServerConfig& config() const { return *cfg_; }
+  bool closing() const { return closing_; }
+  size_t connections() const { return conns_.size(); }
+
+ private:
+  static void ResumeAccept(lws_sorted_usec_list_t* sul);
+
+  Context* ctx_;
+  ServerConfig* cfg_;
+  lws* wsi_ = nullptr;
+  bool closing_ = false;
+  std::list<Conn*> conns_;
+  bool started_ = false;
+  struct {
+    lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
+    Listener* owner;
+  } resume_timer_ = {};
+};
+
+// JS: bind({ host, port, family, reuseAddr, reusePort, ipv6Only, backlog })
+//   -> { fd, port }; throws a system error (code, errno, syscall, address, port).
+Napi::Value Bind(const Napi::CallbackInfo& info);
+Napi::Value CloseFd(const Napi::CallbackInfo& info);
+
+}  // namespace nlws

@@ -1,0 +1,342 @@
+#include "ws_protocol.h"
+
+#include <libwebsockets.h>
+#include <string.h>
+
+#include <cctype>
+
+namespace nlws {
+
+int ParseFrameHeader(const uint8_t* p, size_t n, FrameHeader* h) {
+  if (n < 2) return 0;
+  h->fin = (p[0] & 0x80) != 0;
+  h->rsv = (p[0] >> 4) & 0x7;
+  h->opcode = p[0] & 0x0F;
+  h->masked = (p[1] & 0x80) != 0;
+  uint64_t len = p[1] & 0x7F;
+  size_t pos = 2;
+  if (len == 126) {
+    if (n < 4) return 0;
+    len = (uint64_t(p[2]) << 8) | p[3];
+    pos = 4;
+  } else if (len == 127) {
+    if (n < 10) return 0;
+    len = 0;
+    for (int i = 0; i < 8; i++) len = (len << 8) | p[2 + i];
+    if (len >> 63) return -1;
+    pos = 10;
+  }
+  if (h->masked) {
+    if (n < pos + 4) return 0;
+    memcpy(h->mask, p + pos, 4);
+    pos += 4;
+  }
+  h->length = len;
+  return static_cast<int>(pos);
+}
+
+size_t EncodeFrameHeader(uint8_t* out, bool fin, uint8_t opcode, uint64_t length,
+                         const uint8_t* mask) {
+  out[0] = static_cast<uint8_t>((fin ? 0x80 : 0) | (opcode & 0x0F));
+  uint8_t mbit = mask ? 0x80 : 0;
+  size_t pos;
+  if (length < 126) {
+    out[1] = static_cast<uint8_t>(mbit | length);
+    pos = 2;
+  } else if (length <= 0xFFFF) {
+    out[1] = mbit | 126;
+    out[2] = static_cast<uint8_t>(length >> 8);
+    out[3] = static_cast<uint8_t>(length);
+    pos = 4;
+  } else {
+    out[1] = mbit | 127;
+    for (int i = 0; i < 8; i++) out[2 + i] = static_cast<uint8_t>(length >> (56 - 8 * i));
+    pos = 10;
+  }
+  if (mask) {
+    memcpy(out + pos, mask, 4);
+    pos += 4;
+  }
+  return pos;
+}
+
+void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase) {
+  uint8_t m[8];
+  for (int i = 0; i < 8; i++) m[i] = mask[(phase + i) & 3];
+  uint64_t m64;
+  memcpy(&m64, m, 8);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    memcpy(&v, src + i, 8);
+    v ^= m64;
+    memcpy(dst + i, &v, 8);
+  }
+  for (; i < n; i++) dst[i] = src[i] ^ m[i & 7];
+}
+
+bool Utf8Validator::Feed(const uint8_t* p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (remaining_ == 0) {
+      // ASCII fast path, eight bytes at a time.
+      while (i + 8 <= n) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        if (v & 0x8080808080808080ULL) break;
+        i += 8;
+      }
+      if (i >= n) break;
+      uint8_t b = p[i++];
+      if (b < 0x80) continue;
+      lo_ = 0x80;
+      hi_ = 0xBF;
+      if (b >= 0xC2 && b <= 0xDF) {
+        remaining_ = 1;
+      } else if (b == 0xE0) {
+        remaining_ = 2;
+        lo_ = 0xA0;
+      } else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) {
+        remaining_ = 2;
+      } else if (b == 0xED) {
+        remaining_ = 2;
+        hi_ = 0x9F;
+      } else if (b == 0xF0) {
+        remaining_ = 3;
+        lo_ = 0x90;
+      } else if (b >= 0xF1 && b <= 0xF3) {
+        remaining_ = 3;
+      } else if (b == 0xF4) {
+        remaining_ = 3;
+        hi_ = 0x8F;
+      } else {
+        return false;
+      }
+    } else {
+      uint8_t b = p[i++];
+      if (b < lo_ || b > hi_) return false;
+      remaining_--;
+      lo_ = 0x80;
+      hi_ = 0xBF;
+    }
+  }
+  return true;
+}
+
+bool IsValidUtf8(const uint8_t* p, size_t n) {
+  Utf8Validator v;
+  return v.Feed(p, n) && v.Complete();
+}
+
+bool IsValidCloseCode(uint32_t code) {
+  if (code >= 3000 && code <= 4999) return true;
+  switch (code) {
+    case 1000:
+    case 1001:
+    case 1002:
+    case 1003:
+    case 1007:
+    case 1008:
+    case 1009:
+    case 1010:
+    case 1011:
+    case 1012:
+    case 1013:
+    case 1014:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// ---- HTTP ------------------------------------------------------------------
+
+const std::string* HttpHeaders::Get(const char* lower_name) const {
+  for (const auto& kv : list)
+    if (kv.first == lower_name) return &kv.second;
+  return nullptr;
+}
+
+size_t FindHeaderEnd(const char* p, size_t n) {
+  if (n < 4) return 0;
+  const void* hit = memmem(p, n, "\r\n\r\n", 4);
+  if (!hit) return 0;
+  return static_cast<size_t>(static_cast<const char*>(hit) - p) + 4;
+}
+
+namespace {
+
+bool IsTokenChar(unsigned char c) {
+  if (c <= 32 || c >= 127) return false;
+  return !strchr("()<>@,;:\\\"/[]?={} \t", c);
+}
+
+std::string Trim(const char* b, const char* e) {
+  while (b < e && (*b == ' ' || *b == '\t')) b++;
+  while (e > b && (e[-1] == ' ' || e[-1] == '\t')) e--;
+  return std::string(b, e);
+}
+
+// Parses "Name: value" lines from p (after the start line) up to the blank line.
+bool ParseHeaderLines(const char* p, const char* end, HttpHeaders* out) {
+  while (p < end) {
+    const char* eol = static_cast<const char*>(memmem(p, end - p, "\r\n", 2));
+    if (!eol) return false;
+    if (eol == p) return true;  // blank line: end of headers
+    const char* colon = static_cast<const char*>(memchr(p, ':', eol - p));
+    if (!colon || colon == p) return false;
+    std::string name;
+    name.reserve(colon - p);
+    for (const char* c = p; c < colon; c++) {
+      if (!IsTokenChar(static_cast<unsigned char>(*c))) return false;
+      name.push_back(static_cast<char>(tolower(static_cast<unsigned char>(*c))));
+    }
+    for (const char* c = colon + 1; c < eol; c++) {
+      unsigned char u = static_cast<unsigned char>(*c);
+      if ((u < 32 && u != '\t') || u == 127) return false;
+    }
+    out->list.emplace_back(std::move(name), Trim(colon + 1, eol));
+    p = eol + 2;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool ParseHttpRequest(const char* p, size_t n, HttpRequest* out) {
+  const char* end = p + n;
+  const char* eol = static_cast<const char*>(memmem(p, n, "\r\n", 2));
+  if (!eol) return false;
+  const char* sp1 = static_cast<const char*>(memchr(p, ' ', eol - p));
+  if (!sp1 || sp1 == p) return false;
+  const char* sp2 = static_cast<const char*>(memchr(sp1 + 1, ' ', eol - sp1 - 1));
+  if (!sp2 || sp2 == sp1 + 1) return false;
+  for (const char* c = p; c < sp1; c++)
+    if (!IsTokenChar(static_cast<unsigned char>(*c))) return false;
+  out->method.assign(p, sp1);
+  out->target.assign(sp1 + 1, sp2);
+  for (unsigned char c : out->target)
+    if (c <= 32 || c == 127) return false;
+  std::string version(sp2 + 1, eol);
+  if (version.size() != 8 || version.compare(0, 7, "HTTP/1.") != 0 || !isdigit(version[7]))
+    return false;
+  out->version_minor = version[7] - '0';
+  return ParseHeaderLines(eol + 2, end, &out->headers);
+}
+
+bool ParseHttpResponse(const char* p, size_t n, HttpResponse* out) {
+  const char* end = p + n;
+  const char* eol = static_cast<const char*>(memmem(p, n, "\r\n", 2));
+  if (!eol || eol - p < 12) return false;
+  if (memcmp(p, "HTTP/1.", 7) != 0 || !isdigit(p[7]) || p[8] != ' ') return false;
+  out->version_minor = p[7] - '0';
+  if (!isdigit(p[9]) || !isdigit(p[10]) || !isdigit(p[11])) return false;
+  out->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+  if (eol - p > 12) {
+    if (p[12] != ' ') return false;
+    out->reason.assign(p + 13, eol);
+  }
+  return ParseHeaderLines(eol + 2, end, &out->headers);
+}
+
+bool HeaderHasToken(const std::string& value, const char* token) {
+  for (const std::string& item : SplitHeaderList(value))
+    if (strcasecmp(item.c_str(), token) == 0) return true;
+  return false;
+}
+
+std::vector<std::string> SplitHeaderList(const std::string& value) {
+  std::vector<std::string> items;
+  const char* p = value.data();
+  const char* end = p + value.size();
+  while (p < end) {
+    const char* comma = static_cast<const char*>(memchr(p, ',', end - p));
+    const char* stop = comma ? comma : end;
+    std::string item = Trim(p, stop);
+    if (!item.empty()) items.push_back(std::move(item));
+    p = comma ? comma + 1 : end;
+  }
+  return items;
+}
+
+bool IsValidWebSocketKey(const std::string& key) {
+  // 16 bytes -> 22 base64 characters and "==".
+  if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (int i = 0; i < 22; i++)
+    if (!strchr(kAlphabet, key[i]) || key[i] == '\0') return false;
+  // The last character carries 2 data bits; the other 4 must be zero.
+  const char* pos = strchr(kAlphabet, key[21]);
+  return ((pos - kAlphabet) & 0x0F) == 0;
+}
+
+std::string Base64Encode(const uint8_t* p, size_t n) {
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((n + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    uint32_t v = (uint32_t(p[i]) << 16) | (uint32_t(p[i + 1]) << 8) | p[i + 2];
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(kAlphabet[(v >> 6) & 63]);
+    out.push_back(kAlphabet[v & 63]);
+  }
+  if (n - i == 1) {
+    uint32_t v = uint32_t(p[i]) << 16;
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out += "==";
+  } else if (n - i == 2) {
+    uint32_t v = (uint32_t(p[i]) << 16) | (uint32_t(p[i + 1]) << 8);
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(kAlphabet[(v >> 6) & 63]);
+    out.push_back('=');
+  }
+  return out;
+}
+
+std::string WebSocketAccept(const std::string& key) {
+  std::string input = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[20];
+  lws_SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  return Base64Encode(digest, sizeof digest);
+}
+
+const char* HttpStatusText(int status) {
+  switch (status) {
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 426:
+      return "Upgrade Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
+  }
+}
+
+}  // namespace nlws
