@@ -96,11 +96,15 @@ class Runtime {
   ): void {
     switch (type) {
       case Ev.Text:
-        this.conns.get(id)?._onMessage((arena as Buffer).toString('utf8', a, a + b), false);
+        // An empty message has no bytes in the arena (which may be absent).
+        this.conns
+          .get(id)
+          ?._onMessage(b === 0 ? '' : (arena as Buffer).toString('utf8', a, a + b), false);
         return;
       case Ev.Binary: {
         const buf = arena as Buffer;
-        this.conns.get(id)?._onMessage(Buffer.from(buf.buffer, buf.byteOffset + a, b), true);
+        const data = b === 0 ? Buffer.alloc(0) : Buffer.from(buf.buffer, buf.byteOffset + a, b);
+        this.conns.get(id)?._onMessage(data, true);
         return;
       }
       case Ev.TextObj:
@@ -124,8 +128,8 @@ class Runtime {
       case Ev.Pong: {
         const conn = this.conns.get(id);
         if (!conn) return;
-        const src = arena as Buffer;
-        const data = Buffer.from(src.subarray(a, a + b)); // a copy: control frames are tiny
+        // A copy: control frames are tiny, and must not pin the arena.
+        const data = b === 0 ? Buffer.alloc(0) : Buffer.from((arena as Buffer).subarray(a, a + b));
         if (type === Ev.Ping) conn._onPing(data);
         else conn._onPong(data);
         return;

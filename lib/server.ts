@@ -4,7 +4,13 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection, type UpgradeRequest } from './connection';
-import { abortError, codedError, invalidArgType, type SystemError } from './errors';
+import {
+  abortError,
+  codedError,
+  invalidArgType,
+  invalidArgValue,
+  type SystemError,
+} from './errors';
 import { binding, type NativeRequestInfo, type NativeServerConfig } from './native';
 import {
   optBool,
@@ -347,10 +353,17 @@ export async function listen(options?: ListenOptions): Promise<Server> {
   return server;
 }
 
+// RFC 1123 host names: letters, digits and hyphens in dot-separated labels.
+const HOSTNAME =
+  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+
 async function resolveHosts(host: string | undefined, signal?: AbortSignal): Promise<string[]> {
   if (host === undefined) return ['::', '0.0.0.0'];
   if (host === '') throw invalidArgType('host', 'a non-empty string', host);
   if (isIP(host)) return [host];
+  if (!HOSTNAME.test(host)) {
+    throw invalidArgValue('host', 'must be an IP address or a host name', host);
+  }
   let addrs: { address: string }[];
   try {
     addrs = await lookup(host, { all: true });
