@@ -3,16 +3,36 @@
 import type * as T from './index.js';
 import lws from './index.js';
 
-export const { Connection, Server, isValidCloseCode, listen } = lws;
+export const {
+  ClientTransport,
+  CloseEvent,
+  Connection,
+  Server,
+  WebSocket,
+  connect,
+  isValidCloseCode,
+  listen,
+} = lws;
+export type ClientTransport = T.ClientTransport;
+export type CloseEvent = T.CloseEvent;
 export type Connection = T.Connection;
 export type Server = T.Server;
+export type WebSocket = T.WebSocket;
 export type {
   AddressInfo,
+  BinaryType,
   BindRetryInfo,
   BindRetryOptions,
+  ClientEvents,
+  ConnectOptions,
   ListenOptions,
   Logger,
+  Message,
+  ReadyState,
+  ReconnectOptions,
   SystemError,
+  Transport,
+  TransportEvents,
   UpgradeRequest,
   WebSocketData,
 } from './index.js';

@@ -1,10 +1,12 @@
-// node-lws: WebSocket servers on libwebsockets, driven from a native service thread.
+// node-lws: WebSocket servers and clients on libwebsockets, driven from a native service thread.
 export {
-  Connection,
-  isValidCloseCode,
-  type UpgradeRequest,
-  type WebSocketData,
-} from './connection';
+  type ClientEvents,
+  ClientTransport,
+  type ConnectOptions,
+  connect,
+  type ReconnectOptions,
+} from './client';
+export { Connection, type UpgradeRequest } from './connection';
 export type { SystemError } from './errors';
 export type { Logger } from './runtime';
 export {
@@ -15,3 +17,12 @@ export {
   listen,
   Server,
 } from './server';
+export {
+  isValidCloseCode,
+  type Message,
+  type ReadyState,
+  type Transport,
+  type TransportEvents,
+  type WebSocketData,
+} from './transport';
+export { type BinaryType, CloseEvent, WebSocket } from './websocket';

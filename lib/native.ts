@@ -42,6 +42,32 @@ export interface NativeServerConfig {
   protocols: string[];
 }
 
+export interface NativeConnectOptions {
+  address: string;
+  port: number;
+  request: string;
+  accept: string;
+  protocols: string[];
+  maxPayload: number;
+  highWaterMark: number;
+  timeoutMs: number;
+  closeTimeoutMs: number;
+  maxHeaderBytes: number;
+}
+
+export interface NativeOpenInfo {
+  headers: Record<string, string>;
+  remoteAddress: string;
+  remotePort: number;
+  protocol: string;
+}
+
+export interface NativeConnectError {
+  code: string;
+  message: string;
+  status?: number;
+}
+
 export type EventsCallback = (
   recs: Uint32Array,
   arena: Buffer | undefined,
@@ -54,6 +80,8 @@ export interface Binding {
   closeFd(fd: number): void;
   startServer(id: number, fd: number, config: NativeServerConfig): void;
   closeServer(id: number): void;
+  connect(options: NativeConnectOptions): { handle: ConnHandle; id: number };
+  ping(handle: ConnHandle, data: ArrayBufferView | undefined): void;
   send(handle: ConnHandle, data: string | ArrayBuffer | ArrayBufferView, isBinary: boolean): number;
   close(handle: ConnHandle, code: number, reason: string): void;
   terminate(handle: ConnHandle): void;
@@ -78,6 +106,8 @@ export const Ev = {
   Pong: 13,
   Log: 14,
   Error: 15,
+  Open: 16,
+  ConnectError: 17,
 } as const;
 
 /** lws log levels (LLL_*). */

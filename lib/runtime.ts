@@ -2,7 +2,15 @@
 // native context per environment). It owns the event dispatch loop, the id
 // maps, the event-loop reference count and the lws log channel.
 import { debuglog } from 'node:util';
-import { binding, type ConnHandle, Ev, LogLevel, type NativeRequestInfo } from './native';
+import {
+  binding,
+  type ConnHandle,
+  Ev,
+  LogLevel,
+  type NativeConnectError,
+  type NativeOpenInfo,
+  type NativeRequestInfo,
+} from './native';
 
 /** Receives lws log lines: level is one of 'error', 'warn', 'notice', 'info', 'debug'. */
 export type Logger = (level: string, message: string) => void;
@@ -22,6 +30,8 @@ export interface ConnectionSink {
   _onPing(data: Buffer): void;
   _onPong(data: Buffer): void;
   _onError(code: number, message: string): void;
+  _onOpen(info: NativeOpenInfo): void;
+  _onConnectError(errno: number, detail: NativeConnectError): void;
 }
 
 const debug = debuglog('lws');
@@ -136,6 +146,12 @@ class Runtime {
       }
       case Ev.Error:
         this.conns.get(id)?._onError(a, (objs as unknown[])[b] as string);
+        return;
+      case Ev.Open:
+        this.conns.get(id)?._onOpen((objs as unknown[])[b] as NativeOpenInfo);
+        return;
+      case Ev.ConnectError:
+        this.conns.get(id)?._onConnectError(a, (objs as unknown[])[b] as NativeConnectError);
         return;
       case Ev.Listening:
         this.servers.get(id)?._onListening();

@@ -1,9 +1,15 @@
 // Module entry: one Addon instance per Node environment (main thread or
 // worker), holding that environment's Context. An environment cleanup hook
 // stops the service thread before the environment goes away.
+#include <arpa/inet.h>
+#include <errno.h>
 #include <napi.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -84,7 +90,9 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("closeFd", &Addon::CloseFdM),
                              InstanceMethod("startServer", &Addon::StartServer),
                              InstanceMethod("closeServer", &Addon::CloseServer),
+                             InstanceMethod("connect", &Addon::Connect),
                              InstanceMethod("send", &Addon::Send),
+                             InstanceMethod("ping", &Addon::Ping),
                              InstanceMethod("close", &Addon::Close),
                              InstanceMethod("terminate", &Addon::Terminate),
                              InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
@@ -173,6 +181,115 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
+  // connect({ address, port, request, accept, protocols, maxPayload, highWaterMark,
+  //           timeoutMs, closeTimeoutMs, maxHeaderBytes }) -> { handle, id }
+  // Starts a non-blocking connect() here and hands the socket to the service
+  // thread. An immediate failure (ECONNREFUSED on loopback, ENETUNREACH, ...)
+  // throws a system error at once.
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Context* ctx = Ctx(env);
+    if (!ctx) return env.Undefined();
+    if (!info[0].IsObject()) return ThrowTypeError(env, "connect: options object expected");
+    Napi::Object o = info[0].As<Napi::Object>();
+    std::string address = o.Get("address").As<Napi::String>().Utf8Value();
+    int port = o.Get("port").As<Napi::Number>().Int32Value();
+
+    sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t sl;
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET, address.c_str(), &a4->sin_addr) == 1) {
+      a4->sin_family = AF_INET;
+      a4->sin_port = htons(static_cast<uint16_t>(port));
+      sl = sizeof *a4;
+    } else if (inet_pton(AF_INET6, address.c_str(), &a6->sin6_addr) == 1) {
+      a6->sin6_family = AF_INET6;
+      a6->sin6_port = htons(static_cast<uint16_t>(port));
+      sl = sizeof *a6;
+    } else {
+      MakeCodedError(env, "ERR_INVALID_IP_ADDRESS", "Invalid IP address: " + address)
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      MakeSystemError(env, errno, "socket", address, port).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&ss), sl) < 0 && errno != EINPROGRESS) {
+      int err = errno;
+      close(fd);
+      MakeSystemError(env, err, "connect", address, port).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+
+    auto* shared = new ConnShared();
+    shared->id = ctx->NextConnId();
+    shared->client = true;
+    shared->high_water_mark = o.Get("highWaterMark").As<Napi::Number>().Int64Value();
+    auto* cfg = new ClientConfig();
+    cfg->shared = shared;  // the reference created with it
+    cfg->fd = fd;
+    cfg->address = address;
+    cfg->port = port;
+    cfg->request = o.Get("request").As<Napi::String>().Utf8Value();
+    cfg->accept = o.Get("accept").As<Napi::String>().Utf8Value();
+    Napi::Value protocols = o.Get("protocols");
+    if (protocols.IsArray()) {
+      Napi::Array a = protocols.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++)
+        cfg->protocols.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+    }
+    cfg->max_payload = static_cast<uint64_t>(o.Get("maxPayload").As<Napi::Number>().DoubleValue());
+    cfg->timeout_ms = o.Get("timeoutMs").As<Napi::Number>().Uint32Value();
+    cfg->close_timeout_ms = o.Get("closeTimeoutMs").As<Napi::Number>().Uint32Value();
+    cfg->max_header_bytes = o.Get("maxHeaderBytes").As<Napi::Number>().Uint32Value();
+
+    shared->Ref();  // for the JS handle
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("handle", Napi::External<ConnShared>::New(env, shared,
+                                                    [](Napi::Env, ConnShared* s) { s->Unref(); }));
+    r.Set("id", Napi::Number::New(env, shared->id));
+    Command c{};
+    c.type = Command::kConnect;
+    c.client = cfg;
+    ctx->Push(std::move(c));
+    return r;
+  }
+
+  // ping(handle, data): a ping frame after the messages already queued.
+  Napi::Value Ping(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(env, "ping: connection handle expected");
+    Context* ctx = Ctx(env);
+    if (!ctx || cs->gone.load()) return env.Undefined();
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+    if (!info[1].IsUndefined() && !PayloadOf(env, info[1], &data, &len))
+      return ThrowTypeError(env, "ping: Buffer expected");
+    if (len > 125) {
+      MakeCodedError(env, "ERR_OUT_OF_RANGE", "A ping payload is at most 125 bytes")
+          .ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    size_t flen;
+    uint8_t* frame = NewFrame(cs->client, kOpPing, data, len, &flen);
+    if (!frame) return OutOfMemory(env);
+    cs->Ref();
+    Command c{};
+    c.type = Command::kSend;
+    c.conn = cs;
+    c.data = frame;
+    c.len = flen;
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
   // send(handle, data, isBinary) -> bufferedAmount after queueing, or -1 when
   // the connection is already gone (nothing was queued).
   Napi::Value Send(const Napi::CallbackInfo& info) {
@@ -194,7 +311,14 @@ class Addon : public Napi::Addon<Addon> {
       if (!frame) return OutOfMemory(env);
       size_t copied;
       napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(frame + hl), len + 1, &copied);
-      EncodeFrameHeader(frame, true, kOpText, len, nullptr);
+      if (cs->client) {
+        uint8_t mask[4];
+        RandomMask(mask);
+        EncodeFrameHeader(frame, true, kOpText, len, mask);
+        ApplyMask(frame + hl, frame + hl, len, mask, 0);
+      } else {
+        EncodeFrameHeader(frame, true, kOpText, len, nullptr);
+      }
     } else {
       const uint8_t* data;
       if (!PayloadOf(env, v, &data, &len))
@@ -202,9 +326,17 @@ class Addon : public Napi::Addon<Addon> {
       hl = FrameHeaderSize(len, cs->client);
       frame = static_cast<uint8_t*>(malloc(hl + len));
       if (!frame) return OutOfMemory(env);
-      if (len) memcpy(frame + hl, data, len);
       bool binary = info[2].ToBoolean().Value();
-      EncodeFrameHeader(frame, true, binary ? kOpBinary : kOpText, len, nullptr);
+      uint8_t opcode = binary ? kOpBinary : kOpText;
+      if (cs->client) {
+        uint8_t mask[4];
+        RandomMask(mask);
+        EncodeFrameHeader(frame, true, opcode, len, mask);
+        ApplyMask(frame + hl, data, len, mask, 0);  // copy and mask in one pass
+      } else {
+        EncodeFrameHeader(frame, true, opcode, len, nullptr);
+        if (len) memcpy(frame + hl, data, len);
+      }
     }
     int64_t buffered =
         cs->buffered.fetch_add(static_cast<int64_t>(len), std::memory_order_acq_rel) +
@@ -230,22 +362,23 @@ class Addon : public Napi::Addon<Addon> {
     uint32_t code = info[1].As<Napi::Number>().Uint32Value();
     std::string reason = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
     if (reason.size() > 123) reason.resize(123);
-    size_t plen = code ? 2 + reason.size() : 0;
-    size_t hl = FrameHeaderSize(plen, cs->client);
-    uint8_t* frame = static_cast<uint8_t*>(malloc(hl + plen));
-    if (!frame) return OutOfMemory(env);
-    EncodeFrameHeader(frame, true, kOpClose, plen, nullptr);
+    uint8_t payload[125];
+    size_t plen = 0;
     if (code) {
-      frame[hl] = static_cast<uint8_t>(code >> 8);
-      frame[hl + 1] = static_cast<uint8_t>(code);
-      memcpy(frame + hl + 2, reason.data(), reason.size());
+      payload[0] = static_cast<uint8_t>(code >> 8);
+      payload[1] = static_cast<uint8_t>(code);
+      memcpy(payload + 2, reason.data(), reason.size());
+      plen = 2 + reason.size();
     }
+    size_t flen;
+    uint8_t* frame = NewFrame(cs->client, kOpClose, payload, plen, &flen);
+    if (!frame) return OutOfMemory(env);
     cs->Ref();
     Command c{};
     c.type = Command::kClose;
     c.conn = cs;
     c.data = frame;
-    c.len = hl + plen;
+    c.len = flen;
     c.code = static_cast<uint16_t>(code);
     ctx->Push(std::move(c));
     return env.Undefined();

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "errors.h"
 #include "listener.h"
 
 namespace nlws {
@@ -37,11 +38,64 @@ Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, i
       fd_(fd),
       remote_address_(std::move(remote_address)),
       remote_port_(remote_port),
-      max_payload_(server ? server->config().max_payload : 0) {
+      max_payload_(server->config().max_payload),
+      handshake_timeout_ms_(server->config().handshake_timeout_ms),
+      close_timeout_ms_(server->config().close_timeout_ms),
+      max_header_bytes_(server->config().max_header_bytes) {
   shared_->id = ctx->NextConnId();
   shared_->conn = this;
-  if (server) shared_->high_water_mark = server->config().high_water_mark;
+  shared_->high_water_mark = server->config().high_water_mark;
   timer_.owner = this;
+}
+
+Conn::Conn(Context* ctx, ClientConfig* cfg)
+    : ctx_(ctx),
+      server_(nullptr),
+      shared_(cfg->shared),
+      fd_(cfg->fd),
+      state_(State::kConnecting),
+      remote_address_(cfg->address),
+      remote_port_(cfg->port),
+      max_payload_(cfg->max_payload),
+      handshake_timeout_ms_(cfg->timeout_ms),
+      close_timeout_ms_(cfg->close_timeout_ms),
+      max_header_bytes_(cfg->max_header_bytes),
+      request_(std::move(cfg->request)),
+      accept_(std::move(cfg->accept)),
+      offered_(std::move(cfg->protocols)) {
+  cfg->shared = nullptr;  // ours now
+  cfg->fd = -1;
+  shared_->conn = this;
+  timer_.owner = this;
+}
+
+void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
+  Conn* c = new Conn(ctx, cfg);
+  delete cfg;
+  lws_adopt_desc_t d;
+  memset(&d, 0, sizeof d);
+  d.vh = ctx->vhost();
+  d.type = LWS_ADOPT_SOCKET;
+  d.fd.sockfd = c->fd_;
+  d.vh_prot_name = Context::kProtocolName;
+  d.opaque = c;
+  c->adopting = true;
+  lws* wsi = lws_adopt_descriptor_vhost_via_info(&d);
+  c->adopting = false;
+  if (!wsi || c->closed_in_adopt) {
+    // lws closed the socket.
+    c->FailHandshake("ERR_LWS", "lws could not adopt the client socket");
+    c->EmitConnectError();
+    delete c;
+    return;
+  }
+  c->wsi_ = wsi;
+  c->SetTimer(c->handshake_timeout_ms_);
+  // Until connect() finishes, poll for POLLOUT only. Were POLLIN armed, lws
+  // would read() a refused socket, which consumes SO_ERROR and leaves us with
+  // no errno; this way a refusal reaches OnClosed with SO_ERROR intact.
+  lws_rx_flow_control(wsi, 0);
+  c->RequestWritable();
 }
 
 Conn::~Conn() {
@@ -56,7 +110,7 @@ Conn::~Conn() {
 void Conn::Attach(lws* wsi) {
   if (wsi_) return;
   wsi_ = wsi;
-  if (server_) SetTimer(server_->config().handshake_timeout_ms);
+  SetTimer(handshake_timeout_ms_);
 }
 
 // ---- timers and teardown -------------------------------------------------------
@@ -73,6 +127,7 @@ void Conn::OnTimer(lws_sorted_usec_list_t* sul) {
   Conn* c = reinterpret_cast<Timer*>(sul)->owner;
   // Handshake not finished in time, or the peer never completed the close
   // handshake: drop the TCP connection.
+  if (c->state_ == State::kConnecting || c->state_ == State::kHandshake) c->timed_out_ = true;
   c->Kill();
   c->ctx_->WakeSelf();
 }
@@ -95,7 +150,9 @@ void Conn::OnClosed() {
   }
   if (dirty) ctx_->ForgetDirty(this);
   if (kill_pending) ctx_->CancelKill(this);
-  if (state_ == State::kOpen) {
+  if (shared_->client && (state_ == State::kConnecting || state_ == State::kHandshake)) {
+    EmitConnectError();
+  } else if (state_ == State::kOpen) {
     uint16_t code;
     const std::string* reason;
     bool clean;
@@ -121,15 +178,137 @@ void Conn::OnClosed() {
   delete this;
 }
 
+void Conn::FailHandshake(const char* code, std::string message, int status) {
+  if (hs_error_code_.empty()) {
+    hs_error_code_ = code;
+    hs_error_message_ = std::move(message);
+    hs_status_ = status;
+  }
+  Kill();
+}
+
+void Conn::EmitConnectError() {
+  std::string where = (remote_address_.find(':') != std::string::npos ? "[" + remote_address_ + "]"
+                                                                      : remote_address_) +
+                      ":" + std::to_string(remote_port_);
+  int err = connect_errno_;
+  if (!hs_error_code_.empty()) {
+    ctx_->Emit(kEvConnectError, shared_->id, 0,
+               ctx_->AddError(hs_error_code_.c_str(), hs_error_message_, hs_status_));
+    return;
+  }
+  if (timed_out_) {
+    ctx_->Emit(kEvConnectError, shared_->id, ETIMEDOUT,
+               ctx_->AddError("ETIMEDOUT",
+                              std::string(state_ == State::kConnecting ? "connect" : "handshake") +
+                                  " ETIMEDOUT " + where,
+                              0));
+    return;
+  }
+  if (!err && state_ == State::kConnecting && fd_ >= 0) {
+    // lws saw POLLERR/POLLHUP and closed the socket; the reason is still in SO_ERROR.
+    socklen_t l = sizeof err;
+    if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &l) < 0) err = 0;
+  }
+  if (err) {
+    ctx_->Emit(
+        kEvConnectError, shared_->id, static_cast<uint32_t>(err),
+        ctx_->AddError(ErrnoName(err), std::string("connect ") + ErrnoName(err) + " " + where, 0));
+    return;
+  }
+  ctx_->Emit(kEvConnectError, shared_->id, static_cast<uint32_t>(ECONNRESET),
+             ctx_->AddError("ECONNRESET",
+                            "The server closed the connection before the WebSocket handshake "
+                            "completed (" +
+                                where + ")",
+                            0));
+}
+
 // ---- handshake -------------------------------------------------------------------
 
 void Conn::OnReadable(const uint8_t* in, size_t len) {
   if (killed_ || rx_stopped_) return;
   if (state_ == State::kHandshake) {
-    OnHandshakeData(in, len);
+    if (shared_->client)
+      OnClientHandshakeData(in, len);
+    else
+      OnHandshakeData(in, len);
     return;
   }
-  ParseFrames(in, len);
+  if (state_ == State::kOpen) ParseFrames(in, len);
+}
+
+void Conn::OnClientHandshakeData(const uint8_t* in, size_t len) {
+  size_t scan_from = hs_buf_.size() > 3 ? hs_buf_.size() - 3 : 0;
+  hs_buf_.append(reinterpret_cast<const char*>(in), len);
+  size_t end = FindHeaderEnd(hs_buf_.data() + scan_from, hs_buf_.size() - scan_from);
+  if (end) end += scan_from;
+  if ((!end && hs_buf_.size() > max_header_bytes_) || end > max_header_bytes_ + 4) {
+    FailHandshake("ERR_HANDSHAKE", "The server's response headers are too large");
+    return;
+  }
+  if (!end) return;
+  HttpResponse res;
+  if (!ParseHttpResponse(hs_buf_.data(), end, &res)) {
+    FailHandshake("ERR_HANDSHAKE", "Malformed HTTP response to the upgrade request");
+    return;
+  }
+  if (res.status != 101) {
+    FailHandshake("ERR_HANDSHAKE",
+                  "Unexpected server response: " + std::to_string(res.status) +
+                      (res.reason.empty() ? "" : " " + res.reason),
+                  res.status);
+    return;
+  }
+  const std::string* upgrade = res.headers.Get("upgrade");
+  const std::string* connection = res.headers.Get("connection");
+  if (!upgrade || !HeaderHasToken(*upgrade, "websocket") || !connection ||
+      !HeaderHasToken(*connection, "upgrade")) {
+    FailHandshake("ERR_HANDSHAKE",
+                  "The 101 response lacks Upgrade: websocket / Connection: Upgrade", 101);
+    return;
+  }
+  const std::string* accept = res.headers.Get("sec-websocket-accept");
+  if (!accept || *accept != accept_) {
+    FailHandshake("ERR_HANDSHAKE", "Invalid Sec-WebSocket-Accept header", 101);
+    return;
+  }
+  if (res.headers.Get("sec-websocket-extensions")) {
+    FailHandshake("ERR_HANDSHAKE", "The server accepted an extension that was not offered", 101);
+    return;
+  }
+  const std::string* proto = res.headers.Get("sec-websocket-protocol");
+  std::string protocol;
+  if (proto) {
+    if (std::find(offered_.begin(), offered_.end(), *proto) == offered_.end()) {
+      FailHandshake("ERR_PROTOCOL",
+                    offered_.empty()
+                        ? "The server chose a subprotocol though none was offered"
+                        : "The server chose a subprotocol that was not offered: " + *proto);
+      return;
+    }
+    protocol = *proto;
+  } else if (!offered_.empty()) {
+    FailHandshake("ERR_PROTOCOL", "The server accepted none of the offered subprotocols");
+    return;
+  }
+
+  state_ = State::kOpen;
+  SetTimer(0);
+  auto info = std::make_unique<ConnInfo>();
+  shared_->Ref();
+  info->shared = shared_;
+  info->headers = std::move(res.headers.list);
+  info->remote_address = remote_address_;
+  info->remote_port = remote_port_;
+  info->protocol = std::move(protocol);
+  ctx_->Emit(kEvOpen, shared_->id, 0, ctx_->AddInfo(std::move(info)));
+
+  std::string rest = hs_buf_.substr(end);
+  hs_buf_.clear();
+  hs_buf_.shrink_to_fit();
+  if (!rest.empty() && !killed_)
+    ParseFrames(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
 }
 
 void Conn::RejectHandshake(int status, const char* message, const char* extra_headers) {
@@ -148,11 +327,12 @@ void Conn::RejectHandshake(int status, const char* message, const char* extra_he
 
 void Conn::OnHandshakeData(const uint8_t* in, size_t len) {
   const ServerConfig& cfg = server_->config();
+  size_t max_header_bytes = max_header_bytes_;
   size_t scan_from = hs_buf_.size() > 3 ? hs_buf_.size() - 3 : 0;
   hs_buf_.append(reinterpret_cast<const char*>(in), len);
   size_t end = FindHeaderEnd(hs_buf_.data() + scan_from, hs_buf_.size() - scan_from);
   if (end) end += scan_from;
-  if ((!end && hs_buf_.size() > cfg.max_header_bytes) || end > cfg.max_header_bytes + 4) {
+  if ((!end && hs_buf_.size() > max_header_bytes) || end > max_header_bytes + 4) {
     RejectHandshake(431, "Request headers are larger than maxHeaderBytes");
     return;
   }
@@ -474,13 +654,12 @@ void Conn::HandleControl() {
   switch (fh_.opcode) {
     case kOpPing: {
       if (!close_sent_) {
-        size_t hl = FrameHeaderSize(ctrl_len_, false);
-        uint8_t* f = static_cast<uint8_t*>(malloc(hl + ctrl_len_));
-        if (!f) return;
-        EncodeFrameHeader(f, true, kOpPong, ctrl_len_, nullptr);
-        memcpy(f + hl, ctrl_, ctrl_len_);
-        Enqueue(OutFrame{f, hl + ctrl_len_, 0, false}, true);
-        ctx_->MarkDirty(this);
+        size_t flen;
+        uint8_t* f = NewFrame(shared_->client, kOpPong, ctrl_, ctrl_len_, &flen);
+        if (f) {
+          Enqueue(OutFrame{f, flen, 0, false}, true);
+          ctx_->MarkDirty(this);
+        }
       }
       uint32_t off = ctx_->AddArena(ctrl_, ctrl_len_);
       ctx_->Emit(kEvPing, shared_->id, off, static_cast<uint32_t>(ctrl_len_));
@@ -517,9 +696,9 @@ void Conn::HandleControl() {
   close_received_ = true;
   peer_code_ = code;
   if (!close_sent_) {
-    // Echo the code; frames already queued go out first.
-    QueueClose(code == kCloseNoStatus ? 0 : code, std::string(), false);
-    SetTimer(server_ ? server_->config().close_timeout_ms : 0);
+    // Echo the code and reason; frames already queued go out first.
+    QueueClose(code == kCloseNoStatus ? 0 : code, peer_reason_, false);
+    SetTimer(close_timeout_ms_);
   }
   CloseHandshakeDone();
   ctx_->MarkDirty(this);
@@ -528,21 +707,23 @@ void Conn::HandleControl() {
 // ---- close -------------------------------------------------------------------------
 
 void Conn::QueueClose(uint16_t code, const std::string& reason, bool priority) {
-  size_t plen = code ? 2 + std::min<size_t>(reason.size(), 123) : 0;
-  size_t hl = FrameHeaderSize(plen, false);
-  uint8_t* f = static_cast<uint8_t*>(malloc(hl + plen));
+  uint8_t payload[125];
+  size_t plen = 0;
+  if (code) {
+    payload[0] = static_cast<uint8_t>(code >> 8);
+    payload[1] = static_cast<uint8_t>(code);
+    size_t rlen = std::min<size_t>(reason.size(), 123);
+    memcpy(payload + 2, reason.data(), rlen);
+    plen = 2 + rlen;
+  }
+  size_t flen;
+  uint8_t* f = NewFrame(shared_->client, kOpClose, payload, plen, &flen);
   if (!f) {
     Kill();
     return;
   }
-  EncodeFrameHeader(f, true, kOpClose, plen, nullptr);
-  if (code) {
-    f[hl] = static_cast<uint8_t>(code >> 8);
-    f[hl + 1] = static_cast<uint8_t>(code);
-    memcpy(f + hl + 2, reason.data(), plen - 2);
-  }
   close_sent_ = true;
-  Enqueue(OutFrame{f, hl + plen, 0, true}, priority);
+  Enqueue(OutFrame{f, flen, 0, true}, priority);
 }
 
 void Conn::Fail(uint16_t code, const char* why) {
@@ -560,12 +741,17 @@ void Conn::Fail(uint16_t code, const char* why) {
     QueueClose(code, why, false);
   }
   kill_after_flush_ = true;
-  SetTimer(server_ ? server_->config().close_timeout_ms : 0);
+  SetTimer(close_timeout_ms_);
   ctx_->MarkDirty(this);
 }
 
 void Conn::CloseHandshakeDone() {
   if (!(close_received_ && close_written_)) return;
+  if (shared_->client) {
+    // The server closes the TCP connection first (RFC 6455 7.1.1); wait for it.
+    SetTimer(close_timeout_ms_);
+    return;
+  }
   // RFC 6455 7.1.1: the server closes the TCP connection first.
   kill_after_flush_ = true;
   ctx_->MarkDirty(this);
@@ -579,7 +765,7 @@ void Conn::CloseFromJs(uint8_t* frame, size_t len, uint16_t code) {
   }
   close_sent_ = true;
   Enqueue(OutFrame{frame, len, 0, true}, false);
-  SetTimer(server_ ? server_->config().close_timeout_ms : 0);
+  SetTimer(close_timeout_ms_);
   ctx_->MarkDirty(this);
 }
 
@@ -592,7 +778,7 @@ void Conn::Shutdown() {
   }
   if (!close_sent_) {
     QueueClose(kCloseGoingAway, std::string(), false);
-    SetTimer(server_ ? server_->config().close_timeout_ms : 0);
+    SetTimer(close_timeout_ms_);
     ctx_->MarkDirty(this);
   }
 }
@@ -652,6 +838,22 @@ void Conn::RequestWritable() {
 
 void Conn::OnWritable() {
   want_writable_ = false;
+  if (state_ == State::kConnecting) {
+    int err = 0;
+    socklen_t l = sizeof err;
+    if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &l) < 0) err = errno;
+    if (err) {
+      connect_errno_ = err;
+      Kill();
+      return;
+    }
+    state_ = State::kHandshake;
+    lws_rx_flow_control(wsi_, 1);
+    Enqueue(OutFrame{CopyBlock(request_.data(), request_.size()), request_.size(), 0, false},
+            false);
+    request_.clear();
+    request_.shrink_to_fit();
+  }
   Flush();
 }
 

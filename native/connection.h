@@ -13,6 +13,7 @@
 #include <deque>
 #include <list>
 #include <string>
+#include <vector>
 
 #include "context.h"
 #include "ws_protocol.h"
@@ -32,6 +33,9 @@ class Conn {
  public:
   Conn(Context* ctx, Listener* server, int fd, std::string remote_address, int remote_port);
   ~Conn();
+
+  // Adopts a connecting client socket (kConnect); takes ownership of cfg.
+  static void StartClient(Context* ctx, ClientConfig* cfg);
 
   // lws callbacks
   void Attach(lws* wsi);
@@ -57,10 +61,15 @@ class Conn {
   bool closed_in_adopt = false;
 
  private:
-  enum class State : uint8_t { kHandshake, kOpen, kClosed };
+  enum class State : uint8_t { kConnecting, kHandshake, kOpen, kClosed };
+
+  explicit Conn(Context* ctx, ClientConfig* cfg);
 
   // handshake
   void OnHandshakeData(const uint8_t* in, size_t len);
+  void OnClientHandshakeData(const uint8_t* in, size_t len);
+  void FailHandshake(const char* code, std::string message, int status = 0);
+  void EmitConnectError();
   void RejectHandshake(int status, const char* message, const char* extra_headers = "");
   // frames
   void ParseFrames(const uint8_t* p, size_t n);
@@ -92,6 +101,19 @@ class Conn {
   std::string remote_address_;
   int remote_port_;
   uint64_t max_payload_;
+  uint32_t handshake_timeout_ms_;
+  uint32_t close_timeout_ms_;
+  uint32_t max_header_bytes_;
+
+  // client only
+  std::string request_;
+  std::string accept_;
+  std::vector<std::string> offered_;
+  int connect_errno_ = 0;
+  bool timed_out_ = false;
+  std::string hs_error_code_;
+  std::string hs_error_message_;
+  int hs_status_ = 0;
 
   // handshake input
   std::string hs_buf_;

@@ -35,7 +35,8 @@ bool UsesArena(uint32_t type) {
 }
 bool UsesObj(uint32_t type) {
   return type == kEvListenError || type == kEvConnection || type == kEvTextObj ||
-         type == kEvBinaryObj || type == kEvClose || type == kEvLog || type == kEvError;
+         type == kEvBinaryObj || type == kEvClose || type == kEvLog || type == kEvError ||
+         type == kEvOpen || type == kEvConnectError;
 }
 
 unsigned FdLimit() {
@@ -75,6 +76,11 @@ void Batch::Clear() {
   blob_bytes = 0;
 }
 
+ClientConfig::~ClientConfig() {
+  if (fd >= 0) close(fd);
+  if (shared) shared->Unref();
+}
+
 void DisposeCommand(Command& cmd) {
   free(cmd.data);
   cmd.data = nullptr;
@@ -87,6 +93,10 @@ void DisposeCommand(Command& cmd) {
     if (cmd.server->fd >= 0) close(cmd.server->fd);
     delete cmd.server;
     cmd.server = nullptr;
+  }
+  if (cmd.client) {
+    delete cmd.client;  // closes the socket if it was not handed over
+    cmd.client = nullptr;
   }
 }
 
@@ -288,6 +298,12 @@ void Context::RunCommand(Command& c) {
       it->second->Close();  // may delete the listener
       return;
     }
+    case Command::kConnect: {
+      ClientConfig* cfg = c.client;
+      c.client = nullptr;
+      Conn::StartClient(this, cfg);  // takes ownership
+      return;
+    }
     case Command::kSend: {
       Conn* conn = c.conn->conn;
       if (!conn) return;  // DisposeCommand frees the frame and its accounting
@@ -389,6 +405,14 @@ uint32_t Context::AddBlob(ObjItem::Kind kind, uint8_t* data, size_t len) {
   ObjItem item{kind, std::string(), Blob{data, len}, nullptr};
   local_.objs.push_back(std::move(item));
   local_.blob_bytes += len;
+  return static_cast<uint32_t>(local_.objs.size() - 1);
+}
+
+uint32_t Context::AddError(const char* code, std::string message, int status) {
+  ObjItem item{ObjItem::kError, std::move(message), Blob{}, nullptr};
+  item.code = code;
+  item.status = status;
+  local_.objs.push_back(std::move(item));
   return static_cast<uint32_t>(local_.objs.size() - 1);
 }
 
@@ -513,6 +537,14 @@ void Context::DeliverEvents(Napi::Env env, Napi::Function cb) {
         case ObjItem::kInfo:
           v = MakeInfo(env, item.info.get());
           break;
+        case ObjItem::kError: {
+          Napi::Object e = Napi::Object::New(env);
+          e.Set("code", item.code);
+          e.Set("message", item.str);
+          if (item.status) e.Set("status", item.status);
+          v = e;
+          break;
+        }
       }
       arr.Set(static_cast<uint32_t>(i), v);
     }

@@ -44,6 +44,8 @@ enum EventType : uint32_t {
   kEvPong = 13,           // id=conn, a=arena offset, b=length
   kEvLog = 14,            // id=lws log level, b=obj(line)
   kEvError = 15,          // id=conn, a=close code sent, b=obj(message)
+  kEvOpen = 16,           // id=conn (client): handshake done, b=obj(response info)
+  kEvConnectError = 17,   // id=conn (client): a=errno or 0, b=obj({ code, message, status })
 };
 constexpr uint32_t kNoObj = 0xFFFFFFFFu;
 
@@ -77,6 +79,22 @@ struct ServerConfig {
   std::vector<std::string> protocols;
 };
 
+// A client connection to start: the socket is already connecting.
+struct ClientConfig {
+  ConnShared* shared = nullptr;  // owns one reference
+  int fd = -1;
+  std::string address;
+  int port = 0;
+  std::string request;  // the HTTP upgrade request, sent once connected
+  std::string accept;   // the Sec-WebSocket-Accept value to expect
+  std::vector<std::string> protocols;
+  uint64_t max_payload = 0;
+  uint32_t timeout_ms = 0;  // connect + handshake
+  uint32_t close_timeout_ms = 0;
+  uint32_t max_header_bytes = 0;
+  ~ClientConfig();
+};
+
 // The request a connection was upgraded with, turned into a JS object on the main thread.
 struct ConnInfo {
   ConnShared* shared = nullptr;  // owns one reference until handed to JS
@@ -97,10 +115,12 @@ struct Blob {
 };
 
 struct ObjItem {
-  enum Kind : uint8_t { kString, kBuffer, kUtf8, kInfo } kind;
-  std::string str;
+  enum Kind : uint8_t { kString, kBuffer, kUtf8, kInfo, kError } kind;
+  std::string str;  // kString, kError (message)
   Blob blob;
   std::unique_ptr<ConnInfo> info;
+  std::string code = std::string();  // kError
+  int status = 0;                    // kError: HTTP status of a refused handshake
 };
 
 // One batch of events for JavaScript.
@@ -121,7 +141,7 @@ struct Batch {
 
 // Work for the service thread.
 struct Command {
-  enum Type : uint8_t { kStartServer, kCloseServer, kSend, kClose, kTerminate } type;
+  enum Type : uint8_t { kStartServer, kCloseServer, kConnect, kSend, kClose, kTerminate } type;
   uint32_t id = 0;                 // server id
   ConnShared* conn = nullptr;      // holds a reference
   uint8_t* data = nullptr;         // kSend / kClose: a complete frame, malloc'd
@@ -129,6 +149,7 @@ struct Command {
   size_t payload = 0;              // payload bytes counted in ConnShared::buffered
   uint16_t code = 0;               // kClose
   ServerConfig* server = nullptr;  // kStartServer (owned)
+  ClientConfig* client = nullptr;  // kConnect (owned)
 };
 
 class Context {
@@ -148,7 +169,7 @@ class Context {
   lws_context* lws_ctx() const { return lws_; }
   lws_vhost* vhost() const { return vhost_; }
   Batch& events() { return local_; }
-  uint32_t NextConnId() { return ++last_conn_id_; }
+  uint32_t NextConnId() { return last_conn_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
   bool shutting_down() const { return shutting_down_; }
   void MarkDirty(Conn* conn);
   // Closes conn's socket at the end of this service iteration (see RunKills).
@@ -165,6 +186,7 @@ class Context {
   uint32_t AddString(std::string s);
   uint32_t AddBlob(ObjItem::Kind kind, uint8_t* data, size_t len);  // takes ownership
   uint32_t AddInfo(std::unique_ptr<ConnInfo> info);
+  uint32_t AddError(const char* code, std::string message, int status);
   void Log(int level, const char* line);
 
   static const char* kProtocolName;
@@ -207,7 +229,7 @@ class Context {
   napi_env env_ = nullptr;
 
   // service thread state
-  uint32_t last_conn_id_ = 0;
+  std::atomic<uint32_t> last_conn_id_{0};  // any thread
   std::unordered_map<uint32_t, Listener*> listeners_;
   std::vector<Conn*> dirty_;
   std::vector<Conn*> kills_;

@@ -1,7 +1,9 @@
 #include "ws_protocol.h"
 
 #include <libwebsockets.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <cctype>
 
@@ -73,6 +75,37 @@ void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4]
     memcpy(dst + i, &v, 8);
   }
   for (; i < n; i++) dst[i] = src[i] ^ m[i & 7];
+}
+
+uint8_t* NewFrame(bool masked, uint8_t opcode, const uint8_t* payload, size_t len,
+                  size_t* frame_len) {
+  size_t hl = FrameHeaderSize(len, masked);
+  uint8_t* f = static_cast<uint8_t*>(malloc(hl + len + 1));
+  if (!f) return nullptr;
+  uint8_t mask[4];
+  if (masked) RandomMask(mask);
+  EncodeFrameHeader(f, true, opcode, len, masked ? mask : nullptr);
+  if (masked)
+    ApplyMask(f + hl, payload, len, mask, 0);
+  else if (len)
+    memcpy(f + hl, payload, len);
+  *frame_len = hl + len;
+  return f;
+}
+
+void RandomMask(uint8_t out[4]) {
+  thread_local uint8_t pool[4096];
+  thread_local size_t pos = sizeof pool;
+  if (pos + 4 > sizeof pool) {
+    size_t got = 0;
+    while (got < sizeof pool) {
+      ssize_t n = getrandom(pool + got, sizeof pool - got, 0);
+      if (n > 0) got += static_cast<size_t>(n);
+    }
+    pos = 0;
+  }
+  memcpy(out, pool + pos, 4);
+  pos += 4;
 }
 
 bool Utf8Validator::Feed(const uint8_t* p, size_t n) {

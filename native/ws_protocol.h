@@ -63,6 +63,15 @@ inline size_t FrameHeaderSize(uint64_t length, bool masked) {
 // dst[i] = src[i] ^ mask[(phase + i) & 3]. dst may equal src.
 void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase);
 
+// A malloc'd, complete, final frame carrying payload; masked with a fresh
+// random key when `masked` (client side). Returns null when out of memory.
+uint8_t* NewFrame(bool masked, uint8_t opcode, const uint8_t* payload, size_t len,
+                  size_t* frame_len);
+
+// Four unpredictable bytes for a client frame's masking key (RFC 6455 5.3),
+// from a per-thread pool refilled with getrandom().
+void RandomMask(uint8_t out[4]);
+
 // Incremental UTF-8 validator (RFC 3629: no overlong forms, no surrogates,
 // nothing above U+10FFFF). Feed fails as soon as the bytes seen cannot begin
 // valid UTF-8, so a bad fragment is caught before the message completes.

@@ -1,0 +1,321 @@
+// The Transport interface, shared by server-side connections and clients, and
+// the class that implements it on top of a native connection handle.
+import { EventEmitter } from 'node:events';
+import { codedError } from './errors';
+import { binding, type ConnHandle, type NativeConnectError, type NativeOpenInfo } from './native';
+import { type ConnectionSink, runtime } from './runtime';
+
+export type WebSocketData = string | Buffer | ArrayBuffer | ArrayBufferView;
+
+/** Close codes an application may send (RFC 6455 7.4). */
+export function isValidCloseCode(code: number): boolean {
+  return (
+    (code >= 1000 && code <= 1003) ||
+    (code >= 1007 && code <= 1014) ||
+    (code >= 3000 && code <= 4999)
+  );
+}
+
+export interface Message {
+  data: Buffer | string;
+  isBinary: boolean;
+}
+
+export interface TransportEvents {
+  message: [data: Buffer | string, isBinary: boolean];
+  close: [code: number, reason: string, wasClean: boolean];
+  drain: [];
+  ping: [data: Buffer];
+  pong: [data: Buffer];
+  error: [err: Error];
+}
+
+export type ReadyState = 'connecting' | 'open' | 'closing' | 'closed';
+
+/** What a media pipeline needs from either end of a WebSocket. */
+export interface Transport {
+  send(data: WebSocketData, isBinary?: boolean): boolean;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  ping(data?: Buffer | string): void;
+  readonly isOpen: boolean;
+  readonly readyState: ReadyState;
+  readonly bufferedAmount: number;
+  readonly highWaterMark: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly protocol: string;
+  on<K extends keyof TransportEvents>(
+    event: K,
+    listener: (...args: TransportEvents[K]) => void,
+  ): this;
+  once<K extends keyof TransportEvents>(
+    event: K,
+    listener: (...args: TransportEvents[K]) => void,
+  ): this;
+  off<K extends keyof TransportEvents>(
+    event: K,
+    listener: (...args: TransportEvents[K]) => void,
+  ): this;
+  [Symbol.asyncIterator](): AsyncIterator<Message>;
+}
+
+/**
+ * A Transport over one native connection at a time. Connection (server side)
+ * keeps its first; ClientTransport attaches a new one on each reconnect.
+ * @internal
+ */
+export abstract class NativeTransport extends EventEmitter implements ConnectionSink {
+  /** Address of the peer, as the kernel reported it. */
+  remoteAddress = '';
+  remotePort = 0;
+  /** The negotiated subprotocol, or '' when none. */
+  protocol = '';
+  #handle: ConnHandle | undefined;
+  #id = 0;
+  readonly #highWaterMark: number;
+  protected state: ReadyState;
+  #needDrain = false;
+
+  constructor(highWaterMark: number, state: ReadyState) {
+    super();
+    this.#highWaterMark = highWaterMark;
+    this.state = state;
+  }
+
+  /** Binds this transport to a native connection; events for `id` come here. */
+  protected attach(handle: ConnHandle, id: number): void {
+    this.detach();
+    this.#handle = handle;
+    this.#id = id;
+    runtime.conns.set(id, this);
+    runtime.ref();
+  }
+
+  protected detach(): void {
+    if (this.#handle === undefined) return;
+    runtime.conns.delete(this.#id);
+    runtime.unref();
+    this.#handle = undefined;
+  }
+
+  protected get handle(): ConnHandle | undefined {
+    return this.#handle;
+  }
+
+  /** True until close() or terminate() is called or the peer closes. */
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /** 'connecting', 'open', 'closing' or 'closed'. */
+  get readyState(): ReadyState {
+    return this.state;
+  }
+
+  /** Payload bytes accepted by send() and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.#handle === undefined ? 0 : binding.bufferedAmount(this.#handle);
+  }
+
+  get highWaterMark(): number {
+    return this.#highWaterMark;
+  }
+
+  /**
+   * Queues one message: strings go as text, everything else as binary unless
+   * `isBinary` says otherwise. Returns false once bufferedAmount exceeds the
+   * high-water mark ('drain' follows when it falls back), or when the
+   * connection was closed by the peer a moment ago (its 'close' event is on
+   * its way). Throws ERR_CONNECTION_CLOSED after close()/terminate()/'close'.
+   */
+  send(data: WebSocketData, isBinary?: boolean): boolean {
+    if (this.state !== 'open' || this.#handle === undefined) {
+      return this.sendWhileNotOpen(data, isBinary);
+    }
+    return this.sendNow(data, isBinary);
+  }
+
+  /** send() outside the open state: an error here; ClientTransport queues while reconnecting. */
+  protected sendWhileNotOpen(_data: WebSocketData, _isBinary?: boolean): boolean {
+    throw codedError('ERR_CONNECTION_CLOSED', `Cannot send: the connection is ${this.state}`);
+  }
+
+  protected sendNow(data: WebSocketData, isBinary?: boolean): boolean {
+    let binary: boolean;
+    if (typeof data === 'string') {
+      binary = isBinary === true;
+      if (binary) data = Buffer.from(data);
+    } else if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) {
+      binary = isBinary !== false;
+    } else {
+      const err = new TypeError(
+        'The "data" argument must be a string, Buffer, ArrayBuffer or ArrayBufferView',
+      ) as TypeError & { code: string };
+      err.code = 'ERR_INVALID_ARG_TYPE';
+      throw err;
+    }
+    const buffered = binding.send(this.#handle as ConnHandle, data, binary);
+    if (buffered < 0) return false;
+    if (buffered > this.#highWaterMark) {
+      this.#needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Starts the closing handshake. `code` defaults to 1000; `reason` is at most
+   * 123 bytes of UTF-8. Calling it again, or after the peer closed, does nothing.
+   */
+  close(code = 1000, reason = ''): void {
+    if (typeof code !== 'number' || !Number.isInteger(code) || !isValidCloseCode(code)) {
+      const err = new RangeError(
+        `Invalid close code ${String(code)}: use 1000 or 3000-4999`,
+      ) as RangeError & { code: string };
+      err.code = 'ERR_INVALID_CLOSE_CODE';
+      throw err;
+    }
+    if (typeof reason !== 'string') {
+      const err = new TypeError('The "reason" argument must be a string') as TypeError & {
+        code: string;
+      };
+      err.code = 'ERR_INVALID_ARG_TYPE';
+      throw err;
+    }
+    if (Buffer.byteLength(reason) > 123) {
+      const err = new RangeError(
+        'The close reason must be at most 123 bytes of UTF-8',
+      ) as RangeError & {
+        code: string;
+      };
+      err.code = 'ERR_OUT_OF_RANGE';
+      throw err;
+    }
+    if (this.state !== 'open') {
+      this.closeWhileNotOpen(code, reason);
+      return;
+    }
+    this.state = 'closing';
+    binding.close(this.#handle as ConnHandle, code, reason);
+  }
+
+  protected closeWhileNotOpen(_code: number, _reason: string): void {}
+
+  /** Drops the TCP connection at once, without a closing handshake. */
+  terminate(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closing';
+    if (this.#handle !== undefined) binding.terminate(this.#handle);
+  }
+
+  /** Sends a ping (at most 125 bytes); the peer's pong arrives as a 'pong' event. */
+  ping(data?: Buffer | string): void {
+    if (this.state !== 'open' || this.#handle === undefined) {
+      throw codedError('ERR_CONNECTION_CLOSED', `Cannot ping: the connection is ${this.state}`);
+    }
+    const payload = typeof data === 'string' ? Buffer.from(data) : data;
+    if (payload !== undefined && !ArrayBuffer.isView(payload)) {
+      const err = new TypeError('The ping payload must be a Buffer or a string') as TypeError & {
+        code: string;
+      };
+      err.code = 'ERR_INVALID_ARG_TYPE';
+      throw err;
+    }
+    if (payload && payload.byteLength > 125) {
+      throw codedError('ERR_OUT_OF_RANGE', 'A ping payload is at most 125 bytes');
+    }
+    binding.ping(this.#handle, payload);
+  }
+
+  /** Yields messages in order; ends when the transport closes. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Message> {
+    const queue: Message[] = [];
+    let wake: (() => void) | undefined;
+    let done = this.state === 'closed';
+    const onMessage = (data: Buffer | string, isBinary: boolean) => {
+      queue.push({ data, isBinary });
+      wake?.();
+    };
+    const onClose = () => {
+      done = true;
+      wake?.();
+    };
+    const self = this.untyped;
+    self.on('message', onMessage);
+    self.once('close', onClose);
+    try {
+      while (true) {
+        const next = queue.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (done) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    } finally {
+      self.off('message', onMessage);
+      self.off('close', onClose);
+    }
+  }
+
+  /** This emitter without the subclass's event map, for the events every transport has. */
+  protected get untyped(): EventEmitter {
+    return this as unknown as EventEmitter;
+  }
+
+  /** @internal */ _onMessage(data: Buffer | string, isBinary: boolean): void {
+    this.untyped.emit('message', data, isBinary);
+  }
+
+  /** @internal */ _onDrain(): void {
+    if (!this.#needDrain || this.state === 'closed') return;
+    this.#needDrain = false;
+    this.untyped.emit('drain');
+  }
+
+  /** @internal */ _onPing(data: Buffer): void {
+    this.untyped.emit('ping', data);
+  }
+
+  /** @internal */ _onPong(data: Buffer): void {
+    this.untyped.emit('pong', data);
+  }
+
+  /** @internal */ _onError(code: number, message: string): void {
+    // Protocol violations by the peer: the connection is already being closed
+    // with `code`. Reported only to those who listen, so that a misbehaving
+    // client cannot crash a server that did not subscribe.
+    if (this.untyped.listenerCount('error') === 0) return;
+    const err = codedError(
+      code === 1009
+        ? 'ERR_WS_MESSAGE_TOO_BIG'
+        : code === 1007
+          ? 'ERR_WS_INVALID_UTF8'
+          : 'ERR_WS_PROTOCOL',
+      message,
+    ) as Error & { code: string; closeCode?: number };
+    err.closeCode = code;
+    this.untyped.emit('error', err);
+  }
+
+  /** @internal */ _onClose(code: number, reason: string, wasClean: boolean): void {
+    this.detach();
+    this.onNativeClose(code, reason, wasClean);
+  }
+
+  /** The native connection is gone (the handle is already detached). */
+  protected onNativeClose(code: number, reason: string, wasClean: boolean): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.untyped.emit('close', code, reason, wasClean);
+  }
+
+  /** @internal */ _onOpen(_info: NativeOpenInfo): void {}
+
+  /** @internal */ _onConnectError(_errno: number, _detail: NativeConnectError): void {}
+}
