@@ -10,7 +10,15 @@ import {
   type SystemError,
 } from './errors';
 import { binding, type NativeConnectError, type NativeOpenInfo } from './native';
-import { optInt, optObject, optProtocols, optSignal, optString } from './options';
+import {
+  type HeartbeatOptions,
+  optHeartbeat,
+  optInt,
+  optObject,
+  optProtocols,
+  optSignal,
+  optString,
+} from './options';
 import { runtime } from './runtime';
 import {
   NativeTransport,
@@ -51,6 +59,8 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Reconnect after unexpected closes (default off). */
   reconnect?: boolean | ReconnectOptions;
+  /** Ping when the server has been silent; drop the connection (1006) if it stays silent. */
+  heartbeat?: HeartbeatOptions;
 }
 
 export interface ClientEvents extends TransportEvents {
@@ -76,6 +86,7 @@ interface Normalized {
   closeTimeoutMs: number;
   maxHeaderBytes: number;
   signal: AbortSignal | undefined;
+  heartbeat: { intervalMs: number; timeoutMs: number };
   reconnect:
     | {
         retries: number;
@@ -204,6 +215,7 @@ function normalize(url: string | URL, options: unknown): Normalized {
     closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5000, 1, 2 ** 31 - 1),
     maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
     signal: optSignal(o),
+    heartbeat: optHeartbeat(o),
     reconnect,
   };
 }
@@ -313,6 +325,8 @@ export class ClientTransport extends NativeTransport implements Transport {
         timeoutMs: o.timeoutMs,
         closeTimeoutMs: o.closeTimeoutMs,
         maxHeaderBytes: o.maxHeaderBytes,
+        heartbeatIntervalMs: o.heartbeat.intervalMs,
+        heartbeatTimeoutMs: o.heartbeat.timeoutMs,
       });
     } catch (e) {
       return Promise.reject(e);
@@ -406,7 +420,9 @@ export class ClientTransport extends NativeTransport implements Transport {
     }
     this.#attempt++;
     const base = Math.min(r.maxDelayMs, r.minDelayMs * 2 ** (this.#attempt - 1));
-    const delayMs = Math.max(0, Math.round(base * (1 + r.jitter * (2 * Math.random() - 1))));
+    // Jitter spreads reconnecting clients apart; the result stays within [min, max].
+    const jittered = base * (1 + r.jitter * (2 * Math.random() - 1));
+    const delayMs = Math.round(Math.min(r.maxDelayMs, Math.max(r.minDelayMs, jittered)));
     this.untyped.emit('reconnecting', this.#attempt, delayMs, lastError);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;

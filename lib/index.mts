@@ -25,6 +25,7 @@ export type {
   BindRetryOptions,
   ClientEvents,
   ConnectOptions,
+  HeartbeatOptions,
   ListenOptions,
   Logger,
   Message,
@@ -34,5 +35,7 @@ export type {
   Transport,
   TransportEvents,
   UpgradeRequest,
+  VerifyRequest,
+  VerifyResult,
   WebSocketData,
 } from './index.js';

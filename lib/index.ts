@@ -8,6 +8,7 @@ export {
 } from './client';
 export { Connection, type UpgradeRequest } from './connection';
 export type { SystemError } from './errors';
+export type { HeartbeatOptions } from './options';
 export type { Logger } from './runtime';
 export {
   type AddressInfo,
@@ -16,6 +17,8 @@ export {
   type ListenOptions,
   listen,
   Server,
+  type VerifyRequest,
+  type VerifyResult,
 } from './server';
 export {
   isValidCloseCode,

@@ -40,6 +40,15 @@ export interface NativeServerConfig {
   closeTimeoutMs: number;
   maxHeaderBytes: number;
   protocols: string[];
+  verify: boolean;
+  maxConnections: number;
+  allowedOrigins: string[];
+  path: string;
+  health: boolean;
+  staticRoot: string;
+  staticIndex: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
 }
 
 export interface NativeConnectOptions {
@@ -53,6 +62,8 @@ export interface NativeConnectOptions {
   timeoutMs: number;
   closeTimeoutMs: number;
   maxHeaderBytes: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
 }
 
 export interface NativeOpenInfo {
@@ -85,6 +96,8 @@ export interface Binding {
   send(handle: ConnHandle, data: string | ArrayBuffer | ArrayBufferView, isBinary: boolean): number;
   close(handle: ConnHandle, code: number, reason: string): void;
   terminate(handle: ConnHandle): void;
+  accept(handle: ConnHandle, protocol: string): void;
+  reject(handle: ConnHandle, status: number, headerLines: string, body: string): void;
   bufferedAmount(handle: ConnHandle): number;
   setRef(ref: boolean): void;
   setLogLevel(level: number): void;
@@ -108,6 +121,7 @@ export const Ev = {
   Error: 15,
   Open: 16,
   ConnectError: 17,
+  Upgrade: 18,
 } as const;
 
 /** lws log levels (LLL_*). */

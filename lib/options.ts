@@ -77,3 +77,30 @@ export function optProtocols(obj: Record<string, unknown>): string[] {
   }
   return [...v];
 }
+
+export interface HeartbeatOptions {
+  /** Ping a connection that has been silent this long (ms). */
+  intervalMs: number;
+  /** Drop it (close code 1006) when nothing arrives this long after the ping (ms). */
+  timeoutMs: number;
+}
+
+export function optHeartbeat(obj: Record<string, unknown>): {
+  intervalMs: number;
+  timeoutMs: number;
+} {
+  const h = optObject(obj, 'heartbeat');
+  if (!h) return { intervalMs: 0, timeoutMs: 0 };
+  const intervalMs = optInt(h, 'intervalMs', 30_000, 1, 2 ** 31 - 1, 'heartbeat.');
+  const timeoutMs = optInt(h, 'timeoutMs', 10_000, 1, 2 ** 31 - 1, 'heartbeat.');
+  return { intervalMs, timeoutMs };
+}
+
+export function optStringList(obj: Record<string, unknown>, name: string): string[] {
+  const v = obj[name];
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
+    throw invalidArgType(name, 'an array of strings', v);
+  }
+  return [...v];
+}

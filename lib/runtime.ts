@@ -21,6 +21,7 @@ export interface ServerSink {
   _onListenerClosed(): void;
   _onServerClosed(): void;
   _onConnection(info: NativeRequestInfo): void;
+  _onUpgrade(info: NativeRequestInfo): void;
 }
 
 export interface ConnectionSink {
@@ -133,6 +134,9 @@ class Runtime {
       }
       case Ev.Connection:
         this.servers.get(a)?._onConnection((objs as unknown[])[b] as NativeRequestInfo);
+        return;
+      case Ev.Upgrade:
+        this.servers.get(a)?._onUpgrade((objs as unknown[])[b] as NativeRequestInfo);
         return;
       case Ev.Ping:
       case Ev.Pong: {

@@ -1,6 +1,7 @@
 // listen() and Server: a WebSocket server whose listening socket node-lws owns.
 import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
+import { realpathSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection, type UpgradeRequest } from './connection';
@@ -13,13 +14,16 @@ import {
 } from './errors';
 import { binding, type NativeRequestInfo, type NativeServerConfig } from './native';
 import {
+  type HeartbeatOptions,
   optBool,
   optFunction,
+  optHeartbeat,
   optInt,
   optObject,
   optProtocols,
   optSignal,
   optString,
+  optStringList,
 } from './options';
 import { type Logger, runtime, type ServerSink } from './runtime';
 
@@ -76,7 +80,44 @@ export interface ListenOptions {
   signal?: AbortSignal;
   /** Receives the lws log lines while this server is open. */
   logger?: Logger;
+  /**
+   * Decides each upgrade before it is answered: `true` accepts, `false` answers 403, and
+   * `{ status, headers?, body? }` answers that HTTP status. May return a Promise.
+   */
+  verify?: (request: VerifyRequest) => VerifyResult | Promise<VerifyResult>;
+  /** Picks the subprotocol from the client's offer (in its order); `false` for none. */
+  handleProtocols?: (
+    offered: string[],
+    request: VerifyRequest,
+  ) => string | false | Promise<string | false>;
+  /** Accept upgrades only from these Origin header values (403 otherwise). */
+  allowedOrigins?: string[];
+  /** Open WebSocket connections allowed at once; beyond it upgrades get 503. */
+  maxConnections?: number;
+  /** Accept upgrades only on this path (404 otherwise), e.g. '/ws'. */
+  path?: string;
+  /** Answer `GET /health` with `{ status, connections, uptimeMs }`. */
+  health?: boolean;
+  /** Serve the files of a folder over HTTP on the same port. */
+  static?: { root: string; index?: string };
+  /** Ping idle connections; drop those that stay silent (close code 1006). */
+  heartbeat?: HeartbeatOptions;
 }
+
+/** What verify() and handleProtocols() are given. */
+export interface VerifyRequest {
+  path: string;
+  headers: Record<string, string>;
+  origin: string | undefined;
+  remoteAddress: string;
+  remotePort: number;
+  /** Subprotocols the client offered, in its order. */
+  protocols: string[];
+}
+
+export type VerifyResult =
+  | boolean
+  | { status: number; headers?: Record<string, string>; body?: string };
 
 export interface AddressInfo {
   address: string;
@@ -103,6 +144,8 @@ interface Normalized {
   onRetry: ((info: BindRetryInfo) => void) | undefined;
   signal: AbortSignal | undefined;
   logger: Logger | undefined;
+  verify: ListenOptions['verify'];
+  handleProtocols: ListenOptions['handleProtocols'];
   config: NativeServerConfig;
 }
 
@@ -114,6 +157,33 @@ function normalize(options: unknown): Normalized {
     throw invalidArgType('options', 'an object', options);
   }
   const o = options as Record<string, unknown>;
+  const verify = optFunction<ListenOptions['verify']>(o, 'verify');
+  const handleProtocols = optFunction<ListenOptions['handleProtocols']>(o, 'handleProtocols');
+  const path = optString(o, 'path') ?? '';
+  if (path !== '' && (!path.startsWith('/') || /[\s?#]/.test(path))) {
+    throw invalidArgValue('path', "must start with '/' and contain no query", path);
+  }
+  const heartbeat = optHeartbeat(o);
+  const stat = optObject(o, 'static');
+  let staticRoot = '';
+  let staticIndex = 'index.html';
+  if (stat) {
+    const root = optString(stat, 'root');
+    if (!root) throw invalidArgType('static.root', 'a folder path', root);
+    try {
+      staticRoot = realpathSync(root);
+      if (!statSync(staticRoot).isDirectory()) throw new Error('not a folder');
+    } catch (e) {
+      throw invalidArgValue(
+        'static.root',
+        `must name an existing folder (${(e as Error).message})`,
+        root,
+      );
+    }
+    staticIndex = optString(stat, 'index') ?? staticIndex;
+    if (staticIndex.includes('/'))
+      throw invalidArgValue('static.index', 'must be a file name', staticIndex);
+  }
   const retry = o.bindRetry === false ? { retries: 0 } : (optObject(o, 'bindRetry') ?? {});
   const minDelayMs = optInt(retry, 'minDelayMs', 50, 0, 60_000, 'bindRetry.');
   const maxDelayMs = optInt(
@@ -137,6 +207,8 @@ function normalize(options: unknown): Normalized {
     onRetry: optFunction(retry, 'onRetry', 'bindRetry.'),
     signal: optSignal(o),
     logger: optFunction(o, 'logger'),
+    verify,
+    handleProtocols,
     config: {
       maxPayload: optInt(o, 'maxPayload', 64 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
       highWaterMark: optInt(o, 'highWaterMark', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
@@ -144,6 +216,15 @@ function normalize(options: unknown): Normalized {
       closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5_000, 1, 2 ** 31 - 1),
       maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
       protocols: optProtocols(o),
+      verify: verify !== undefined || handleProtocols !== undefined,
+      maxConnections: optInt(o, 'maxConnections', 0, 0, 2 ** 31 - 1),
+      allowedOrigins: optStringList(o, 'allowedOrigins'),
+      path,
+      health: optBool(o, 'health', false),
+      staticRoot,
+      staticIndex,
+      heartbeatIntervalMs: heartbeat.intervalMs,
+      heartbeatTimeoutMs: heartbeat.timeoutMs,
     },
   };
 }
@@ -329,6 +410,60 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
     if (refed) runtime.unref();
     this.#resolveClosed?.();
     this.emit('close');
+  }
+
+  /** @internal */ _onUpgrade(info: NativeRequestInfo): void {
+    const offered = info.protocol
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean);
+    const request: VerifyRequest = {
+      path: info.path,
+      headers: info.headers,
+      origin: info.headers.origin,
+      remoteAddress: info.remoteAddress,
+      remotePort: info.remotePort,
+      protocols: offered,
+    };
+    const { verify, handleProtocols } = this.#opts;
+    const decide = async (): Promise<void> => {
+      if (verify) {
+        const result = await verify(request);
+        if (result !== true) {
+          const r = result === false || result == null ? { status: 403 } : result;
+          const status =
+            Number.isInteger(r.status) && r.status >= 400 && r.status <= 599 ? r.status : 403;
+          let lines = '';
+          for (const [k, v] of Object.entries(r.headers ?? {})) {
+            if (/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(k) && !/[\r\n]/.test(String(v)))
+              lines += `${k}: ${v}\r\n`;
+          }
+          binding.reject(
+            info.handle,
+            status,
+            lines,
+            r.body ?? `${status === 403 ? 'Forbidden' : 'Rejected'}\n`,
+          );
+          return;
+        }
+      }
+      let protocol = '';
+      if (handleProtocols) {
+        const chosen = await handleProtocols(offered, request);
+        if (chosen !== false) {
+          if (!offered.includes(chosen))
+            throw new Error(`handleProtocols returned '${chosen}', which the client did not offer`);
+          protocol = chosen;
+        }
+      } else {
+        protocol = offered.find((p) => this.#opts.config.protocols.includes(p)) ?? '';
+      }
+      binding.accept(info.handle, protocol);
+    };
+    decide().catch((err: Error) => {
+      binding.reject(info.handle, 500, '', 'Internal Server Error\n');
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
   }
 
   /** @internal */ _onConnection(info: NativeRequestInfo): void {

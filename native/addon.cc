@@ -25,6 +25,14 @@ namespace {
 
 void LwsLogSink(int level, const char* line);
 
+std::vector<std::string> StringList(const Napi::Value& v) {
+  std::vector<std::string> out;
+  if (!v.IsArray()) return out;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+  return out;
+}
+
 ConnShared* HandleArg(const Napi::Value& v) {
   if (!v.IsExternal()) return nullptr;
   return v.As<Napi::External<ConnShared>>().Data();
@@ -95,6 +103,8 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("ping", &Addon::Ping),
                              InstanceMethod("close", &Addon::Close),
                              InstanceMethod("terminate", &Addon::Terminate),
+                             InstanceMethod("accept", &Addon::Accept),
+                             InstanceMethod("reject", &Addon::Reject),
                              InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
                              InstanceMethod("setRef", &Addon::SetRef),
                              InstanceMethod("setLogLevel", &Addon::SetLogLevel),
@@ -157,12 +167,16 @@ class Addon : public Napi::Addon<Addon> {
     cfg->handshake_timeout_ms = o.Get("handshakeTimeoutMs").As<Napi::Number>().Uint32Value();
     cfg->close_timeout_ms = o.Get("closeTimeoutMs").As<Napi::Number>().Uint32Value();
     cfg->max_header_bytes = o.Get("maxHeaderBytes").As<Napi::Number>().Uint32Value();
-    Napi::Value protocols = o.Get("protocols");
-    if (protocols.IsArray()) {
-      Napi::Array a = protocols.As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); i++)
-        cfg->protocols.push_back(a.Get(i).As<Napi::String>().Utf8Value());
-    }
+    cfg->protocols = StringList(o.Get("protocols"));
+    cfg->verify = o.Get("verify").ToBoolean().Value();
+    cfg->max_connections = o.Get("maxConnections").As<Napi::Number>().Uint32Value();
+    cfg->allowed_origins = StringList(o.Get("allowedOrigins"));
+    cfg->path = o.Get("path").As<Napi::String>().Utf8Value();
+    cfg->health = o.Get("health").ToBoolean().Value();
+    cfg->static_root = o.Get("staticRoot").As<Napi::String>().Utf8Value();
+    cfg->static_index = o.Get("staticIndex").As<Napi::String>().Utf8Value();
+    cfg->heartbeat_interval_ms = o.Get("heartbeatIntervalMs").As<Napi::Number>().Uint32Value();
+    cfg->heartbeat_timeout_ms = o.Get("heartbeatTimeoutMs").As<Napi::Number>().Uint32Value();
     Command c{};
     c.type = Command::kStartServer;
     c.server = cfg;
@@ -238,12 +252,9 @@ class Addon : public Napi::Addon<Addon> {
     cfg->port = port;
     cfg->request = o.Get("request").As<Napi::String>().Utf8Value();
     cfg->accept = o.Get("accept").As<Napi::String>().Utf8Value();
-    Napi::Value protocols = o.Get("protocols");
-    if (protocols.IsArray()) {
-      Napi::Array a = protocols.As<Napi::Array>();
-      for (uint32_t i = 0; i < a.Length(); i++)
-        cfg->protocols.push_back(a.Get(i).As<Napi::String>().Utf8Value());
-    }
+    cfg->protocols = StringList(o.Get("protocols"));
+    cfg->heartbeat_interval_ms = o.Get("heartbeatIntervalMs").As<Napi::Number>().Uint32Value();
+    cfg->heartbeat_timeout_ms = o.Get("heartbeatTimeoutMs").As<Napi::Number>().Uint32Value();
     cfg->max_payload = static_cast<uint64_t>(o.Get("maxPayload").As<Napi::Number>().DoubleValue());
     cfg->timeout_ms = o.Get("timeoutMs").As<Napi::Number>().Uint32Value();
     cfg->close_timeout_ms = o.Get("closeTimeoutMs").As<Napi::Number>().Uint32Value();
@@ -394,6 +405,40 @@ class Addon : public Napi::Addon<Addon> {
     Command c{};
     c.type = Command::kTerminate;
     c.conn = cs;
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
+  // accept(handle, protocol): completes an upgrade held for verify().
+  Napi::Value Accept(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(env, "accept: connection handle expected");
+    Context* ctx = Ctx(env);
+    if (!ctx || cs->gone.load()) return env.Undefined();
+    cs->Ref();
+    Command c{};
+    c.type = Command::kAccept;
+    c.conn = cs;
+    c.text = info[1].As<Napi::String>().Utf8Value();
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
+  // reject(handle, status, headerLines, body): answers an upgrade with HTTP status.
+  Napi::Value Reject(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(env, "reject: connection handle expected");
+    Context* ctx = Ctx(env);
+    if (!ctx || cs->gone.load()) return env.Undefined();
+    cs->Ref();
+    Command c{};
+    c.type = Command::kReject;
+    c.conn = cs;
+    c.code = static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value());
+    c.text = info[2].As<Napi::String>().Utf8Value();
+    c.text2 = info[3].As<Napi::String>().Utf8Value();
     ctx->Push(std::move(c));
     return env.Undefined();
   }

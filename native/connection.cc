@@ -1,9 +1,12 @@
 #include "connection.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -41,7 +44,9 @@ Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, i
       max_payload_(server->config().max_payload),
       handshake_timeout_ms_(server->config().handshake_timeout_ms),
       close_timeout_ms_(server->config().close_timeout_ms),
-      max_header_bytes_(server->config().max_header_bytes) {
+      max_header_bytes_(server->config().max_header_bytes),
+      hb_interval_ms_(server->config().heartbeat_interval_ms),
+      hb_timeout_ms_(server->config().heartbeat_timeout_ms) {
   shared_->id = ctx->NextConnId();
   shared_->conn = this;
   shared_->high_water_mark = server->config().high_water_mark;
@@ -60,6 +65,8 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
       handshake_timeout_ms_(cfg->timeout_ms),
       close_timeout_ms_(cfg->close_timeout_ms),
       max_header_bytes_(cfg->max_header_bytes),
+      hb_interval_ms_(cfg->heartbeat_interval_ms),
+      hb_timeout_ms_(cfg->heartbeat_timeout_ms),
       request_(std::move(cfg->request)),
       accept_(std::move(cfg->accept)),
       offered_(std::move(cfg->protocols)) {
@@ -100,6 +107,8 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
 
 Conn::~Conn() {
   lws_sul_cancel(&timer_.sul);
+  lws_sul_cancel(&hb_timer_.sul);
+  if (counted_open_ && server_) server_->open_connections--;
   DropQueue(false);
   free(msg_);
   shared_->conn = nullptr;
@@ -174,7 +183,13 @@ void Conn::OnClosed() {
   }
   state_ = State::kClosed;
   wsi_ = nullptr;
-  if (server_) server_->Remove(this);
+  if (server_) {
+    if (counted_open_) server_->open_connections--;
+    counted_open_ = false;
+    Listener* server = server_;
+    server_ = nullptr;
+    server->Remove(this);  // may delete the listener
+  }
   delete this;
 }
 
@@ -228,7 +243,11 @@ void Conn::EmitConnectError() {
 
 void Conn::OnReadable(const uint8_t* in, size_t len) {
   if (killed_ || rx_stopped_) return;
-  if (state_ == State::kHandshake) {
+  if (hb_interval_ms_) {
+    last_rx_us_ = MonotonicUs();
+    ping_outstanding_ = false;
+  }
+  if (state_ == State::kHandshake || state_ == State::kVerifying) {
     if (shared_->client)
       OnClientHandshakeData(in, len);
     else
@@ -293,8 +312,7 @@ void Conn::OnClientHandshakeData(const uint8_t* in, size_t len) {
     return;
   }
 
-  state_ = State::kOpen;
-  SetTimer(0);
+  OpenEstablished();
   auto info = std::make_unique<ConnInfo>();
   shared_->Ref();
   info->shared = shared_;
@@ -311,22 +329,147 @@ void Conn::OnClientHandshakeData(const uint8_t* in, size_t len) {
     ParseFrames(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
 }
 
-void Conn::RejectHandshake(int status, const char* message, const char* extra_headers) {
-  std::string body = std::string(message) + "\n";
-  std::string resp = "HTTP/1.1 " + std::to_string(status) + " " + HttpStatusText(status) +
-                     "\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: " +
-                     std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
+void Conn::SendHttp(int status, const char* content_type, const uint8_t* body, size_t body_len,
+                    const std::string& extra_headers, bool head_only) {
+  std::string head = "HTTP/1.1 " + std::to_string(status) + " " + HttpStatusText(status) +
+                     "\r\nConnection: close\r\nContent-Type: " + content_type +
+                     "\r\nContent-Length: " + std::to_string(body_len) + "\r\n" + extra_headers +
+                     "\r\n";
+  size_t send_body = head_only ? 0 : body_len;
+  uint8_t* block = static_cast<uint8_t*>(malloc(head.size() + send_body + 1));
+  if (!block) {
+    Kill();
+    return;
+  }
+  memcpy(block, head.data(), head.size());
+  if (send_body) memcpy(block + head.size(), body, send_body);
   rx_stopped_ = true;
   hs_buf_.clear();
   hs_buf_.shrink_to_fit();
-  Enqueue(OutFrame{CopyBlock(resp.data(), resp.size()), resp.size(), 0, false}, false);
+  Enqueue(OutFrame{block, head.size() + send_body, 0, false}, false);
   kill_after_flush_ = true;
+  SetTimer(close_timeout_ms_);  // a client that never reads cannot hold the socket
   Flush();
+}
+
+void Conn::RejectHandshake(int status, const char* message, const char* extra_headers) {
+  std::string body = std::string(message) + "\n";
+  SendHttp(status, "text/plain; charset=utf-8", reinterpret_cast<const uint8_t*>(body.data()),
+           body.size(), extra_headers, false);
+}
+
+void Conn::ServeHttp(const HttpRequest& req) {
+  const ServerConfig& cfg = server_->config();
+  bool get = req.method == "GET";
+  bool head = req.method == "HEAD";
+  std::string path = req.target.substr(0, req.target.find('?'));
+  if (cfg.health && (get || head) && path == "/health") {
+    int64_t uptime_ms = (MonotonicUs() - server_->started_us) / 1000;
+    std::string body =
+        "{\"status\":\"ok\",\"connections\":" + std::to_string(server_->open_connections) +
+        ",\"uptimeMs\":" + std::to_string(uptime_ms) + "}";
+    SendHttp(200, "application/json", reinterpret_cast<const uint8_t*>(body.data()), body.size(),
+             "Cache-Control: no-store\r\n", head);
+    return;
+  }
+  if (!cfg.static_root.empty() && (get || head)) {
+    ServeStatic(req.target, head);
+    return;
+  }
+  if (cfg.health || !cfg.static_root.empty()) {
+    RejectHandshake(404, "Not found");
+    return;
+  }
+  RejectHandshake(426, "This endpoint only accepts WebSocket connections",
+                  "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+}
+
+void Conn::ServeStatic(const std::string& target, bool head_only) {
+  const ServerConfig& cfg = server_->config();
+  std::string raw = target.substr(0, target.find_first_of("?#"));
+  std::string rel;
+  if (raw.empty() || raw[0] != '/' || !PercentDecode(raw, &rel)) {
+    RejectHandshake(400, "Bad request path");
+    return;
+  }
+  // No "." or ".." segment may appear, encoded or not.
+  for (size_t i = 0; i <= rel.size();) {
+    size_t j = rel.find('/', i);
+    if (j == std::string::npos) j = rel.size();
+    std::string seg = rel.substr(i, j - i);
+    if (seg == "." || seg == "..") {
+      RejectHandshake(404, "Not found");
+      return;
+    }
+    i = j + 1;
+  }
+  std::string file = cfg.static_root + rel;
+  if (!rel.empty() && rel.back() == '/') file += cfg.static_index;
+  // Resolve symlinks: whatever the path names must lie inside the root.
+  char resolved[PATH_MAX];
+  struct stat st;
+  for (int pass = 0; pass < 2; pass++) {
+    if (!realpath(file.c_str(), resolved)) {
+      RejectHandshake(404, "Not found");
+      return;
+    }
+    std::string real(resolved);
+    if (real != cfg.static_root &&
+        real.compare(0, cfg.static_root.size() + 1, cfg.static_root + "/") != 0) {
+      RejectHandshake(404, "Not found");
+      return;
+    }
+    if (stat(resolved, &st) < 0) {
+      RejectHandshake(404, "Not found");
+      return;
+    }
+    if (S_ISDIR(st.st_mode) && pass == 0) {
+      file = real + "/" + cfg.static_index;
+      continue;
+    }
+    break;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    RejectHandshake(404, "Not found");
+    return;
+  }
+  constexpr off_t kMaxStatic = 64 * 1024 * 1024;
+  if (st.st_size > kMaxStatic) {
+    RejectHandshake(413, "File too large to serve");
+    return;
+  }
+  // Small files from the page cache: read here, on the service thread.
+  int fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    RejectHandshake(404, "Not found");
+    return;
+  }
+  std::string body;
+  body.resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < body.size()) {
+    ssize_t n = read(fd, &body[got], body.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(fd);
+  body.resize(got);
+  SendHttp(200, MimeType(resolved), reinterpret_cast<const uint8_t*>(body.data()), body.size(),
+           "X-Content-Type-Options: nosniff\r\n", head_only);
 }
 
 void Conn::OnHandshakeData(const uint8_t* in, size_t len) {
   const ServerConfig& cfg = server_->config();
+  if (state_ == State::kVerifying) {
+    // The client sent more before JavaScript decided; keep it, within reason.
+    if (pending_rx_.size() + len > max_payload_ + 64 * 1024) {
+      Kill();
+      return;
+    }
+    pending_rx_.append(reinterpret_cast<const char*>(in), len);
+    return;
+  }
   size_t max_header_bytes = max_header_bytes_;
   size_t scan_from = hs_buf_.size() > 3 ? hs_buf_.size() - 3 : 0;
   hs_buf_.append(reinterpret_cast<const char*>(in), len);
@@ -345,8 +488,7 @@ void Conn::OnHandshakeData(const uint8_t* in, size_t len) {
   }
   const std::string* upgrade = req.headers.Get("upgrade");
   if (!upgrade) {
-    RejectHandshake(426, "This endpoint only accepts WebSocket connections",
-                    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+    ServeHttp(req);
     return;
   }
   if (!HeaderHasToken(*upgrade, "websocket")) {
@@ -381,50 +523,160 @@ void Conn::OnHandshakeData(const uint8_t* in, size_t len) {
     RejectHandshake(400, "Missing or invalid Sec-WebSocket-Key");
     return;
   }
+  if (!cfg.path.empty() && req.target.substr(0, req.target.find('?')) != cfg.path) {
+    RejectHandshake(404, "No WebSocket endpoint at this path");
+    return;
+  }
+  if (!cfg.allowed_origins.empty()) {
+    const std::string* origin = req.headers.Get("origin");
+    if (!origin || std::find(cfg.allowed_origins.begin(), cfg.allowed_origins.end(), *origin) ==
+                       cfg.allowed_origins.end()) {
+      RejectHandshake(403, "Origin not allowed");
+      return;
+    }
+  }
+  if (cfg.max_connections && server_->open_connections >= cfg.max_connections) {
+    RejectHandshake(503, "Too many connections", "Retry-After: 1\r\n");
+    return;
+  }
+
+  std::string offered;
+  for (const auto& kv : req.headers.list) {
+    if (kv.first != "sec-websocket-protocol") continue;
+    if (!offered.empty()) offered += ", ";
+    offered += kv.second;
+  }
+  key_ = *key;
+  path_ = std::move(req.target);
+  req_headers_ = std::move(req.headers.list);
+  pending_rx_ = hs_buf_.substr(end);  // frames the client sent right behind its request
+  hs_buf_.clear();
+  hs_buf_.shrink_to_fit();
+
+  if (cfg.verify) {
+    // JavaScript decides (verify / handleProtocols); kAccept or kReject follows.
+    state_ = State::kVerifying;
+    auto info = std::make_unique<ConnInfo>();
+    shared_->Ref();
+    info->shared = shared_;
+    info->path = path_;
+    info->headers = req_headers_;
+    info->remote_address = remote_address_;
+    info->remote_port = remote_port_;
+    info->protocol = offered;
+    ctx_->Emit(kEvUpgrade, shared_->id, server_->id(), ctx_->AddInfo(std::move(info)));
+    return;
+  }
 
   // Subprotocol: the first one the client offers that the server accepts.
   std::string protocol;
   if (!cfg.protocols.empty()) {
-    for (const auto& kv : req.headers.list) {
-      if (kv.first != "sec-websocket-protocol") continue;
-      for (const std::string& offered : SplitHeaderList(kv.second)) {
-        if (std::find(cfg.protocols.begin(), cfg.protocols.end(), offered) != cfg.protocols.end()) {
-          protocol = offered;
-          break;
-        }
+    for (const std::string& p : SplitHeaderList(offered)) {
+      if (std::find(cfg.protocols.begin(), cfg.protocols.end(), p) != cfg.protocols.end()) {
+        protocol = p;
+        break;
       }
-      if (!protocol.empty()) break;
     }
   }
+  CompleteUpgrade(protocol);
+}
 
+void Conn::AcceptUpgrade(const std::string& protocol) {
+  if (state_ != State::kVerifying || killed_) return;
+  const ServerConfig& cfg = server_->config();
+  if (cfg.max_connections && server_->open_connections >= cfg.max_connections) {
+    RejectHandshake(503, "Too many connections", "Retry-After: 1\r\n");
+    return;
+  }
+  CompleteUpgrade(protocol);
+}
+
+void Conn::RejectUpgrade(int status, const std::string& headers, const std::string& body) {
+  if (state_ != State::kVerifying || killed_) return;
+  SendHttp(status, "text/plain; charset=utf-8", reinterpret_cast<const uint8_t*>(body.data()),
+           body.size(), headers, false);
+}
+
+void Conn::CompleteUpgrade(const std::string& protocol) {
   std::string resp =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " +
-      WebSocketAccept(*key) + "\r\n";
+      WebSocketAccept(key_) + "\r\n";
   if (!protocol.empty()) resp += "Sec-WebSocket-Protocol: " + protocol + "\r\n";
   resp += "\r\n";
   Enqueue(OutFrame{CopyBlock(resp.data(), resp.size()), resp.size(), 0, false}, false);
-
-  state_ = State::kOpen;
-  SetTimer(0);
+  OpenEstablished();
 
   auto info = std::make_unique<ConnInfo>();
   shared_->Ref();
   info->shared = shared_;
-  info->path = std::move(req.target);
-  info->headers = std::move(req.headers.list);
+  info->path = std::move(path_);
+  info->headers = std::move(req_headers_);
   info->remote_address = remote_address_;
   info->remote_port = remote_port_;
-  info->protocol = std::move(protocol);
+  info->protocol = protocol;
   ctx_->Emit(kEvConnection, shared_->id, server_->id(), ctx_->AddInfo(std::move(info)));
   Flush();
 
-  // Frames the client sent right behind its request.
-  std::string rest = hs_buf_.substr(end);
-  hs_buf_.clear();
-  hs_buf_.shrink_to_fit();
+  std::string rest;
+  rest.swap(pending_rx_);
   if (!rest.empty() && !killed_)
     ParseFrames(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
+}
+
+void Conn::OpenEstablished() {
+  state_ = State::kOpen;
+  SetTimer(0);
+  if (server_) {
+    server_->open_connections++;
+    counted_open_ = true;
+  }
+  StartHeartbeat();
+}
+
+// ---- heartbeat ------------------------------------------------------------------
+
+void Conn::StartHeartbeat() {
+  if (!hb_interval_ms_) return;
+  hb_timer_.owner = this;
+  last_rx_us_ = MonotonicUs();
+  lws_sul_schedule(ctx_->lws_ctx(), 0, &hb_timer_.sul, OnHeartbeat,
+                   static_cast<lws_usec_t>(hb_interval_ms_) * 1000);
+}
+
+void Conn::OnHeartbeat(lws_sorted_usec_list_t* sul) {
+  Conn* c = reinterpret_cast<HbTimer*>(sul)->owner;
+  if (c->state_ != State::kOpen || c->killed_) return;
+  int64_t now = MonotonicUs();
+  int64_t interval = static_cast<int64_t>(c->hb_interval_ms_) * 1000;
+  int64_t timeout = static_cast<int64_t>(c->hb_timeout_ms_) * 1000;
+  int64_t next;
+  if (c->ping_outstanding_) {
+    if (now - c->ping_at_us_ >= timeout) {
+      // Silent past the timeout: drop it; 'close' reports 1006.
+      c->Kill();
+      c->ctx_->WakeSelf();
+      return;
+    }
+    next = c->ping_at_us_ + timeout - now;
+  } else if (now - c->last_rx_us_ >= interval) {
+    if (!c->close_sent_) {
+      size_t flen;
+      uint8_t* f = NewFrame(c->shared_->client, kOpPing, nullptr, 0, &flen);
+      if (f) {
+        c->Enqueue(OutFrame{f, flen, 0, false}, true);
+        c->ctx_->MarkDirty(c);
+        c->ctx_->WakeSelf();
+      }
+    }
+    c->ping_outstanding_ = true;
+    c->ping_at_us_ = now;
+    next = timeout;
+  } else {
+    next = c->last_rx_us_ + interval - now;
+  }
+  lws_sul_schedule(c->ctx_->lws_ctx(), 0, &c->hb_timer_.sul, OnHeartbeat,
+                   static_cast<lws_usec_t>(std::max<int64_t>(next, 1000)));
 }
 
 // ---- frames in -----------------------------------------------------------------
@@ -795,13 +1047,16 @@ void Conn::Send(uint8_t* frame, size_t len, size_t payload) {
 }
 
 void Conn::Enqueue(OutFrame f, bool priority) {
-  if (!priority || outq_.empty()) {
+  if (!priority) {
     outq_.push_back(f);
-  } else if (head_off_ > 0) {
-    outq_.insert(outq_.begin() + 1, f);  // after the frame already on the wire
-  } else {
-    outq_.push_front(f);
+    return;
   }
+  // Ahead of queued data, but after a frame already partly on the wire and
+  // after earlier control frames (pongs answer pings in order).
+  f.priority = true;
+  size_t pos = head_off_ > 0 ? 1 : 0;
+  while (pos < outq_.size() && outq_[pos].priority) pos++;
+  outq_.insert(outq_.begin() + static_cast<std::ptrdiff_t>(pos), f);
 }
 
 void Conn::FrameDone(const OutFrame& f, bool written) {

@@ -25,8 +25,9 @@ class Listener;
 struct OutFrame {
   uint8_t* data;  // malloc'd, freed once written
   size_t len;
-  size_t payload;  // bytes counted in ConnShared::buffered
-  bool close;      // a close frame
+  size_t payload;         // bytes counted in ConnShared::buffered
+  bool close;             // a close frame
+  bool priority = false;  // a control frame that jumped the queue
 };
 
 class Conn {
@@ -47,6 +48,8 @@ class Conn {
   void Send(uint8_t* frame, size_t len, size_t payload);
   void CloseFromJs(uint8_t* frame, size_t len, uint16_t code);
   void Terminate();
+  void AcceptUpgrade(const std::string& protocol);  // after JavaScript's verify()
+  void RejectUpgrade(int status, const std::string& headers, const std::string& body);
 
   // From the server: close with 1001 (or drop a connection still in its handshake).
   void Shutdown();
@@ -61,7 +64,7 @@ class Conn {
   bool closed_in_adopt = false;
 
  private:
-  enum class State : uint8_t { kConnecting, kHandshake, kOpen, kClosed };
+  enum class State : uint8_t { kConnecting, kHandshake, kVerifying, kOpen, kClosed };
 
   explicit Conn(Context* ctx, ClientConfig* cfg);
 
@@ -71,6 +74,15 @@ class Conn {
   void FailHandshake(const char* code, std::string message, int status = 0);
   void EmitConnectError();
   void RejectHandshake(int status, const char* message, const char* extra_headers = "");
+  // An HTTP response, then the connection closes once it is written.
+  void SendHttp(int status, const char* content_type, const uint8_t* body, size_t body_len,
+                const std::string& extra_headers, bool head_only);
+  void ServeHttp(const HttpRequest& req);  // requests without an upgrade
+  void ServeStatic(const std::string& target, bool head_only);
+  void CompleteUpgrade(const std::string& protocol);
+  void OpenEstablished();  // state kOpen: heartbeat, counters
+  void StartHeartbeat();
+  static void OnHeartbeat(lws_sorted_usec_list_t* sul);
   // frames
   void ParseFrames(const uint8_t* p, size_t n);
   bool StartFrame(size_t available);
@@ -104,6 +116,24 @@ class Conn {
   uint32_t handshake_timeout_ms_;
   uint32_t close_timeout_ms_;
   uint32_t max_header_bytes_;
+
+  // server: between kEvUpgrade and kAccept/kReject
+  std::string path_;
+  std::string key_;
+  std::vector<std::pair<std::string, std::string>> req_headers_;
+  std::string pending_rx_;  // bytes that arrived while JavaScript decided
+
+  // heartbeat
+  uint32_t hb_interval_ms_ = 0;
+  uint32_t hb_timeout_ms_ = 0;
+  int64_t last_rx_us_ = 0;
+  int64_t ping_at_us_ = 0;
+  bool ping_outstanding_ = false;
+  struct HbTimer {
+    lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
+    Conn* owner;
+  } hb_timer_ = {};
+  bool counted_open_ = false;  // counted in the server's open connections
 
   // client only
   std::string request_;

@@ -36,7 +36,7 @@ bool UsesArena(uint32_t type) {
 bool UsesObj(uint32_t type) {
   return type == kEvListenError || type == kEvConnection || type == kEvTextObj ||
          type == kEvBinaryObj || type == kEvClose || type == kEvLog || type == kEvError ||
-         type == kEvOpen || type == kEvConnectError;
+         type == kEvOpen || type == kEvConnectError || type == kEvUpgrade;
 }
 
 unsigned FdLimit() {
@@ -209,7 +209,7 @@ void Context::Push(Command&& cmd) {
   bool wake;
   {
     std::lock_guard<std::mutex> lock(cmd_mu_);
-    commands_.push_back(cmd);
+    commands_.push_back(std::move(cmd));
     wake = !wake_pending_;
     wake_pending_ = true;
   }
@@ -322,6 +322,16 @@ void Context::RunCommand(Command& c) {
     case Command::kTerminate: {
       Conn* conn = c.conn->conn;
       if (conn) conn->Terminate();
+      return;
+    }
+    case Command::kAccept: {
+      Conn* conn = c.conn->conn;
+      if (conn) conn->AcceptUpgrade(c.text);
+      return;
+    }
+    case Command::kReject: {
+      Conn* conn = c.conn->conn;
+      if (conn) conn->RejectUpgrade(c.code, c.text, c.text2);
       return;
     }
   }

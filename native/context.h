@@ -46,6 +46,7 @@ enum EventType : uint32_t {
   kEvError = 15,          // id=conn, a=close code sent, b=obj(message)
   kEvOpen = 16,           // id=conn (client): handshake done, b=obj(response info)
   kEvConnectError = 17,   // id=conn (client): a=errno or 0, b=obj({ code, message, status })
+  kEvUpgrade = 18,        // id=conn, a=server, b=obj(request info; protocol = offered list)
 };
 constexpr uint32_t kNoObj = 0xFFFFFFFFu;
 
@@ -77,6 +78,15 @@ struct ServerConfig {
   uint32_t close_timeout_ms = 0;
   uint32_t max_header_bytes = 0;
   std::vector<std::string> protocols;
+  bool verify = false;           // JavaScript decides each upgrade (kEvUpgrade -> kAccept/kReject)
+  uint32_t max_connections = 0;  // 0: no limit; beyond it, 503
+  std::vector<std::string> allowed_origins;  // empty: any Origin
+  std::string path;         // empty: upgrades on any path; else only this one (404 otherwise)
+  bool health = false;      // GET /health answers JSON
+  std::string static_root;  // real path of a folder served over HTTP; empty: none
+  std::string static_index;
+  uint32_t heartbeat_interval_ms = 0;
+  uint32_t heartbeat_timeout_ms = 0;
 };
 
 // A client connection to start: the socket is already connecting.
@@ -92,6 +102,8 @@ struct ClientConfig {
   uint32_t timeout_ms = 0;  // connect + handshake
   uint32_t close_timeout_ms = 0;
   uint32_t max_header_bytes = 0;
+  uint32_t heartbeat_interval_ms = 0;
+  uint32_t heartbeat_timeout_ms = 0;
   ~ClientConfig();
 };
 
@@ -141,13 +153,24 @@ struct Batch {
 
 // Work for the service thread.
 struct Command {
-  enum Type : uint8_t { kStartServer, kCloseServer, kConnect, kSend, kClose, kTerminate } type;
+  enum Type : uint8_t {
+    kStartServer,
+    kCloseServer,
+    kConnect,
+    kSend,
+    kClose,
+    kTerminate,
+    kAccept,  // text = subprotocol
+    kReject,  // code = HTTP status, text = extra header lines, text2 = body
+  } type;
   uint32_t id = 0;                 // server id
   ConnShared* conn = nullptr;      // holds a reference
   uint8_t* data = nullptr;         // kSend / kClose: a complete frame, malloc'd
   size_t len = 0;                  // frame length
   size_t payload = 0;              // payload bytes counted in ConnShared::buffered
-  uint16_t code = 0;               // kClose
+  uint16_t code = 0;               // kClose, kReject (HTTP status)
+  std::string text;                // kAccept: subprotocol; kReject: extra header lines
+  std::string text2;               // kReject: body
   ServerConfig* server = nullptr;  // kStartServer (owned)
   ClientConfig* client = nullptr;  // kConnect (owned)
 };

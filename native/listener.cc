@@ -50,6 +50,7 @@ bool Listener::Start() {
   d.vh_prot_name = Context::kProtocolName;
   d.opaque = this;
   started_ = true;
+  started_us = MonotonicUs();
   wsi_ = lws_adopt_descriptor_vhost_via_info(&d);
   if (!wsi_) {
     // lws does not close a file descriptor it failed to adopt.

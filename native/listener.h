@@ -36,6 +36,8 @@ class Listener {
   const ServerConfig& config() const { return *cfg_; }
   bool closing() const { return closing_; }
   size_t connections() const { return conns_.size(); }
+  size_t open_connections = 0;  // upgraded (WebSocket) connections, for maxConnections
+  int64_t started_us = 0;
 
  private:
   static void ResumeAccept(lws_sorted_usec_list_t* sul);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <cctype>
 
@@ -337,6 +338,70 @@ std::string WebSocketAccept(const std::string& key) {
   unsigned char digest[20];
   lws_SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
   return Base64Encode(digest, sizeof digest);
+}
+
+const char* MimeType(const std::string& path) {
+  size_t dot = path.rfind('.');
+  size_t slash = path.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash))
+    return "application/octet-stream";
+  std::string ext = path.substr(dot + 1);
+  for (char& c : ext) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  static const struct {
+    const char* ext;
+    const char* type;
+  } kTypes[] = {
+      {"html", "text/html; charset=utf-8"},
+      {"htm", "text/html; charset=utf-8"},
+      {"js", "text/javascript; charset=utf-8"},
+      {"mjs", "text/javascript; charset=utf-8"},
+      {"css", "text/css; charset=utf-8"},
+      {"json", "application/json"},
+      {"map", "application/json"},
+      {"txt", "text/plain; charset=utf-8"},
+      {"png", "image/png"},
+      {"jpg", "image/jpeg"},
+      {"jpeg", "image/jpeg"},
+      {"gif", "image/gif"},
+      {"svg", "image/svg+xml"},
+      {"ico", "image/x-icon"},
+      {"webp", "image/webp"},
+      {"wasm", "application/wasm"},
+      {"woff2", "font/woff2"},
+      {"mp4", "video/mp4"},
+      {"webm", "video/webm"},
+      {"wav", "audio/wav"},
+  };
+  for (const auto& t : kTypes)
+    if (ext == t.ext) return t.type;
+  return "application/octet-stream";
+}
+
+bool PercentDecode(const std::string& in, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  for (size_t i = 0; i < in.size(); i++) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size() || !isxdigit(static_cast<unsigned char>(in[i + 1])) ||
+          !isxdigit(static_cast<unsigned char>(in[i + 2])))
+        return false;
+      int v = std::stoi(in.substr(i + 1, 2), nullptr, 16);
+      if (v == 0) return false;
+      out->push_back(static_cast<char>(v));
+      i += 2;
+    } else {
+      if (c == '\0') return false;
+      out->push_back(c);
+    }
+  }
+  return true;
+}
+
+int64_t MonotonicUs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
 const char* HttpStatusText(int status) {

@@ -143,4 +143,13 @@ std::string Base64Encode(const uint8_t* p, size_t n);
 // "Bad Request" for 400 and so on ("Unknown" otherwise).
 const char* HttpStatusText(int status);
 
+// Content-Type for a file name, by extension ("application/octet-stream" otherwise).
+const char* MimeType(const std::string& path);
+
+// Percent-decodes a URL path; false on a malformed escape or a NUL byte.
+bool PercentDecode(const std::string& in, std::string* out);
+
+// Microseconds on the monotonic clock.
+int64_t MonotonicUs();
+
 }  // namespace nlws
