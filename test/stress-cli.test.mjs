@@ -1,0 +1,354 @@
+// The stress CLI (bin/node-lws-stress.js), run as a child process with short
+// settings: JSON summaries are sane (every frame sent arrived, none lost or
+// corrupt), each port mode and --processes work, a bad flag exits 2 with a
+// one-line error and the usage, SIGINT stops cleanly with the summary so far,
+// and an unexpected failure exits 1. Also the frame codec's corruption checks.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { exitWatchdog, withTimeout } from './helpers.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'bin', 'node-lws-stress.js');
+const require = createRequire(import.meta.url);
+const frames = require('../bin/stress/frames.js');
+
+const children = new Set();
+
+/**
+ * Starts the CLI. Returns the child with `out` / `err` (text so far),
+ * `exited` (promise of { code, signal }) and `errLine(pred)` (the next stderr
+ * line matching pred).
+ */
+function startCli(args) {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  child.out = '';
+  child.err = '';
+  const waiters = [];
+  let partial = '';
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (d) => {
+    child.out += d;
+  });
+  child.stderr.on('data', (d) => {
+    child.err += d;
+    partial += d;
+    const lines = partial.split('\n');
+    partial = lines.pop();
+    for (const line of lines) {
+      for (const w of [...waiters]) {
+        if (w.pred(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.exited = new Promise((resolve) => {
+    child.once('close', (code, signal) => {
+      children.delete(child);
+      for (const w of waiters.splice(0)) {
+        w.reject(new Error(`CLI exited (${code ?? signal}) first; stderr: ${child.err}`));
+      }
+      resolve({ code, signal });
+    });
+  });
+  child.errLine = (pred, ms, label) =>
+    withTimeout(
+      new Promise((resolve, reject) => waiters.push({ pred, resolve, reject })),
+      ms,
+      `${label}; stderr so far: ${child.err}`,
+    );
+  return child;
+}
+
+/** Runs the CLI to the end: { code, signal, out, err }. */
+async function runCli(args, ms = 60_000) {
+  const child = startCli(args);
+  const { code, signal } = await withTimeout(child.exited, ms, `node-lws-stress ${args.join(' ')}`);
+  return { code, signal, out: child.out, err: child.err };
+}
+
+/** Runs with --json and returns the parsed summary after checking exit code 0. */
+async function runJson(args, ms) {
+  const r = await runCli([...args, '--json'], ms);
+  let summary;
+  try {
+    summary = JSON.parse(r.out);
+  } catch {
+    assert.unreachable(`stdout is not one JSON document: ${r.out}\nstderr: ${r.err}`);
+  }
+  assert.is(
+    r.code,
+    0,
+    `exit code ${r.code}; failures: ${JSON.stringify(summary.failures)}; stderr: ${r.err}`,
+  );
+  return summary;
+}
+
+/** The checks every successful run must pass. */
+function assertSane(s, label) {
+  const ctx = `${label}: ${JSON.stringify({ cycles: s.cycles, frames: s.frames, failures: s.failures })}`;
+  assert.is(s.tool, 'node-lws-stress', ctx);
+  assert.is(s.ok, true, ctx);
+  assert.is(s.exitCode, 0, ctx);
+  assert.ok(s.cycles > 0, `no cycles: ${ctx}`);
+  assert.is(s.cyclesFailed, 0, ctx);
+  assert.ok(s.bind.ok > 0, ctx);
+  assert.ok(s.connect.ok > 0, ctx);
+  assert.equal(s.connect.failures, {}, ctx);
+  assert.ok(s.frames.sent > 0, ctx);
+  assert.is(s.frames.received, s.frames.sent, `frames received != sent: ${ctx}`);
+  assert.is(s.frames.lost, 0, ctx);
+  assert.is(s.frames.corrupt, 0, ctx);
+  assert.is(s.frames.outOfOrder, 0, ctx);
+  assert.is(s.failures.count, 0, ctx);
+  for (const kind of ['audio', 'input']) {
+    const k = s.frames.byKind[kind];
+    assert.ok(k.sent > 0, `no ${kind} frames: ${ctx}`);
+    assert.is(k.received, k.sent, `${kind}: ${ctx}`);
+  }
+  assert.type(s.latencyMs.p50, 'number', ctx);
+  assert.type(s.latencyMs.p99, 'number', ctx);
+  assert.ok(s.latencyMs.p50 >= 0 && s.latencyMs.p50 <= s.latencyMs.p99, ctx);
+  assert.ok(s.latencyMs.p99 <= s.latencyMs.max, ctx);
+  assert.ok(s.throughput.MBps > 0, ctx);
+  assert.ok(s.throughput.bytesReceived > 0, ctx);
+}
+
+test.after.each(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+test('--help prints the usage on stdout and exits 0', async () => {
+  const r = await runCli(['--help']);
+  assert.is(r.code, 0);
+  assert.match(r.out, /^Usage: node-lws-stress \[options\]/);
+  for (const flag of [
+    '--duration',
+    '--clients',
+    '--port-range',
+    '--same-port',
+    '--processes',
+    '--json',
+  ]) {
+    assert.ok(r.out.includes(flag), `usage lacks ${flag}`);
+  }
+  assert.is(r.err, '');
+});
+
+test('a bad flag: exit 2, one-line error, then the usage, on stderr only', async () => {
+  const cases = [
+    [['--bogus'], /unknown option '--bogus'/],
+    [['--clients'], /--clients needs a value/],
+    [['--clients', '0'], /--clients: 0 is not in 1\.\.1000/],
+    [['--duration', 'soon'], /--duration: 'soon' is not a number/],
+    [['--port-range', '60999-32768'], /--port-range/],
+    [['--port-range', 'abc'], /--port-range/],
+    [['--client', 'curl'], /--client: 'curl'/],
+    [['--json=yes'], /--json takes no value/],
+    [['stray'], /unexpected argument 'stray'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await runCli(args);
+    const label = `${args.join(' ')} -> stderr ${JSON.stringify(r.err.slice(0, 200))}`;
+    assert.is(r.code, 2, label);
+    assert.is(r.out, '', label);
+    const lines = r.err.split('\n');
+    assert.match(lines[0], /^node-lws-stress: /, label);
+    assert.match(lines[0], re, label);
+    assert.is(lines[1], '', label);
+    assert.match(lines[2], /^Usage: node-lws-stress/, label);
+  }
+});
+
+test('defaults, shortened: every frame arrives, JSON only on stdout', async () => {
+  const s = await runJson(['--duration', '3', '--clients', '2']);
+  assertSane(s, 'port 0');
+  assert.is(s.config.ports, 'zero');
+  assert.is(s.config.clients, 2);
+  assert.is(s.config.videoBytes, 307200);
+  assert.is(s.config.fps, 60);
+  assert.ok(s.frames.byKind.video.sent > 0);
+  assert.is(s.frames.byKind.video.received, s.frames.byKind.video.sent);
+  assert.is(s.connect.ok, s.bind.ok * 2);
+  assert.ok(s.cycles >= 2, `cycles ${s.cycles}`);
+  assert.is(s.bind.distinctPorts > 1, true);
+  assert.is(s.interrupted, false);
+  assert.ok(s.elapsedSec >= 2.5 && s.elapsedSec < 10, `elapsed ${s.elapsedSec}`);
+  assert.is(s.histograms, undefined, 'histograms are for workers only');
+});
+
+test('--port-range inside the ephemeral range: explicit random ports', async () => {
+  const s = await runJson([
+    '--duration',
+    '3',
+    '--clients',
+    '2',
+    '--cycle-ms',
+    '300',
+    '--port-range',
+    '32768-60999',
+  ]);
+  assertSane(s, 'port range');
+  assert.is(s.config.ports, 'range');
+  assert.equal(s.config.portRange, [32768, 60999]);
+  assert.ok(s.bind.distinctPorts >= 2, `distinct ports ${s.bind.distinctPorts}`);
+  // A port another socket really held is not a failure; nothing else may fail.
+  const failed = Object.values(s.bind.failures).reduce((a, b) => a + b, 0);
+  assert.is(failed, s.bind.failuresExplained, JSON.stringify(s.bind));
+  let eph = [32768, 60999];
+  try {
+    eph = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
+    eph = eph.map(Number);
+  } catch {}
+  if (eph[0] <= 32768 && eph[1] >= 60999) assert.is(s.bind.portsInEphemeralRange, s.bind.portsUsed);
+});
+
+test('--same-port re-binds one port every cycle', async () => {
+  const s = await runJson([
+    '--duration',
+    '3',
+    '--clients',
+    '2',
+    '--cycle-ms',
+    '300',
+    '--same-port',
+  ]);
+  assertSane(s, 'same port');
+  assert.is(s.config.ports, 'same');
+  assert.ok(s.bind.ok >= 3, `listens ${s.bind.ok}`);
+  assert.is(s.bind.distinctPorts, 1, JSON.stringify(s.bind));
+});
+
+test('--processes 2 runs two workers and adds up their summaries', async () => {
+  const s = await runJson(['--duration', '3', '--clients', '2', '--processes', '2']);
+  assertSane(s, 'processes 2');
+  assert.is(s.config.processes, 2);
+  assert.is(s.workers.length, 2);
+  for (const w of s.workers) {
+    assert.is(w.ok, true, JSON.stringify(w));
+    assert.is(w.exitCode, 0, JSON.stringify(w));
+    assert.ok(w.cycles > 0, JSON.stringify(w));
+  }
+  assert.is(
+    s.cycles,
+    s.workers.reduce((a, w) => a + w.cycles, 0),
+  );
+});
+
+test('text mode: a human summary on stdout, plain progress lines on stderr', async () => {
+  const r = await runCli([
+    '--duration',
+    '1.5',
+    '--clients',
+    '1',
+    '--cycle-ms',
+    '500',
+    '--progress-ms',
+    '200',
+    '--client',
+    'ws',
+  ]);
+  assert.is(r.code, 0, r.out + r.err);
+  assert.match(r.out, /^node-lws-stress \S+: OK\n/);
+  assert.match(r.out, /\n {2}frames +sent \d+, received \d+, lost 0, corrupt 0/);
+  assert.match(r.out, /client ws/);
+  assert.not.ok(r.err.includes('\r'), 'no redrawn line when stderr is not a terminal');
+  assert.match(r.err, /^node-lws-stress: \d+\.\ds\/1\.5s cycles=\d+ frames=\d+ lost=0/m);
+});
+
+async function interrupt(args) {
+  const child = startCli([...args, '--duration', '60', '--json', '--progress-ms', '100']);
+  await child.errLine(
+    (line) => /cycles=[1-9]\d* frames=[1-9]/.test(line),
+    20_000,
+    'a progress line with frames',
+  );
+  const t0 = performance.now();
+  child.kill('SIGINT');
+  const { code, signal } = await withTimeout(child.exited, 20_000, 'exit after SIGINT');
+  const stopMs = performance.now() - t0;
+  assert.is(signal, null, `killed by ${signal}`);
+  let s;
+  try {
+    s = JSON.parse(child.out);
+  } catch {
+    assert.unreachable(`no JSON summary after SIGINT: ${child.out}\nstderr: ${child.err}`);
+  }
+  assert.is(code, 0, `exit ${code}: ${JSON.stringify(s.failures)}`);
+  assert.is(s.interrupted, true);
+  assertSane(s, 'interrupted');
+  assert.ok(s.elapsedSec < 30, `elapsed ${s.elapsedSec}`);
+  assert.ok(stopMs < 15_000, `took ${stopMs} ms to stop`);
+  assert.match(child.err, /SIGINT: stopping/);
+  return s;
+}
+
+test('SIGINT stops cleanly and prints the summary so far (exit 0)', async () => {
+  await interrupt(['--clients', '2']);
+});
+
+test('SIGINT with --processes 2 stops every worker and still adds up', async () => {
+  const s = await interrupt(['--clients', '2', '--processes', '2']);
+  assert.is(s.workers.length, 2);
+  for (const w of s.workers) assert.is(w.exitCode, 0, JSON.stringify(w));
+});
+
+test('an unexpected failure (cannot bind) exits 1 with the reason in the summary', async () => {
+  // 192.0.2.1 (TEST-NET-1) is not a local address: bind fails with EADDRNOTAVAIL.
+  const r = await runCli(['--host', '192.0.2.1', '--duration', '5', '--json']);
+  assert.is(r.code, 1, r.err);
+  const s = JSON.parse(r.out);
+  assert.is(s.ok, false);
+  assert.is(s.exitCode, 1);
+  assert.ok(s.failures.count > 0);
+  assert.ok(s.bind.failures.EADDRNOTAVAIL > 0, JSON.stringify(s.bind));
+  assert.ok(s.failures.byKind['gave-up'] === 1, JSON.stringify(s.failures));
+});
+
+test('frame codec: intact frames pass; damaged, truncated and swapped ones are caught', () => {
+  const payloads = frames.createPayloads(4096);
+  const video = frames.encodeFrame(payloads, frames.KIND.video, 7, 3);
+  const ok = frames.decodeFrame(payloads, video);
+  assert.is(ok.ok, true);
+  assert.is(ok.kind, frames.KIND.video);
+  assert.is(ok.seq, 7);
+  assert.is(ok.streamId, 3);
+  assert.is(video.length, frames.HEADER_BYTES + 4096);
+
+  const flipped = Buffer.from(video);
+  flipped[frames.HEADER_BYTES + 100] ^= 0x40;
+  assert.is(frames.decodeFrame(payloads, flipped).why, 'checksum');
+
+  assert.is(frames.decodeFrame(payloads, video.subarray(0, video.length - 1)).why, 'length');
+
+  const renumbered = Buffer.from(video);
+  renumbered.writeUInt32LE(8, 8); // the header now claims another frame's payload
+  assert.is(frames.decodeFrame(payloads, renumbered).why, 'payload-not-for-seq');
+
+  const garbage = Buffer.alloc(64, 1);
+  assert.is(frames.decodeFrame(payloads, garbage).why, 'bad-header');
+
+  const audio = frames.encodeFrame(payloads, frames.KIND.audio, 0, 0);
+  assert.is(audio.length, frames.HEADER_BYTES + frames.AUDIO_BYTES);
+  assert.is(frames.AUDIO_BYTES, 1920);
+  assert.is(frames.decodeFrame(payloads, audio).ok, true);
+
+  const sample = Buffer.from('123456789');
+  assert.is(frames.crc32(sample), 0xcbf43926);
+  assert.is(frames.crc32Js(sample), 0xcbf43926);
+});
+
+test.after(exitWatchdog);
+test.run();
