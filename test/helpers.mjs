@@ -704,7 +704,11 @@ export async function findPythonWebsockets() {
       '-c',
       'import websockets, sys; print(websockets.__version__); print(sys.version.split()[0])',
     ]);
-    const { code, error } = await withTimeout(child.exited, 20000, `${python} -c import websockets`);
+    const { code, error } = await withTimeout(
+      child.exited,
+      20000,
+      `${python} -c import websockets`,
+    );
     if (code === 0) {
       const [version, pyVersion] = child.stdoutText.trim().split('\n');
       return { python, version: version.trim(), pythonVersion: pyVersion?.trim() };
@@ -722,4 +726,15 @@ export async function findPythonWebsockets() {
 /** Milliseconds since `t0` (a performance.now() value), rounded to 0.1 ms. */
 export function msSince(t0) {
   return Math.round((performance.now() - t0) * 10) / 10;
+}
+
+/**
+ * Send `payload` on a node-lws transport (ClientTransport or Connection:
+ * strings as text, anything else as binary) and resolve with the next message
+ * it receives, as `{ data, isBinary }` (text as string, binary as Buffer).
+ */
+export async function transportRoundTrip(t, payload, ms = DEFAULT_TIMEOUT, label = 'reply') {
+  const reply = nextMessage(t, ms, label);
+  t.send(payload);
+  return reply;
 }
