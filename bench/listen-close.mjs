@@ -31,7 +31,10 @@ async function run(withClient) {
     t = performance.now();
     await server.close();
     closeMs.push(performance.now() - t);
-    if (ws) await new Promise((resolve) => (ws.readyState === WebSocket.CLOSED ? resolve() : ws.once('close', resolve)));
+    if (ws)
+      await new Promise((resolve) =>
+        ws.readyState === WebSocket.CLOSED ? resolve() : ws.once('close', resolve),
+      );
   }
   return { listen: stats(listenMs), close: stats(closeMs) };
 }
@@ -43,4 +46,6 @@ const busy = await run(true);
 console.log(`listen (no clients):    ${fmt(idle.listen)}`);
 console.log(`close  (no clients):    ${fmt(idle.close)}`);
 console.log(`close  (1 ws client):   ${fmt(busy.close)}`);
-console.log(`listen+close (no clients) median: ${(idle.listen.median + idle.close.median).toFixed(3)} ms over ${cycles} cycles`);
+console.log(
+  `listen+close (no clients) median: ${(idle.listen.median + idle.close.median).toFixed(3)} ms over ${cycles} cycles`,
+);
