@@ -477,7 +477,11 @@ function connClose(conn, ms = T) {
  */
 async function expectClose(peer, code, { masked, label = `close ${code}` } = {}) {
   const f = await peer.nextFrame(T, label);
-  assert.is(f.opcode, OP.close, `expected a close frame with code ${code}, got ${describeFrame(f)}`);
+  assert.is(
+    f.opcode,
+    OP.close,
+    `expected a close frame with code ${code}, got ${describeFrame(f)}`,
+  );
   assert.ok(f.fin, 'close frame has FIN set');
   assert.is(f.rsv, 0, 'close frame RSV bits');
   if (masked !== undefined)
@@ -661,7 +665,11 @@ async function expectPongs(peer, payloads, masked) {
   const got = [];
   for (let i = 0; i < payloads.length; i++) {
     const f = await peer.nextFrame(T, `pong ${i + 1}/${payloads.length}`);
-    assert.is(f.opcode, OP.pong, `frame ${i + 1} after the pings: expected a pong, got ${describeFrame(f)}`);
+    assert.is(
+      f.opcode,
+      OP.pong,
+      `frame ${i + 1} after the pings: expected a pong, got ${describeFrame(f)}`,
+    );
     assert.ok(f.fin, 'pong FIN');
     assert.is(f.rsv, 0, 'pong RSV');
     assert.is(f.masked, masked, 'pong mask bit');
@@ -746,7 +754,12 @@ test('server: fragments with empty first and last parts are reassembled (text)',
     ]),
   );
   const echo = await peer.nextFrame(T, 'echo');
-  assertFrameCarries(echo, { opcode: OP.text, payload: Buffer.from('middle'), masked: false, label: 'echo' });
+  assertFrameCarries(echo, {
+    opcode: OP.text,
+    payload: Buffer.from('middle'),
+    masked: false,
+    label: 'echo',
+  });
 });
 
 // ---- ping / pong -------------------------------------------------------------------
@@ -755,7 +768,12 @@ test("server: conn.ping(data) reaches the raw client; its pong fires 'pong'; a r
   const { conn, peer } = await serverPair();
   conn.ping('hello');
   const ping = await peer.nextFrame(T, 'ping from conn.ping()');
-  assertFrameCarries(ping, { opcode: OP.ping, payload: Buffer.from('hello'), masked: false, label: 'ping' });
+  assertFrameCarries(ping, {
+    opcode: OP.ping,
+    payload: Buffer.from('hello'),
+    masked: false,
+    label: 'ping',
+  });
 
   const pongEv = onceEvent(conn, 'pong', T, "Connection 'pong'");
   peer.send({ opcode: OP.pong, payload: ping.payload });
@@ -768,15 +786,30 @@ test("server: conn.ping(data) reaches the raw client; its pong fires 'pong'; a r
   const [pingData] = await pingEv;
   assert.is(Buffer.from(pingData).toString(), 'from-raw', "'ping' data");
   const pong = await peer.nextFrame(T, 'pong for the raw ping');
-  assertFrameCarries(pong, { opcode: OP.pong, payload: Buffer.from('from-raw'), masked: false, label: 'pong' });
+  assertFrameCarries(pong, {
+    opcode: OP.pong,
+    payload: Buffer.from('from-raw'),
+    masked: false,
+    label: 'pong',
+  });
 
   // Empty payloads both ways.
   conn.ping();
   const empty = await peer.nextFrame(T, 'empty ping');
-  assertFrameCarries(empty, { opcode: OP.ping, payload: Buffer.alloc(0), masked: false, label: 'empty ping' });
+  assertFrameCarries(empty, {
+    opcode: OP.ping,
+    payload: Buffer.alloc(0),
+    masked: false,
+    label: 'empty ping',
+  });
   peer.send({ opcode: OP.ping });
   const emptyPong = await peer.nextFrame(T, 'pong for an empty ping');
-  assertFrameCarries(emptyPong, { opcode: OP.pong, payload: Buffer.alloc(0), masked: false, label: 'empty pong' });
+  assertFrameCarries(emptyPong, {
+    opcode: OP.pong,
+    payload: Buffer.alloc(0),
+    masked: false,
+    label: 'empty pong',
+  });
 });
 
 // ---- closing handshake ---------------------------------------------------------------
@@ -949,7 +982,9 @@ test('server: a well-formed upgrade gets exactly 101 with the right Accept and n
   const key = crypto.randomBytes(16).toString('base64');
   const socket = await connectTcp(server.port);
   const peer = new RawPeer(socket, false);
-  socket.write(upgradeRequest(server.port, { key, extra: 'Sec-WebSocket-Extensions: permessage-deflate\r\n' }));
+  socket.write(
+    upgradeRequest(server.port, { key, extra: 'Sec-WebSocket-Extensions: permessage-deflate\r\n' }),
+  );
   const head = await peer.waitHead();
   assert.is(head.startLine, 'HTTP/1.1 101 Switching Protocols');
   assert.is(head.headers.upgrade?.toLowerCase(), 'websocket');
@@ -959,12 +994,20 @@ test('server: a well-formed upgrade gets exactly 101 with the right Accept and n
 });
 
 test('server: Sec-WebSocket-Version: 99 → HTTP 426 with Sec-WebSocket-Version: 13', async () => {
-  const { head } = await expectHttpRejection((p) => upgradeRequest(p, { version: '99' }), [426], 'version 99');
+  const { head } = await expectHttpRejection(
+    (p) => upgradeRequest(p, { version: '99' }),
+    [426],
+    'version 99',
+  );
   assert.is(head.headers['sec-websocket-version'], '13', 'Sec-WebSocket-Version header of the 426');
 });
 
 test('server: missing Sec-WebSocket-Key → HTTP 400', async () => {
-  await expectHttpRejection((p) => upgradeRequest(p, { omit: ['Sec-WebSocket-Key'] }), [400], 'no key');
+  await expectHttpRejection(
+    (p) => upgradeRequest(p, { omit: ['Sec-WebSocket-Key'] }),
+    [400],
+    'no key',
+  );
 });
 
 for (const [name, key] of [
@@ -1095,10 +1138,20 @@ test('client: the upgrade request is well-formed (GET, HTTP/1.1, Upgrade, Connec
   assert.is(h.method, 'GET');
   assert.is(h.target, '/raw');
   assert.is(h.version, 'HTTP/1.1');
-  assert.ok(/(^|,)\s*websocket\s*(,|$)/i.test(h.headers.upgrade ?? ''), `Upgrade: ${h.headers.upgrade}`);
-  assert.ok(/(^|,)\s*upgrade\s*(,|$)/i.test(h.headers.connection ?? ''), `Connection: ${h.headers.connection}`);
+  assert.ok(
+    /(^|,)\s*websocket\s*(,|$)/i.test(h.headers.upgrade ?? ''),
+    `Upgrade: ${h.headers.upgrade}`,
+  );
+  assert.ok(
+    /(^|,)\s*upgrade\s*(,|$)/i.test(h.headers.connection ?? ''),
+    `Connection: ${h.headers.connection}`,
+  );
   assert.is(h.headers['sec-websocket-version'], '13');
-  assert.is(Buffer.from(h.headers['sec-websocket-key'] ?? '', 'base64').length, 16, 'key decodes to 16 bytes');
+  assert.is(
+    Buffer.from(h.headers['sec-websocket-key'] ?? '', 'base64').length,
+    16,
+    'key decodes to 16 bytes',
+  );
   assert.is(h.headers.host, `${HOST}:${rs.port}`);
 });
 
@@ -1169,7 +1222,11 @@ test('client: fragmented text and binary with pings interleaved → whole messag
   const bufs = [];
   for (let i = 0; i < 4; i++) {
     bufs.push(
-      sframe({ opcode: i === 0 ? OP.binary : OP.cont, payload: data.subarray(cuts[i], cuts[i + 1]), fin: i === 3 }),
+      sframe({
+        opcode: i === 0 ? OP.binary : OP.cont,
+        payload: data.subarray(cuts[i], cuts[i + 1]),
+        fin: i === 3,
+      }),
     );
     if (i < 3) bufs.push(sframe({ opcode: OP.ping, payload: `r${i}` }));
   }
@@ -1187,7 +1244,12 @@ test("client: client.ping(data) reaches the raw server masked; its pong fires 'p
   const { peer, client } = await clientPair();
   client.ping('abc');
   const f = await peer.nextFrame(T, 'ping');
-  assertFrameCarries(f, { opcode: OP.ping, payload: Buffer.from('abc'), masked: true, label: 'ping' });
+  assertFrameCarries(f, {
+    opcode: OP.ping,
+    payload: Buffer.from('abc'),
+    masked: true,
+    label: 'ping',
+  });
   const pongP = onceEvent(client, 'pong', T, "client 'pong'");
   peer.write(sframe({ opcode: OP.pong, payload: 'abc' }));
   const [d] = await pongP;
@@ -1254,13 +1316,19 @@ test('client: continuation with no message started → masked close 1002', async
 
 test('client: new text frame while a fragmented message is open → masked close 1002', async () => {
   await clientFailsWith(
-    [sframe({ opcode: OP.text, payload: 'a', fin: false }), sframe({ opcode: OP.text, payload: 'b' })],
+    [
+      sframe({ opcode: OP.text, payload: 'a', fin: false }),
+      sframe({ opcode: OP.text, payload: 'b' }),
+    ],
     1002,
   );
 });
 
 test('client: invalid UTF-8 text from the server → masked close 1007', async () => {
-  await clientFailsWith([sframe({ opcode: OP.text, payload: Buffer.from([0x61, 0xc3, 0x28]) })], 1007);
+  await clientFailsWith(
+    [sframe({ opcode: OP.text, payload: Buffer.from([0x61, 0xc3, 0x28]) })],
+    1007,
+  );
 });
 
 test('client: invalid UTF-8 split across server fragments → masked close 1007', async () => {
@@ -1280,7 +1348,11 @@ test('client: VALID multibyte characters split across server fragments are deliv
   const bufs = [];
   for (let i = 0; i < cuts.length - 1; i++)
     bufs.push(
-      sframe({ opcode: i === 0 ? OP.text : OP.cont, payload: whole.subarray(cuts[i], cuts[i + 1]), fin: i === cuts.length - 2 }),
+      sframe({
+        opcode: i === 0 ? OP.text : OP.cont,
+        payload: whole.subarray(cuts[i], cuts[i + 1]),
+        fin: i === cuts.length - 2,
+      }),
     );
   const msgP = onceEvent(client, 'message', T, "client 'message'");
   peer.write(Buffer.concat(bufs));

@@ -216,6 +216,8 @@ test('close events: server close(4005, reason) and client close(4006, reason) ca
   const closed = nextEvent(ws, 'close');
   conns[0].close(4005, 'server bye ✓');
   const ev = await closed;
+  assert.instance(ev, lws.CloseEvent);
+  assert.instance(ev, Event);
   assert.is(ev.code, 4005);
   assert.is(ev.reason, 'server bye ✓');
   assert.is(ev.wasClean, true);
