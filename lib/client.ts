@@ -12,6 +12,7 @@ import {
 import { binding, type NativeConnectError, type NativeOpenInfo } from './native';
 import {
   type HeartbeatOptions,
+  optBackpressure,
   optHeartbeat,
   optInt,
   optObject,
@@ -21,6 +22,8 @@ import {
 } from './options';
 import { runtime } from './runtime';
 import {
+  type BackpressureOptions,
+  type BackpressurePolicy,
   NativeTransport,
   type Transport,
   type TransportEvents,
@@ -52,6 +55,10 @@ export interface ConnectOptions {
   maxPayload?: number;
   /** send() returns false past this many buffered bytes (default 1 MiB). */
   highWaterMark?: number;
+  /** Hard bound on buffered bytes (default none): see backpressurePolicy. */
+  maxBackpressure?: number;
+  /** Past maxBackpressure, 'close' with 1008 (default) or 'drop' new messages. */
+  backpressurePolicy?: BackpressurePolicy;
   /** How long a closing handshake may take (default 5000). */
   closeTimeoutMs?: number;
   /** Largest response head accepted (default 16 KiB). */
@@ -83,6 +90,7 @@ interface Normalized {
   extraHeaders: string;
   maxPayload: number;
   highWaterMark: number;
+  backpressure: BackpressureOptions;
   closeTimeoutMs: number;
   maxHeaderBytes: number;
   signal: AbortSignal | undefined;
@@ -211,7 +219,8 @@ function normalize(url: string | URL, options: unknown): Normalized {
     protocols: optProtocols(o),
     extraHeaders,
     maxPayload: optInt(o, 'maxPayload', 64 * 1024 * 1024, 1, 2 ** 30),
-    highWaterMark: optInt(o, 'highWaterMark', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+    highWaterMark: optBackpressure(o).highWaterMark,
+    backpressure: optBackpressure(o),
     closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5000, 1, 2 ** 31 - 1),
     maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
     signal: optSignal(o),
@@ -273,7 +282,7 @@ export class ClientTransport extends NativeTransport implements Transport {
 
   /** @internal Use connect(). */
   constructor(o: Normalized) {
-    super(o.highWaterMark, 'connecting');
+    super(o.backpressure, 'connecting');
     this.#o = o;
     this.url = o.target.url;
   }
@@ -413,9 +422,10 @@ export class ClientTransport extends NativeTransport implements Transport {
     const r = this.#o.reconnect;
     if (!r || this.#userClosed) return;
     if (this.#attempt >= r.retries) {
+      // Gave up: the connection ended abnormally, whatever the last close said.
       this.#queue = [];
       this.#queueBytes = 0;
-      super.onNativeClose(this.#last.code, this.#last.reason, this.#last.wasClean);
+      super.onNativeClose(1006, '', false);
       return;
     }
     this.#attempt++;

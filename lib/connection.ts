@@ -1,8 +1,14 @@
 // A server-side WebSocket connection: the Transport the server hands out.
 import type { NativeRequestInfo } from './native';
-import { NativeTransport, type Transport, type TransportEvents } from './transport';
+import {
+  type BackpressureOptions,
+  NativeTransport,
+  type Transport,
+  type TransportEvents,
+} from './transport';
 
 export {
+  type BackpressurePolicy,
   isValidCloseCode,
   type Message,
   type ReadyState,
@@ -42,8 +48,12 @@ export class Connection extends NativeTransport implements Transport {
   readonly #onGone: (conn: Connection) => void;
 
   /** @internal */
-  constructor(info: NativeRequestInfo, highWaterMark: number, onGone: (conn: Connection) => void) {
-    super(highWaterMark, 'open');
+  constructor(
+    info: NativeRequestInfo,
+    bp: BackpressureOptions,
+    onGone: (conn: Connection) => void,
+  ) {
+    super(bp, 'open');
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.protocol = info.protocol;

@@ -20,6 +20,7 @@ export type Server = T.Server;
 export type WebSocket = T.WebSocket;
 export type {
   AddressInfo,
+  BackpressurePolicy,
   BinaryType,
   BindRetryInfo,
   BindRetryOptions,
@@ -34,6 +35,7 @@ export type {
   SystemError,
   Transport,
   TransportEvents,
+  TransportStats,
   UpgradeRequest,
   VerifyRequest,
   VerifyResult,

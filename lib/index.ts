@@ -21,11 +21,13 @@ export {
   type VerifyResult,
 } from './server';
 export {
+  type BackpressurePolicy,
   isValidCloseCode,
   type Message,
   type ReadyState,
   type Transport,
   type TransportEvents,
+  type TransportStats,
   type WebSocketData,
 } from './transport';
 export { type BinaryType, CloseEvent, WebSocket } from './websocket';

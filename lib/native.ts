@@ -93,7 +93,12 @@ export interface Binding {
   closeServer(id: number): void;
   connect(options: NativeConnectOptions): { handle: ConnHandle; id: number };
   ping(handle: ConnHandle, data: ArrayBufferView | undefined): void;
-  send(handle: ConnHandle, data: string | ArrayBuffer | ArrayBufferView, isBinary: boolean): number;
+  send(
+    handle: ConnHandle,
+    data: string | ArrayBuffer | ArrayBufferView,
+    isBinary: boolean,
+    maxBackpressure: number,
+  ): number;
   close(handle: ConnHandle, code: number, reason: string): void;
   terminate(handle: ConnHandle): void;
   accept(handle: ConnHandle, protocol: string): void;

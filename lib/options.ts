@@ -104,3 +104,21 @@ export function optStringList(obj: Record<string, unknown>, name: string): strin
   }
   return [...v];
 }
+
+export function optBackpressure(obj: Record<string, unknown>): {
+  highWaterMark: number;
+  maxBackpressure: number;
+  policy: 'close' | 'drop';
+} {
+  const highWaterMark = optInt(obj, 'highWaterMark', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
+  const maxBackpressure = optInt(obj, 'maxBackpressure', 0, 0, Number.MAX_SAFE_INTEGER);
+  const policy = obj.backpressurePolicy ?? 'close';
+  if (policy !== 'close' && policy !== 'drop') {
+    const err = new TypeError(
+      `The "backpressurePolicy" option must be 'close' or 'drop'. Received ${String(policy)}`,
+    ) as TypeError & { code: string };
+    err.code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  }
+  return { highWaterMark, maxBackpressure, policy };
+}

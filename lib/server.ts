@@ -15,6 +15,7 @@ import {
 import { binding, type NativeRequestInfo, type NativeServerConfig } from './native';
 import {
   type HeartbeatOptions,
+  optBackpressure,
   optBool,
   optFunction,
   optHeartbeat,
@@ -26,6 +27,7 @@ import {
   optStringList,
 } from './options';
 import { type Logger, runtime, type ServerSink } from './runtime';
+import type { BackpressureOptions, BackpressurePolicy } from './transport';
 
 export interface BindRetryInfo {
   /** The attempt that failed (1-based). */
@@ -68,6 +70,10 @@ export interface ListenOptions {
   maxPayload?: number;
   /** send() returns false once this many bytes are buffered (default 1 MiB). */
   highWaterMark?: number;
+  /** Hard bound on a connection's buffered bytes (default none): see backpressurePolicy. */
+  maxBackpressure?: number;
+  /** Past maxBackpressure, 'close' the connection with 1008 (default) or 'drop' new messages. */
+  backpressurePolicy?: BackpressurePolicy;
   /** A client must complete its upgrade request within this time (default 10 s). */
   handshakeTimeoutMs?: number;
   /** How long a closing handshake may take before the TCP connection is dropped (default 5 s). */
@@ -144,6 +150,7 @@ interface Normalized {
   onRetry: ((info: BindRetryInfo) => void) | undefined;
   signal: AbortSignal | undefined;
   logger: Logger | undefined;
+  backpressure: BackpressureOptions;
   verify: ListenOptions['verify'];
   handleProtocols: ListenOptions['handleProtocols'];
   config: NativeServerConfig;
@@ -207,11 +214,12 @@ function normalize(options: unknown): Normalized {
     onRetry: optFunction(retry, 'onRetry', 'bindRetry.'),
     signal: optSignal(o),
     logger: optFunction(o, 'logger'),
+    backpressure: optBackpressure(o),
     verify,
     handleProtocols,
     config: {
       maxPayload: optInt(o, 'maxPayload', 64 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
-      highWaterMark: optInt(o, 'highWaterMark', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+      highWaterMark: optBackpressure(o).highWaterMark,
       handshakeTimeoutMs: optInt(o, 'handshakeTimeoutMs', 10_000, 1, 2 ** 31 - 1),
       closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5_000, 1, 2 ** 31 - 1),
       maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
@@ -467,9 +475,7 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
   }
 
   /** @internal */ _onConnection(info: NativeRequestInfo): void {
-    const conn = new Connection(info, this.#opts.config.highWaterMark, (c) =>
-      this.#conns.delete(c),
-    );
+    const conn = new Connection(info, this.#opts.backpressure, (c) => this.#conns.delete(c));
     this.#conns.add(conn);
     const request: UpgradeRequest = {
       path: info.path,

@@ -32,6 +32,27 @@ export interface TransportEvents {
 
 export type ReadyState = 'connecting' | 'open' | 'closing' | 'closed';
 
+/** What a slow consumer costs: see the `maxBackpressure` option. */
+export type BackpressurePolicy = 'close' | 'drop';
+
+export interface BackpressureOptions {
+  /** send() returns false above this many buffered bytes (default 1 MiB). */
+  highWaterMark: number;
+  /** Hard bound on buffered bytes (0: none). */
+  maxBackpressure: number;
+  /** Past maxBackpressure: 'close' the connection with 1008, or 'drop' the message. */
+  policy: BackpressurePolicy;
+}
+
+/** Counters kept per transport. */
+export interface TransportStats {
+  messagesIn: number;
+  /** Messages send() queued. */
+  messagesOut: number;
+  /** Messages send() dropped under the 'drop' backpressure policy. */
+  dropped: number;
+}
+
 /** What a media pipeline needs from either end of a WebSocket. */
 export interface Transport {
   send(data: WebSocketData, isBinary?: boolean): boolean;
@@ -71,15 +92,21 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   remotePort = 0;
   /** The negotiated subprotocol, or '' when none. */
   protocol = '';
+  /** Message and byte counters. */
+  readonly stats: TransportStats = { messagesIn: 0, messagesOut: 0, dropped: 0 };
   #handle: ConnHandle | undefined;
   #id = 0;
   readonly #highWaterMark: number;
+  readonly #maxBackpressure: number;
+  readonly #policy: BackpressurePolicy;
   protected state: ReadyState;
   #needDrain = false;
 
-  constructor(highWaterMark: number, state: ReadyState) {
+  constructor(bp: BackpressureOptions, state: ReadyState) {
     super();
-    this.#highWaterMark = highWaterMark;
+    this.#highWaterMark = bp.highWaterMark;
+    this.#maxBackpressure = bp.maxBackpressure;
+    this.#policy = bp.policy;
     this.state = state;
   }
 
@@ -155,8 +182,19 @@ export abstract class NativeTransport extends EventEmitter implements Connection
       err.code = 'ERR_INVALID_ARG_TYPE';
       throw err;
     }
-    const buffered = binding.send(this.#handle as ConnHandle, data, binary);
-    if (buffered < 0) return false;
+    const buffered = binding.send(this.#handle as ConnHandle, data, binary, this.#maxBackpressure);
+    if (buffered < 0) {
+      if (buffered === -2) {
+        // Over maxBackpressure: the message was not queued.
+        if (this.#policy === 'drop') {
+          this.stats.dropped++;
+        } else {
+          this.close(1008, 'Send buffer over maxBackpressure');
+        }
+      }
+      return false;
+    }
+    this.stats.messagesOut++;
     if (buffered > this.#highWaterMark) {
       this.#needDrain = true;
       return false;
@@ -269,6 +307,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   }
 
   /** @internal */ _onMessage(data: Buffer | string, isBinary: boolean): void {
+    this.stats.messagesIn++;
     this.untyped.emit('message', data, isBinary);
   }
 

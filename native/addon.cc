@@ -301,8 +301,9 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  // send(handle, data, isBinary) -> bufferedAmount after queueing, or -1 when
-  // the connection is already gone (nothing was queued).
+  // send(handle, data, isBinary, maxBackpressure) -> bufferedAmount after
+  // queueing; -1 when the connection is already gone, -2 when the message would
+  // take bufferedAmount past maxBackpressure (nothing queued in either case).
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     ConnShared* cs = HandleArg(info[0]);
@@ -311,12 +312,18 @@ class Addon : public Napi::Addon<Addon> {
     Context* ctx = Ctx(env);
     if (!ctx) return env.Undefined();
     napi_value v = info[1];
+    // info[3]: maxBackpressure (0: none). Over it, nothing is copied or queued: -2.
+    int64_t limit = info.Length() > 3 && info[3].IsNumber()
+                        ? static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue())
+                        : 0;
     napi_valuetype t;
     napi_typeof(env, v, &t);
     uint8_t* frame;
     size_t hl, len;
     if (t == napi_string) {
       if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return env.Undefined();
+      if (limit && cs->buffered.load() + static_cast<int64_t>(len) > limit)
+        return Napi::Number::New(env, -2);
       hl = FrameHeaderSize(len, cs->client);
       frame = static_cast<uint8_t*>(malloc(hl + len + 1));
       if (!frame) return OutOfMemory(env);
@@ -334,6 +341,8 @@ class Addon : public Napi::Addon<Addon> {
       const uint8_t* data;
       if (!PayloadOf(env, v, &data, &len))
         return ThrowTypeError(env, "send: string, Buffer, ArrayBuffer or ArrayBufferView expected");
+      if (limit && cs->buffered.load() + static_cast<int64_t>(len) > limit)
+        return Napi::Number::New(env, -2);
       hl = FrameHeaderSize(len, cs->client);
       frame = static_cast<uint8_t*>(malloc(hl + len));
       if (!frame) return OutOfMemory(env);

@@ -726,9 +726,9 @@ void Conn::ParseFrames(const uint8_t* p, size_t n) {
         size_t off = b.arena.size();
         b.arena.resize(off + len);
         uint8_t* dst = b.arena.data() + off;
-        if (fh_.masked)
+        if (len && fh_.masked)
           ApplyMask(dst, p, len, fh_.mask, 0);
-        else
+        else if (len)
           memcpy(dst, p, len);
         in_message_ = false;
         if (fh_.opcode == kOpText && !IsValidUtf8(dst, len)) {
