@@ -11,7 +11,8 @@
       "defines": [
         "NAPI_VERSION=8",
         "NAPI_DISABLE_CPP_EXCEPTIONS",
-        "NODE_ADDON_API_DISABLE_DEPRECATED"
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
       ],
       "cflags": [
         "<!@(pkg-config --cflags libwebsockets)",
@@ -26,6 +27,8 @@
       "libraries": [
         "<!@(pkg-config --libs libwebsockets)",
         "-lwebsockets",
+        "-lssl",
+        "-lcrypto",
         "-lpthread"
       ],
       "ldflags": ["-pthread"],

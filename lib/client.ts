@@ -2,6 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import {
   abortError,
   codedError,
@@ -19,6 +20,7 @@ import {
   optProtocols,
   optSignal,
   optString,
+  readPem,
 } from './options';
 import { runtime } from './runtime';
 import {
@@ -68,6 +70,8 @@ export interface ConnectOptions {
   reconnect?: boolean | ReconnectOptions;
   /** Ping when the server has been silent; drop the connection (1006) if it stays silent. */
   heartbeat?: HeartbeatOptions;
+  /** For wss:// URLs: `ca` (a file path or a Buffer with PEM) replaces Node's root certificates. */
+  tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
 }
 
 export interface ClientEvents extends TransportEvents {
@@ -77,6 +81,7 @@ export interface ClientEvents extends TransportEvents {
 
 interface Target {
   url: string;
+  secure: boolean;
   host: string;
   port: number;
   path: string;
@@ -95,6 +100,7 @@ interface Normalized {
   maxHeaderBytes: number;
   signal: AbortSignal | undefined;
   heartbeat: { intervalMs: number; timeoutMs: number };
+  tls: { ca: string; rejectUnauthorized: boolean };
   reconnect:
     | {
         retries: number;
@@ -136,21 +142,18 @@ export function parseTarget(url: string | URL): Target {
   } catch {
     throw invalidUrl(url, 'not a URL');
   }
-  if (u.protocol === 'wss:') {
-    throw codedError(
-      'ERR_TLS_UNAVAILABLE',
-      'wss:// URLs need TLS, which this version of node-lws does not have yet',
-    );
-  }
-  if (u.protocol !== 'ws:')
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
     throw invalidUrl(url, `the scheme must be ws: or wss:, not ${u.protocol}`);
+  }
+  const secure = u.protocol === 'wss:';
   if (u.hash) throw invalidUrl(url, 'a WebSocket URL has no fragment');
   if (!u.hostname) throw invalidUrl(url, 'no host');
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   return {
     url: u.href,
+    secure,
     host,
-    port: u.port ? Number(u.port) : 80,
+    port: u.port ? Number(u.port) : secure ? 443 : 80,
     path: (u.pathname || '/') + u.search,
     hostHeader: u.host,
   };
@@ -225,8 +228,26 @@ function normalize(url: string | URL, options: unknown): Normalized {
     maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
     signal: optSignal(o),
     heartbeat: optHeartbeat(o),
+    tls: clientTls(optObject(o, 'tls')),
     reconnect,
   };
+}
+
+/** Node's own root certificates: the default trust for wss://, as for https. */
+let nodeRoots: string | undefined;
+
+function clientTls(t: Record<string, unknown> | undefined): {
+  ca: string;
+  rejectUnauthorized: boolean;
+} {
+  if (!t || t.ca === undefined) nodeRoots ??= rootCertificates.join('\n');
+  if (!t) return { ca: nodeRoots as string, rejectUnauthorized: true };
+  const ca = t.ca === undefined ? (nodeRoots as string) : readPem('tls.ca', t.ca);
+  const rejectUnauthorized = t.rejectUnauthorized === undefined ? true : t.rejectUnauthorized;
+  if (typeof rejectUnauthorized !== 'boolean') {
+    throw invalidArgType('tls.rejectUnauthorized', 'of type boolean', rejectUnauthorized);
+  }
+  return { ca, rejectUnauthorized };
 }
 
 async function resolve(host: string): Promise<string[]> {
@@ -336,6 +357,10 @@ export class ClientTransport extends NativeTransport implements Transport {
         maxHeaderBytes: o.maxHeaderBytes,
         heartbeatIntervalMs: o.heartbeat.intervalMs,
         heartbeatTimeoutMs: o.heartbeat.timeoutMs,
+        tls: o.target.secure,
+        host: o.target.host,
+        ca: o.tls.ca,
+        rejectUnauthorized: o.tls.rejectUnauthorized,
       });
     } catch (e) {
       return Promise.reject(e);

@@ -49,6 +49,9 @@ export interface NativeServerConfig {
   staticIndex: string;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
+  tlsCert: string;
+  tlsKey: string;
+  tlsPassphrase: string;
 }
 
 export interface NativeConnectOptions {
@@ -64,6 +67,10 @@ export interface NativeConnectOptions {
   maxHeaderBytes: number;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
+  tls: boolean;
+  host: string;
+  ca: string;
+  rejectUnauthorized: boolean;
 }
 
 export interface NativeOpenInfo {

@@ -1,4 +1,5 @@
 // Option validation: every option is checked here, before native code sees it.
+import { readFileSync } from 'node:fs';
 import { invalidArgType, outOfRange } from './errors';
 
 export function optInt(
@@ -121,4 +122,21 @@ export function optBackpressure(obj: Record<string, unknown>): {
     throw err;
   }
   return { highWaterMark, maxBackpressure, policy };
+}
+
+/** A PEM given as a file path (string) or as its contents (Buffer). */
+export function readPem(name: string, v: unknown): string {
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  if (typeof v === 'string') {
+    try {
+      return readFileSync(v, 'utf8');
+    } catch (e) {
+      const err = new Error(`Cannot read ${name} from ${v}: ${(e as Error).message}`) as Error & {
+        code: string;
+      };
+      err.code = 'ERR_TLS_CERT';
+      throw err;
+    }
+  }
+  throw invalidArgType(name, 'a file path or a Buffer', v);
 }

@@ -1,9 +1,11 @@
 // listen() and Server: a WebSocket server whose listening socket node-lws owns.
+import { createPrivateKey } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { realpathSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createSecureContext } from 'node:tls';
 import { Connection, type UpgradeRequest } from './connection';
 import {
   abortError,
@@ -25,6 +27,7 @@ import {
   optSignal,
   optString,
   optStringList,
+  readPem,
 } from './options';
 import { type Logger, runtime, type ServerSink } from './runtime';
 import type { BackpressureOptions, BackpressurePolicy } from './transport';
@@ -108,6 +111,11 @@ export interface ListenOptions {
   static?: { root: string; index?: string };
   /** Ping idle connections; drop those that stay silent (close code 1006). */
   heartbeat?: HeartbeatOptions;
+  /**
+   * Serve wss:// (TLS): each a file path or a Buffer with PEM. RSA and EC keys; an
+   * encrypted key needs its passphrase. The certificate's first PEM block is used.
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer; passphrase?: string };
 }
 
 /** What verify() and handleProtocols() are given. */
@@ -171,6 +179,7 @@ function normalize(options: unknown): Normalized {
     throw invalidArgValue('path', "must start with '/' and contain no query", path);
   }
   const heartbeat = optHeartbeat(o);
+  const tlsMaterial = serverTls(optObject(o, 'tls'));
   const stat = optObject(o, 'static');
   let staticRoot = '';
   let staticIndex = 'index.html';
@@ -233,8 +242,46 @@ function normalize(options: unknown): Normalized {
       staticIndex,
       heartbeatIntervalMs: heartbeat.intervalMs,
       heartbeatTimeoutMs: heartbeat.timeoutMs,
+      ...tlsMaterial,
     },
   };
+}
+
+/** Reads and checks the certificate and key with Node's own TLS, for a clear error. */
+function serverTls(t: Record<string, unknown> | undefined): {
+  tlsCert: string;
+  tlsKey: string;
+  tlsPassphrase: string;
+} {
+  if (!t) return { tlsCert: '', tlsKey: '', tlsPassphrase: '' };
+  if (t.ca !== undefined) {
+    throw invalidArgValue(
+      'tls.ca',
+      'is not supported on servers yet (no client certificates)',
+      t.ca,
+    );
+  }
+  const cert = readPem('tls.cert', t.cert);
+  const keyPem = readPem('tls.key', t.key);
+  const passphrase = optString(t, 'passphrase');
+  let key: string;
+  try {
+    createSecureContext({ cert, key: keyPem, passphrase });
+    const k = createPrivateKey({ key: keyPem, passphrase });
+    const type = k.asymmetricKeyType;
+    if (type !== 'rsa' && type !== 'ec') {
+      throw new Error(`${type} keys are not supported by libwebsockets 4.1; use RSA or EC`);
+    }
+    // lws takes the key unencrypted, in the classic PEM form for its type.
+    key = k.export({ format: 'pem', type: type === 'rsa' ? 'pkcs1' : 'sec1' }) as string;
+  } catch (e) {
+    const err = codedError(
+      'ERR_TLS_CERT',
+      `Invalid TLS certificate or key: ${(e as Error).message}`,
+    );
+    throw err;
+  }
+  return { tlsCert: cert, tlsKey: key, tlsPassphrase: '' };
 }
 
 type State = 'binding' | 'listening' | 'closing' | 'closed';
@@ -397,7 +444,9 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
   }
 
   /** @internal */ _onListenError(_errno: number, message: string): void {
-    this.#started?.reject(codedError('ERR_LWS_LISTEN', message));
+    this.#started?.reject(
+      codedError(this.#opts.config.tlsCert ? 'ERR_TLS_CERT' : 'ERR_LWS_LISTEN', message),
+    );
   }
 
   /** @internal */ _onListenerClosed(): void {

@@ -177,6 +177,9 @@ class Addon : public Napi::Addon<Addon> {
     cfg->static_index = o.Get("staticIndex").As<Napi::String>().Utf8Value();
     cfg->heartbeat_interval_ms = o.Get("heartbeatIntervalMs").As<Napi::Number>().Uint32Value();
     cfg->heartbeat_timeout_ms = o.Get("heartbeatTimeoutMs").As<Napi::Number>().Uint32Value();
+    cfg->tls_cert = o.Get("tlsCert").As<Napi::String>().Utf8Value();
+    cfg->tls_key = o.Get("tlsKey").As<Napi::String>().Utf8Value();
+    cfg->tls_passphrase = o.Get("tlsPassphrase").As<Napi::String>().Utf8Value();
     Command c{};
     c.type = Command::kStartServer;
     c.server = cfg;
@@ -227,6 +230,7 @@ class Addon : public Napi::Addon<Addon> {
           .ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    bool tls = o.Get("tls").ToBoolean().Value();  // wss: TLS over this same socket
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       MakeSystemError(env, errno, "socket", address, port).ThrowAsJavaScriptException();
@@ -259,6 +263,12 @@ class Addon : public Napi::Addon<Addon> {
     cfg->timeout_ms = o.Get("timeoutMs").As<Napi::Number>().Uint32Value();
     cfg->close_timeout_ms = o.Get("closeTimeoutMs").As<Napi::Number>().Uint32Value();
     cfg->max_header_bytes = o.Get("maxHeaderBytes").As<Napi::Number>().Uint32Value();
+    cfg->tls = tls;
+    if (tls) {
+      cfg->host = o.Get("host").As<Napi::String>().Utf8Value();
+      cfg->ca = o.Get("ca").As<Napi::String>().Utf8Value();
+      cfg->reject_unauthorized = o.Get("rejectUnauthorized").ToBoolean().Value();
+    }
 
     shared->Ref();  // for the JS handle
     Napi::Object r = Napi::Object::New(env);

@@ -14,6 +14,7 @@
 
 #include "errors.h"
 #include "listener.h"
+#include "tls_client.h"
 
 namespace nlws {
 
@@ -78,7 +79,22 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
 
 void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
   Conn* c = new Conn(ctx, cfg);
+  std::string tls_error;
+  if (cfg->tls) {
+    SSL_CTX* tls_ctx = ctx->ClientTlsContext(cfg->ca, &tls_error);
+    if (tls_ctx)
+      c->tlsc_ = TlsClient::Create(tls_ctx, cfg->host, cfg->reject_unauthorized, &tls_error);
+  }
+  bool tls_failed = cfg->tls && !c->tlsc_;
   delete cfg;
+  if (tls_failed) {
+    close(c->fd_);
+    c->fd_ = -1;
+    c->FailHandshake("ERR_TLS_CA", tls_error);
+    c->EmitConnectError();
+    delete c;
+    return;
+  }
   lws_adopt_desc_t d;
   memset(&d, 0, sizeof d);
   d.vh = ctx->vhost();
@@ -241,8 +257,100 @@ void Conn::EmitConnectError() {
 
 // ---- handshake -------------------------------------------------------------------
 
+void Conn::QueueRequest() {
+  Enqueue(OutFrame{CopyBlock(request_.data(), request_.size()), request_.size(), 0, false}, false);
+  request_.clear();
+  request_.shrink_to_fit();
+}
+
+void Conn::OnTlsData(const uint8_t* in, size_t len) {
+  tlsc_->Feed(in, len);
+  if (!tls_up_) {
+    int r = tlsc_->Handshake();
+    if (r < 0) {
+      FailHandshake(tlsc_->code(), tlsc_->error());
+      return;
+    }
+    if (r == 0) {
+      Flush();  // handshake records out
+      return;
+    }
+    tls_up_ = true;
+    QueueRequest();
+  }
+  uint8_t buf[64 * 1024];
+  while (!killed_) {
+    int n = tlsc_->Read(buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (state_ == State::kOpen)
+        Kill();  // the peer ended TLS: like a TCP close
+      else
+        FailHandshake(tlsc_->code(), tlsc_->error());
+      return;
+    }
+    if (state_ == State::kHandshake)
+      OnClientHandshakeData(buf, static_cast<size_t>(n));
+    else if (state_ == State::kOpen && !rx_stopped_)
+      ParseFrames(buf, static_cast<size_t>(n));
+  }
+  Flush();
+}
+
+void Conn::FlushTlsClient() {
+  constexpr size_t kChunk = 64 * 1024;
+  while (true) {
+    // Encrypt queued frames while little ciphertext is waiting.
+    while (tls_up_ && !outq_.empty() && cipher_out_.size() - cipher_off_ < 1024 * 1024) {
+      OutFrame& f = outq_.front();
+      int n = tlsc_->Write(f.data + head_off_, std::min(kChunk, f.len - head_off_));
+      if (n < 0) {
+        DropQueue(false);
+        Kill();
+        return;
+      }
+      head_off_ += static_cast<size_t>(n);
+      if (head_off_ == f.len) {
+        OutFrame done = f;
+        outq_.pop_front();
+        head_off_ = 0;
+        FrameDone(done, true);
+      }
+      tlsc_->TakeOutput(&cipher_out_);
+    }
+    tlsc_->TakeOutput(&cipher_out_);
+    while (cipher_off_ < cipher_out_.size()) {
+      ssize_t w = send(fd_, cipher_out_.data() + cipher_off_, cipher_out_.size() - cipher_off_,
+                       MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          RequestWritable();
+          return;
+        }
+        DropQueue(false);
+        Kill();
+        return;
+      }
+      cipher_off_ += static_cast<size_t>(w);
+    }
+    cipher_out_.clear();
+    cipher_off_ = 0;
+    if (!tls_up_ || outq_.empty()) break;
+  }
+  if (kill_after_flush_ && outq_.empty()) Kill();
+}
+
 void Conn::OnReadable(const uint8_t* in, size_t len) {
   if (killed_ || rx_stopped_) return;
+  if (tlsc_ && state_ != State::kConnecting) {
+    if (hb_interval_ms_) {
+      last_rx_us_ = MonotonicUs();
+      ping_outstanding_ = false;
+    }
+    OnTlsData(in, len);
+    return;
+  }
   if (hb_interval_ms_) {
     last_rx_us_ = MonotonicUs();
     ping_outstanding_ = false;
@@ -1093,7 +1201,7 @@ void Conn::RequestWritable() {
 
 void Conn::OnWritable() {
   want_writable_ = false;
-  if (state_ == State::kConnecting) {
+  if (state_ == State::kConnecting && !tls) {
     int err = 0;
     socklen_t l = sizeof err;
     if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &l) < 0) err = errno;
@@ -1104,16 +1212,58 @@ void Conn::OnWritable() {
     }
     state_ = State::kHandshake;
     lws_rx_flow_control(wsi_, 1);
-    Enqueue(OutFrame{CopyBlock(request_.data(), request_.size()), request_.size(), 0, false},
-            false);
-    request_.clear();
-    request_.shrink_to_fit();
+    if (tlsc_) {
+      OnTlsData(nullptr, 0);  // sends the ClientHello
+      return;
+    }
+    QueueRequest();
   }
   Flush();
 }
 
+void Conn::FlushTls() {
+  // Through lws_write(): it encrypts, and buffers what the socket does not
+  // take. Chunks keep that buffering (a copy) small.
+  constexpr size_t kChunk = 64 * 1024;
+  while (!outq_.empty()) {
+    if (lws_send_pipe_choked(wsi_)) {
+      RequestWritable();
+      return;
+    }
+    OutFrame& f = outq_.front();
+    size_t n = std::min(kChunk, f.len - head_off_);
+    if (lws_write(wsi_, f.data + head_off_, n, LWS_WRITE_RAW) < 0) {
+      DropQueue(false);
+      Kill();
+      return;
+    }
+    head_off_ += n;
+    if (head_off_ == f.len) {
+      OutFrame done = f;
+      outq_.pop_front();
+      head_off_ = 0;
+      FrameDone(done, true);
+    }
+  }
+  if (kill_after_flush_) {
+    if (lws_partial_buffered(wsi_)) {
+      RequestWritable();  // lws still holds encrypted bytes: wait for them
+      return;
+    }
+    Kill();
+  }
+}
+
 void Conn::Flush() {
   if (killed_ || !wsi_) return;
+  if (tls) {
+    if (state_ != State::kConnecting) FlushTls();
+    return;
+  }
+  if (tlsc_) {
+    if (state_ != State::kConnecting) FlushTlsClient();
+    return;
+  }
   while (!outq_.empty()) {
     struct iovec iov[kMaxIov];
     int cnt = 0;

@@ -12,10 +12,12 @@
 #include <cstdint>
 #include <deque>
 #include <list>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "context.h"
+#include "tls_client.h"
 #include "ws_protocol.h"
 
 namespace nlws {
@@ -54,12 +56,14 @@ class Conn {
   // From the server: close with 1001 (or drop a connection still in its handshake).
   void Shutdown();
 
-  void Flush();           // writes queued frames now; called once per command batch
+  void Flush();  // writes queued frames now; called once per command batch
+  void FlushTls();
   void CloseSocketNow();  // LWS_TO_KILL_SYNC: OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
   std::list<Conn*>::iterator server_it;
   bool dirty = false;
   bool kill_pending = false;
+  bool tls = false;       // server side: lws does TLS, bytes go through lws_write()
   bool adopting = false;  // inside lws_adopt_*: OnClosed must not delete
   bool closed_in_adopt = false;
 
@@ -71,6 +75,9 @@ class Conn {
   // handshake
   void OnHandshakeData(const uint8_t* in, size_t len);
   void OnClientHandshakeData(const uint8_t* in, size_t len);
+  void QueueRequest();
+  void OnTlsData(const uint8_t* in, size_t len);  // wss client: ciphertext in
+  void FlushTlsClient();
   void FailHandshake(const char* code, std::string message, int status = 0);
   void EmitConnectError();
   void RejectHandshake(int status, const char* message, const char* extra_headers = "");
@@ -140,6 +147,10 @@ class Conn {
   std::string accept_;
   std::vector<std::string> offered_;
   int connect_errno_ = 0;
+  std::unique_ptr<TlsClient> tlsc_;  // wss client
+  bool tls_up_ = false;
+  std::string cipher_out_;
+  size_t cipher_off_ = 0;
   bool timed_out_ = false;
   std::string hs_error_code_;
   std::string hs_error_message_;

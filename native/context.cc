@@ -9,6 +9,7 @@
 
 #include "connection.h"
 #include "listener.h"
+#include "tls_client.h"
 
 namespace nlws {
 
@@ -159,6 +160,8 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
   info.protocols = protocols_;
   info.user = this;
   info.pt_serv_buf_size = 256 * 1024;  // read size for raw sockets
+  // OpenSSL set-up (inside Node, lws's OpenSSL calls bind to Node's own OpenSSL).
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.fd_limit_per_thread = FdLimit();
   lws_ = lws_create_context(&info);
   if (lws_) vhost_ = lws_get_vhost_by_name(lws_, "default");
@@ -184,6 +187,8 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
   lws_context_destroy(lws_);
   for (auto& kv : listeners_) delete kv.second;
   listeners_.clear();
+  for (auto& kv : client_tls_ctx_) SSL_CTX_free(kv.second);
+  client_tls_ctx_.clear();
   dirty_.clear();
   kills_.clear();
   local_.Clear();
@@ -243,6 +248,15 @@ int Context::Callback(lws* wsi, lws_callback_reasons reason, void* user, void* i
       if (c) c->OnClosed();
       return 0;
     }
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS: {
+      // Each TLS server has its own vhost, none of them listening in lws's
+      // sense (port 0). lws's SNI callback would pick "the first vhost on
+      // that port" for a client that sends SNI: another server's certificate.
+      // Each SSL_CTX serves its own certificate, whatever the SNI says.
+      SSL_CTX_set_tlsext_servername_callback(
+          static_cast<SSL_CTX*>(user), +[](SSL*, int*, void*) { return SSL_TLSEXT_ERR_OK; });
+      return 0;
+    }
     case LWS_CALLBACK_RAW_RX_FILE: {
       auto* l = static_cast<Listener*>(lws_get_opaque_user_data(wsi));
       if (l) l->Accept();
@@ -279,12 +293,13 @@ void Context::RunCommand(Command& c) {
       uint32_t id = c.server->id;
       Listener* l = new Listener(this, c.server);
       c.server = nullptr;
-      if (l->Start()) {
+      std::string error;
+      if (l->Start(&error)) {
         listeners_[id] = l;
         Emit(kEvListening, id);
       } else {
         delete l;
-        Emit(kEvListenError, id, 0, AddString("lws could not adopt the listening socket"));
+        Emit(kEvListenError, id, 0, AddString(error));
       }
       return;
     }
@@ -335,6 +350,33 @@ void Context::RunCommand(Command& c) {
       return;
     }
   }
+}
+
+SSL_CTX* Context::ClientTlsContext(const std::string& ca, std::string* error) {
+  auto it = client_tls_ctx_.find(ca);
+  if (it != client_tls_ctx_.end()) return it->second;
+  SSL_CTX* ctx = NewClientTlsContext(ca, error);
+  if (ctx) client_tls_ctx_[ca] = ctx;  // kept for the context's lifetime
+  return ctx;
+}
+
+lws_vhost* Context::ServerTlsVhost(const ServerConfig& cfg, std::string* error) {
+  lws_context_creation_info vi;
+  memset(&vi, 0, sizeof vi);
+  vhost_names_.push_back("node-lws-tls-" + std::to_string(++vhost_serial_));
+  vi.vhost_name = vhost_names_.back().c_str();
+  vi.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+  vi.protocols = protocols_;
+  vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  vi.server_ssl_cert_mem = cfg.tls_cert.data();
+  vi.server_ssl_cert_mem_len = static_cast<unsigned int>(cfg.tls_cert.size());
+  vi.server_ssl_private_key_mem = cfg.tls_key.data();
+  vi.server_ssl_private_key_mem_len = static_cast<unsigned int>(cfg.tls_key.size());
+  if (!cfg.tls_passphrase.empty()) vi.ssl_private_key_password = cfg.tls_passphrase.c_str();
+  vi.alpn = "http/1.1";  // node-lws speaks HTTP/1.1 only; lws would offer h2 first
+  lws_vhost* vh = lws_create_vhost(lws_, &vi);
+  if (!vh) *error = "lws rejected the TLS certificate or key";
+  return vh;
 }
 
 void Context::ServerClosed(Listener* l) {
@@ -463,34 +505,139 @@ void Context::CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unuse
 
 namespace {
 
-Napi::Value MakeInfo(Napi::Env env, ConnInfo* info) {
-  Napi::Object o = Napi::Object::New(env);
-  ConnShared* shared = info->shared;
-  info->shared = nullptr;  // the External owns this reference now
-  o.Set("handle",
-        Napi::External<ConnShared>::New(env, shared, [](Napi::Env, ConnShared* s) { s->Unref(); }));
-  o.Set("id", Napi::Number::New(env, shared->id));
-  o.Set("path", info->path);
-  Napi::Object headers = Napi::Object::New(env);
-  for (const auto& kv : info->headers) {
-    Napi::Value prev = headers.Get(kv.first);
-    if (prev.IsString())
-      headers.Set(kv.first, prev.As<Napi::String>().Utf8Value() + ", " + kv.second);
-    else
-      headers.Set(kv.first, kv.second);
-  }
-  o.Set("headers", headers);
-  o.Set("remoteAddress", info->remote_address);
-  o.Set("remotePort", info->remote_port);
-  o.Set("protocol", info->protocol);
-  return o;
+// Event delivery uses the C N-API with every status checked, not the C++
+// wrappers: while a worker is being terminated any call may fail, and the
+// wrappers turn a failure into a fatal error. Here a failure drops the batch.
+#define NLWS_OK(call)                    \
+  do {                                   \
+    if ((call) != napi_ok) return false; \
+  } while (0)
+
+bool SetNamed(napi_env env, napi_value obj, const char* name, napi_value v) {
+  return napi_set_named_property(env, obj, name, v) == napi_ok;
 }
 
-void FreeBlob(Napi::Env env, uint8_t* data, void* hint) {
+bool Str(napi_env env, const std::string& s, napi_value* out) {
+  return napi_create_string_utf8(env, s.data(), s.size(), out) == napi_ok;
+}
+
+void FreeBlob(napi_env env, void* data, void* hint) {
   int64_t len = static_cast<int64_t>(reinterpret_cast<uintptr_t>(hint));
-  Napi::MemoryManagement::AdjustExternalMemory(env, -len);
+  int64_t ignored;
+  napi_adjust_external_memory(env, -len, &ignored);
   free(data);
 }
+
+bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
+  napi_value o, v, headers;
+  NLWS_OK(napi_create_object(env, &o));
+  ConnShared* shared = info->shared;
+  NLWS_OK(napi_create_external(
+      env, shared, [](napi_env, void* data, void*) { static_cast<ConnShared*>(data)->Unref(); },
+      nullptr, &v));
+  info->shared = nullptr;  // the External owns this reference now
+  if (!SetNamed(env, o, "handle", v)) return false;
+  NLWS_OK(napi_create_uint32(env, shared->id, &v));
+  if (!SetNamed(env, o, "id", v) || !Str(env, info->path, &v) || !SetNamed(env, o, "path", v))
+    return false;
+  NLWS_OK(napi_create_object(env, &headers));
+  // Repeated headers are joined with ", ", as Node's http module does.
+  std::vector<std::pair<std::string, std::string>> merged;
+  for (auto& kv : info->headers) {
+    auto it = std::find_if(merged.begin(), merged.end(),
+                           [&](const auto& m) { return m.first == kv.first; });
+    if (it == merged.end())
+      merged.emplace_back(std::move(kv.first), std::move(kv.second));
+    else
+      it->second += ", " + kv.second;
+  }
+  for (const auto& kv : merged)
+    if (!Str(env, kv.second, &v) || !SetNamed(env, headers, kv.first.c_str(), v)) return false;
+  if (!SetNamed(env, o, "headers", headers)) return false;
+  if (!Str(env, info->remote_address, &v) || !SetNamed(env, o, "remoteAddress", v)) return false;
+  NLWS_OK(napi_create_int32(env, info->remote_port, &v));
+  if (!SetNamed(env, o, "remotePort", v)) return false;
+  if (!Str(env, info->protocol, &v) || !SetNamed(env, o, "protocol", v)) return false;
+  *out = o;
+  return true;
+}
+
+bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
+  switch (item.kind) {
+    case ObjItem::kString:
+      return Str(env, item.str, out);
+    case ObjItem::kUtf8: {
+      bool ok = napi_create_string_utf8(env, reinterpret_cast<const char*>(item.blob.data),
+                                        item.blob.len, out) == napi_ok;
+      free(item.blob.data);
+      item.blob.data = nullptr;
+      return ok;
+    }
+    case ObjItem::kBuffer: {
+      size_t len = item.blob.len;
+      NLWS_OK(napi_create_external_buffer(env, len, item.blob.data, FreeBlob,
+                                          reinterpret_cast<void*>(static_cast<uintptr_t>(len)),
+                                          out));
+      item.blob.data = nullptr;  // the Buffer owns it now
+      int64_t ignored;
+      napi_adjust_external_memory(env, static_cast<int64_t>(len), &ignored);
+      return true;
+    }
+    case ObjItem::kInfo:
+      return MakeInfo(env, item.info.get(), out);
+    case ObjItem::kError: {
+      napi_value v;
+      NLWS_OK(napi_create_object(env, out));
+      if (!Str(env, item.code, &v) || !SetNamed(env, *out, "code", v)) return false;
+      if (!Str(env, item.str, &v) || !SetNamed(env, *out, "message", v)) return false;
+      if (item.status) {
+        NLWS_OK(napi_create_int32(env, item.status, &v));
+        if (!SetNamed(env, *out, "status", v)) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+bool MakeBatch(napi_env env, Batch& b, napi_value argv[3]) {
+  size_t nrec = b.recs.size();
+  void* data;
+  napi_value rab;
+  NLWS_OK(napi_create_arraybuffer(env, nrec * sizeof(uint32_t), &data, &rab));
+  memcpy(data, b.recs.data(), nrec * sizeof(uint32_t));
+  NLWS_OK(napi_create_typedarray(env, napi_uint32_array, nrec, rab, 0, &argv[0]));
+
+  NLWS_OK(napi_get_undefined(env, &argv[1]));
+  if (!b.arena.empty()) {
+    if (b.arena.size() <= 64 * 1024) {
+      void* copy;
+      NLWS_OK(napi_create_buffer_copy(env, b.arena.size(), b.arena.data(), &copy, &argv[1]));
+    } else {
+      auto* v = new std::vector<uint8_t>(std::move(b.arena));
+      if (napi_create_external_buffer(
+              env, v->size(), v->data(),
+              [](napi_env, void*, void* hint) { delete static_cast<std::vector<uint8_t>*>(hint); },
+              v, &argv[1]) != napi_ok) {
+        delete v;
+        return false;
+      }
+    }
+  }
+
+  NLWS_OK(napi_get_undefined(env, &argv[2]));
+  if (!b.objs.empty()) {
+    NLWS_OK(napi_create_array_with_length(env, b.objs.size(), &argv[2]));
+    for (size_t i = 0; i < b.objs.size(); i++) {
+      napi_value v;
+      if (!MakeObj(env, b.objs[i], &v)) return false;
+      NLWS_OK(napi_set_element(env, argv[2], static_cast<uint32_t>(i), v));
+    }
+  }
+  return true;
+}
+
+#undef NLWS_OK
 
 }  // namespace
 
@@ -502,68 +649,17 @@ void Context::DeliverEvents(Napi::Env env, Napi::Function cb) {
     call_pending_ = false;
   }
   if (b.Empty()) return;
-  Napi::HandleScope scope(env);
-
-  size_t nrec = b.recs.size();
-  Napi::ArrayBuffer rab = Napi::ArrayBuffer::New(env, nrec * sizeof(uint32_t));
-  memcpy(rab.Data(), b.recs.data(), nrec * sizeof(uint32_t));
-  Napi::Uint32Array recs = Napi::Uint32Array::New(env, nrec, rab, 0);
-
-  Napi::Value arena = env.Undefined();
-  if (!b.arena.empty()) {
-    if (b.arena.size() <= 64 * 1024) {
-      arena = Napi::Buffer<uint8_t>::Copy(env, b.arena.data(), b.arena.size());
-    } else {
-      auto* v = new std::vector<uint8_t>(std::move(b.arena));
-      arena = Napi::Buffer<uint8_t>::New(
-          env, v->data(), v->size(),
-          [](Napi::Env, uint8_t*, std::vector<uint8_t>* hint) { delete hint; }, v);
-    }
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value argv[3];
+  if (MakeBatch(env, b, argv)) {
+    napi_value global, result;
+    delivering_ = true;
+    if (napi_get_global(env, &global) == napi_ok)
+      napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
+    delivering_ = false;
   }
-
-  Napi::Value objs = env.Undefined();
-  if (!b.objs.empty()) {
-    Napi::Array arr = Napi::Array::New(env, b.objs.size());
-    for (size_t i = 0; i < b.objs.size(); i++) {
-      ObjItem& item = b.objs[i];
-      Napi::Value v;
-      switch (item.kind) {
-        case ObjItem::kString:
-          v = Napi::String::New(env, item.str);
-          break;
-        case ObjItem::kUtf8:
-          v = Napi::String::New(env, reinterpret_cast<const char*>(item.blob.data), item.blob.len);
-          free(item.blob.data);
-          item.blob.data = nullptr;
-          break;
-        case ObjItem::kBuffer: {
-          size_t len = item.blob.len;
-          Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(len));
-          v = Napi::Buffer<uint8_t>::New(env, item.blob.data, len, FreeBlob,
-                                         reinterpret_cast<void*>(static_cast<uintptr_t>(len)));
-          item.blob.data = nullptr;
-          break;
-        }
-        case ObjItem::kInfo:
-          v = MakeInfo(env, item.info.get());
-          break;
-        case ObjItem::kError: {
-          Napi::Object e = Napi::Object::New(env);
-          e.Set("code", item.code);
-          e.Set("message", item.str);
-          if (item.status) e.Set("status", item.status);
-          v = e;
-          break;
-        }
-      }
-      arr.Set(static_cast<uint32_t>(i), v);
-    }
-    objs = arr;
-  }
-
-  delivering_ = true;
-  cb.Call({recs, arena, objs});
-  delivering_ = false;
+  napi_close_handle_scope(env, scope);
   if (wake_deferred_) {
     wake_deferred_ = false;
     if (!stopped_) lws_cancel_service(lws_);

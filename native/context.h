@@ -10,10 +10,12 @@
 
 #include <libwebsockets.h>
 #include <napi.h>
+#include <openssl/ssl.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -87,6 +89,10 @@ struct ServerConfig {
   std::string static_index;
   uint32_t heartbeat_interval_ms = 0;
   uint32_t heartbeat_timeout_ms = 0;
+  // TLS: PEM text; empty cert means plain TCP.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_passphrase;
 };
 
 // A client connection to start: the socket is already connecting.
@@ -104,6 +110,11 @@ struct ClientConfig {
   uint32_t max_header_bytes = 0;
   uint32_t heartbeat_interval_ms = 0;
   uint32_t heartbeat_timeout_ms = 0;
+  // wss: TLS over our own socket (tls_client.h).
+  bool tls = false;
+  std::string host;  // SNI and certificate host name
+  std::string ca;    // PEM: the CAs to trust (Node's root certificates unless given)
+  bool reject_unauthorized = true;
   ~ClientConfig();
 };
 
@@ -191,6 +202,10 @@ class Context {
   // ---- service thread ----
   lws_context* lws_ctx() const { return lws_; }
   lws_vhost* vhost() const { return vhost_; }
+  // An OpenSSL client context trusting the CAs in `ca` (PEM), cached per CA set.
+  SSL_CTX* ClientTlsContext(const std::string& ca, std::string* error);
+  // A vhost serving TLS with this certificate; null (and *error set) when lws refuses it.
+  lws_vhost* ServerTlsVhost(const ServerConfig& cfg, std::string* error);
   Batch& events() { return local_; }
   uint32_t NextConnId() { return last_conn_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
   bool shutting_down() const { return shutting_down_; }
@@ -256,6 +271,9 @@ class Context {
   std::unordered_map<uint32_t, Listener*> listeners_;
   std::vector<Conn*> dirty_;
   std::vector<Conn*> kills_;
+  std::unordered_map<std::string, SSL_CTX*> client_tls_ctx_;
+  uint32_t vhost_serial_ = 0;
+  std::list<std::string> vhost_names_;  // lws keeps pointers to vhost names
 };
 
 // lws log lines emitted on a service thread become kEvLog events of its context.

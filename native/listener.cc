@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "connection.h"
 #include "errors.h"
 
@@ -41,7 +43,21 @@ Listener::~Listener() {
   delete cfg_;
 }
 
-bool Listener::Start() {
+bool Listener::Start(std::string* error) {
+  vhost_ = ctx_->vhost();
+  if (!cfg_->tls_cert.empty()) {
+    vhost_ = ctx_->ServerTlsVhost(*cfg_, error);
+    // The key material is in lws's SSL_CTX now; do not keep a copy.
+    std::fill(cfg_->tls_key.begin(), cfg_->tls_key.end(), '\0');
+    cfg_->tls_key.clear();
+    cfg_->tls_passphrase.clear();
+    if (!vhost_) {
+      close(cfg_->fd);
+      cfg_->fd = -1;
+      started_ = true;
+      return false;
+    }
+  }
   lws_adopt_desc_t d;
   memset(&d, 0, sizeof d);
   d.vh = ctx_->vhost();
@@ -56,6 +72,7 @@ bool Listener::Start() {
     // lws does not close a file descriptor it failed to adopt.
     close(cfg_->fd);
     cfg_->fd = -1;
+    *error = "lws could not adopt the listening socket";
     return false;
   }
   return true;
@@ -88,11 +105,13 @@ void Listener::Accept() {
     FormatAddress(ss, &host, &port);
 
     Conn* conn = new Conn(ctx_, this, fd, std::move(host), port);
+    conn->tls = !cfg_->tls_cert.empty();
     Add(conn);
     lws_adopt_desc_t d;
     memset(&d, 0, sizeof d);
-    d.vh = ctx_->vhost();
-    d.type = LWS_ADOPT_SOCKET;
+    d.vh = vhost_;
+    d.type = static_cast<lws_adoption_type>(
+        cfg_->tls_cert.empty() ? LWS_ADOPT_SOCKET : LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL);
     d.fd.sockfd = fd;
     d.vh_prot_name = Context::kProtocolName;
     d.opaque = conn;

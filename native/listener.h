@@ -25,7 +25,7 @@ class Listener {
   ~Listener();
 
   // Service thread.
-  bool Start();  // adopts the fd into lws; false (and fd closed) on failure
+  bool Start(std::string* error);  // adopts the fd into lws; false (fd closed) on failure
   void Accept();
   void Close();  // stops listening now, closes connections with 1001
   void ListenerWsiClosed();
@@ -45,6 +45,7 @@ class Listener {
   Context* ctx_;
   ServerConfig* cfg_;
   lws* wsi_ = nullptr;
+  lws_vhost* vhost_ = nullptr;  // the context's, or this server's TLS vhost
   bool closing_ = false;
   std::list<Conn*> conns_;
   bool started_ = false;

@@ -35,7 +35,8 @@ if [ "${CI:-}" = "true" ]; then DEV=1; fi
 # python3-websockets: test/interop-python.test.mjs (used through /usr/bin/python3, Debian's own
 # interpreter, not whichever python3 comes first in PATH). chromium: test/browser.test.mjs (driven by
 # the playwright-core devDependency through executablePath /usr/bin/chromium; no browser download).
-EXTRA_APT_PACKAGES=(python3-websockets chromium)
+# openssl: test/tls.test.mjs makes its certificates with the openssl command.
+EXTRA_APT_PACKAGES=(python3-websockets chromium openssl)
 # Same, but only with --dev / CI=true.
 EXTRA_APT_PACKAGES_DEV=()
 # ---------------------------------------------------------------------------------------------
