@@ -29,6 +29,7 @@
         "-lwebsockets",
         "-lssl",
         "-lcrypto",
+        "-lz",
         "-lpthread"
       ],
       "ldflags": ["-pthread"],

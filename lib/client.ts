@@ -13,13 +13,16 @@ import {
 import { binding, type NativeConnectError, type NativeOpenInfo } from './native';
 import {
   type HeartbeatOptions,
+  type NativeDeflate,
   optBackpressure,
+  optDeflate,
   optHeartbeat,
   optInt,
   optObject,
   optProtocols,
   optSignal,
   optString,
+  type PerMessageDeflateOptions,
   readPem,
 } from './options';
 import { runtime } from './runtime';
@@ -70,6 +73,8 @@ export interface ConnectOptions {
   reconnect?: boolean | ReconnectOptions;
   /** Ping when the server has been silent; drop the connection (1006) if it stays silent. */
   heartbeat?: HeartbeatOptions;
+  /** Offer permessage-deflate (off by default): `true` or options. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** For wss:// URLs: `ca` (a file path or a Buffer with PEM) replaces Node's root certificates. */
   tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
 }
@@ -101,6 +106,7 @@ interface Normalized {
   signal: AbortSignal | undefined;
   heartbeat: { intervalMs: number; timeoutMs: number };
   tls: { ca: string; rejectUnauthorized: boolean };
+  deflate: NativeDeflate | undefined;
   reconnect:
     | {
         retries: number;
@@ -229,6 +235,7 @@ function normalize(url: string | URL, options: unknown): Normalized {
     signal: optSignal(o),
     heartbeat: optHeartbeat(o),
     tls: clientTls(optObject(o, 'tls')),
+    deflate: optDeflate(o),
     reconnect,
   };
 }
@@ -361,6 +368,7 @@ export class ClientTransport extends NativeTransport implements Transport {
         host: o.target.host,
         ca: o.tls.ca,
         rejectUnauthorized: o.tls.rejectUnauthorized,
+        perMessageDeflate: o.deflate,
       });
     } catch (e) {
       return Promise.reject(e);

@@ -30,6 +30,7 @@ export type {
   ListenOptions,
   Logger,
   Message,
+  PerMessageDeflateOptions,
   ReadyState,
   ReconnectOptions,
   SystemError,

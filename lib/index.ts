@@ -8,7 +8,7 @@ export {
 } from './client';
 export { Connection, type UpgradeRequest } from './connection';
 export type { SystemError } from './errors';
-export type { HeartbeatOptions } from './options';
+export type { HeartbeatOptions, PerMessageDeflateOptions } from './options';
 export type { Logger } from './runtime';
 export {
   type AddressInfo,

@@ -1,6 +1,7 @@
 // The native binding and the wire format of its event batches.
 // Keep the event numbers in sync with native/context.h.
 import * as path from 'node:path';
+import type { NativeDeflate } from './options';
 
 /** Opaque per-connection handle owned by the native side. */
 export interface ConnHandle {
@@ -52,6 +53,7 @@ export interface NativeServerConfig {
   tlsCert: string;
   tlsKey: string;
   tlsPassphrase: string;
+  perMessageDeflate: NativeDeflate | undefined;
 }
 
 export interface NativeConnectOptions {
@@ -71,6 +73,7 @@ export interface NativeConnectOptions {
   host: string;
   ca: string;
   rejectUnauthorized: boolean;
+  perMessageDeflate: NativeDeflate | undefined;
 }
 
 export interface NativeOpenInfo {

@@ -140,3 +140,42 @@ export function readPem(name: string, v: unknown): string {
   }
   throw invalidArgType(name, 'a file path or a Buffer', v);
 }
+
+export interface PerMessageDeflateOptions {
+  /** Messages smaller than this (bytes) are sent uncompressed. Default 1024. */
+  threshold?: number;
+  /** zlib level 0-9. Default 1 (fast). */
+  level?: number;
+  serverMaxWindowBits?: number;
+  clientMaxWindowBits?: number;
+  serverNoContextTakeover?: boolean;
+  clientNoContextTakeover?: boolean;
+}
+
+export interface NativeDeflate {
+  threshold: number;
+  level: number;
+  serverMaxWindowBits: number;
+  clientMaxWindowBits: number;
+  serverNoContextTakeover: boolean;
+  clientNoContextTakeover: boolean;
+}
+
+/** perMessageDeflate: false/undefined (off), true (defaults) or options. */
+export function optDeflate(obj: Record<string, unknown>): NativeDeflate | undefined {
+  const v = obj.perMessageDeflate;
+  if (v === undefined || v === false) return undefined;
+  if (v !== true && (v === null || typeof v !== 'object')) {
+    throw invalidArgType('perMessageDeflate', 'a boolean or an object', v);
+  }
+  const d = v === true ? {} : (v as Record<string, unknown>);
+  const p = 'perMessageDeflate.';
+  return {
+    threshold: optInt(d, 'threshold', 1024, 0, 2 ** 32 - 2, p),
+    level: optInt(d, 'level', 1, 0, 9, p),
+    serverMaxWindowBits: optInt(d, 'serverMaxWindowBits', 15, 8, 15, p),
+    clientMaxWindowBits: optInt(d, 'clientMaxWindowBits', 15, 8, 15, p),
+    serverNoContextTakeover: optBool(d, 'serverNoContextTakeover', false),
+    clientNoContextTakeover: optBool(d, 'clientNoContextTakeover', false),
+  };
+}

@@ -19,6 +19,7 @@ import {
   type HeartbeatOptions,
   optBackpressure,
   optBool,
+  optDeflate,
   optFunction,
   optHeartbeat,
   optInt,
@@ -27,6 +28,7 @@ import {
   optSignal,
   optString,
   optStringList,
+  type PerMessageDeflateOptions,
   readPem,
 } from './options';
 import { type Logger, runtime, type ServerSink } from './runtime';
@@ -116,6 +118,8 @@ export interface ListenOptions {
    * encrypted key needs its passphrase. The certificate's first PEM block is used.
    */
   tls?: { cert: string | Buffer; key: string | Buffer; passphrase?: string };
+  /** permessage-deflate (off by default): `true` or options. Inflated size is bounded by maxPayload. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
 /** What verify() and handleProtocols() are given. */
@@ -243,6 +247,7 @@ function normalize(options: unknown): Normalized {
       heartbeatIntervalMs: heartbeat.intervalMs,
       heartbeatTimeoutMs: heartbeat.timeoutMs,
       ...tlsMaterial,
+      perMessageDeflate: optDeflate(o),
     },
   };
 }

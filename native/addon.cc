@@ -33,6 +33,22 @@ std::vector<std::string> StringList(const Napi::Value& v) {
   return out;
 }
 
+// { threshold, level, serverMaxWindowBits, clientMaxWindowBits,
+//   serverNoContextTakeover, clientNoContextTakeover } or undefined (off).
+DeflateOptions DeflateArg(const Napi::Value& v) {
+  DeflateOptions d;
+  if (!v.IsObject()) return d;
+  Napi::Object o = v.As<Napi::Object>();
+  d.enabled = true;
+  d.threshold = o.Get("threshold").As<Napi::Number>().Uint32Value();
+  d.level = o.Get("level").As<Napi::Number>().Int32Value();
+  d.server_max_window_bits = o.Get("serverMaxWindowBits").As<Napi::Number>().Int32Value();
+  d.client_max_window_bits = o.Get("clientMaxWindowBits").As<Napi::Number>().Int32Value();
+  d.server_no_context_takeover = o.Get("serverNoContextTakeover").ToBoolean().Value();
+  d.client_no_context_takeover = o.Get("clientNoContextTakeover").ToBoolean().Value();
+  return d;
+}
+
 ConnShared* HandleArg(const Napi::Value& v) {
   if (!v.IsExternal()) return nullptr;
   return v.As<Napi::External<ConnShared>>().Data();
@@ -177,6 +193,7 @@ class Addon : public Napi::Addon<Addon> {
     cfg->static_index = o.Get("staticIndex").As<Napi::String>().Utf8Value();
     cfg->heartbeat_interval_ms = o.Get("heartbeatIntervalMs").As<Napi::Number>().Uint32Value();
     cfg->heartbeat_timeout_ms = o.Get("heartbeatTimeoutMs").As<Napi::Number>().Uint32Value();
+    cfg->deflate = DeflateArg(o.Get("perMessageDeflate"));
     cfg->tls_cert = o.Get("tlsCert").As<Napi::String>().Utf8Value();
     cfg->tls_key = o.Get("tlsKey").As<Napi::String>().Utf8Value();
     cfg->tls_passphrase = o.Get("tlsPassphrase").As<Napi::String>().Utf8Value();
@@ -263,6 +280,7 @@ class Addon : public Napi::Addon<Addon> {
     cfg->timeout_ms = o.Get("timeoutMs").As<Napi::Number>().Uint32Value();
     cfg->close_timeout_ms = o.Get("closeTimeoutMs").As<Napi::Number>().Uint32Value();
     cfg->max_header_bytes = o.Get("maxHeaderBytes").As<Napi::Number>().Uint32Value();
+    cfg->deflate = DeflateArg(o.Get("perMessageDeflate"));
     cfg->tls = tls;
     if (tls) {
       cfg->host = o.Get("host").As<Napi::String>().Utf8Value();
@@ -330,6 +348,44 @@ class Addon : public Napi::Addon<Addon> {
     napi_typeof(env, v, &t);
     uint8_t* frame;
     size_t hl, len;
+    uint32_t threshold = cs->deflate_threshold.load(std::memory_order_acquire);
+    if (threshold != 0xFFFFFFFFu) {
+      // permessage-deflate: large messages go bare to the service thread,
+      // which compresses them (off the JavaScript thread) and frames them.
+      const uint8_t* data = nullptr;
+      bool is_string = t == napi_string;
+      if (is_string) {
+        if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return env.Undefined();
+      } else if (!PayloadOf(env, v, &data, &len)) {
+        return ThrowTypeError(env, "send: string, Buffer, ArrayBuffer or ArrayBufferView expected");
+      }
+      if (len >= threshold) {
+        if (limit && cs->buffered.load() + static_cast<int64_t>(len) > limit)
+          return Napi::Number::New(env, -2);
+        uint8_t* payload = static_cast<uint8_t*>(malloc(len + 1));
+        if (!payload) return OutOfMemory(env);
+        size_t copied;
+        if (is_string)
+          napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(payload), len + 1, &copied);
+        else if (len)
+          memcpy(payload, data, len);
+        bool binary = !is_string && info[2].ToBoolean().Value();
+        int64_t buffered =
+            cs->buffered.fetch_add(static_cast<int64_t>(len), std::memory_order_acq_rel) +
+            static_cast<int64_t>(len);
+        cs->Ref();
+        Command c{};
+        c.type = Command::kSend;
+        c.conn = cs;
+        c.data = payload;
+        c.len = len;
+        c.payload = len;
+        c.compress = true;
+        c.code = binary ? kOpBinary : kOpText;
+        ctx->Push(std::move(c));
+        return Napi::Number::New(env, static_cast<double>(buffered));
+      }
+    }
     if (t == napi_string) {
       if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return env.Undefined();
       if (limit && cs->buffered.load() + static_cast<int64_t>(len) > limit)

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 
+#include "deflate.h"
 #include "errors.h"
 #include "listener.h"
 #include "tls_client.h"
@@ -71,6 +72,12 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
       request_(std::move(cfg->request)),
       accept_(std::move(cfg->accept)),
       offered_(std::move(cfg->protocols)) {
+  deflate_opts_ = cfg->deflate;
+  if (deflate_opts_.enabled) {
+    // Offer permessage-deflate: one more header before the request's blank line.
+    request_.insert(request_.size() - 2, "Sec-WebSocket-Extensions: " +
+                                             PerMessageDeflate::Offer(deflate_opts_) + "\r\n");
+  }
   cfg->shared = nullptr;  // ours now
   cfg->fd = -1;
   shared_->conn = this;
@@ -400,9 +407,23 @@ void Conn::OnClientHandshakeData(const uint8_t* in, size_t len) {
     FailHandshake("ERR_HANDSHAKE", "Invalid Sec-WebSocket-Accept header", 101);
     return;
   }
-  if (res.headers.Get("sec-websocket-extensions")) {
-    FailHandshake("ERR_HANDSHAKE", "The server accepted an extension that was not offered", 101);
-    return;
+  std::string extensions;
+  for (const auto& kv : res.headers.list)
+    if (kv.first == "sec-websocket-extensions")
+      extensions += (extensions.empty() ? "" : ", ") + kv.second;
+  if (!extensions.empty()) {
+    if (!deflate_opts_.enabled) {
+      FailHandshake("ERR_HANDSHAKE", "The server accepted an extension that was not offered", 101);
+      return;
+    }
+    std::string error;
+    std::unique_ptr<PerMessageDeflate> pmd =
+        PerMessageDeflate::Accept(deflate_opts_, extensions, &error);
+    if (!pmd) {
+      FailHandshake("ERR_HANDSHAKE", error, 101);
+      return;
+    }
+    EnableDeflate(std::move(pmd));
   }
   const std::string* proto = res.headers.Get("sec-websocket-protocol");
   std::string protocol;
@@ -654,6 +675,14 @@ void Conn::OnHandshakeData(const uint8_t* in, size_t len) {
     if (!offered.empty()) offered += ", ";
     offered += kv.second;
   }
+  if (cfg.deflate.enabled) {
+    std::string offers;
+    for (const auto& kv : req.headers.list)
+      if (kv.first == "sec-websocket-extensions")
+        offers += (offers.empty() ? "" : ", ") + kv.second;
+    if (!offers.empty())
+      EnableDeflate(PerMessageDeflate::Negotiate(cfg.deflate, offers, &ext_response_));
+  }
   key_ = *key;
   path_ = std::move(req.target);
   req_headers_ = std::move(req.headers.list);
@@ -711,6 +740,7 @@ void Conn::CompleteUpgrade(const std::string& protocol) {
       "Sec-WebSocket-Accept: " +
       WebSocketAccept(key_) + "\r\n";
   if (!protocol.empty()) resp += "Sec-WebSocket-Protocol: " + protocol + "\r\n";
+  if (!ext_response_.empty()) resp += "Sec-WebSocket-Extensions: " + ext_response_ + "\r\n";
   resp += "\r\n";
   Enqueue(OutFrame{CopyBlock(resp.data(), resp.size()), resp.size(), 0, false}, false);
   OpenEstablished();
@@ -827,7 +857,7 @@ void Conn::ParseFrames(const uint8_t* p, size_t n) {
 
       // Fast path: a whole unfragmented small message is in this read. Unmask
       // it straight into the batch arena.
-      if (fh_.opcode != kOpContinuation && !(fh_.opcode & 0x8) && fh_.fin &&
+      if (fh_.opcode != kOpContinuation && !(fh_.opcode & 0x8) && fh_.fin && !msg_compressed_ &&
           fh_.length <= kArenaMax && fh_.length <= n) {
         size_t len = static_cast<size_t>(fh_.length);
         Batch& b = ctx_->events();
@@ -875,8 +905,11 @@ void Conn::ParseFrames(const uint8_t* p, size_t n) {
 
 bool Conn::StartFrame(size_t available) {
   (void)available;
-  if (fh_.rsv) {
-    Fail(kCloseProtocolError, "RSV bits set but no extension was negotiated");
+  // RSV1 marks the first frame of a compressed message (permessage-deflate).
+  bool rsv1_ok = pmd_ && fh_.rsv == 0x4 && (fh_.opcode == kOpText || fh_.opcode == kOpBinary);
+  if (fh_.rsv && !rsv1_ok) {
+    Fail(kCloseProtocolError, pmd_ ? "RSV bits set where permessage-deflate allows none"
+                                   : "RSV bits set but no extension was negotiated");
     return false;
   }
   switch (fh_.opcode) {
@@ -923,6 +956,7 @@ bool Conn::StartFrame(size_t available) {
     in_message_ = true;
     msg_opcode_ = fh_.opcode;
     msg_len_ = 0;
+    msg_compressed_ = fh_.rsv == 0x4;
     utf8_.Reset();
   }
   if (fh_.length > max_payload_ || msg_len_ + fh_.length > max_payload_) {
@@ -956,6 +990,30 @@ void Conn::ConsumePayload(const uint8_t* p, size_t n) {
     mask_phase_ += n;
     return;
   }
+  if (msg_compressed_) {
+    scratch_.resize(n);
+    if (fh_.masked)
+      ApplyMask(scratch_.data(), p, n, fh_.mask, mask_phase_);
+    else
+      memcpy(scratch_.data(), p, n);
+    mask_phase_ += n;
+    size_t before = msg_len_;
+    bool last = fh_.fin && frame_remaining_ == n;
+    int r = pmd_->Inflate(scratch_.data(), n, last, &msg_, &msg_len_, &msg_cap_, max_payload_);
+    if (r == -2) {
+      Fail(kCloseTooBig, "Message inflates past maxPayload");
+      return;
+    }
+    if (r < 0) {
+      Fail(kCloseInvalidData, "Invalid compressed data");
+      return;
+    }
+    if (msg_opcode_ == kOpText && !utf8_.Feed(msg_ + before, msg_len_ - before)) {
+      Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");
+      return;
+    }
+    return;
+  }
   // A final frame announces the whole remaining size: allocate it at once.
   size_t hint = fh_.fin ? msg_len_ + static_cast<size_t>(frame_remaining_) : 0;
   Reserve(msg_len_ + n, hint);
@@ -977,6 +1035,15 @@ void Conn::EndFrame() {
   if (fh_.opcode & 0x8) {
     HandleControl();
     return;
+  }
+  if (fh_.fin && msg_compressed_ && fh_.length == 0) {
+    // An empty final frame: the tail still has to go through the inflater.
+    int r = pmd_->Inflate(nullptr, 0, true, &msg_, &msg_len_, &msg_cap_, max_payload_);
+    if (r < 0) {
+      Fail(r == -2 ? kCloseTooBig : kCloseInvalidData,
+           r == -2 ? "Message inflates past maxPayload" : "Invalid compressed data");
+      return;
+    }
   }
   if (fh_.fin) DeliverMessage();
 }
@@ -1151,6 +1218,35 @@ void Conn::Send(uint8_t* frame, size_t len, size_t payload) {
     return;
   }
   Enqueue(OutFrame{frame, len, payload, false}, false);
+  ctx_->MarkDirty(this);
+}
+
+void Conn::EnableDeflate(std::unique_ptr<PerMessageDeflate> pmd) {
+  if (!pmd) return;
+  pmd_ = std::move(pmd);
+  shared_->deflate_threshold.store(pmd_->threshold(), std::memory_order_release);
+}
+
+void Conn::SendCompressed(uint8_t* payload, size_t len, uint8_t opcode) {
+  if (close_sent_ || killed_ || state_ != State::kOpen || !pmd_) {
+    FrameDone(OutFrame{payload, len, len, false}, false);
+    return;
+  }
+  std::vector<uint8_t> z;
+  if (!pmd_->Deflate(payload, len, &z)) {
+    FrameDone(OutFrame{payload, len, len, false}, false);
+    Fail(kCloseInternalError, "Compression failed");
+    return;
+  }
+  size_t flen;
+  uint8_t* f = NewFrame(shared_->client, opcode, z.data(), z.size(), &flen);
+  free(payload);
+  if (!f) {
+    Fail(kCloseInternalError, "Out of memory");
+    return;
+  }
+  f[0] |= 0x40;  // RSV1: compressed
+  Enqueue(OutFrame{f, flen, len, false}, false);
   ctx_->MarkDirty(this);
 }
 

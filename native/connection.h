@@ -48,6 +48,8 @@ class Conn {
 
   // commands from JavaScript
   void Send(uint8_t* frame, size_t len, size_t payload);
+  // permessage-deflate: compress `payload` (malloc'd, bare) and queue it as one frame.
+  void SendCompressed(uint8_t* payload, size_t len, uint8_t opcode);
   void CloseFromJs(uint8_t* frame, size_t len, uint16_t code);
   void Terminate();
   void AcceptUpgrade(const std::string& protocol);  // after JavaScript's verify()
@@ -97,6 +99,7 @@ class Conn {
   void EndFrame();
   void DeliverMessage();
   void HandleControl();
+  void EnableDeflate(std::unique_ptr<PerMessageDeflate> pmd);
   // close
   void Fail(uint16_t code, const char* why);  // sends a close frame, then drops TCP
   void QueueClose(uint16_t code, const std::string& reason, bool priority);
@@ -174,6 +177,11 @@ class Conn {
   size_t msg_len_ = 0;
   size_t msg_cap_ = 0;
   Utf8Validator utf8_;
+  bool msg_compressed_ = false;
+  std::unique_ptr<PerMessageDeflate> pmd_;
+  DeflateOptions deflate_opts_;  // client: what was offered
+  std::string ext_response_;     // server: the Sec-WebSocket-Extensions answer
+  std::vector<uint8_t> scratch_;
   // control frame payload
   uint8_t ctrl_[125];
   size_t ctrl_len_ = 0;

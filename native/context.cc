@@ -322,7 +322,10 @@ void Context::RunCommand(Command& c) {
     case Command::kSend: {
       Conn* conn = c.conn->conn;
       if (!conn) return;  // DisposeCommand frees the frame and its accounting
-      conn->Send(c.data, c.len, c.payload);
+      if (c.compress)
+        conn->SendCompressed(c.data, c.len, static_cast<uint8_t>(c.code));
+      else
+        conn->Send(c.data, c.len, c.payload);
       c.data = nullptr;
       c.payload = 0;
       return;

@@ -23,6 +23,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "deflate.h"
+
 namespace nlws {
 
 class Conn;
@@ -59,6 +61,9 @@ struct ConnShared {
   std::atomic<int> refs{1};
   std::atomic<int64_t> buffered{0};  // payload bytes accepted by send() and not yet written
   std::atomic<bool> gone{false};     // the Conn is closed; sends are dropped
+  // Messages of at least this many bytes are compressed (permessage-deflate
+  // negotiated); set before the connection is announced to JavaScript.
+  std::atomic<uint32_t> deflate_threshold{0xFFFFFFFFu};
   uint32_t id = 0;
   int64_t high_water_mark = 0;
   bool client = false;   // frames we send must be masked
@@ -89,6 +94,7 @@ struct ServerConfig {
   std::string static_index;
   uint32_t heartbeat_interval_ms = 0;
   uint32_t heartbeat_timeout_ms = 0;
+  DeflateOptions deflate;
   // TLS: PEM text; empty cert means plain TCP.
   std::string tls_cert;
   std::string tls_key;
@@ -115,6 +121,7 @@ struct ClientConfig {
   std::string host;  // SNI and certificate host name
   std::string ca;    // PEM: the CAs to trust (Node's root certificates unless given)
   bool reject_unauthorized = true;
+  DeflateOptions deflate;  // offered when enabled
   ~ClientConfig();
 };
 
@@ -179,6 +186,7 @@ struct Command {
   uint8_t* data = nullptr;         // kSend / kClose: a complete frame, malloc'd
   size_t len = 0;                  // frame length
   size_t payload = 0;              // payload bytes counted in ConnShared::buffered
+  bool compress = false;           // kSend: data is a bare payload to deflate; code = opcode
   uint16_t code = 0;               // kClose, kReject (HTTP status)
   std::string text;                // kAccept: subprotocol; kReject: extra header lines
   std::string text2;               // kReject: body

@@ -1,0 +1,258 @@
+#include "deflate.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ws_protocol.h"
+
+namespace nlws {
+
+namespace {
+
+struct Param {
+  std::string name;
+  std::string value;
+  bool has_value = false;
+};
+
+// "permessage-deflate; a; b=1" -> name and params; false on bad syntax.
+bool ParseExtension(const std::string& ext, std::string* name, std::vector<Param>* params) {
+  params->clear();
+  size_t pos = 0;
+  auto next = [&](std::string* part) {
+    size_t semi = ext.find(';', pos);
+    size_t end = semi == std::string::npos ? ext.size() : semi;
+    size_t b = pos, e = end;
+    while (b < e && (ext[b] == ' ' || ext[b] == '\t')) b++;
+    while (e > b && (ext[e - 1] == ' ' || ext[e - 1] == '\t')) e--;
+    *part = ext.substr(b, e - b);
+    pos = semi == std::string::npos ? ext.size() + 1 : semi + 1;
+  };
+  next(name);
+  if (name->empty()) return false;
+  while (pos <= ext.size()) {
+    std::string part;
+    next(&part);
+    if (part.empty()) return false;
+    Param p;
+    size_t eq = part.find('=');
+    if (eq == std::string::npos) {
+      p.name = part;
+    } else {
+      p.name = part.substr(0, eq);
+      p.value = part.substr(eq + 1);
+      if (p.value.size() >= 2 && p.value.front() == '"' && p.value.back() == '"')
+        p.value = p.value.substr(1, p.value.size() - 2);
+      p.has_value = true;
+    }
+    while (!p.name.empty() && (p.name.back() == ' ' || p.name.back() == '\t')) p.name.pop_back();
+    params->push_back(p);
+  }
+  return true;
+}
+
+bool WindowBits(const std::string& v, int* out) {
+  if (v.empty() || v.size() > 2) return false;
+  for (char c : v)
+    if (c < '0' || c > '9') return false;
+  int n = atoi(v.c_str());
+  if (n < 8 || n > 15) return false;
+  *out = n;
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<PerMessageDeflate> PerMessageDeflate::Negotiate(const DeflateOptions& opts,
+                                                                const std::string& offers,
+                                                                std::string* response) {
+  if (!opts.enabled) return nullptr;
+  for (const std::string& ext : SplitHeaderList(offers)) {
+    std::string name;
+    std::vector<Param> params;
+    if (!ParseExtension(ext, &name, &params) || strcasecmp(name.c_str(), "permessage-deflate"))
+      continue;
+    bool ok = true, seen[4] = {false, false, false, false};
+    bool server_nct = opts.server_no_context_takeover;
+    bool client_nct = opts.client_no_context_takeover;
+    int server_bits = opts.server_max_window_bits;
+    int client_bits = 15;
+    bool client_bits_offered = false;
+    for (const Param& p : params) {
+      if (p.name == "server_no_context_takeover" && !p.has_value && !seen[0]) {
+        seen[0] = server_nct = true;
+      } else if (p.name == "client_no_context_takeover" && !p.has_value && !seen[1]) {
+        seen[1] = client_nct = true;
+      } else if (p.name == "server_max_window_bits" && !seen[2]) {
+        int bits;
+        seen[2] = true;
+        if (!p.has_value || !WindowBits(p.value, &bits))
+          ok = false;
+        else if (bits < server_bits)
+          server_bits = bits;
+      } else if (p.name == "client_max_window_bits" && !seen[3]) {
+        seen[3] = client_bits_offered = true;
+        int bits = 15;
+        if (p.has_value && !WindowBits(p.value, &bits)) ok = false;
+        client_bits = bits;
+      } else {
+        ok = false;  // unknown or repeated parameter: decline this offer
+      }
+    }
+    if (!ok) continue;
+    if (client_bits_offered && opts.client_max_window_bits < client_bits)
+      client_bits = opts.client_max_window_bits;
+    std::unique_ptr<PerMessageDeflate> d(new PerMessageDeflate());
+    d->opts_ = opts;
+    d->server_ = true;
+    d->deflate_bits_ = server_bits;
+    d->inflate_bits_ = client_bits;
+    d->deflate_reset_ = server_nct;
+    d->inflate_reset_ = client_nct;
+    if (!d->Init(true)) return nullptr;
+    *response = "permessage-deflate";
+    if (server_nct) *response += "; server_no_context_takeover";
+    if (client_nct) *response += "; client_no_context_takeover";
+    if (server_bits < 15 || seen[2])
+      *response += "; server_max_window_bits=" + std::to_string(server_bits);
+    if (client_bits_offered && client_bits < 15)
+      *response += "; client_max_window_bits=" + std::to_string(client_bits);
+    return d;
+  }
+  return nullptr;
+}
+
+std::string PerMessageDeflate::Offer(const DeflateOptions& opts) {
+  std::string s = "permessage-deflate";
+  if (opts.server_no_context_takeover) s += "; server_no_context_takeover";
+  if (opts.client_no_context_takeover) s += "; client_no_context_takeover";
+  if (opts.server_max_window_bits < 15)
+    s += "; server_max_window_bits=" + std::to_string(opts.server_max_window_bits);
+  s += opts.client_max_window_bits < 15
+           ? "; client_max_window_bits=" + std::to_string(opts.client_max_window_bits)
+           : "; client_max_window_bits";
+  return s;
+}
+
+std::unique_ptr<PerMessageDeflate> PerMessageDeflate::Accept(const DeflateOptions& opts,
+                                                             const std::string& response,
+                                                             std::string* error) {
+  std::vector<std::string> exts = SplitHeaderList(response);
+  std::string name;
+  std::vector<Param> params;
+  if (exts.size() != 1 || !ParseExtension(exts[0], &name, &params) ||
+      strcasecmp(name.c_str(), "permessage-deflate")) {
+    *error = "The server accepted an extension that was not offered: " + response;
+    return nullptr;
+  }
+  std::unique_ptr<PerMessageDeflate> d(new PerMessageDeflate());
+  d->opts_ = opts;
+  d->server_ = false;
+  d->inflate_bits_ = 15;
+  d->deflate_bits_ = opts.client_max_window_bits;
+  d->inflate_reset_ = false;
+  d->deflate_reset_ = opts.client_no_context_takeover;
+  for (const Param& p : params) {
+    int bits;
+    if (p.name == "server_no_context_takeover" && !p.has_value) {
+      d->inflate_reset_ = true;
+    } else if (p.name == "client_no_context_takeover" && !p.has_value) {
+      d->deflate_reset_ = true;
+    } else if (p.name == "server_max_window_bits" && p.has_value && WindowBits(p.value, &bits)) {
+      d->inflate_bits_ = bits;
+    } else if (p.name == "client_max_window_bits" && p.has_value && WindowBits(p.value, &bits) &&
+               bits <= opts.client_max_window_bits) {
+      d->deflate_bits_ = bits;
+    } else {
+      *error = "Invalid permessage-deflate response: " + response;
+      return nullptr;
+    }
+  }
+  if (!d->Init(false)) {
+    *error = "zlib initialisation failed";
+    return nullptr;
+  }
+  return d;
+}
+
+bool PerMessageDeflate::Init(bool server) {
+  server_ = server;
+  // zlib does not support raw deflate with an 8-bit window: use 9 (still
+  // within what the peer can inflate).
+  int dbits = deflate_bits_ < 9 ? 9 : deflate_bits_;
+  if (deflateInit2(&out_, opts_.level, Z_DEFLATED, -dbits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return false;
+  out_ok_ = true;
+  // Inflating with the largest window accepts anything a smaller one made.
+  if (inflateInit2(&in_, -15) != Z_OK) return false;
+  in_ok_ = true;
+  return true;
+}
+
+PerMessageDeflate::~PerMessageDeflate() {
+  if (in_ok_) inflateEnd(&in_);
+  if (out_ok_) deflateEnd(&out_);
+}
+
+int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, bool last, uint8_t** out,
+                               size_t* out_len, size_t* out_cap, size_t limit) {
+  static const uint8_t kTail[4] = {0x00, 0x00, 0xff, 0xff};
+  const uint8_t* segs[2] = {in, kTail};
+  size_t lens[2] = {n, 4};
+  bool ended = false;
+  for (int s = 0; s < (last ? 2 : 1) && !ended; s++) {
+    if (!lens[s]) continue;
+    in_.next_in = const_cast<Bytef*>(segs[s]);
+    in_.avail_in = static_cast<uInt>(lens[s]);
+    do {
+      if (*out_len == *out_cap) {
+        // Bounded by maxPayload: a small frame that inflates past it (a
+        // decompression bomb) stops here.
+        if (*out_cap >= limit) return -2;
+        size_t cap = *out_cap ? *out_cap * 2 : 16 * 1024;
+        if (cap > limit) cap = limit;
+        uint8_t* p = static_cast<uint8_t*>(realloc(*out, cap));
+        if (!p) return -1;
+        *out = p;
+        *out_cap = cap;
+      }
+      in_.next_out = *out + *out_len;
+      in_.avail_out = static_cast<uInt>(*out_cap - *out_len);
+      int r = inflate(&in_, Z_SYNC_FLUSH);
+      *out_len = *out_cap - in_.avail_out;
+      if (r == Z_NEED_DICT || r == Z_DATA_ERROR || r == Z_MEM_ERROR || r == Z_STREAM_ERROR)
+        return -1;
+      if (r == Z_STREAM_END) {
+        ended = true;  // the peer set BFINAL: nothing may follow in this message
+        break;
+      }
+      if (r == Z_BUF_ERROR && in_.avail_out > 0) break;  // no progress possible: input used up
+    } while (in_.avail_in > 0 || in_.avail_out == 0);
+  }
+  if (last && (inflate_reset_ || ended)) inflateReset(&in_);
+  return 0;
+}
+
+bool PerMessageDeflate::Deflate(const uint8_t* in, size_t n, std::vector<uint8_t>* out) {
+  out->resize(deflateBound(&out_, static_cast<uLong>(n)) + 16);
+  out_.next_in = const_cast<Bytef*>(in);
+  out_.avail_in = static_cast<uInt>(n);
+  size_t produced = 0;
+  while (true) {
+    out_.next_out = out->data() + produced;
+    out_.avail_out = static_cast<uInt>(out->size() - produced);
+    int r = deflate(&out_, Z_SYNC_FLUSH);
+    produced = out->size() - out_.avail_out;
+    if (r != Z_OK && r != Z_BUF_ERROR) return false;
+    if (out_.avail_out > 0) break;
+    out->resize(out->size() * 2);
+  }
+  // Remove the 00 00 ff ff that Z_SYNC_FLUSH ends with (RFC 7692 7.2.1).
+  if (produced >= 4) produced -= 4;
+  out->resize(produced);
+  if (deflate_reset_) deflateReset(&out_);
+  return true;
+}
+
+}  // namespace nlws

@@ -1,0 +1,66 @@
+// permessage-deflate (RFC 7692): negotiation and the per-connection zlib
+// streams. Runs on the service thread only.
+#pragma once
+
+#include <zlib.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nlws {
+
+struct DeflateOptions {
+  bool enabled = false;
+  uint32_t threshold = 1024;  // smaller messages are sent uncompressed
+  int level = 1;
+  int server_max_window_bits = 15;
+  int client_max_window_bits = 15;
+  bool server_no_context_takeover = false;
+  bool client_no_context_takeover = false;
+};
+
+class PerMessageDeflate {
+ public:
+  // Server: picks the first acceptable offer in a Sec-WebSocket-Extensions
+  // value. Returns null when there is none; *response is the header value.
+  static std::unique_ptr<PerMessageDeflate> Negotiate(const DeflateOptions& opts,
+                                                      const std::string& offers,
+                                                      std::string* response);
+  // Client: the offer to send.
+  static std::string Offer(const DeflateOptions& opts);
+  // Client: accepts the server's response to our offer; null and *error if invalid.
+  static std::unique_ptr<PerMessageDeflate> Accept(const DeflateOptions& opts,
+                                                   const std::string& response, std::string* error);
+  ~PerMessageDeflate();
+
+  // Inflates a chunk of a compressed message, appending to out (grown as
+  // needed) without letting *out_len exceed `limit`. `last` adds the
+  // 00 00 ff ff tail. Returns 0, -1 on corrupt data, -2 when over limit.
+  int Inflate(const uint8_t* in, size_t n, bool last, uint8_t** out, size_t* out_len,
+              size_t* out_cap, size_t limit);
+  // Compresses one message (final, tail removed) into *out.
+  bool Deflate(const uint8_t* in, size_t n, std::vector<uint8_t>* out);
+
+  uint32_t threshold() const { return opts_.threshold; }
+
+ private:
+  PerMessageDeflate() = default;
+  bool Init(bool server);
+
+  DeflateOptions opts_;
+  bool server_ = true;
+  // Window bits and takeover as agreed for each direction.
+  int inflate_bits_ = 15;
+  int deflate_bits_ = 15;
+  bool inflate_reset_ = false;  // the peer does not keep its context
+  bool deflate_reset_ = false;  // we do not keep ours
+  z_stream in_ = {};
+  z_stream out_ = {};
+  bool in_ok_ = false;
+  bool out_ok_ = false;
+};
+
+}  // namespace nlws

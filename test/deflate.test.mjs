@@ -1,0 +1,251 @@
+// permessage-deflate (RFC 7692): negotiation and round trips against ws,
+// node-lws itself and Chromium; a decompression bomb is refused with 1009.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import WebSocket, { WebSocketServer } from 'ws';
+import * as lws from '../dist/index.mjs';
+import { onceEvent, withTimeout } from './helpers.mjs';
+
+const HOST = '127.0.0.1';
+const TEXT = 'media frame metadata, repeated '.repeat(4000); // ~124 KB, very compressible
+
+async function echoServer(options) {
+  const server = await lws.listen({ host: HOST, port: 0, ...options });
+  server.on('connection', (c) => c.on('message', (d, b) => c.send(d, b)));
+  return server;
+}
+
+function wsRoundTrip(ws, data) {
+  const reply = new Promise((r) => ws.once('message', (d, b) => r([d, b])));
+  ws.send(data);
+  return withTimeout(reply, 10000, 'ws echo');
+}
+
+function lwsRoundTrip(t, data) {
+  const reply = new Promise((r) => t.once('message', (d, b) => r([d, b])));
+  t.send(data);
+  return withTimeout(reply, 10000, 'node-lws echo');
+}
+
+/** Bytes on the wire for one echo through a TCP proxy: proves compression happened. */
+async function countingProxy(targetPort) {
+  const counts = { up: 0, down: 0 };
+  const proxy = net.createServer((a) => {
+    const b = net.connect(targetPort, HOST);
+    a.on('data', (d) => {
+      counts.up += d.length;
+      b.write(d);
+    });
+    b.on('data', (d) => {
+      counts.down += d.length;
+      a.write(d);
+    });
+    a.on('close', () => b.destroy());
+    b.on('close', () => a.destroy());
+    a.on('error', () => {});
+    b.on('error', () => {});
+  });
+  await new Promise((r) => proxy.listen(0, HOST, r));
+  return { proxy, counts, port: proxy.address().port };
+}
+
+test('off by default: a ws client offer is declined', async () => {
+  const server = await echoServer({});
+  try {
+    const ws = new WebSocket(`ws://${HOST}:${server.port}/`, { perMessageDeflate: true });
+    await onceEvent(ws, 'open');
+    assert.is(ws.extensions, '');
+    assert.equal((await wsRoundTrip(ws, 'plain'))[0].toString(), 'plain');
+    ws.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('ws client ↔ node-lws server: negotiated, compressed on the wire both ways, content intact', async () => {
+  const server = await echoServer({ perMessageDeflate: { threshold: 64 } });
+  const { proxy, counts, port } = await countingProxy(server.port);
+  try {
+    const ws = new WebSocket(`ws://${HOST}:${port}/`, { perMessageDeflate: { threshold: 64 } });
+    await onceEvent(ws, 'open');
+    assert.match(ws.extensions, /permessage-deflate/);
+    const before = { ...counts };
+    const [d, b] = await wsRoundTrip(ws, TEXT);
+    assert.is(b, false);
+    assert.is(d.toString(), TEXT);
+    const up = counts.up - before.up;
+    const down = counts.down - before.down;
+    assert.ok(up < TEXT.length / 10, `client->server ${up} bytes for ${TEXT.length}`);
+    assert.ok(down < TEXT.length / 10, `server->client ${down} bytes for ${TEXT.length}`);
+    const random = crypto.randomBytes(1 << 20); // incompressible, still intact
+    const [r] = await wsRoundTrip(ws, random);
+    assert.ok(Buffer.compare(r, random) === 0);
+    for (let i = 0; i < 200; i++) {
+      // context takeover across many messages
+      const msg = `message ${i} ${'x'.repeat(i)}`;
+      assert.is((await wsRoundTrip(ws, msg))[0].toString(), msg);
+    }
+    ws.close();
+    await onceEvent(ws, 'close');
+  } finally {
+    proxy.close();
+    await server.close();
+  }
+});
+
+test('no-context-takeover and window-bit parameters negotiate and work', async () => {
+  const server = await echoServer({
+    perMessageDeflate: {
+      threshold: 0,
+      serverNoContextTakeover: true,
+      clientNoContextTakeover: true,
+      serverMaxWindowBits: 10,
+    },
+  });
+  try {
+    const ws = new WebSocket(`ws://${HOST}:${server.port}/`, {
+      perMessageDeflate: { clientMaxWindowBits: 12, threshold: 0 },
+    });
+    const upgraded = onceEvent(ws, 'upgrade');
+    const opened = onceEvent(ws, 'open');
+    const [res] = await upgraded;
+    await opened;
+    const accepted = res.headers['sec-websocket-extensions'];
+    assert.match(accepted, /server_no_context_takeover/);
+    assert.match(accepted, /client_no_context_takeover/);
+    assert.match(accepted, /server_max_window_bits=10/);
+    assert.match(accepted, /client_max_window_bits=12/);
+    for (let i = 0; i < 20; i++) {
+      const msg = `${TEXT.slice(0, 1000 + i * 97)}#${i}`;
+      assert.is((await wsRoundTrip(ws, msg))[0].toString(), msg);
+    }
+    ws.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('node-lws client ↔ ws server with permessage-deflate, and node-lws ↔ node-lws', async () => {
+  const wss = new WebSocketServer({ host: HOST, port: 0, perMessageDeflate: { threshold: 0 } });
+  await onceEvent(wss, 'listening');
+  wss.on('connection', (w) => w.on('message', (d, b) => w.send(d, { binary: b })));
+  const server = await echoServer({ perMessageDeflate: true });
+  try {
+    for (const port of [wss.address().port, server.port]) {
+      const c = await lws.connect(`ws://${HOST}:${port}/`, {
+        perMessageDeflate: { threshold: 16 },
+      });
+      assert.equal(await lwsRoundTrip(c, TEXT), [TEXT, false]);
+      const big = crypto.randomBytes(2 << 20);
+      const [d, b] = await lwsRoundTrip(c, big);
+      assert.ok(b && d.equals(big));
+      assert.equal(await lwsRoundTrip(c, 'tiny'), ['tiny', false]);
+      c.close();
+      await onceEvent(c, 'close');
+    }
+  } finally {
+    wss.close();
+    await server.close();
+  }
+});
+
+test('a decompression bomb (64 MiB of zeros in a ~64 KiB frame) is refused with 1009', async () => {
+  const server = await lws.listen({
+    host: HOST,
+    port: 0,
+    perMessageDeflate: true,
+    maxPayload: 1 << 20,
+  });
+  try {
+    const connP = onceEvent(server, 'connection');
+    const ws = new WebSocket(`ws://${HOST}:${server.port}/`, {
+      perMessageDeflate: { threshold: 0 },
+    });
+    await onceEvent(ws, 'open');
+    const [conn] = await connP;
+    // Not events.once(): it would also listen for 'error', which node-lws
+    // emits (ERR_WS_MESSAGE_TOO_BIG) only to those who listen.
+    const serverClose = withTimeout(
+      new Promise((r) => conn.once('close', (...a) => r(a))),
+      5000,
+      'server close',
+    );
+    const serverError = new Promise((r) => conn.once('error', r));
+    const clientClose = onceEvent(ws, 'close', 5000, 'client close');
+    const rss0 = process.memoryUsage().rss;
+    ws.send(Buffer.alloc(64 << 20));
+    const [code] = await clientClose;
+    assert.is(code, 1009);
+    assert.is((await serverClose)[0], 1009);
+    const err = await withTimeout(serverError, 1000, 'server error event');
+    assert.is(err.code, 'ERR_WS_MESSAGE_TOO_BIG');
+    const growth = (process.memoryUsage().rss - rss0) / (1 << 20);
+    assert.ok(
+      growth < 200,
+      `RSS grew ${growth.toFixed(0)} MiB (ws itself holds the 64 MiB message)`,
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test('Chromium negotiates permessage-deflate with a node-lws server', async () => {
+  const www = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-deflate-www-'));
+  fs.writeFileSync(
+    path.join(www, 'index.html'),
+    `<!doctype html><html><body><script>
+window.__result = new Promise((resolve, reject) => {
+  const ws = new WebSocket('ws://' + location.host + '/ws');
+  const text = 'browser frame metadata, repeated '.repeat(3000);
+  ws.onopen = () => ws.send(text);
+  ws.onmessage = (e) => { resolve({ extensions: ws.extensions, same: e.data === text, length: e.data.length }); ws.close(); };
+  ws.onerror = () => reject(new Error('websocket error'));
+});
+</script></body></html>`,
+  );
+  const server = await echoServer({ perMessageDeflate: true, static: { root: www }, path: '/ws' });
+  const { chromium } = await import('playwright-core');
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-chromium-deflate-'));
+  let context;
+  try {
+    context = await withTimeout(
+      chromium.launchPersistentContext(userDataDir, {
+        executablePath: '/usr/bin/chromium',
+        headless: true,
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
+        timeout: 30000,
+      }),
+      35000,
+      'chromium launch',
+    );
+    const page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(`http://${HOST}:${server.port}/`, { timeout: 15000 });
+    const result = await withTimeout(
+      page.evaluate(() => window.__result),
+      15000,
+      'page result',
+    );
+    assert.match(result.extensions, /permessage-deflate/);
+    assert.ok(result.same, `echo differs (length ${result.length})`);
+  } finally {
+    await context?.close();
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+    fs.rmSync(www, { recursive: true, force: true });
+    await server.close();
+  }
+});
+
+test.run();
