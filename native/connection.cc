@@ -1405,9 +1405,15 @@ void Conn::Flush() {
       return;
     }
   }
-  if (kill_after_flush_) {
+  if (kill_after_flush_ && !lingering_) {
+    // Lingering close (RFC 9112 9.6): send our FIN, then discard what the
+    // peer still sends until it closes too (or a short timer runs out).
+    // Closing at once would turn unread input into a reset that can destroy
+    // the response or close frame just sent.
+    lingering_ = true;
+    rx_stopped_ = true;
     shutdown(fd_, SHUT_WR);
-    Kill();
+    SetTimer(std::min<uint32_t>(close_timeout_ms_, 2000));
   }
 }
 

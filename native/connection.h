@@ -191,6 +191,7 @@ class Conn {
   size_t head_off_ = 0;  // bytes of outq_.front() already written
   bool want_writable_ = false;
   bool kill_after_flush_ = false;
+  bool lingering_ = false;  // our FIN is sent; waiting for the peer's
   bool killed_ = false;
 
   // close handshake

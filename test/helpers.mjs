@@ -738,3 +738,405 @@ export async function transportRoundTrip(t, payload, ms = DEFAULT_TIMEOUT, label
   t.send(payload);
   return reply;
 }
+
+// ---------------------------------------------------------------------------
+// Raw WebSocket / HTTP peers over plain TCP (http, admission, heartbeat tests)
+// ---------------------------------------------------------------------------
+
+/** RFC 6455 GUID for Sec-WebSocket-Accept. */
+export const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/** Sec-WebSocket-Accept for a Sec-WebSocket-Key. */
+export function wsAcceptFor(key) {
+  return crypto
+    .createHash('sha1')
+    .update(key + WS_GUID)
+    .digest('base64');
+}
+
+/** WebSocket opcodes. */
+export const WS_OP = { cont: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa };
+
+function xorMask4(buf, key) {
+  const out = Buffer.allocUnsafe(buf.length);
+  for (let i = 0; i < buf.length; i++) out[i] = buf[i] ^ key[i & 3];
+  return out;
+}
+
+/**
+ * Encode one WebSocket frame. `payload`: Buffer or string (UTF-8); `mask`: true
+ * (fresh random key, as a client must), false (as a server must).
+ */
+export function encodeWsFrame({ opcode, payload = Buffer.alloc(0), fin = true, mask = true }) {
+  const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+  const len = data.length;
+  const key = mask ? crypto.randomBytes(4) : null;
+  let hlen = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+  if (key) hlen += 4;
+  const head = Buffer.alloc(hlen);
+  head[0] = (fin ? 0x80 : 0) | (opcode & 0x0f);
+  const m = key ? 0x80 : 0;
+  let pos = 2;
+  if (len < 126) head[1] = m | len;
+  else if (len <= 0xffff) {
+    head[1] = m | 126;
+    head.writeUInt16BE(len, 2);
+    pos = 4;
+  } else {
+    head[1] = m | 127;
+    head.writeBigUInt64BE(BigInt(len), 2);
+    pos = 10;
+  }
+  if (key) key.copy(head, pos);
+  return Buffer.concat([head, key ? xorMask4(data, key) : data]);
+}
+
+/** Parse an HTTP head (request or response) into { startLine, status?, method?, target?, headers }. */
+export function parseHttpHead(text) {
+  const lines = text.split('\r\n');
+  const head = { startLine: lines[0], headers: {} };
+  const parts = lines[0].split(' ');
+  if (/^HTTP\/1\.\d$/.test(parts[0])) head.status = Number(parts[1]);
+  else {
+    head.method = parts[0];
+    head.target = parts[1];
+  }
+  for (const line of lines.slice(1)) {
+    if (!line) continue;
+    const i = line.indexOf(':');
+    const name = line.slice(0, i).trim().toLowerCase();
+    const value = line.slice(i + 1).trim();
+    head.headers[name] = name in head.headers ? `${head.headers[name]}, ${value}` : value;
+  }
+  return head;
+}
+
+/**
+ * One raw TCP socket speaking HTTP/1.1 then WebSocket frames by hand.
+ * `isServer`: true → we read a request and send unmasked frames; false → we read
+ * a response and send masked frames. Options: `autoPong` answers every ping
+ * with a pong carrying the same payload. Keeps `frames` (unread), `log` (every
+ * frame with its arrival time `at`), `pings` (count), `headAt` / `closedAt`
+ * (performance.now() when the HTTP head arrived / at the socket's 'close').
+ */
+export class RawWsPeer {
+  constructor(socket, { isServer = false, autoPong = false } = {}) {
+    this.socket = socket;
+    this.isServer = isServer;
+    this.autoPong = autoPong;
+    this.buf = Buffer.alloc(0);
+    this.head = null;
+    this.mode = 'head';
+    this.frames = [];
+    this.log = [];
+    this.pings = 0;
+    this.waiters = [];
+    this.isClosed = false;
+    this.closedAt = undefined;
+    this.error = null;
+    this.closed = new Promise((resolve) => {
+      socket.once('close', () => {
+        this.isClosed = true;
+        this.closedAt = performance.now();
+        resolve(this.closedAt);
+        this.#wake();
+      });
+    });
+    socket.on('error', (err) => {
+      this.error = err;
+    });
+    socket.on('data', (d) => this.#onData(d));
+  }
+
+  #onData(d) {
+    this.buf = Buffer.concat([this.buf, d]);
+    if (this.mode === 'head') {
+      const i = this.buf.indexOf('\r\n\r\n');
+      if (i >= 0) {
+        this.head = parseHttpHead(this.buf.subarray(0, i).toString('latin1'));
+        this.headAt = performance.now();
+        this.buf = this.buf.subarray(i + 4);
+        this.mode = this.isServer || this.head.status === 101 ? 'frames' : 'body';
+      }
+    }
+    if (this.mode === 'frames') this.#parseFrames();
+    this.#wake();
+  }
+
+  #parseFrames() {
+    for (;;) {
+      const b = this.buf;
+      if (b.length < 2) return;
+      const masked = (b[1] & 0x80) !== 0;
+      const len7 = b[1] & 0x7f;
+      const hlen = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (masked ? 4 : 0);
+      if (b.length < hlen) return;
+      const length =
+        len7 === 126 ? b.readUInt16BE(2) : len7 === 127 ? Number(b.readBigUInt64BE(2)) : len7;
+      if (b.length < hlen + length) return;
+      const raw = b.subarray(hlen, hlen + length);
+      const payload = masked ? xorMask4(raw, b.subarray(hlen - 4, hlen)) : Buffer.from(raw);
+      const f = {
+        fin: (b[0] & 0x80) !== 0,
+        opcode: b[0] & 0x0f,
+        masked,
+        payload,
+        at: performance.now(),
+      };
+      this.buf = b.subarray(hlen + length);
+      this.log.push(f);
+      if (f.opcode === WS_OP.ping) {
+        this.pings++;
+        if (this.autoPong && !this.isClosed) this.send({ opcode: WS_OP.pong, payload: f.payload });
+      }
+      this.frames.push(f);
+    }
+  }
+
+  #wake() {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const fn of w) fn();
+  }
+
+  /** Resolve when `pred()` is truthy (re-checked on every data/close); reject at the deadline. */
+  until(pred, ms = DEFAULT_TIMEOUT, label = 'raw peer condition') {
+    return withTimeout(
+      new Promise((resolve, reject) => {
+        const check = () => {
+          let v;
+          try {
+            v = pred();
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          if (v) resolve(v);
+          else this.waiters.push(check);
+        };
+        check();
+      }),
+      ms,
+      label,
+    );
+  }
+
+  waitHead(ms = DEFAULT_TIMEOUT) {
+    return this.until(
+      () => {
+        if (this.head) return this.head;
+        if (this.isClosed)
+          throw new Error(
+            `TCP closed before an HTTP head arrived (got ${JSON.stringify(this.buf.toString('latin1'))})`,
+          );
+        return null;
+      },
+      ms,
+      'HTTP head',
+    );
+  }
+
+  /** The next unread frame (optionally of `opcode`, skipping others). */
+  nextFrame(ms = DEFAULT_TIMEOUT, label = 'frame', opcode) {
+    return this.until(
+      () => {
+        while (this.frames.length) {
+          const f = this.frames.shift();
+          if (opcode === undefined || f.opcode === opcode) return f;
+        }
+        if (this.isClosed) throw new Error(`TCP closed while waiting for ${label}`);
+        return null;
+      },
+      ms,
+      label,
+    );
+  }
+
+  /** Body bytes after a non-101 head, once the server closed the TCP connection. */
+  async body(ms = DEFAULT_TIMEOUT) {
+    await withTimeout(this.closed, ms, 'TCP close after the HTTP response');
+    return this.buf;
+  }
+
+  write(buf) {
+    if (!this.isClosed) this.socket.write(buf);
+  }
+
+  /** Send a frame, masked on the client side. */
+  send(opts) {
+    this.write(encodeWsFrame({ mask: !this.isServer, ...opts }));
+  }
+
+  destroy() {
+    this.socket.destroy();
+  }
+}
+
+/** Connect a plain TCP socket; resolves once connected. */
+export function rawTcpConnect(port, host = '127.0.0.1', ms = DEFAULT_TIMEOUT) {
+  const socket = net.connect({ host, port });
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      socket.once('connect', () => resolve(socket));
+      socket.once('error', reject);
+    }),
+    ms,
+    `TCP connect to ${host}:${port}`,
+  ).catch((err) => {
+    socket.destroy();
+    throw err;
+  });
+}
+
+/**
+ * Send `request` (exact bytes) on a fresh TCP connection; resolve with
+ * `{ head, body }` once the server closed the connection after its response
+ * (node-lws answers HTTP with `Connection: close`).
+ */
+export async function rawHttpExchange(
+  port,
+  request,
+  { host = '127.0.0.1', ms = DEFAULT_TIMEOUT } = {},
+) {
+  const socket = await rawTcpConnect(port, host, ms);
+  const peer = new RawWsPeer(socket);
+  try {
+    socket.write(request);
+    const head = await peer.waitHead(ms);
+    const body = await peer.body(ms);
+    return { head, body };
+  } finally {
+    socket.destroy();
+  }
+}
+
+/**
+ * A raw client after a successful upgrade on `path` (the 101 and its Accept
+ * are checked; throws otherwise). Returns the RawWsPeer.
+ */
+export async function rawWsUpgrade(
+  port,
+  {
+    path: target = '/',
+    host = '127.0.0.1',
+    headers = {},
+    autoPong = false,
+    ms = DEFAULT_TIMEOUT,
+  } = {},
+) {
+  const socket = await rawTcpConnect(port, host, ms);
+  const peer = new RawWsPeer(socket, { autoPong });
+  const key = crypto.randomBytes(16).toString('base64');
+  let extra = '';
+  for (const [k, v] of Object.entries(headers)) extra += `${k}: ${v}\r\n`;
+  socket.write(
+    `GET ${target} HTTP/1.1\r\nHost: ${host}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
+  );
+  let head;
+  try {
+    head = await peer.waitHead(ms);
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  }
+  if (head.status !== 101 || head.headers['sec-websocket-accept'] !== wsAcceptFor(key)) {
+    socket.destroy();
+    throw new Error(`raw upgrade failed: ${head.startLine} ${JSON.stringify(head.headers)}`);
+  }
+  return peer;
+}
+
+/**
+ * A raw WebSocket server on plain `net`: it reads each upgrade request,
+ * answers 101 with the computed Sec-WebSocket-Accept, and then only records
+ * frames (it never answers pings unless `autoPong`). `peers` collects a
+ * RawWsPeer per connection; `nextPeer()` resolves with the next one after its
+ * 101 was written.
+ */
+export async function rawWsServer({ host = '127.0.0.1', autoPong = false } = {}) {
+  const peers = [];
+  const waiting = [];
+  const server = net.createServer((socket) => {
+    const peer = new RawWsPeer(socket, { isServer: true, autoPong });
+    peer.waitHead().then(
+      (head) => {
+        const key = head.headers['sec-websocket-key'];
+        socket.write(
+          'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+            `Sec-WebSocket-Accept: ${wsAcceptFor(key)}\r\n\r\n`,
+        );
+        peer.upgradedAt = performance.now();
+        peers.push(peer);
+        const w = waiting.shift();
+        if (w) w(peer);
+      },
+      () => socket.destroy(),
+    );
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: 0, host }, resolve);
+  });
+  return {
+    server,
+    port: server.address().port,
+    peers,
+    nextPeer(ms = DEFAULT_TIMEOUT) {
+      const idx = peers.findIndex((p) => !p.claimed);
+      if (idx >= 0) {
+        peers[idx].claimed = true;
+        return Promise.resolve(peers[idx]);
+      }
+      return withTimeout(
+        new Promise((resolve) =>
+          waiting.push((p) => {
+            p.claimed = true;
+            resolve(p);
+          }),
+        ),
+        ms,
+        'raw server upgrade',
+      );
+    },
+    async close() {
+      for (const p of peers) p.destroy();
+      await new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+/**
+ * Open a `ws` client that must be refused with an HTTP response; resolves with
+ * `{ status, headers, body }` ('unexpected-response'). Fails if it opens or
+ * errors without a response.
+ */
+export function wsExpectReject(url, options = {}, protocols) {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const c =
+        protocols !== undefined
+          ? new WebSocket(url, protocols, options)
+          : new WebSocket(url, options);
+      c.on('open', () => {
+        c.terminate();
+        reject(new Error(`ws client to ${url} opened, but a rejection was expected`));
+      });
+      c.on('unexpected-response', (_req, res) => {
+        const chunks = [];
+        res.on('data', (d) => chunks.push(d));
+        res.on('end', () => {
+          resolve({
+            status: res.statusCode,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+          });
+          c.terminate();
+        });
+      });
+      c.on('error', (err) => reject(new Error(`ws client error instead of a response: ${err}`)));
+    }),
+    DEFAULT_TIMEOUT,
+    `rejected upgrade to ${url}`,
+  );
+}

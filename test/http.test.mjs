@@ -1,0 +1,416 @@
+// HTTP on the WebSocket port: static files (types, lengths, HEAD, index files),
+// path-escape attempts that must never leave the static root, GET /health with
+// the live connection count, the `path` option for upgrades, and 404 / 426 for
+// plain requests the server has nothing for.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as lws from '../dist/index.mjs';
+import {
+  attachEcho,
+  closeClient,
+  echoRoundTrip,
+  exitWatchdog,
+  rawHttpExchange,
+  waitFor,
+  withTimeout,
+  wsConnect,
+  wsExpectReject,
+} from './helpers.mjs';
+
+const HOST = '127.0.0.1';
+
+// ---------------------------------------------------------------------------
+// Bookkeeping
+// ---------------------------------------------------------------------------
+
+const cleanups = [];
+test.after.each(async () => {
+  while (cleanups.length) {
+    const fn = cleanups.pop();
+    try {
+      await withTimeout(fn(), 5000, 'cleanup');
+    } catch (err) {
+      console.error(`cleanup failed: ${err.message}`);
+    }
+  }
+});
+
+async function listen(options) {
+  const server = await lws.listen({ host: HOST, port: 0, ...options });
+  cleanups.push(() => server.close());
+  return server;
+}
+
+async function ws(url, options) {
+  const c = await wsConnect(url, options);
+  cleanups.push(() => closeClient(c).catch(() => c.terminate()));
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+// The static folder (and secrets next to it)
+// ---------------------------------------------------------------------------
+
+// realpath: on some systems the temp folder itself is behind a symlink.
+const BASE = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-http-')));
+const ROOT = path.join(BASE, 'root');
+const SECRET = 'TOP-SECRET-5f1c9a: this must never be served';
+const OUTSIDE_SECRET = 'OUTSIDE-FOLDER-SECRET-77ab';
+
+// A real 1x1 PNG.
+const PNG = Buffer.from(
+  '89504e470d0a1a0a0000000d4948445200000001000000010806000000' +
+    '1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5f7' +
+    '4f9b0000000049454e44ae426082',
+  'hex',
+);
+const WASM = Buffer.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]);
+
+const FILES = {
+  'index.html': Buffer.from('<!doctype html><title>root index</title><p>hello ✓</p>\n'),
+  'app.js': Buffer.from("export const answer = 42; console.log('app ✓');\n"),
+  'style.css': Buffer.from('body { color: #123456; }\n'),
+  'data.json': Buffer.from('{"a":1,"list":[1,2,3],"text":"ünïcode"}\n'),
+  'img.png': PNG,
+  'mod.wasm': WASM,
+  'sub/index.html': Buffer.from('<!doctype html><title>sub index</title>\n'),
+  'noindex/readme.txt': Buffer.from('a folder without an index file\n'),
+};
+
+fs.mkdirSync(ROOT);
+for (const [name, bytes] of Object.entries(FILES)) {
+  fs.mkdirSync(path.dirname(path.join(ROOT, name)), { recursive: true });
+  fs.writeFileSync(path.join(ROOT, name), bytes);
+}
+// Secrets NEXT TO the root, and symlinks inside the root pointing at them.
+fs.writeFileSync(path.join(BASE, 'secret.txt'), SECRET);
+fs.mkdirSync(path.join(BASE, 'outside'));
+fs.writeFileSync(path.join(BASE, 'outside', 'secret2.txt'), OUTSIDE_SECRET);
+fs.writeFileSync(path.join(BASE, 'outside', 'index.html'), OUTSIDE_SECRET);
+fs.symlinkSync(path.join(BASE, 'secret.txt'), path.join(ROOT, 'link.txt'));
+fs.symlinkSync(path.join(BASE, 'outside'), path.join(ROOT, 'outdir'));
+// A symlink that stays inside the root is fine to follow (a control).
+fs.symlinkSync(path.join(ROOT, 'style.css'), path.join(ROOT, 'inside-link.css'));
+
+process.on('exit', () => fs.rmSync(BASE, { recursive: true, force: true }));
+
+const STATIC = { root: ROOT, index: 'index.html' };
+
+// ---------------------------------------------------------------------------
+// HTTP clients
+// ---------------------------------------------------------------------------
+
+/** A request with node's http client; resolves { status, headers, body (Buffer) }. */
+function httpRequest(port, urlPath, method = 'GET') {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: HOST, port, path: urlPath, method, agent: false }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    }),
+    5000,
+    `${method} ${urlPath}`,
+  );
+}
+
+/** Raw request line over net (nothing normalizes the target). */
+function rawGet(port, target, method = 'GET') {
+  return rawHttpExchange(port, `${method} ${target} HTTP/1.1\r\nHost: ${HOST}:${port}\r\n\r\n`);
+}
+
+function mediaType(ct) {
+  return String(ct ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
+}
+
+// ---------------------------------------------------------------------------
+// Static files
+// ---------------------------------------------------------------------------
+
+const TYPES = [
+  ['/index.html', 'index.html', 'text/html'],
+  ['/app.js', 'app.js', 'text/javascript'],
+  ['/style.css', 'style.css', 'text/css'],
+  ['/data.json', 'data.json', 'application/json'],
+  ['/img.png', 'img.png', 'image/png'],
+  ['/mod.wasm', 'mod.wasm', 'application/wasm'],
+  ['/sub/index.html', 'sub/index.html', 'text/html'],
+];
+
+test('GET of each static file: 200, exact bytes, Content-Type and Content-Length', async () => {
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  for (const [urlPath, file, type] of TYPES) {
+    const r = await httpRequest(server.port, urlPath);
+    assert.is(r.status, 200, `${urlPath}: status ${r.status} body ${r.body}`);
+    assert.ok(r.body.equals(FILES[file]), `${urlPath}: body differs (${r.body.length} bytes)`);
+    assert.is(
+      mediaType(r.headers['content-type']),
+      type,
+      `${urlPath}: ${r.headers['content-type']}`,
+    );
+    assert.is(r.headers['content-length'], String(FILES[file].length), `${urlPath} Content-Length`);
+  }
+});
+
+test('GET / serves index.html; GET /sub/ serves sub/index.html', async () => {
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  const root = await httpRequest(server.port, '/');
+  assert.is(root.status, 200);
+  assert.ok(root.body.equals(FILES['index.html']), `GET / body: ${root.body}`);
+  assert.is(mediaType(root.headers['content-type']), 'text/html');
+  assert.is(root.headers['content-length'], String(FILES['index.html'].length));
+  const sub = await httpRequest(server.port, '/sub/');
+  assert.is(sub.status, 200);
+  assert.ok(sub.body.equals(FILES['sub/index.html']), `GET /sub/ body: ${sub.body}`);
+  assert.is(mediaType(sub.headers['content-type']), 'text/html');
+  // A query string does not change which file is served.
+  const q = await httpRequest(server.port, '/app.js?v=3');
+  assert.is(q.status, 200);
+  assert.ok(q.body.equals(FILES['app.js']));
+});
+
+test('the static.index option names the index file', async () => {
+  fs.writeFileSync(path.join(ROOT, 'noindex', 'home.htm'), '<p>home</p>');
+  try {
+    const server = await listen({ static: { root: ROOT, index: 'home.htm' } });
+    const r = await httpRequest(server.port, '/noindex/');
+    assert.is(r.status, 200);
+    assert.is(r.body.toString(), '<p>home</p>');
+    assert.is(mediaType(r.headers['content-type']), 'text/html');
+    // index.html is no longer the index: / has no home.htm → 404.
+    const root = await httpRequest(server.port, '/');
+    assert.is(root.status, 404, `GET / with index home.htm: ${root.status} ${root.body}`);
+  } finally {
+    fs.rmSync(path.join(ROOT, 'noindex', 'home.htm'));
+  }
+});
+
+test('HEAD: the same headers as GET and no body bytes', async () => {
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  for (const [urlPath, file, type] of TYPES) {
+    const r = await httpRequest(server.port, urlPath, 'HEAD');
+    assert.is(r.status, 200, `HEAD ${urlPath}`);
+    assert.is(mediaType(r.headers['content-type']), type, `HEAD ${urlPath}`);
+    assert.is(r.headers['content-length'], String(FILES[file].length), `HEAD ${urlPath}`);
+    assert.is(r.body.length, 0);
+    // node's client never reads a HEAD body: check the wire too.
+    const raw = await rawGet(server.port, urlPath, 'HEAD');
+    assert.is(raw.head.status, 200);
+    assert.is(raw.head.headers['content-length'], String(FILES[file].length));
+    assert.is(
+      raw.body.length,
+      0,
+      `HEAD ${urlPath} sent ${raw.body.length} body bytes: ${raw.body}`,
+    );
+  }
+});
+
+test('a folder without an index file → 404 (no listing)', async () => {
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  for (const p of ['/noindex/', '/noindex']) {
+    const r = await httpRequest(server.port, p);
+    assert.is(r.status, 404, `GET ${p}: ${r.status} ${r.body}`);
+    assert.not.ok(r.body.toString().includes('readme.txt'), `GET ${p} lists the folder: ${r.body}`);
+  }
+  const file = await httpRequest(server.port, '/noindex/readme.txt');
+  assert.is(file.status, 200);
+  assert.ok(file.body.equals(FILES['noindex/readme.txt']));
+  const missing = await httpRequest(server.port, '/nope.html');
+  assert.is(missing.status, 404);
+});
+
+test('a symlink that stays inside the root is served', async () => {
+  const server = await listen({ static: STATIC });
+  const r = await httpRequest(server.port, '/inside-link.css');
+  assert.is(r.status, 200, `${r.status} ${r.body}`);
+  assert.ok(r.body.equals(FILES['style.css']));
+  assert.is(mediaType(r.headers['content-type']), 'text/css');
+});
+
+// ---------------------------------------------------------------------------
+// Escapes
+// ---------------------------------------------------------------------------
+
+const ESCAPES = [
+  ['/../secret.txt', [404, 400]],
+  ['/%2e%2e/secret.txt', [404, 400]],
+  ['/%2E%2E/secret.txt', [404, 400]],
+  ['/.%2e/secret.txt', [404, 400]],
+  ['/sub/../../secret.txt', [404, 400]],
+  ['/sub/%2e%2e/%2e%2e/secret.txt', [404, 400]],
+  ['/..%2fsecret.txt', [404, 400]],
+  ['/%2e%2e%2fsecret.txt', [404, 400]],
+  ['/..%5csecret.txt', [404, 400]],
+  ['/../outside/secret2.txt', [404, 400]],
+  ['//etc/passwd', [404, 400]],
+  ['/%00', [404, 400]],
+  ['/index.html%00.png', [404, 400]],
+  ['/link.txt', [404]], // symlink inside root → secret file outside
+  ['/outdir/secret2.txt', [404]], // symlinked folder → outside
+  ['/outdir/', [404]], // ... and its index file
+  ['/outdir', [404]],
+  ['/etc/passwd', [404]], // absolute path, root is not /
+  [`${BASE}/secret.txt`, [404]], // absolute path of the secret itself
+  ['http://127.0.0.1/../secret.txt', [404, 400]], // absolute-form target
+];
+
+test('escape attempts never leave the static root (raw request lines)', async () => {
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  const failures = [];
+  for (const [target, allowed] of ESCAPES) {
+    const { head, body } = await rawGet(server.port, target);
+    const text = body.toString('latin1');
+    if (!allowed.includes(head.status))
+      failures.push(`${target}: ${head.startLine} (expected ${allowed.join(' or ')})`);
+    if (text.includes(SECRET) || text.includes(OUTSIDE_SECRET) || /root:.*:0:0:/.test(text))
+      failures.push(`${target}: LEAKED ${JSON.stringify(text.slice(0, 80))}`);
+  }
+  assert.equal(failures, [], failures.join('\n'));
+  // And the secrets really are readable on disk (the checks above are not vacuous).
+  assert.is(fs.readFileSync(path.join(ROOT, 'link.txt'), 'utf8'), SECRET);
+  assert.is(fs.readFileSync(path.join(ROOT, 'outdir', 'secret2.txt'), 'utf8'), OUTSIDE_SECRET);
+});
+
+test('escape attempts with HEAD are refused the same way', async () => {
+  const server = await listen({ static: STATIC });
+  for (const target of [
+    '/../secret.txt',
+    '/%2e%2e/secret.txt',
+    '/link.txt',
+    '/outdir/secret2.txt',
+  ]) {
+    const { head, body } = await rawGet(server.port, target, 'HEAD');
+    assert.ok([400, 404].includes(head.status), `HEAD ${target}: ${head.startLine}`);
+    assert.is(head.headers['content-length'] === String(SECRET.length), false, `HEAD ${target}`);
+    assert.not.ok(body.toString().includes(SECRET));
+  }
+});
+
+// ---------------------------------------------------------------------------
+// /health
+// ---------------------------------------------------------------------------
+
+test('GET /health: 200 JSON { status, connections, uptimeMs } counting open WebSocket clients', async () => {
+  const t0 = performance.now();
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  attachEcho(server);
+  const url = `ws://${HOST}:${server.port}/ws`;
+
+  const empty = await httpRequest(server.port, '/health');
+  assert.is(empty.status, 200);
+  assert.is(mediaType(empty.headers['content-type']), 'application/json');
+  assert.is(empty.headers['content-length'], String(empty.body.length));
+  const e = JSON.parse(empty.body.toString());
+  assert.equal(Object.keys(e).sort(), ['connections', 'status', 'uptimeMs']);
+  assert.is(e.status, 'ok');
+  assert.is(e.connections, 0);
+
+  const a = await ws(url);
+  const b = await ws(url);
+  assert.is((await echoRoundTrip(a, 'a')).data, 'a');
+  assert.is((await echoRoundTrip(b, 'b')).data, 'b');
+  const r = await httpRequest(server.port, '/health');
+  assert.is(r.status, 200);
+  const h = JSON.parse(r.body.toString());
+  assert.is(h.status, 'ok');
+  assert.is(h.connections, 2, `health: ${r.body}`);
+  assert.is(server.connectionCount, 2);
+  assert.type(h.uptimeMs, 'number');
+  assert.ok(Number.isInteger(h.uptimeMs) && h.uptimeMs >= 0, `uptimeMs ${h.uptimeMs}`);
+  const elapsed = performance.now() - t0;
+  assert.ok(h.uptimeMs <= elapsed + 50, `uptimeMs ${h.uptimeMs} > time since listen ${elapsed}`);
+  assert.ok(h.uptimeMs >= e.uptimeMs, 'uptimeMs does not go backwards');
+
+  // The health request itself is not counted, and a closed client is not either.
+  await closeClient(a);
+  await waitFor(
+    async () => JSON.parse((await httpRequest(server.port, '/health')).body).connections === 1,
+    { label: '/health connections back to 1 after a client closed' },
+  );
+  // HEAD /health: headers only.
+  const head = await rawGet(server.port, '/health', 'HEAD');
+  assert.is(head.head.status, 200);
+  assert.is(mediaType(head.head.headers['content-type']), 'application/json');
+  assert.is(head.body.length, 0);
+});
+
+test('health without static: /health works, any other GET → 404', async () => {
+  const server = await listen({ health: true });
+  const r = await httpRequest(server.port, '/health');
+  assert.is(r.status, 200);
+  assert.is(JSON.parse(r.body).status, 'ok');
+  const other = await httpRequest(server.port, '/index.html');
+  assert.is(other.status, 404, `GET /index.html: ${other.status} ${other.body}`);
+});
+
+test('without health: true, /health is just a (missing) static file → 404', async () => {
+  const server = await listen({ static: STATIC });
+  const r = await httpRequest(server.port, '/health');
+  assert.is(r.status, 404, `${r.status} ${r.body}`);
+});
+
+// ---------------------------------------------------------------------------
+// path, 404 and 426
+// ---------------------------------------------------------------------------
+
+test("path: '/ws' — upgrade on /ws works next to static files", async () => {
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  attachEcho(server);
+  const c = await ws(`ws://${HOST}:${server.port}/ws`);
+  assert.is((await echoRoundTrip(c, 'over /ws')).data, 'over /ws');
+  // Static files are still served while a WebSocket is open.
+  const r = await httpRequest(server.port, '/app.js');
+  assert.is(r.status, 200);
+  assert.ok(r.body.equals(FILES['app.js']));
+  assert.is((await echoRoundTrip(c, 'still')).data, 'still');
+});
+
+test("path: '/ws' — an upgrade on another path gets 404", async () => {
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  let connections = 0;
+  server.on('connection', () => connections++);
+  for (const p of ['/other', '/', '/index.html', '/ws/x', '/health']) {
+    const r = await wsExpectReject(`ws://${HOST}:${server.port}${p}`);
+    assert.is(r.status, 404, `upgrade on ${p}: ${r.status} ${r.body}`);
+  }
+  assert.is(connections, 0);
+  assert.is(server.connectionCount, 0);
+});
+
+test('plain GET of an unknown path with static/health configured → 404', async () => {
+  const server = await listen({ static: STATIC, health: true, path: '/ws' });
+  for (const p of ['/unknown', '/ws', '/sub/missing.js']) {
+    const r = await httpRequest(server.port, p);
+    assert.is(r.status, 404, `GET ${p}: ${r.status} ${r.body}`);
+  }
+});
+
+test('without static or health, a plain GET → 426 Upgrade Required', async () => {
+  const server = await listen({});
+  for (const p of ['/', '/index.html', '/health']) {
+    const r = await httpRequest(server.port, p);
+    assert.is(r.status, 426, `GET ${p}: ${r.status} ${r.body}`);
+    assert.match(String(r.headers.upgrade), /websocket/i);
+  }
+  // The same server still upgrades.
+  attachEcho(server);
+  const c = await ws(`ws://${HOST}:${server.port}/`);
+  assert.is((await echoRoundTrip(c, 'x')).data, 'x');
+});
+
+test.after(exitWatchdog);
+test.run();
