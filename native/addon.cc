@@ -13,6 +13,7 @@
 
 #include <string>
 
+#include "buffers.h"
 #include "connection.h"
 #include "context.h"
 #include "errors.h"
@@ -362,7 +363,7 @@ class Addon : public Napi::Addon<Addon> {
       if (len >= threshold) {
         if (limit && cs->buffered.load() + static_cast<int64_t>(len) > limit)
           return Napi::Number::New(env, -2);
-        uint8_t* payload = static_cast<uint8_t*>(malloc(len + 1));
+        uint8_t* payload = BufAlloc(len + 1);
         if (!payload) return OutOfMemory(env);
         size_t copied;
         if (is_string)
@@ -391,7 +392,7 @@ class Addon : public Napi::Addon<Addon> {
       if (limit && cs->buffered.load() + static_cast<int64_t>(len) > limit)
         return Napi::Number::New(env, -2);
       hl = FrameHeaderSize(len, cs->client);
-      frame = static_cast<uint8_t*>(malloc(hl + len + 1));
+      frame = BufAlloc(hl + len + 1);
       if (!frame) return OutOfMemory(env);
       size_t copied;
       napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(frame + hl), len + 1, &copied);
@@ -410,7 +411,7 @@ class Addon : public Napi::Addon<Addon> {
       if (limit && cs->buffered.load() + static_cast<int64_t>(len) > limit)
         return Napi::Number::New(env, -2);
       hl = FrameHeaderSize(len, cs->client);
-      frame = static_cast<uint8_t*>(malloc(hl + len));
+      frame = BufAlloc(hl + len);
       if (!frame) return OutOfMemory(env);
       bool binary = info[2].ToBoolean().Value();
       uint8_t opcode = binary ? kOpBinary : kOpText;

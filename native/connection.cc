@@ -12,6 +12,7 @@
 
 #include <algorithm>
 
+#include "buffers.h"
 #include "deflate.h"
 #include "errors.h"
 #include "listener.h"
@@ -29,7 +30,7 @@ constexpr size_t kKeepBuffer = 16 * 1024;
 constexpr int kMaxIov = 64;
 
 uint8_t* CopyBlock(const void* p, size_t n) {
-  uint8_t* b = static_cast<uint8_t*>(malloc(n ? n : 1));
+  uint8_t* b = BufAlloc(n ? n : 1);
   if (b && n) memcpy(b, p, n);
   return b;
 }
@@ -133,7 +134,7 @@ Conn::~Conn() {
   lws_sul_cancel(&hb_timer_.sul);
   if (counted_open_ && server_) server_->open_connections--;
   DropQueue(false);
-  free(msg_);
+  BufFree(msg_);
   shared_->conn = nullptr;
   shared_->gone.store(true, std::memory_order_release);
   shared_->Unref();
@@ -465,7 +466,7 @@ void Conn::SendHttp(int status, const char* content_type, const uint8_t* body, s
                      "\r\nContent-Length: " + std::to_string(body_len) + "\r\n" + extra_headers +
                      "\r\n";
   size_t send_body = head_only ? 0 : body_len;
-  uint8_t* block = static_cast<uint8_t*>(malloc(head.size() + send_body + 1));
+  uint8_t* block = BufAlloc(head.size() + send_body + 1);
   if (!block) {
     Kill();
     return;
@@ -971,7 +972,7 @@ void Conn::Reserve(size_t need, size_t total_hint) {
   size_t cap = std::max(need, total_hint);
   if (cap < msg_cap_ * 2) cap = std::min<size_t>(msg_cap_ * 2, max_payload_);
   if (cap < need) cap = need;
-  uint8_t* p = static_cast<uint8_t*>(realloc(msg_, cap));
+  uint8_t* p = BufRealloc(msg_, cap, msg_len_);
   if (!p) {
     Fail(kCloseInternalError, "Out of memory for a message");
     return;
@@ -1059,16 +1060,12 @@ void Conn::DeliverMessage() {
     uint32_t off = ctx_->AddArena(msg_, msg_len_);
     ctx_->Emit(text ? kEvText : kEvBinary, shared_->id, off, static_cast<uint32_t>(msg_len_));
     if (msg_cap_ > kKeepBuffer) {
-      free(msg_);
+      BufFree(msg_);
       msg_ = nullptr;
       msg_cap_ = 0;
     }
   } else {
-    uint8_t* data = msg_;
-    if (msg_cap_ > msg_len_ + msg_len_ / 4) {
-      uint8_t* shrunk = static_cast<uint8_t*>(realloc(data, msg_len_));
-      if (shrunk) data = shrunk;
-    }
+    uint8_t* data = msg_;  // handed over as it is: pooled buffers are not shrunk
     uint32_t obj = ctx_->AddBlob(text ? ObjItem::kUtf8 : ObjItem::kBuffer, data, msg_len_);
     ctx_->Emit(text ? kEvTextObj : kEvBinaryObj, shared_->id, 0, obj);
     msg_ = nullptr;
@@ -1187,7 +1184,7 @@ void Conn::CloseHandshakeDone() {
 void Conn::CloseFromJs(uint8_t* frame, size_t len, uint16_t code) {
   (void)code;
   if (close_sent_ || killed_ || state_ != State::kOpen) {
-    free(frame);
+    BufFree(frame);
     return;
   }
   close_sent_ = true;
@@ -1240,7 +1237,7 @@ void Conn::SendCompressed(uint8_t* payload, size_t len, uint8_t opcode) {
   }
   size_t flen;
   uint8_t* f = NewFrame(shared_->client, opcode, z.data(), z.size(), &flen);
-  free(payload);
+  BufFree(payload);
   if (!f) {
     Fail(kCloseInternalError, "Out of memory");
     return;
@@ -1275,7 +1272,7 @@ void Conn::FrameDone(const OutFrame& f, bool written) {
     if (prev > hwm && prev - static_cast<int64_t>(f.payload) <= hwm)
       ctx_->Emit(kEvDrain, shared_->id);
   }
-  free(f.data);
+  BufFree(f.data);
 }
 
 void Conn::DropQueue(bool keep_head) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "buffers.h"
 #include "connection.h"
 #include "listener.h"
 #include "tls_client.h"
@@ -70,7 +71,7 @@ void Batch::Append(Batch&& o) {
 }
 
 void Batch::Clear() {
-  for (ObjItem& item : objs) free(item.blob.data);
+  for (ObjItem& item : objs) BufFree(item.blob.data);
   objs.clear();
   recs.clear();
   arena.clear();
@@ -83,7 +84,7 @@ ClientConfig::~ClientConfig() {
 }
 
 void DisposeCommand(Command& cmd) {
-  free(cmd.data);
+  BufFree(cmd.data);
   cmd.data = nullptr;
   if (cmd.conn) {
     if (cmd.payload) cmd.conn->buffered.fetch_sub(static_cast<int64_t>(cmd.payload));
@@ -161,7 +162,9 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
   info.user = this;
   info.pt_serv_buf_size = 256 * 1024;  // read size for raw sockets
   // OpenSSL set-up (inside Node, lws's OpenSSL calls bind to Node's own OpenSSL).
-  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  // No OS CA store: clients verify with their own (tls_client.cc), and lws would
+  // load one per context.
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
   info.fd_limit_per_thread = FdLimit();
   lws_ = lws_create_context(&info);
   if (lws_) vhost_ = lws_get_vhost_by_name(lws_, "default");
@@ -370,7 +373,7 @@ lws_vhost* Context::ServerTlsVhost(const ServerConfig& cfg, std::string* error) 
   vi.vhost_name = vhost_names_.back().c_str();
   vi.port = CONTEXT_PORT_NO_LISTEN_SERVER;
   vi.protocols = protocols_;
-  vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
   vi.server_ssl_cert_mem = cfg.tls_cert.data();
   vi.server_ssl_cert_mem_len = static_cast<unsigned int>(cfg.tls_cert.size());
   vi.server_ssl_private_key_mem = cfg.tls_key.data();
@@ -528,7 +531,7 @@ void FreeBlob(napi_env env, void* data, void* hint) {
   int64_t len = static_cast<int64_t>(reinterpret_cast<uintptr_t>(hint));
   int64_t ignored;
   napi_adjust_external_memory(env, -len, &ignored);
-  free(data);
+  BufFree(static_cast<uint8_t*>(data));
 }
 
 bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
@@ -572,7 +575,7 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
     case ObjItem::kUtf8: {
       bool ok = napi_create_string_utf8(env, reinterpret_cast<const char*>(item.blob.data),
                                         item.blob.len, out) == napi_ok;
-      free(item.blob.data);
+      BufFree(item.blob.data);
       item.blob.data = nullptr;
       return ok;
     }

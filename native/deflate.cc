@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "buffers.h"
 #include "ws_protocol.h"
 
 namespace nlws {
@@ -212,7 +213,7 @@ int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, bool last, uint8_t**
         if (*out_cap >= limit) return -2;
         size_t cap = *out_cap ? *out_cap * 2 : 16 * 1024;
         if (cap > limit) cap = limit;
-        uint8_t* p = static_cast<uint8_t*>(realloc(*out, cap));
+        uint8_t* p = BufRealloc(*out, cap, *out_len);
         if (!p) return -1;
         *out = p;
         *out_cap = cap;

@@ -8,6 +8,8 @@
 
 #include <cctype>
 
+#include "buffers.h"
+
 namespace nlws {
 
 int ParseFrameHeader(const uint8_t* p, size_t n, FrameHeader* h) {
@@ -81,7 +83,7 @@ void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4]
 uint8_t* NewFrame(bool masked, uint8_t opcode, const uint8_t* payload, size_t len,
                   size_t* frame_len) {
   size_t hl = FrameHeaderSize(len, masked);
-  uint8_t* f = static_cast<uint8_t*>(malloc(hl + len + 1));
+  uint8_t* f = BufAlloc(hl + len + 1);
   if (!f) return nullptr;
   uint8_t mask[4];
   if (masked) RandomMask(mask);
@@ -252,7 +254,8 @@ bool ParseHttpRequest(const char* p, size_t n, HttpRequest* out) {
   for (unsigned char c : out->target)
     if (c <= 32 || c == 127) return false;
   std::string version(sp2 + 1, eol);
-  if (version.size() != 8 || version.compare(0, 7, "HTTP/1.") != 0 || !isdigit(version[7]))
+  if (version.size() != 8 || version.compare(0, 7, "HTTP/1.") != 0 ||
+      !isdigit(static_cast<unsigned char>(version[7])))
     return false;
   out->version_minor = version[7] - '0';
   return ParseHeaderLines(eol + 2, end, &out->headers);
@@ -262,9 +265,12 @@ bool ParseHttpResponse(const char* p, size_t n, HttpResponse* out) {
   const char* end = p + n;
   const char* eol = static_cast<const char*>(memmem(p, n, "\r\n", 2));
   if (!eol || eol - p < 12) return false;
-  if (memcmp(p, "HTTP/1.", 7) != 0 || !isdigit(p[7]) || p[8] != ' ') return false;
+  if (memcmp(p, "HTTP/1.", 7) != 0 || !isdigit(static_cast<unsigned char>(p[7])) || p[8] != ' ')
+    return false;
   out->version_minor = p[7] - '0';
-  if (!isdigit(p[9]) || !isdigit(p[10]) || !isdigit(p[11])) return false;
+  if (!isdigit(static_cast<unsigned char>(p[9])) || !isdigit(static_cast<unsigned char>(p[10])) ||
+      !isdigit(static_cast<unsigned char>(p[11])))
+    return false;
   out->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
   if (eol - p > 12) {
     if (p[12] != ' ') return false;

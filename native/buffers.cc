@@ -1,0 +1,96 @@
+#include "buffers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <mutex>
+#include <vector>
+
+namespace nlws {
+
+namespace {
+
+constexpr size_t kHeader = 16;  // capacity, then padding (keeps 16-byte alignment)
+constexpr size_t kPoolMin = 64 * 1024;
+constexpr int kClasses = 32;
+constexpr size_t kPerClass = 32;
+constexpr size_t kPoolMax = 64 * 1024 * 1024;
+
+struct Pool {
+  std::mutex mu;
+  std::vector<uint8_t*> free[kClasses];  // raw blocks, header included
+  size_t bytes = 0;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: buffers may be freed at exit
+  return *p;
+}
+
+int ClassOf(size_t cap) {
+  int c = 0;
+  while ((size_t{1} << c) < cap) c++;
+  return c;
+}
+
+}  // namespace
+
+uint8_t* BufAlloc(size_t n) {
+  size_t total = n + kHeader;
+  uint8_t* raw = nullptr;
+  size_t cap;
+  if (total >= kPoolMin) {
+    int c = ClassOf(total);
+    cap = size_t{1} << c;
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mu);
+    if (c < kClasses && !p.free[c].empty()) {
+      raw = p.free[c].back();
+      p.free[c].pop_back();
+      p.bytes -= cap;
+    }
+  } else {
+    cap = total;
+  }
+  if (!raw) raw = static_cast<uint8_t*>(malloc(cap));
+  if (!raw) return nullptr;
+  memcpy(raw, &cap, sizeof cap);
+  return raw + kHeader;
+}
+
+size_t BufCapacity(const uint8_t* p) {
+  size_t cap;
+  memcpy(&cap, p - kHeader, sizeof cap);
+  return cap - kHeader;
+}
+
+void BufFree(uint8_t* p) {
+  if (!p) return;
+  uint8_t* raw = p - kHeader;
+  size_t cap;
+  memcpy(&cap, raw, sizeof cap);
+  if (cap >= kPoolMin) {
+    int c = ClassOf(cap);
+    Pool& pl = pool();
+    std::lock_guard<std::mutex> lock(pl.mu);
+    if (c < kClasses && pl.free[c].size() < kPerClass && pl.bytes + cap <= kPoolMax) {
+      pl.free[c].push_back(raw);
+      pl.bytes += cap;
+      return;
+    }
+  }
+  free(raw);
+}
+
+uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep) {
+  if (p && BufCapacity(p) >= n) return p;
+  uint8_t* q = BufAlloc(n);
+  if (!q) return nullptr;
+  if (p) {
+    if (keep) memcpy(q, p, keep);
+    BufFree(p);
+  }
+  return q;
+}
+
+}  // namespace nlws

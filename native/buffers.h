@@ -1,0 +1,19 @@
+// Frame and message buffers. Large ones (>= 64 KiB) are kept in a small pool
+// and reused instead of going back to the kernel: on this kind of machine the
+// page faults of a fresh 1 MiB mmap cost more than the copy into it.
+// Thread-safe: frames are allocated on the main thread and freed on the
+// service thread, and message buffers the other way round.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace nlws {
+
+uint8_t* BufAlloc(size_t n);
+// Grows (or keeps) a buffer from BufAlloc, keeping its first `keep` bytes.
+uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep);
+void BufFree(uint8_t* p);
+size_t BufCapacity(const uint8_t* p);
+
+}  // namespace nlws
