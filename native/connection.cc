@@ -862,16 +862,20 @@ void Conn::ParseFrames(const uint8_t* p, size_t n) {
           fh_.length <= kArenaMax && fh_.length <= n) {
         size_t len = static_cast<size_t>(fh_.length);
         Batch& b = ctx_->events();
-        size_t off = b.arena.size();
-        b.arena.resize(off + len);
-        uint8_t* dst = b.arena.data() + off;
+        size_t off = b.arena.len;
+        uint8_t* dst = b.arena.Grow(len);
+        if (!dst) {
+          Fail(kCloseInternalError, "Out of memory for a message");
+          return;
+        }
+        b.arena.len += len;
         if (len && fh_.masked)
           ApplyMask(dst, p, len, fh_.mask, 0);
         else if (len)
           memcpy(dst, p, len);
         in_message_ = false;
         if (fh_.opcode == kOpText && !IsValidUtf8(dst, len)) {
-          b.arena.resize(off);
+          b.arena.len = off;
           Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");
           return;
         }

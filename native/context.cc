@@ -54,7 +54,7 @@ unsigned FdLimit() {
 // ---- Batch ---------------------------------------------------------------------------
 
 void Batch::Append(Batch&& o) {
-  uint32_t arena_base = static_cast<uint32_t>(arena.size());
+  uint32_t arena_base = static_cast<uint32_t>(arena.len);
   uint32_t obj_base = static_cast<uint32_t>(objs.size());
   size_t first = recs.size();
   recs.insert(recs.end(), o.recs.begin(), o.recs.end());
@@ -63,18 +63,63 @@ void Batch::Append(Batch&& o) {
     if (UsesArena(type)) recs[i + 2] += arena_base;
     if (UsesObj(type) && recs[i + 3] != kNoObj) recs[i + 3] += obj_base;
   }
-  arena.insert(arena.end(), o.arena.begin(), o.arena.end());
+  if (o.arena.len) {
+    uint8_t* dst = arena.Grow(o.arena.len);
+    if (dst) {
+      memcpy(dst, o.arena.data, o.arena.len);
+      arena.len += o.arena.len;
+    }
+  }
   for (ObjItem& item : o.objs) objs.push_back(std::move(item));
   blob_bytes += o.blob_bytes;
   o.objs.clear();
   o.Clear();
 }
 
+Arena& Arena::operator=(Arena&& o) noexcept {
+  if (this != &o) {
+    Release();
+    data = o.data;
+    len = o.len;
+    cap = o.cap;
+    o.data = nullptr;
+    o.len = o.cap = 0;
+  }
+  return *this;
+}
+
+Arena::~Arena() { Release(); }
+
+uint8_t* Arena::Grow(size_t n) {
+  if (len + n > cap || !data) {  // (an empty message still needs a buffer to point into)
+    size_t want = cap ? cap * 2 : 64 * 1024;
+    while (want < len + n) want *= 2;
+    uint8_t* p = BufRealloc(data, want, len);
+    if (!p) return nullptr;
+    data = p;
+    cap = BufCapacity(p);
+  }
+  return data + len;
+}
+
+void Arena::Release() {
+  BufFree(data);
+  data = nullptr;
+  len = cap = 0;
+}
+
+uint8_t* Arena::Take() {
+  uint8_t* p = data;
+  data = nullptr;
+  len = cap = 0;
+  return p;
+}
+
 void Batch::Clear() {
   for (ObjItem& item : objs) BufFree(item.blob.data);
   objs.clear();
   recs.clear();
-  arena.clear();
+  arena.len = 0;  // keeps the buffer for the next batch
   blob_bytes = 0;
 }
 
@@ -447,9 +492,11 @@ void Context::Emit(uint32_t type, uint32_t id, uint32_t a, uint32_t b) {
 }
 
 uint32_t Context::AddArena(const uint8_t* p, size_t n) {
-  size_t off = local_.arena.size();
-  if (local_.arena.capacity() == 0) local_.arena.reserve(4096);
-  local_.arena.insert(local_.arena.end(), p, p + n);
+  size_t off = local_.arena.len;
+  uint8_t* dst = local_.arena.Grow(n);
+  if (!dst) return 0;  // out of memory: the message reads as empty
+  if (n) memcpy(dst, p, n);
+  local_.arena.len += n;
   return static_cast<uint32_t>(off);
 }
 
@@ -616,18 +663,17 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3]) {
 
   NLWS_OK(napi_get_undefined(env, &argv[1]));
   if (!b.arena.empty()) {
-    if (b.arena.size() <= 64 * 1024) {
-      void* copy;
-      NLWS_OK(napi_create_buffer_copy(env, b.arena.size(), b.arena.data(), &copy, &argv[1]));
+    if (b.arena.len <= 4096) {
+      void* copy;  // small: a copy is cheaper than an external buffer
+      NLWS_OK(napi_create_buffer_copy(env, b.arena.len, b.arena.data, &copy, &argv[1]));
     } else {
-      auto* v = new std::vector<uint8_t>(std::move(b.arena));
-      if (napi_create_external_buffer(
-              env, v->size(), v->data(),
-              [](napi_env, void*, void* hint) { delete static_cast<std::vector<uint8_t>*>(hint); },
-              v, &argv[1]) != napi_ok) {
-        delete v;
-        return false;
-      }
+      size_t len = b.arena.len;
+      uint8_t* data = b.arena.Take();  // no copy: JavaScript slices it
+      NLWS_OK(napi_create_external_buffer(env, len, data, FreeBlob,
+                                          reinterpret_cast<void*>(static_cast<uintptr_t>(len)),
+                                          &argv[1]));
+      int64_t ignored;
+      napi_adjust_external_memory(env, static_cast<int64_t>(len), &ignored);
     }
   }
 

@@ -153,10 +153,30 @@ struct ObjItem {
   int status = 0;                    // kError: HTTP status of a refused handshake
 };
 
+// Bytes of a batch's small messages: a pooled buffer (see buffers.h), grown
+// without zero-filling and handed to JavaScript as it is.
+struct Arena {
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  size_t cap = 0;
+  Arena() = default;
+  Arena(Arena&& o) noexcept : data(o.data), len(o.len), cap(o.cap) {
+    o.data = nullptr, o.len = o.cap = 0;
+  }
+  Arena& operator=(Arena&& o) noexcept;
+  ~Arena();
+  bool empty() const { return len == 0; }
+  size_t size() const { return len; }
+  // Room for n more bytes at data + len; returns that pointer (null: out of memory).
+  uint8_t* Grow(size_t n);
+  void Release();   // frees the buffer
+  uint8_t* Take();  // hands the buffer over (caller frees with BufFree)
+};
+
 // One batch of events for JavaScript.
 struct Batch {
   std::vector<uint32_t> recs;
-  std::vector<uint8_t> arena;  // payloads of small messages, referenced by offset
+  Arena arena;  // payloads of small messages, referenced by offset
   std::vector<ObjItem> objs;
   size_t blob_bytes = 0;
 
