@@ -471,52 +471,53 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  Napi::Value Terminate(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
+  // The common head of a call on one connection: its handle, the running
+  // context, and a Command holding a reference to the connection. False when
+  // there is nothing to do (a TypeError is pending for a bad handle).
+  bool BeginConnCommand(const Napi::CallbackInfo& info, const char* what, Command::Type type,
+                        Command* c, Context** ctx) {
     ConnShared* cs = HandleArg(info[0]);
-    if (!cs) return ThrowTypeError(env, "terminate: connection handle expected");
-    Context* ctx = Ctx(env);
-    if (!ctx || cs->gone.load()) return env.Undefined();
+    if (!cs) {
+      ThrowTypeError(info.Env(), std::string(what) + ": connection handle expected");
+      return false;
+    }
+    *ctx = Ctx(info.Env());
+    if (!*ctx || cs->gone.load()) return false;
     cs->Ref();
+    c->type = type;
+    c->conn = cs;
+    return true;
+  }
+
+  Napi::Value Terminate(const Napi::CallbackInfo& info) {
     Command c{};
-    c.type = Command::kTerminate;
-    c.conn = cs;
-    ctx->Push(std::move(c));
-    return env.Undefined();
+    Context* ctx;
+    if (BeginConnCommand(info, "terminate", Command::kTerminate, &c, &ctx)) ctx->Push(std::move(c));
+    return info.Env().Undefined();
   }
 
   // accept(handle, protocol): completes an upgrade held for verify().
   Napi::Value Accept(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    ConnShared* cs = HandleArg(info[0]);
-    if (!cs) return ThrowTypeError(env, "accept: connection handle expected");
-    Context* ctx = Ctx(env);
-    if (!ctx || cs->gone.load()) return env.Undefined();
-    cs->Ref();
     Command c{};
-    c.type = Command::kAccept;
-    c.conn = cs;
-    c.text = info[1].As<Napi::String>().Utf8Value();
-    ctx->Push(std::move(c));
-    return env.Undefined();
+    Context* ctx;
+    if (BeginConnCommand(info, "accept", Command::kAccept, &c, &ctx)) {
+      c.text = info[1].As<Napi::String>().Utf8Value();
+      ctx->Push(std::move(c));
+    }
+    return info.Env().Undefined();
   }
 
-  // reject(handle, status, headerLines, body): answers an upgrade with HTTP status.
+  // reject(handle, status, headerLines, body): answers an upgrade with an HTTP status.
   Napi::Value Reject(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    ConnShared* cs = HandleArg(info[0]);
-    if (!cs) return ThrowTypeError(env, "reject: connection handle expected");
-    Context* ctx = Ctx(env);
-    if (!ctx || cs->gone.load()) return env.Undefined();
-    cs->Ref();
     Command c{};
-    c.type = Command::kReject;
-    c.conn = cs;
-    c.code = static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value());
-    c.text = info[2].As<Napi::String>().Utf8Value();
-    c.text2 = info[3].As<Napi::String>().Utf8Value();
-    ctx->Push(std::move(c));
-    return env.Undefined();
+    Context* ctx;
+    if (BeginConnCommand(info, "reject", Command::kReject, &c, &ctx)) {
+      c.code = static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value());
+      c.text = info[2].As<Napi::String>().Utf8Value();
+      c.text2 = info[3].As<Napi::String>().Utf8Value();
+      ctx->Push(std::move(c));
+    }
+    return info.Env().Undefined();
   }
 
   Napi::Value BufferedAmount(const Napi::CallbackInfo& info) {

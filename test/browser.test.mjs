@@ -7,7 +7,6 @@
 
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
@@ -16,6 +15,7 @@ import * as lws from '../dist/index.mjs';
 import {
   connClosed,
   exitWatchdog,
+  launchChromium,
   nextConnection,
   note,
   patternBytes,
@@ -25,7 +25,6 @@ import {
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const BROWSER_SEED = 11; // pattern the browser sends
@@ -117,23 +116,7 @@ test.after.each(async () => {
   }
 });
 
-async function loadPlaywright() {
-  try {
-    return await import('playwright-core');
-  } catch (err) {
-    throw new Error(
-      `playwright-core is not installed (${err.message}); run \`npm install\` (it is a devDependency) or \`bash scripts/bootstrap.sh\``,
-    );
-  }
-}
-
 test('Chromium ↔ node-lws: subprotocol acip, text and 1 MiB binary both ways, browser-initiated close', async () => {
-  assert.ok(
-    fs.existsSync(CHROMIUM),
-    `${CHROMIUM} not found: install Debian's chromium package (apt-get install chromium, or run bash scripts/bootstrap.sh)`,
-  );
-  const { chromium } = await loadPlaywright();
-
   // node-lws server.
   const server = await lws.listen({ host: HOST, port: 0, protocols: ['acip'] });
   cleanups.push(() => server.close());
@@ -186,34 +169,10 @@ test('Chromium ↔ node-lws: subprotocol acip, text and 1 MiB binary both ways, 
   const wsUrl = `ws://${HOST}:${server.port}/browser`;
 
   // Browser, with a fresh profile directory.
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-chromium-'));
-  cleanups.push(async () => fs.rmSync(userDataDir, { recursive: true, force: true }));
   const t0 = performance.now();
-  let context;
-  try {
-    context = await withTimeout(
-      chromium.launchPersistentContext(userDataDir, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-        viewport: { width: 900, height: 360 },
-        timeout: 30000,
-      }),
-      35000,
-      'chromium launch',
-    );
-  } catch (err) {
-    throw new Error(`could not launch ${CHROMIUM} headless: ${err.message}`);
-  }
-  cleanups.push(() => context.close());
+  const browser = await launchChromium({ viewport: { width: 900, height: 360 } });
+  cleanups.push(() => browser.close());
+  const { context } = browser;
   note(`chromium launched in ${(performance.now() - t0).toFixed(0)} ms`);
   const page = context.pages()[0] ?? (await context.newPage());
   const consoleLines = [];

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
-import { onceEvent, withTimeout } from './helpers.mjs';
+import { launchChromium, onceEvent, withTimeout } from './helpers.mjs';
 
 const HOST = '127.0.0.1';
 const TEXT = 'media frame metadata, repeated '.repeat(4000); // ~124 KB, very compressible
@@ -209,29 +209,10 @@ window.__result = new Promise((resolve, reject) => {
 </script></body></html>`,
   );
   const server = await echoServer({ perMessageDeflate: true, static: { root: www }, path: '/ws' });
-  const { chromium } = await import('playwright-core');
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-chromium-deflate-'));
-  let context;
+  let browser;
   try {
-    context = await withTimeout(
-      chromium.launchPersistentContext(userDataDir, {
-        executablePath: '/usr/bin/chromium',
-        headless: true,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-        timeout: 30000,
-      }),
-      35000,
-      'chromium launch',
-    );
-    const page = context.pages()[0] ?? (await context.newPage());
+    browser = await launchChromium();
+    const { page } = browser;
     await page.goto(`http://${HOST}:${server.port}/`, { timeout: 15000 });
     const result = await withTimeout(
       page.evaluate(() => window.__result),
@@ -241,8 +222,7 @@ window.__result = new Promise((resolve, reject) => {
     assert.match(result.extensions, /permessage-deflate/);
     assert.ok(result.same, `echo differs (length ${result.length})`);
   } finally {
-    await context?.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    await browser?.close();
     fs.rmSync(www, { recursive: true, force: true });
     await server.close();
   }

@@ -11,7 +11,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
-import { captureRejection, freePort, note, onceEvent, withTimeout } from './helpers.mjs';
+import {
+  captureRejection,
+  freePort,
+  launchChromium,
+  note,
+  onceEvent,
+  withTimeout,
+} from './helpers.mjs';
 
 const HOST = '127.0.0.1';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-tls-'));
@@ -245,30 +252,10 @@ window.__result = new Promise((resolve, reject) => {
     protocols: ['acip'],
   });
   server.on('connection', (c) => c.on('message', (d, b) => c.send(d, b)));
-  const { chromium } = await import('playwright-core');
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-chromium-tls-'));
-  let context;
+  let browser;
   try {
-    context = await withTimeout(
-      chromium.launchPersistentContext(userDataDir, {
-        executablePath: '/usr/bin/chromium',
-        headless: true,
-        ignoreHTTPSErrors: true,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-quic',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-        ],
-        timeout: 30000,
-      }),
-      35000,
-      'chromium launch',
-    );
-    const page = context.pages()[0] ?? (await context.newPage());
+    browser = await launchChromium({ ignoreHTTPSErrors: true });
+    const { page } = browser;
     await page.goto(`https://localhost:${server.port}/`, { timeout: 15000 });
     const result = await withTimeout(
       page.evaluate(() => window.__result),
@@ -280,8 +267,7 @@ window.__result = new Promise((resolve, reject) => {
       .reduce((a, b) => (a + b) % 65521, 0);
     assert.equal(result, { protocol: 'acip', got: ['hello from chromium', expected] });
   } finally {
-    await context?.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    await browser?.close();
     await server.close();
   }
 });
