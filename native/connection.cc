@@ -1261,7 +1261,7 @@ void Conn::Enqueue(OutFrame f, bool priority) {
   f.priority = true;
   size_t pos = head_off_ > 0 ? 1 : 0;
   while (pos < outq_.size() && outq_[pos].priority) pos++;
-  outq_.insert(outq_.begin() + static_cast<std::ptrdiff_t>(pos), f);
+  outq_.insert(pos, f);
 }
 
 void Conn::FrameDone(const OutFrame& f, bool written) {
