@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Build prebuilds/<platform>-<arch>/*.node (prebuildify --napi --strip) linked against a static,
+# PIC, symbol-hidden libwebsockets, so the prebuilt addon needs no system libwebsockets.
+#
+#   bash scripts/prebuild.sh            # npm run prebuild
+#
+# 1. scripts/build-lws-static.sh -> build/lws-static (reused when up to date).
+# 2. prebuildify runs node-gyp in a staging copy (build/prebuild-stage: binding.gyp, package.json,
+#    native/) because `node-gyp rebuild` deletes ./build, which holds build/lws-static and the
+#    development addon build/Release. binding.gyp is used unchanged: PKG_CONFIG_PATH puts
+#    build/lws-static/pkgconfig first, so `pkg-config --cflags/--libs libwebsockets` give the
+#    static headers and `-Wl,--exclude-libs,ALL -L build/lws-static/lib -lwebsockets`; that
+#    directory holds only libwebsockets.a, so binding.gyp's own -lwebsockets resolves to it too.
+# 3. Checks the result: no NEEDED libwebsockets, no exported lws_* symbol, loads in Node.
+# libssl.so.3, libcrypto.so.3 and libz.so.1 stay dynamic (part of every Debian/Ubuntu system).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+log() { echo "prebuild: $*"; }
+die() {
+  echo "prebuild: error: $*" >&2
+  exit 1
+}
+
+bash scripts/build-lws-static.sh
+PREFIX="$ROOT/build/lws-static"
+[ -f "$PREFIX/pkgconfig/libwebsockets.pc" ] || die "build/lws-static is incomplete"
+
+[ -x node_modules/.bin/prebuildify ] || die "node_modules/.bin/prebuildify missing (run npm ci)"
+[ -x node_modules/.bin/node-gyp ] || die "node_modules/.bin/node-gyp missing (run npm ci)"
+
+STAGE="$ROOT/build/prebuild-stage"
+rm -rf "$STAGE"
+mkdir -p "$STAGE"
+cp package.json binding.gyp "$STAGE/"
+cp -r native "$STAGE/native"
+
+# Node's own headers next to the running node (e.g. /usr/include/node): no header download.
+NODE_PREFIX="$(cd "$(dirname "$(readlink -f "$(command -v node)")")/.." && pwd)"
+if [ -z "${npm_config_nodedir:-}" ] && [ -f "$NODE_PREFIX/include/node/node_api.h" ]; then
+  export npm_config_nodedir="$NODE_PREFIX"
+fi
+export PKG_CONFIG_PATH="$PREFIX/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+export JOBS="${JOBS:-$(nproc 2>/dev/null || echo 2)}" # node-gyp --jobs
+[ "$(pkg-config --modversion libwebsockets)" = 4.1.6 ] || die "pkg-config does not see build/lws-static"
+case "$(pkg-config --libs libwebsockets)" in
+  *"$PREFIX/lib"*) ;;
+  *) die "pkg-config --libs libwebsockets does not point at $PREFIX/lib" ;;
+esac
+
+log "prebuildify --napi --strip (node-gyp in $STAGE)"
+start=$(date +%s)
+rm -rf "$ROOT/prebuilds"
+gyp_log="$STAGE/prebuildify.log"
+if ! (cd "$STAGE" && "$ROOT/node_modules/.bin/prebuildify" --napi --strip --out "$ROOT") >"$gyp_log" 2>&1; then
+  cat "$gyp_log" >&2
+  die "prebuildify failed"
+fi
+
+PLATFORM_DIR="$ROOT/prebuilds/$(node -p 'process.platform + "-" + process.arch')"
+addon="$(ls "$PLATFORM_DIR"/*.node 2>/dev/null | head -n1 || true)"
+[ -n "$addon" ] || die "prebuildify produced no $PLATFORM_DIR/*.node"
+
+# ---- checks -----------------------------------------------------------------------------------
+needed="$(readelf -d "$addon" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+case "$needed" in *libwebsockets*) die "$addon still needs a shared libwebsockets: $needed" ;; esac
+exported="$(nm -D --defined-only "$addon" | grep -c ' lws_' || true)"
+[ "$exported" = 0 ] || die "$addon exports $exported lws_* symbols (expected 0)"
+undef_lws="$(nm -D --undefined-only "$addon" | grep -E ' (lws|lejp|_lws)' || true)"
+[ -z "$undef_lws" ] || die "$addon has unresolved lws symbols: $undef_lws"
+node -e 'require(process.argv[1])' "$addon" || die "$addon does not load"
+
+log "done in $(($(date +%s) - start)) s: ${addon#"$ROOT"/} ($(du -k "$addon" | cut -f1) KiB)"
+log "NEEDED: $needed"
+log "exported lws_* symbols: $exported"
