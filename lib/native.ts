@@ -53,6 +53,7 @@ export interface NativeServerConfig {
   tlsCert: string;
   tlsKey: string;
   tlsPassphrase: string;
+  tlsChain: string;
   perMessageDeflate: NativeDeflate | undefined;
 }
 

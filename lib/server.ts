@@ -115,9 +115,10 @@ export interface ListenOptions {
   heartbeat?: HeartbeatOptions;
   /**
    * Serve wss:// (TLS): each a file path or a Buffer with PEM. RSA and EC keys; an
-   * encrypted key needs its passphrase. The certificate's first PEM block is used.
+   * encrypted key needs its passphrase. Certificates after the first in `cert`, and
+   * those in `ca`, are sent as the chain (intermediates). No client certificates.
    */
-  tls?: { cert: string | Buffer; key: string | Buffer; passphrase?: string };
+  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; passphrase?: string };
   /** permessage-deflate (off by default): `true` or options. Inflated size is bounded by maxPayload. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
@@ -257,21 +258,21 @@ function serverTls(t: Record<string, unknown> | undefined): {
   tlsCert: string;
   tlsKey: string;
   tlsPassphrase: string;
+  tlsChain: string;
 } {
-  if (!t) return { tlsCert: '', tlsKey: '', tlsPassphrase: '' };
-  if (t.ca !== undefined) {
-    throw invalidArgValue(
-      'tls.ca',
-      'is not supported on servers yet (no client certificates)',
-      t.ca,
-    );
-  }
-  const cert = readPem('tls.cert', t.cert);
+  if (!t) return { tlsCert: '', tlsKey: '', tlsPassphrase: '', tlsChain: '' };
+  const certPem = readPem('tls.cert', t.cert);
+  // lws takes one certificate; the rest of a bundle, and tls.ca, form the chain.
+  const blocks =
+    certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const cert = blocks[0] ?? certPem;
+  const extra = t.ca === undefined ? [] : [readPem('tls.ca', t.ca)];
+  const chain = [...blocks.slice(1), ...extra].join('\n');
   const keyPem = readPem('tls.key', t.key);
   const passphrase = optString(t, 'passphrase');
   let key: string;
   try {
-    createSecureContext({ cert, key: keyPem, passphrase });
+    createSecureContext({ cert: certPem, key: keyPem, passphrase, ca: chain || undefined });
     const k = createPrivateKey({ key: keyPem, passphrase });
     const type = k.asymmetricKeyType;
     if (type !== 'rsa' && type !== 'ec') {
@@ -280,13 +281,9 @@ function serverTls(t: Record<string, unknown> | undefined): {
     // lws takes the key unencrypted, in the classic PEM form for its type.
     key = k.export({ format: 'pem', type: type === 'rsa' ? 'pkcs1' : 'sec1' }) as string;
   } catch (e) {
-    const err = codedError(
-      'ERR_TLS_CERT',
-      `Invalid TLS certificate or key: ${(e as Error).message}`,
-    );
-    throw err;
+    throw codedError('ERR_TLS_CERT', `Invalid TLS certificate or key: ${(e as Error).message}`);
   }
-  return { tlsCert: cert, tlsKey: key, tlsPassphrase: '' };
+  return { tlsCert: cert, tlsKey: key, tlsPassphrase: '', tlsChain: chain };
 }
 
 type State = 'binding' | 'listening' | 'closing' | 'closed';

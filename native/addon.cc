@@ -198,6 +198,7 @@ class Addon : public Napi::Addon<Addon> {
     cfg->tls_cert = o.Get("tlsCert").As<Napi::String>().Utf8Value();
     cfg->tls_key = o.Get("tlsKey").As<Napi::String>().Utf8Value();
     cfg->tls_passphrase = o.Get("tlsPassphrase").As<Napi::String>().Utf8Value();
+    cfg->tls_chain = o.Get("tlsChain").As<Napi::String>().Utf8Value();
     Command c{};
     c.type = Command::kStartServer;
     c.server = cfg;
@@ -388,14 +389,21 @@ class Addon : public Napi::Addon<Addon> {
       }
     }
     if (t == napi_string) {
-      if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return env.Undefined();
-      if (limit && cs->buffered.load() + static_cast<int64_t>(len) > limit)
+      // One encoding pass: the UTF-16 length is known at once, and UTF-8 needs
+      // at most 3 bytes per UTF-16 unit. Write the payload after the largest
+      // header that bound allows; move it down if the real header is smaller.
+      size_t units;
+      if (napi_get_value_string_utf16(env, v, nullptr, 0, &units) != napi_ok)
+        return env.Undefined();
+      size_t bound = units * 3;
+      if (limit && cs->buffered.load() + static_cast<int64_t>(units) > limit)
         return Napi::Number::New(env, -2);
-      hl = FrameHeaderSize(len, cs->client);
-      frame = BufAlloc(hl + len + 1);
+      size_t hmax = FrameHeaderSize(bound, cs->client);
+      frame = BufAlloc(hmax + bound + 1);
       if (!frame) return OutOfMemory(env);
-      size_t copied;
-      napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(frame + hl), len + 1, &copied);
+      napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(frame + hmax), bound + 1, &len);
+      hl = FrameHeaderSize(len, cs->client);
+      if (hl < hmax && len) memmove(frame + hl, frame + hmax, len);
       if (cs->client) {
         uint8_t mask[4];
         RandomMask(mask);

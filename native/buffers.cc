@@ -11,7 +11,7 @@ namespace nlws {
 namespace {
 
 constexpr size_t kHeader = 16;  // capacity, then padding (keeps 16-byte alignment)
-constexpr size_t kPoolMin = 64 * 1024;
+constexpr size_t kPoolMin = 16 * 1024;
 constexpr int kClasses = 32;
 constexpr size_t kPerClass = 32;
 constexpr size_t kPoolMax = 64 * 1024 * 1024;

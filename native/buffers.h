@@ -1,4 +1,4 @@
-// Frame and message buffers. Large ones (>= 64 KiB) are kept in a small pool
+// Frame and message buffers. Large ones (>= 16 KiB) are kept in a small pool
 // and reused instead of going back to the kernel: on this kind of machine the
 // page faults of a fresh 1 MiB mmap cost more than the copy into it.
 // Thread-safe: frames are allocated on the main thread and freed on the

@@ -1,5 +1,7 @@
 #include "context.h"
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -303,6 +305,12 @@ int Context::Callback(lws* wsi, lws_callback_reasons reason, void* user, void* i
       // Each SSL_CTX serves its own certificate, whatever the SNI says.
       SSL_CTX_set_tlsext_servername_callback(
           static_cast<SSL_CTX*>(user), +[](SSL*, int*, void*) { return SSL_TLSEXT_ERR_OK; });
+      // lws loads only the first certificate of a PEM from memory: the rest
+      // of the chain (intermediates, tls.ca) goes in here.
+      auto* ctx = static_cast<Context*>(lws_context_user(lws_get_context(wsi)));
+      if (ctx && ctx->pending_chain_ &&
+          !AddChain(static_cast<SSL_CTX*>(user), *ctx->pending_chain_))
+        return 1;  // fails the vhost: listen() rejects
       return 0;
     }
     case LWS_CALLBACK_RAW_RX_FILE: {
@@ -411,6 +419,22 @@ SSL_CTX* Context::ClientTlsContext(const std::string& ca, std::string* error) {
   return ctx;
 }
 
+bool AddChain(SSL_CTX* ssl_ctx, const std::string& pem) {
+  if (pem.empty()) return true;
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  bool ok = true;
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    if (SSL_CTX_add_extra_chain_cert(ssl_ctx, cert) != 1) {  // takes ownership on success
+      X509_free(cert);
+      ok = false;
+      break;
+    }
+  }
+  BIO_free(bio);
+  ERR_clear_error();  // the read loop ends on an expected "no start line"
+  return ok;
+}
+
 lws_vhost* Context::ServerTlsVhost(const ServerConfig& cfg, std::string* error) {
   lws_context_creation_info vi;
   memset(&vi, 0, sizeof vi);
@@ -424,9 +448,11 @@ lws_vhost* Context::ServerTlsVhost(const ServerConfig& cfg, std::string* error) 
   vi.server_ssl_private_key_mem = cfg.tls_key.data();
   vi.server_ssl_private_key_mem_len = static_cast<unsigned int>(cfg.tls_key.size());
   if (!cfg.tls_passphrase.empty()) vi.ssl_private_key_password = cfg.tls_passphrase.c_str();
-  vi.alpn = "http/1.1";  // node-lws speaks HTTP/1.1 only; lws would offer h2 first
+  vi.alpn = "http/1.1";             // node-lws speaks HTTP/1.1 only; lws would offer h2 first
+  pending_chain_ = &cfg.tls_chain;  // read by the callback lws_create_vhost makes
   lws_vhost* vh = lws_create_vhost(lws_, &vi);
-  if (!vh) *error = "lws rejected the TLS certificate or key";
+  pending_chain_ = nullptr;
+  if (!vh) *error = "lws rejected the TLS certificate, key or chain";
   return vh;
 }
 

@@ -99,6 +99,7 @@ struct ServerConfig {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_passphrase;
+  std::string tls_chain;  // PEM: intermediate / CA certificates sent after the leaf
 };
 
 // A client connection to start: the socket is already connecting.
@@ -302,7 +303,13 @@ class Context {
   std::unordered_map<std::string, SSL_CTX*> client_tls_ctx_;
   uint32_t vhost_serial_ = 0;
   std::list<std::string> vhost_names_;  // lws keeps pointers to vhost names
+
+ public:
+  const std::string* pending_chain_ = nullptr;  // during ServerTlsVhost only
 };
+
+// Adds the certificates in `pem` to an SSL_CTX's chain; false on failure.
+bool AddChain(SSL_CTX* ssl_ctx, const std::string& pem);
 
 // lws log lines emitted on a service thread become kEvLog events of its context.
 void LwsLogToContext(int level, const char* line);
