@@ -211,6 +211,129 @@ test('a bad certificate or key fails listen() with a clear error', async () => {
   }
 });
 
+/** root CA -> intermediate CA -> leaf for localhost; returns file paths. */
+function makeChain() {
+  const f = (n) => path.join(dir, n);
+  const ext = f('ext.cnf');
+  fs.writeFileSync(
+    ext,
+    '[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n' +
+      '[leaf]\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
+  );
+  openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=node-lws test root',
+    '-days',
+    '2',
+    '-keyout',
+    f('root.key'),
+    '-out',
+    f('root.crt'),
+  ]);
+  openssl([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=node-lws test intermediate',
+    '-keyout',
+    f('inter.key'),
+    '-out',
+    f('inter.csr'),
+  ]);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    f('inter.csr'),
+    '-CA',
+    f('root.crt'),
+    '-CAkey',
+    f('root.key'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+    '-extensions',
+    'ca',
+    '-out',
+    f('inter.crt'),
+  ]);
+  openssl([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    '/CN=localhost',
+    '-keyout',
+    f('leaf.key'),
+    '-out',
+    f('leaf.csr'),
+  ]);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    f('leaf.csr'),
+    '-CA',
+    f('inter.crt'),
+    '-CAkey',
+    f('inter.key'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+    '-extensions',
+    'leaf',
+    '-out',
+    f('leaf.crt'),
+  ]);
+  return { root: f('root.crt'), inter: f('inter.crt'), leaf: f('leaf.crt'), key: f('leaf.key') };
+}
+
+test('certificate chains: intermediates from tls.ca or from a cert bundle reach the client', async () => {
+  const c = makeChain();
+  // Without the intermediate the client (trusting only the root) cannot verify.
+  const bare = await echoServer({ cert: c.leaf, key: c.key });
+  try {
+    const err = await captureRejection(
+      () => lws.connect(`wss://localhost:${bare.port}/`, { tls: { ca: c.root } }),
+      5000,
+      'connect without the intermediate',
+    );
+    assert.is(err.code, 'ERR_TLS_CERT_VERIFY', err.message);
+  } finally {
+    await bare.close();
+  }
+  const bundle = Buffer.concat([fs.readFileSync(c.leaf), fs.readFileSync(c.inter)]);
+  for (const [label, tls] of [
+    ['tls.ca', { cert: c.leaf, key: c.key, ca: c.inter }],
+    ['bundle', { cert: bundle, key: c.key }],
+  ]) {
+    const server = await echoServer(tls);
+    try {
+      const client = await lws.connect(`wss://localhost:${server.port}/`, { tls: { ca: c.root } });
+      assert.equal(await roundTrip(client, label), [label, false], label);
+      client.close();
+      await onceEvent(client, 'close');
+      const ws = new WebSocket(`wss://localhost:${server.port}/`, { ca: fs.readFileSync(c.root) });
+      await onceEvent(ws, 'open', 5000, `ws client with the root only (${label})`);
+      ws.close();
+    } finally {
+      await server.close();
+    }
+  }
+});
+
 test('wss to a refused port fails at once with ECONNREFUSED', async () => {
   const port = await freePort(HOST);
   const t0 = performance.now();
