@@ -14,7 +14,16 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { start } from '../examples/media-server/server.mjs';
-import { exitWatchdog, launchChromium, note, waitFor, withTimeout, wsConnect } from './helpers.mjs';
+import {
+  exitWatchdog,
+  launchChromium,
+  note,
+  onceEvent,
+  WebSocket,
+  waitFor,
+  withTimeout,
+  wsConnect,
+} from './helpers.mjs';
 
 const HOST = '127.0.0.1';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -117,13 +126,15 @@ test('one port: the page and its scripts over HTTP, /health, WebSocket upgrades 
     refused = err;
   }
   assert.match(refused?.message ?? 'accepted', /unexpected HTTP response 404/);
-  const ws = await wsConnect(`ws://${HOST}:${media.port}/ws`, {}, { protocols: ['acip'] });
+  // The listener is attached before 'open': the hello can arrive in the same
+  // read as the 101 response, and ws emits it right after 'open'.
+  const ws = new WebSocket(`ws://${HOST}:${media.port}/ws`, ['acip']);
   cleanups.push(async () => ws.terminate());
-  const hello = await withTimeout(
-    new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data, isBinary }))),
-    5000,
-    'hello message',
+  const helloP = new Promise((resolve) =>
+    ws.once('message', (data, isBinary) => resolve({ data, isBinary })),
   );
+  await onceEvent(ws, 'open', 5000, 'ws open on /ws');
+  const hello = await withTimeout(helloP, 5000, 'hello message');
   assert.is(ws.protocol, 'acip');
   assert.is(hello.isBinary, false);
   const msg = JSON.parse(hello.data.toString());
