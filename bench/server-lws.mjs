@@ -10,6 +10,9 @@ const server = await listen({
   reusePort: o.reusePort,
   maxPayload: MAX_PAYLOAD,
   bindRetry: false,
+  // Echo the bytes as received, as ws does by default (its text messages are
+  // Buffers too); the default, textAs: 'string', decodes and re-encodes UTF-8.
+  textAs: process.env.NODE_LWS_BENCH_TEXT_AS === 'string' ? 'string' : 'buffer',
 });
 server.on('connection', (conn) => {
   conn.on('message', (d, b) => conn.send(d, b));

@@ -73,6 +73,8 @@ export interface ConnectOptions {
   reconnect?: boolean | ReconnectOptions;
   /** Ping when the server has been silent; drop the connection (1006) if it stays silent. */
   heartbeat?: HeartbeatOptions;
+  /** 'string' (default) or 'buffer': how text messages arrive (see ListenOptions.textAs). */
+  textAs?: 'string' | 'buffer';
   /** Offer permessage-deflate (off by default): `true` or options. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** For wss:// URLs: `ca` (a file path or a Buffer with PEM) replaces Node's root certificates. */
@@ -369,6 +371,7 @@ export class ClientTransport extends NativeTransport implements Transport {
         ca: o.tls.ca,
         rejectUnauthorized: o.tls.rejectUnauthorized,
         perMessageDeflate: o.deflate,
+        textAsBuffer: o.backpressure.textAsBuffer,
       });
     } catch (e) {
       return Promise.reject(e);

@@ -54,6 +54,7 @@ export interface NativeServerConfig {
   tlsKey: string;
   tlsPassphrase: string;
   tlsChain: string;
+  textAsBuffer: boolean;
   perMessageDeflate: NativeDeflate | undefined;
 }
 
@@ -75,6 +76,7 @@ export interface NativeConnectOptions {
   ca: string;
   rejectUnauthorized: boolean;
   perMessageDeflate: NativeDeflate | undefined;
+  textAsBuffer: boolean;
 }
 
 export interface NativeOpenInfo {

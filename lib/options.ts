@@ -110,6 +110,7 @@ export function optBackpressure(obj: Record<string, unknown>): {
   highWaterMark: number;
   maxBackpressure: number;
   policy: 'close' | 'drop';
+  textAsBuffer: boolean;
 } {
   const highWaterMark = optInt(obj, 'highWaterMark', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
   const maxBackpressure = optInt(obj, 'maxBackpressure', 0, 0, Number.MAX_SAFE_INTEGER);
@@ -121,7 +122,15 @@ export function optBackpressure(obj: Record<string, unknown>): {
     err.code = 'ERR_INVALID_ARG_VALUE';
     throw err;
   }
-  return { highWaterMark, maxBackpressure, policy };
+  const textAs = obj.textAs ?? 'string';
+  if (textAs !== 'string' && textAs !== 'buffer') {
+    const err = new TypeError(
+      `The "textAs" option must be 'string' or 'buffer'. Received ${String(textAs)}`,
+    ) as TypeError & { code: string };
+    err.code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  }
+  return { highWaterMark, maxBackpressure, policy, textAsBuffer: textAs === 'buffer' };
 }
 
 /** A PEM given as a file path (string) or as its contents (Buffer). */

@@ -25,6 +25,7 @@ export interface ServerSink {
 }
 
 export interface ConnectionSink {
+  readonly textAsBuffer: boolean;
   _onMessage(data: Buffer | string, isBinary: boolean): void;
   _onClose(code: number, reason: string, wasClean: boolean): void;
   _onDrain(): void;
@@ -106,20 +107,26 @@ class Runtime {
     objs: unknown[] | undefined,
   ): void {
     switch (type) {
-      case Ev.Text:
+      case Ev.Text: {
+        const conn = this.conns.get(id);
+        if (!conn) return;
         // An empty message has no bytes in the arena (which may be absent).
-        this.conns
-          .get(id)
-          ?._onMessage(b === 0 ? '' : (arena as Buffer).toString('utf8', a, a + b), false);
+        const buf = arena as Buffer;
+        let data: Buffer | string;
+        if (conn.textAsBuffer)
+          data = b === 0 ? Buffer.alloc(0) : Buffer.from(buf.buffer, buf.byteOffset + a, b);
+        else data = b === 0 ? '' : buf.toString('utf8', a, a + b);
+        conn._onMessage(data, false);
         return;
+      }
       case Ev.Binary: {
         const buf = arena as Buffer;
         const data = b === 0 ? Buffer.alloc(0) : Buffer.from(buf.buffer, buf.byteOffset + a, b);
         this.conns.get(id)?._onMessage(data, true);
         return;
       }
-      case Ev.TextObj:
-        this.conns.get(id)?._onMessage((objs as unknown[])[b] as string, false);
+      case Ev.TextObj: // a string, or a Buffer with textAs: 'buffer'
+        this.conns.get(id)?._onMessage((objs as unknown[])[b] as string | Buffer, false);
         return;
       case Ev.BinaryObj:
         this.conns.get(id)?._onMessage((objs as unknown[])[b] as Buffer, true);

@@ -119,6 +119,11 @@ export interface ListenOptions {
    * those in `ca`, are sent as the chain (intermediates). No client certificates.
    */
   tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; passphrase?: string };
+  /**
+   * 'string' (default): text messages arrive as strings. 'buffer': as Buffers
+   * (isBinary false) — no UTF-8 decoding, as ws does; send(buffer, false) sends text.
+   */
+  textAs?: 'string' | 'buffer';
   /** permessage-deflate (off by default): `true` or options. Inflated size is bounded by maxPayload. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
@@ -249,6 +254,7 @@ function normalize(options: unknown): Normalized {
       heartbeatTimeoutMs: heartbeat.timeoutMs,
       ...tlsMaterial,
       perMessageDeflate: optDeflate(o),
+      textAsBuffer: optBackpressure(o).textAsBuffer,
     },
   };
 }

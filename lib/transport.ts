@@ -42,6 +42,8 @@ export interface BackpressureOptions {
   maxBackpressure: number;
   /** Past maxBackpressure: 'close' the connection with 1008, or 'drop' the message. */
   policy: BackpressurePolicy;
+  /** textAs: 'buffer' — text messages arrive as Buffers (isBinary false), not strings. */
+  textAsBuffer: boolean;
 }
 
 /** Counters kept per transport. */
@@ -99,6 +101,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   readonly #highWaterMark: number;
   readonly #maxBackpressure: number;
   readonly #policy: BackpressurePolicy;
+  /** @internal */ readonly textAsBuffer: boolean;
   protected state: ReadyState;
   #needDrain = false;
 
@@ -107,6 +110,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     this.#highWaterMark = bp.highWaterMark;
     this.#maxBackpressure = bp.maxBackpressure;
     this.#policy = bp.policy;
+    this.textAsBuffer = bp.textAsBuffer;
     this.state = state;
   }
 

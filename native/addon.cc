@@ -199,6 +199,7 @@ class Addon : public Napi::Addon<Addon> {
     cfg->tls_key = o.Get("tlsKey").As<Napi::String>().Utf8Value();
     cfg->tls_passphrase = o.Get("tlsPassphrase").As<Napi::String>().Utf8Value();
     cfg->tls_chain = o.Get("tlsChain").As<Napi::String>().Utf8Value();
+    cfg->text_as_buffer = o.Get("textAsBuffer").ToBoolean().Value();
     Command c{};
     c.type = Command::kStartServer;
     c.server = cfg;
@@ -283,6 +284,7 @@ class Addon : public Napi::Addon<Addon> {
     cfg->close_timeout_ms = o.Get("closeTimeoutMs").As<Napi::Number>().Uint32Value();
     cfg->max_header_bytes = o.Get("maxHeaderBytes").As<Napi::Number>().Uint32Value();
     cfg->deflate = DeflateArg(o.Get("perMessageDeflate"));
+    cfg->text_as_buffer = o.Get("textAsBuffer").ToBoolean().Value();
     cfg->tls = tls;
     if (tls) {
       cfg->host = o.Get("host").As<Napi::String>().Utf8Value();

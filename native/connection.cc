@@ -53,6 +53,7 @@ Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, i
   shared_->id = ctx->NextConnId();
   shared_->conn = this;
   shared_->high_water_mark = server->config().high_water_mark;
+  text_as_buffer_ = server->config().text_as_buffer;
   timer_.owner = this;
 }
 
@@ -74,6 +75,7 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
       accept_(std::move(cfg->accept)),
       offered_(std::move(cfg->protocols)) {
   deflate_opts_ = cfg->deflate;
+  text_as_buffer_ = cfg->text_as_buffer;
   if (deflate_opts_.enabled) {
     // Offer permessage-deflate: one more header before the request's blank line.
     request_.insert(request_.size() - 2, "Sec-WebSocket-Extensions: " +
@@ -1070,7 +1072,8 @@ void Conn::DeliverMessage() {
     }
   } else {
     uint8_t* data = msg_;  // handed over as it is: pooled buffers are not shrunk
-    uint32_t obj = ctx_->AddBlob(text ? ObjItem::kUtf8 : ObjItem::kBuffer, data, msg_len_);
+    uint32_t obj =
+        ctx_->AddBlob(text && !text_as_buffer_ ? ObjItem::kUtf8 : ObjItem::kBuffer, data, msg_len_);
     ctx_->Emit(text ? kEvTextObj : kEvBinaryObj, shared_->id, 0, obj);
     msg_ = nullptr;
     msg_cap_ = 0;

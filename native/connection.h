@@ -219,6 +219,7 @@ class Conn {
   size_t msg_cap_ = 0;
   Utf8Validator utf8_;
   bool msg_compressed_ = false;
+  bool text_as_buffer_ = false;  // textAs: 'buffer'
   std::unique_ptr<PerMessageDeflate> pmd_;
   DeflateOptions deflate_opts_;  // client: what was offered
   std::string ext_response_;     // server: the Sec-WebSocket-Extensions answer

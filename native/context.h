@@ -99,7 +99,8 @@ struct ServerConfig {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_passphrase;
-  std::string tls_chain;  // PEM: intermediate / CA certificates sent after the leaf
+  std::string tls_chain;        // PEM: intermediate / CA certificates sent after the leaf
+  bool text_as_buffer = false;  // large text messages reach JavaScript as Buffers
 };
 
 // A client connection to start: the socket is already connecting.
@@ -123,6 +124,7 @@ struct ClientConfig {
   std::string ca;    // PEM: the CAs to trust (Node's root certificates unless given)
   bool reject_unauthorized = true;
   DeflateOptions deflate;  // offered when enabled
+  bool text_as_buffer = false;
   ~ClientConfig();
 };
 
