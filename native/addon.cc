@@ -323,14 +323,21 @@ class Addon : public Napi::Addon<Addon> {
     size_t flen;
     uint8_t* frame = NewFrame(cs->client, kOpPing, data, len, &flen);
     if (!frame) return OutOfMemory(env);
+    PushFrame(ctx, cs, Command::kSend, frame, flen);
+    return env.Undefined();
+  }
+
+  // Queues a control frame built here (ping, close) for the service thread.
+  static void PushFrame(Context* ctx, ConnShared* cs, Command::Type type, uint8_t* frame,
+                        size_t flen, uint16_t code = 0) {
     cs->Ref();
     Command c{};
-    c.type = Command::kSend;
+    c.type = type;
     c.conn = cs;
     c.data = frame;
     c.len = flen;
+    c.code = code;
     ctx->Push(std::move(c));
-    return env.Undefined();
   }
 
   // send(handle, data, isBinary, maxBackpressure) -> bufferedAmount after
@@ -470,14 +477,7 @@ class Addon : public Napi::Addon<Addon> {
     size_t flen;
     uint8_t* frame = NewFrame(cs->client, kOpClose, payload, plen, &flen);
     if (!frame) return OutOfMemory(env);
-    cs->Ref();
-    Command c{};
-    c.type = Command::kClose;
-    c.conn = cs;
-    c.data = frame;
-    c.len = flen;
-    c.code = static_cast<uint16_t>(code);
-    ctx->Push(std::move(c));
+    PushFrame(ctx, cs, Command::kClose, frame, flen, static_cast<uint16_t>(code));
     return env.Undefined();
   }
 
