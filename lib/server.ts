@@ -404,6 +404,12 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
         } catch (e) {
           const err = e as SystemError;
           err.attempts = attempt;
+          if (err.code === 'EADDRINUSE' && o.port === 0) {
+            // Port 0 cannot be "in use": the kernel found no free ephemeral port.
+            err.message +=
+              ' — no free ephemeral port for port 0: the range in /proc/sys/net/ipv4/ip_local_port_range is exhausted (often by TIME_WAIT sockets)';
+            throw err;
+          }
           if (err.code !== 'EADDRINUSE' || attempt > o.retries) throw err;
           const delayMs = Math.min(o.maxDelayMs, o.minDelayMs * 2 ** (attempt - 1));
           o.onRetry?.({ attempt, error: err, delayMs });
