@@ -211,10 +211,21 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
   // OpenSSL set-up (inside Node, lws's OpenSSL calls bind to Node's own OpenSSL).
   // No OS CA store: clients verify with their own (tls_client.cc), and lws would
   // load one per context.
-  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+  // EXPLICIT_VHOSTS: the plain vhost below is created without TLS options, so
+  // lws builds no client SSL_CTX for it (which leaked when worker contexts
+  // coexisted); TLS servers get their own vhosts (ServerTlsVhost).
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS |
+                 LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   info.fd_limit_per_thread = FdLimit();
   lws_ = lws_create_context(&info);
-  if (lws_) vhost_ = lws_get_vhost_by_name(lws_, "default");
+  if (lws_) {
+    lws_context_creation_info vi;
+    memset(&vi, 0, sizeof vi);
+    vi.vhost_name = "default";
+    vi.port = CONTEXT_PORT_NO_LISTEN;
+    vi.protocols = protocols_;
+    vhost_ = lws_create_vhost(lws_, &vi);
+  }
   if (!lws_ || !vhost_) {
     *error = "lws_create_context failed";
     if (lws_) lws_context_destroy(lws_);
