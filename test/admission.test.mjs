@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import {
   attachEcho,
+  cleanupsAfterEach,
   closeClient,
   connClosed,
   echoRoundTrip,
@@ -31,17 +32,7 @@ const HOST = '127.0.0.1';
 // Bookkeeping
 // ---------------------------------------------------------------------------
 
-const cleanups = [];
-test.after.each(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await withTimeout(fn(), 5000, 'cleanup');
-    } catch (err) {
-      console.error(`cleanup failed: ${err.message}`);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach(test);
 
 async function listen(options) {
   const server = await lws.listen({ host: HOST, port: 0, ...options });

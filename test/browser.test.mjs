@@ -13,6 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import {
+  cleanupsAfterEach,
   connClosed,
   exitWatchdog,
   launchChromium,
@@ -104,17 +105,7 @@ window.__result = new Promise((resolve, reject) => {
 });
 </script></body></html>`;
 
-const cleanups = [];
-test.after.each(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await withTimeout(fn(), 10000, 'cleanup');
-    } catch (err) {
-      console.error(`cleanup failed: ${err.message}`);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach(test, 10000);
 
 test('Chromium ↔ node-lws: subprotocol acip, text and 1 MiB binary both ways, browser-initiated close', async () => {
   // node-lws server.

@@ -13,6 +13,7 @@ import { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
 import {
   captureRejection,
+  cleanupsAfterEach,
   connClosed,
   exitWatchdog,
   freePort,
@@ -36,17 +37,7 @@ const HAS_IPV6 = await hasIPv6Loopback();
 // Bookkeeping: everything a test opens is closed after it.
 // ---------------------------------------------------------------------------
 
-const cleanups = [];
-test.after.each(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await withTimeout(fn(), 5000, 'cleanup');
-    } catch (err) {
-      console.error(`cleanup failed: ${err.message}`);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach(test);
 
 async function listen(options) {
   const server = await lws.listen({ host: HOST, port: 0, ...options });

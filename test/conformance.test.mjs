@@ -17,7 +17,13 @@ import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { exitWatchdog, nextConnection, onceEvent, withTimeout } from './helpers.mjs';
+import {
+  cleanupsAfterEach,
+  exitWatchdog,
+  nextConnection,
+  onceEvent,
+  withTimeout,
+} from './helpers.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -33,17 +39,7 @@ const CLOSE_TIMEOUT_MS = 8000;
 // Bookkeeping: everything a test opens is closed after it.
 // ---------------------------------------------------------------------------
 
-const cleanups = [];
-test.after.each(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await withTimeout(fn(), 5000, 'cleanup');
-    } catch (err) {
-      console.error(`cleanup failed: ${err.message}`);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach(test);
 
 // ---------------------------------------------------------------------------
 // Byte queue and frames

@@ -8,6 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import {
+  cleanupsAfterEach,
   connClosed,
   exitWatchdog,
   nextConnection,
@@ -27,17 +28,7 @@ const HB = { intervalMs: 100, timeoutMs: 100 };
 // Bookkeeping
 // ---------------------------------------------------------------------------
 
-const cleanups = [];
-test.after.each(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await withTimeout(fn(), 5000, 'cleanup');
-    } catch (err) {
-      console.error(`cleanup failed: ${err.message}`);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach(test);
 
 async function listen(options) {
   const server = await lws.listen({ host: HOST, port: 0, ...options });

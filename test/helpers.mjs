@@ -1205,3 +1205,22 @@ export async function launchChromium({ viewport, ignoreHTTPSErrors = false } = {
     },
   };
 }
+
+/**
+ * A list of cleanup functions run (last first) after each test of `suite`, each
+ * with a deadline; a failing cleanup is reported, not thrown.
+ */
+export function cleanupsAfterEach(suite, ms = 5000) {
+  const cleanups = [];
+  suite.after.each(async () => {
+    while (cleanups.length) {
+      const fn = cleanups.pop();
+      try {
+        await withTimeout(fn(), ms, 'cleanup');
+      } catch (err) {
+        console.error(`cleanup failed: ${err.message}`);
+      }
+    }
+  });
+  return cleanups;
+}

@@ -13,6 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import {
+  cleanupsAfterEach,
   closeClient,
   collectMessages,
   connClosed,
@@ -137,17 +138,7 @@ function writeScript(name, text) {
   return file;
 }
 
-const cleanups = [];
-test.after.each(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await withTimeout(fn(), 10000, 'cleanup');
-    } catch (err) {
-      console.error(`cleanup failed: ${err.message}`);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach(test, 10000);
 test.after(() => {
   fs.rmSync(tmpDir, { recursive: true, force: true });
 });

@@ -15,6 +15,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { start } from '../examples/media-server/server.mjs';
 import {
+  cleanupsAfterEach,
   exitWatchdog,
   launchChromium,
   note,
@@ -32,17 +33,7 @@ const MIN_FRAMES = 60; // valid video frames the page must receive
 const MIN_FPS = 20; // the server sends 30; a 2-core machine shared with Chromium must reach this
 const STALL_MS = 6000; // the example's stallTimeoutMs in this test
 
-const cleanups = [];
-test.after.each(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await withTimeout(fn(), 10000, 'cleanup');
-    } catch (err) {
-      console.error(`cleanup failed: ${err.message}`);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach(test, 10000);
 
 /**
  * A WebSocket client that completes the upgrade on `target` and then never reads again: after

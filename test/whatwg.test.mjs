@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import {
+  cleanupsAfterEach,
   connClosed,
   exitWatchdog,
   freePort,
@@ -19,17 +20,7 @@ import {
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
 
-const cleanups = [];
-test.after.each(async () => {
-  while (cleanups.length) {
-    const fn = cleanups.pop();
-    try {
-      await withTimeout(fn(), 5000, 'cleanup');
-    } catch (err) {
-      console.error(`cleanup failed: ${err.message}`);
-    }
-  }
-});
+const cleanups = cleanupsAfterEach(test);
 
 /** node-lws server; echoes unless `onMessage` is given. */
 async function server(options = {}, onMessage) {
