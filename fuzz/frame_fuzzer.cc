@@ -1,16 +1,16 @@
-// libFuzzer target for node-lws's own protocol code: native/ws_protocol.{h,cc}.
+// libFuzzer target for node-lws's own protocol code, the parts that need no socket:
+// native/frame_reader (the receiving half of RFC 6455, with permessage-deflate),
+// native/ws_frame (frame headers, masking, UTF-8, close codes) and native/http.
 //
-// Every input is fed to every piece (frame headers, masking, frame building, incremental
+// Every input is fed to every piece (the frame reader on both sides, with and without
+// deflate, whole and split at random; frame headers, masking, frame building, incremental
 // UTF-8 validation, close codes, header-block scanning, HTTP request/response parsing,
 // header lists, Sec-WebSocket-Key checks, base64, Sec-WebSocket-Accept, percent-decoding,
 // MIME types) and each result is checked against an invariant or an independent reference
 // implementation written here. A violated invariant calls __builtin_trap() via CHECK, which
 // libFuzzer reports as a crash with the input saved.
 //
-// Build (clang; see fuzz/README.md for CMake):
-//   clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-//     -Inative fuzz/frame_fuzzer.cc native/ws_protocol.cc -lwebsockets -lcrypto -o
-//     build-fuzz/frame_fuzzer
+// Build: bash scripts/fuzz.sh (clang; see fuzz/README.md for CMake).
 // Run:
 //   build-fuzz/frame_fuzzer -max_total_time=60 -dict=fuzz/ws.dict build-fuzz/corpus fuzz/corpus
 
@@ -25,7 +25,9 @@
 #include <vector>
 
 #include "buffers.h"
-#include "ws_protocol.h"
+#include "frame_reader.h"
+#include "http.h"
+#include "ws_frame.h"
 
 using namespace nlws;
 
@@ -454,6 +456,132 @@ void FuzzPercent(const uint8_t* d, size_t n) {
   CHECK(mime != nullptr && *mime != '\0');
 }
 
+// ---- the frame reader --------------------------------------------------------------------
+
+// Records what the reader reports, checking each report on the way.
+struct RecordingSink : FrameSink {
+  std::vector<std::string> events;
+  std::vector<uint8_t> room;
+  bool give_room = false;
+  bool take = false;
+  bool done = false;
+  uint64_t max_payload = 0;
+
+  uint8_t* MessageRoom(size_t len) override {
+    CHECK(!done);
+    if (!give_room) return nullptr;
+    room.assign(len + 1, 0xAA);
+    return room.data();
+  }
+  bool OnMessage(ReadMessage& m) override {
+    CHECK(!done);
+    CHECK(m.data != nullptr);
+    CHECK(m.len <= max_payload);
+    if (m.in_room) CHECK(give_room && m.data == room.data());
+    if (m.text) {
+      CHECK(IsValidUtf8(m.data, m.len));
+      bool ascii = true;
+      for (size_t i = 0; i < m.len; i++) ascii = ascii && m.data[i] < 0x80;
+      CHECK(m.ascii == ascii);
+    }
+    events.push_back(std::string(m.text ? "T" : "B") +
+                     std::string(reinterpret_cast<const char*>(m.data), m.len));
+    if (!m.in_room && take) {
+      BufFree(m.data);
+      m.data = nullptr;
+    }
+    return true;
+  }
+  void OnPing(const uint8_t* p, size_t n) override {
+    CHECK(!done && n <= 125);
+    events.push_back("P" + std::string(reinterpret_cast<const char*>(p), n));
+  }
+  void OnPong(const uint8_t* p, size_t n) override {
+    CHECK(!done && n <= 125);
+    events.push_back("O" + std::string(reinterpret_cast<const char*>(p), n));
+  }
+  void OnCloseFrame(uint16_t code, const uint8_t* reason, size_t n) override {
+    CHECK(!done);
+    CHECK(code == kCloseNoStatus || IsValidCloseCode(code));
+    CHECK(n <= 123 && IsValidUtf8(reason, n));
+    done = true;
+    events.push_back("C" + std::to_string(code));
+  }
+  void OnReadError(uint16_t code, const char* why) override {
+    CHECK(!done);
+    CHECK(code == kCloseProtocolError || code == kCloseInvalidData || code == kCloseTooBig ||
+          code == kCloseInternalError);
+    CHECK(why && *why);
+    done = true;
+    events.push_back("E" + std::to_string(code));
+  }
+};
+
+std::unique_ptr<PerMessageDeflate> FuzzDeflate(bool client, bool no_context_takeover) {
+  DeflateOptions o;
+  o.enabled = true;
+  o.server_no_context_takeover = no_context_takeover;
+  o.client_no_context_takeover = no_context_takeover;
+  std::string response, error;
+  std::unique_ptr<PerMessageDeflate> server =
+      PerMessageDeflate::Negotiate(o, PerMessageDeflate::Offer(o), &response);
+  CHECK(server != nullptr);
+  if (!client) return server;
+  std::unique_ptr<PerMessageDeflate> c = PerMessageDeflate::Accept(o, response, &error);
+  CHECK(c != nullptr);
+  return c;
+}
+
+// Feeds everything, in pieces of the given sizes, taking the rest again when the reader
+// stops for its inflation budget (as Conn does on the next turn of the service loop).
+void FeedReader(FrameReader& r, const uint8_t* d, size_t n, const std::vector<size_t>& cuts) {
+  size_t off = 0;
+  for (size_t i = 0; off < n; i++) {
+    size_t k = i < cuts.size() ? std::min(cuts[i], n - off) : n - off;
+    if (k == 0) k = 1;
+    size_t used = 0;
+    int spins = 0;
+    while (used < k) {
+      size_t u = r.Feed(d + off + used, k - used);
+      used += u;
+      CHECK(used <= k);
+      if (u == 0) CHECK(r.busy() && ++spins < 100000);
+    }
+    off += k;
+  }
+  for (int spins = 0; r.busy(); spins++) {
+    CHECK(r.Feed(nullptr, 0) == 0);
+    CHECK(spins < 100000);
+  }
+}
+
+void FuzzReader(FuzzedDataProvider& fdp, const uint8_t* d, size_t n) {
+  bool client = fdp.ConsumeBool();
+  bool deflate = fdp.ConsumeBool();
+  bool nct = fdp.ConsumeBool();
+  uint64_t max_payload = fdp.ConsumeIntegralInRange<uint64_t>(0, 1 << 20);
+  std::vector<size_t> cuts;
+  while (cuts.size() < 64 && fdp.remaining_bytes() > 0)
+    cuts.push_back(fdp.ConsumeIntegralInRange<size_t>(1, 300));
+
+  RecordingSink whole, split;
+  whole.max_payload = split.max_payload = max_payload;
+  whole.give_room = true;
+  split.take = true;
+  FrameReader a(&whole, client, max_payload);
+  FrameReader b(&split, client, max_payload);
+  if (deflate) {
+    a.EnableDeflate(FuzzDeflate(client, nct));
+    b.EnableDeflate(FuzzDeflate(client, nct));
+  }
+  FeedReader(a, d, n, {});
+  FeedReader(b, d, n, cuts);
+  // However the bytes arrive, and wherever the messages go, the reports are the same.
+  CHECK(whole.events == split.events);
+  CHECK(a.done() == b.done());
+  CHECK(a.done() == whole.done);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -465,6 +593,10 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 1 << 16) return -1;  // keep executions fast; nothing here needs more
   FuzzedDataProvider fdp(data, size);
+  {
+    FuzzedDataProvider reader_fdp(data, size);
+    FuzzReader(reader_fdp, data, size);
+  }
   FuzzFrameHeader(data, size);
   FuzzEncodeRoundTrip(fdp);
   FuzzMask(fdp, data, size);

@@ -12,11 +12,10 @@ import {
 } from './errors';
 import { binding, type NativeConnectError, type NativeOpenInfo } from './native';
 import {
+  connOptions,
   type HeartbeatOptions,
-  type NativeDeflate,
+  type NativeConnOptions,
   optBackpressure,
-  optDeflate,
-  optHeartbeat,
   optInt,
   optObject,
   optProtocols,
@@ -60,8 +59,10 @@ export interface ConnectOptions {
   maxPayload?: number;
   /** send() returns false past this many buffered bytes (default 1 MiB). */
   highWaterMark?: number;
-  /** Hard bound on buffered bytes (default none): see backpressurePolicy. */
+  /** Hard bound on buffered bytes (default 64 MiB; `Infinity` for none): see backpressurePolicy. */
   maxBackpressure?: number;
+  /** Stop reading while JavaScript holds more than this of the received messages (default 1 MiB). */
+  receiveHighWaterMark?: number;
   /** Past maxBackpressure, 'close' with 1008 (default) or 'drop' new messages. */
   backpressurePolicy?: BackpressurePolicy;
   /** How long a closing handshake may take (default 5000). */
@@ -100,15 +101,10 @@ interface Normalized {
   timeoutMs: number;
   protocols: string[];
   extraHeaders: string;
-  maxPayload: number;
-  highWaterMark: number;
+  conn: NativeConnOptions;
   backpressure: BackpressureOptions;
-  closeTimeoutMs: number;
-  maxHeaderBytes: number;
   signal: AbortSignal | undefined;
-  heartbeat: { intervalMs: number; timeoutMs: number };
   tls: { ca: string; rejectUnauthorized: boolean };
-  deflate: NativeDeflate | undefined;
   reconnect:
     | {
         retries: number;
@@ -229,15 +225,10 @@ function normalize(url: string | URL, options: unknown): Normalized {
     timeoutMs: optInt(o, 'timeoutMs', 5000, 1, 2 ** 31 - 1),
     protocols: optProtocols(o),
     extraHeaders,
-    maxPayload: optInt(o, 'maxPayload', 64 * 1024 * 1024, 1, 2 ** 30),
-    highWaterMark: optBackpressure(o).highWaterMark,
+    conn: connOptions(o, { name: 'timeoutMs', def: 5000 }),
     backpressure: optBackpressure(o),
-    closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5000, 1, 2 ** 31 - 1),
-    maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
     signal: optSignal(o),
-    heartbeat: optHeartbeat(o),
     tls: clientTls(optObject(o, 'tls')),
-    deflate: optDeflate(o),
     reconnect,
   };
 }
@@ -359,19 +350,11 @@ export class ClientTransport extends NativeTransport implements Transport {
         request,
         accept,
         protocols: o.protocols,
-        maxPayload: o.maxPayload,
-        highWaterMark: o.highWaterMark,
-        timeoutMs: o.timeoutMs,
-        closeTimeoutMs: o.closeTimeoutMs,
-        maxHeaderBytes: o.maxHeaderBytes,
-        heartbeatIntervalMs: o.heartbeat.intervalMs,
-        heartbeatTimeoutMs: o.heartbeat.timeoutMs,
+        conn: o.conn,
         tls: o.target.secure,
         host: o.target.host,
         ca: o.tls.ca,
         rejectUnauthorized: o.tls.rejectUnauthorized,
-        perMessageDeflate: o.deflate,
-        textAsBuffer: o.backpressure.textAsBuffer,
       });
     } catch (e) {
       return Promise.reject(e);

@@ -1,7 +1,7 @@
 // The native binding and the wire format of its event batches.
 // Keep the event numbers in sync with native/context.h.
 import * as path from 'node:path';
-import type { NativeDeflate } from './options';
+import type { NativeConnOptions } from './options';
 
 /** Opaque per-connection handle owned by the native side. */
 export interface ConnHandle {
@@ -35,11 +35,7 @@ export interface NativeBound {
 }
 
 export interface NativeServerConfig {
-  maxPayload: number;
-  highWaterMark: number;
-  handshakeTimeoutMs: number;
-  closeTimeoutMs: number;
-  maxHeaderBytes: number;
+  conn: NativeConnOptions;
   protocols: string[];
   verify: boolean;
   maxConnections: number;
@@ -48,14 +44,10 @@ export interface NativeServerConfig {
   health: boolean;
   staticRoot: string;
   staticIndex: string;
-  heartbeatIntervalMs: number;
-  heartbeatTimeoutMs: number;
   tlsCert: string;
   tlsKey: string;
   tlsPassphrase: string;
   tlsChain: string;
-  textAsBuffer: boolean;
-  perMessageDeflate: NativeDeflate | undefined;
 }
 
 export interface NativeConnectOptions {
@@ -64,19 +56,11 @@ export interface NativeConnectOptions {
   request: string;
   accept: string;
   protocols: string[];
-  maxPayload: number;
-  highWaterMark: number;
-  timeoutMs: number;
-  closeTimeoutMs: number;
-  maxHeaderBytes: number;
-  heartbeatIntervalMs: number;
-  heartbeatTimeoutMs: number;
+  conn: NativeConnOptions;
   tls: boolean;
   host: string;
   ca: string;
   rejectUnauthorized: boolean;
-  perMessageDeflate: NativeDeflate | undefined;
-  textAsBuffer: boolean;
 }
 
 export interface NativeOpenInfo {
@@ -116,6 +100,11 @@ export interface Binding {
   terminate(handle: ConnHandle): void;
   accept(handle: ConnHandle, protocol: string): void;
   reject(handle: ConnHandle, status: number, headerLines: string, body: string): void;
+  pause(handle: ConnHandle): void;
+  resume(handle: ConnHandle): void;
+  /** JavaScript consumed `bytes` of messages it kept (see HELD_BIT). */
+  release(handle: ConnHandle, bytes: number): void;
+  setReceiveLimit(bytes: number): void;
   bufferedAmount(handle: ConnHandle): number;
   setRef(ref: boolean): void;
   setLogLevel(level: number): void;
@@ -141,6 +130,11 @@ export const Ev = {
   ConnectError: 17,
   Upgrade: 18,
 } as const;
+
+/** Set in a message record's type word by JavaScript when it keeps the message for later. */
+export const HELD_BIT = 0x80000000;
+/** What a received event costs beyond its payload, for flow control (kEventCost). */
+export const EVENT_COST = 64;
 
 /** lws log levels (LLL_*). */
 export const LogLevel = {

@@ -106,6 +106,9 @@ export function optStringList(obj: Record<string, unknown>, name: string): strin
   return [...v];
 }
 
+/** The bound on a connection's buffered sends unless the options say otherwise. */
+export const DEFAULT_MAX_BACKPRESSURE = 64 * 1024 * 1024;
+
 export function optBackpressure(obj: Record<string, unknown>): {
   highWaterMark: number;
   maxBackpressure: number;
@@ -113,7 +116,11 @@ export function optBackpressure(obj: Record<string, unknown>): {
   textAsBuffer: boolean;
 } {
   const highWaterMark = optInt(obj, 'highWaterMark', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
-  const maxBackpressure = optInt(obj, 'maxBackpressure', 0, 0, Number.MAX_SAFE_INTEGER);
+  // Infinity is the explicit opt-out (0 natively: no bound).
+  const maxBackpressure =
+    obj.maxBackpressure === Number.POSITIVE_INFINITY
+      ? 0
+      : optInt(obj, 'maxBackpressure', DEFAULT_MAX_BACKPRESSURE, 1, Number.MAX_SAFE_INTEGER);
   const policy = obj.backpressurePolicy ?? 'close';
   if (policy !== 'close' && policy !== 'drop') {
     const err = new TypeError(
@@ -131,6 +138,47 @@ export function optBackpressure(obj: Record<string, unknown>): {
     throw err;
   }
   return { highWaterMark, maxBackpressure, policy, textAsBuffer: textAs === 'buffer' };
+}
+
+/** Limits and timings of one connection, as native code takes them (server and client alike). */
+export interface NativeConnOptions {
+  maxPayload: number;
+  highWaterMark: number;
+  receiveHighWaterMark: number;
+  handshakeTimeoutMs: number;
+  closeTimeoutMs: number;
+  maxHeaderBytes: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  textAsBuffer: boolean;
+  perMessageDeflate: NativeDeflate | undefined;
+}
+
+export const MAX_PAYLOAD_LIMIT = 2 ** 30;
+
+/**
+ * The one normaliser of connection options for listen() and connect(). The
+ * handshake deadline is `handshakeTimeoutMs` on servers (default 10 s) and
+ * `timeoutMs` on clients (connect + handshake, default 5 s).
+ */
+export function connOptions(
+  o: Record<string, unknown>,
+  handshake: { name: 'handshakeTimeoutMs' | 'timeoutMs'; def: number },
+): NativeConnOptions {
+  const heartbeat = optHeartbeat(o);
+  const bp = optBackpressure(o);
+  return {
+    maxPayload: optInt(o, 'maxPayload', 64 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
+    highWaterMark: bp.highWaterMark,
+    receiveHighWaterMark: optInt(o, 'receiveHighWaterMark', 1024 * 1024, 1, 2 ** 40),
+    handshakeTimeoutMs: optInt(o, handshake.name, handshake.def, 1, 2 ** 31 - 1),
+    closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5_000, 1, 2 ** 31 - 1),
+    maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
+    heartbeatIntervalMs: heartbeat.intervalMs,
+    heartbeatTimeoutMs: heartbeat.timeoutMs,
+    textAsBuffer: bp.textAsBuffer,
+    perMessageDeflate: optDeflate(o),
+  };
 }
 
 /** A PEM given as a file path (string) or as its contents (Buffer). */

@@ -5,7 +5,9 @@ import { debuglog } from 'node:util';
 import {
   binding,
   type ConnHandle,
+  EVENT_COST,
   Ev,
+  HELD_BIT,
   LogLevel,
   type NativeConnectError,
   type NativeOpenInfo,
@@ -26,7 +28,8 @@ export interface ServerSink {
 
 export interface ConnectionSink {
   readonly textAsBuffer: boolean;
-  _onMessage(data: Buffer | string, isBinary: boolean): void;
+  /** Returns true when the message is kept for later (its `cost` is released then). */
+  _onMessage(data: Buffer | string, isBinary: boolean, cost: number): boolean;
   _onClose(code: number, reason: string, wasClean: boolean): void;
   _onDrain(): void;
   _onPing(data: Buffer): void;
@@ -52,6 +55,7 @@ class Runtime {
   private started = false;
   private refs = 0;
   private lastServerId = 0;
+  private receiveLimit: number | undefined;
 
   start(): void {
     if (this.started) return;
@@ -60,6 +64,13 @@ class Runtime {
       : LogLevel.error | LogLevel.warn;
     binding.init(this.onEvents, level);
     this.started = true;
+    if (this.receiveLimit !== undefined) binding.setReceiveLimit(this.receiveLimit);
+  }
+
+  /** The context-wide bound on received bytes JavaScript has not consumed yet. */
+  setReceiveLimit(bytes: number): void {
+    this.receiveLimit = bytes;
+    if (this.started) binding.setReceiveLimit(bytes);
   }
 
   nextServerId(): number {
@@ -87,7 +98,7 @@ class Runtime {
       const a = recs[i + 2];
       const b = recs[i + 3];
       try {
-        this.dispatch(type, id, a, b, arena, objs);
+        this.dispatch(recs, i, type, id, a, b, arena, objs);
       } catch (err) {
         // A throwing listener must not cost the rest of the batch; it still
         // surfaces as an uncaught exception, as it would from any emitter.
@@ -99,6 +110,8 @@ class Runtime {
   };
 
   private dispatch(
+    recs: Uint32Array,
+    i: number,
     type: number,
     id: number,
     a: number,
@@ -116,21 +129,25 @@ class Runtime {
         if (conn.textAsBuffer)
           data = b === 0 ? Buffer.alloc(0) : Buffer.from(buf.buffer, buf.byteOffset + a, b);
         else data = b === 0 ? '' : buf.toString('utf8', a, a + b);
-        conn._onMessage(data, false);
+        if (conn._onMessage(data, false, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
       }
       case Ev.Binary: {
+        const conn = this.conns.get(id);
+        if (!conn) return;
         const buf = arena as Buffer;
         const data = b === 0 ? Buffer.alloc(0) : Buffer.from(buf.buffer, buf.byteOffset + a, b);
-        this.conns.get(id)?._onMessage(data, true);
+        if (conn._onMessage(data, true, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
       }
       case Ev.TextObj: // a string, or a Buffer with textAs: 'buffer'
-        this.conns.get(id)?._onMessage((objs as unknown[])[b] as string | Buffer, false);
+      case Ev.BinaryObj: {
+        const conn = this.conns.get(id);
+        if (!conn) return;
+        const data = (objs as unknown[])[b] as string | Buffer;
+        if (conn._onMessage(data, type === Ev.BinaryObj, a + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
-      case Ev.BinaryObj:
-        this.conns.get(id)?._onMessage((objs as unknown[])[b] as Buffer, true);
-        return;
+      }
       case Ev.Drain:
         this.conns.get(id)?._onDrain();
         return;

@@ -16,12 +16,11 @@ import {
 } from './errors';
 import { binding, type NativeRequestInfo, type NativeServerConfig } from './native';
 import {
+  connOptions,
   type HeartbeatOptions,
   optBackpressure,
   optBool,
-  optDeflate,
   optFunction,
-  optHeartbeat,
   optInt,
   optObject,
   optProtocols,
@@ -75,8 +74,17 @@ export interface ListenOptions {
   maxPayload?: number;
   /** send() returns false once this many bytes are buffered (default 1 MiB). */
   highWaterMark?: number;
-  /** Hard bound on a connection's buffered bytes (default none): see backpressurePolicy. */
+  /**
+   * Hard bound on a connection's buffered bytes (default 64 MiB; `Infinity` for none): see
+   * backpressurePolicy.
+   */
   maxBackpressure?: number;
+  /**
+   * Stop reading a connection while JavaScript holds more than this many bytes of its received
+   * messages (delivered to no 'message' listener yet: paused, or waiting in an async iterator);
+   * resume at half of it. Default 1 MiB. TCP flow control then slows the peer down.
+   */
+  receiveHighWaterMark?: number;
   /** Past maxBackpressure, 'close' the connection with 1008 (default) or 'drop' new messages. */
   backpressurePolicy?: BackpressurePolicy;
   /** A client must complete its upgrade request within this time (default 10 s). */
@@ -174,8 +182,6 @@ interface Normalized {
   config: NativeServerConfig;
 }
 
-const MAX_PAYLOAD_LIMIT = 2 ** 30;
-
 function normalize(options: unknown): Normalized {
   if (options === undefined) options = {};
   if (options === null || typeof options !== 'object') {
@@ -188,7 +194,6 @@ function normalize(options: unknown): Normalized {
   if (path !== '' && (!path.startsWith('/') || /[\s?#]/.test(path))) {
     throw invalidArgValue('path', "must start with '/' and contain no query", path);
   }
-  const heartbeat = optHeartbeat(o);
   const tlsMaterial = serverTls(optObject(o, 'tls'));
   const stat = optObject(o, 'static');
   let staticRoot = '';
@@ -237,11 +242,7 @@ function normalize(options: unknown): Normalized {
     verify,
     handleProtocols,
     config: {
-      maxPayload: optInt(o, 'maxPayload', 64 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
-      highWaterMark: optBackpressure(o).highWaterMark,
-      handshakeTimeoutMs: optInt(o, 'handshakeTimeoutMs', 10_000, 1, 2 ** 31 - 1),
-      closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5_000, 1, 2 ** 31 - 1),
-      maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),
+      conn: connOptions(o, { name: 'handshakeTimeoutMs', def: 10_000 }),
       protocols: optProtocols(o),
       verify: verify !== undefined || handleProtocols !== undefined,
       maxConnections: optInt(o, 'maxConnections', 0, 0, 2 ** 31 - 1),
@@ -250,11 +251,7 @@ function normalize(options: unknown): Normalized {
       health: optBool(o, 'health', false),
       staticRoot,
       staticIndex,
-      heartbeatIntervalMs: heartbeat.intervalMs,
-      heartbeatTimeoutMs: heartbeat.timeoutMs,
       ...tlsMaterial,
-      perMessageDeflate: optDeflate(o),
-      textAsBuffer: optBackpressure(o).textAsBuffer,
     },
   };
 }

@@ -21,6 +21,13 @@ export interface Message {
   isBinary: boolean;
 }
 
+/** A received message JavaScript keeps for later, with its flow-control cost. */
+interface Held extends Message {
+  cost: number;
+  /** Iterators that have not taken it yet. */
+  waiting: number;
+}
+
 export interface TransportEvents {
   message: [data: Buffer | string, isBinary: boolean];
   close: [code: number, reason: string, wasClean: boolean];
@@ -61,6 +68,10 @@ export interface Transport {
   close(code?: number, reason?: string): void;
   terminate(): void;
   ping(data?: Buffer | string): void;
+  /** Stops reading: no 'message' until resume(); the peer is slowed down by TCP. */
+  pause(): void;
+  resume(): void;
+  readonly isPaused: boolean;
   readonly isOpen: boolean;
   readonly readyState: ReadyState;
   readonly bufferedAmount: number;
@@ -98,6 +109,15 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   readonly stats: TransportStats = { messagesIn: 0, messagesOut: 0, dropped: 0 };
   #handle: ConnHandle | undefined;
   #id = 0;
+  #paused = false;
+  /** Messages that arrived while paused, delivered by resume(). */
+  #pausedQueue: Held[] = [];
+  /** Consumers of the async iterators in progress. */
+  readonly #iterators = new Set<(m: Held) => void>();
+  /** Kept messages some iterator has not taken yet. */
+  readonly #iterated = new Set<Held>();
+  /** The native close, while kept messages wait for resume(). */
+  #closeAfterResume: [code: number, reason: string, wasClean: boolean] | undefined;
   readonly #highWaterMark: number;
   readonly #maxBackpressure: number;
   readonly #policy: BackpressurePolicy;
@@ -121,10 +141,18 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     this.#id = id;
     runtime.conns.set(id, this);
     runtime.ref();
+    if (this.#paused) binding.pause(handle);
   }
 
   protected detach(): void {
     if (this.#handle === undefined) return;
+    // What JavaScript still keeps no longer holds the native side back.
+    let kept = 0;
+    for (const m of this.#pausedQueue) kept += m.cost;
+    for (const m of this.#iterated) kept += m.cost;
+    for (const m of this.#pausedQueue) m.cost = 0;
+    for (const m of this.#iterated) m.cost = 0;
+    this.#release(kept);
     runtime.conns.delete(this.#id);
     runtime.unref();
     this.#handle = undefined;
@@ -270,27 +298,65 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     binding.ping(this.#handle, payload);
   }
 
-  /** Yields messages in order; ends when the transport closes. */
+  /**
+   * Stops reading this connection: no 'message' is emitted (and no message is yielded) until
+   * resume(). Messages already on their way are kept for resume(); TCP flow control slows the
+   * peer down meanwhile. Heartbeats do not count the paused time against the peer.
+   */
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    if (this.#handle !== undefined) binding.pause(this.#handle);
+  }
+
+  /** Undoes pause(): kept messages are delivered first, in order. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (this.#handle !== undefined) binding.resume(this.#handle);
+    let released = 0;
+    while (!this.#paused && this.#pausedQueue.length > 0) {
+      const m = this.#pausedQueue.shift() as Held;
+      if (!this.#deliver(m)) released += m.cost;
+    }
+    this.#release(released);
+    const close = this.#closeAfterResume;
+    if (close && !this.#paused && this.#pausedQueue.length === 0) {
+      this.#closeAfterResume = undefined;
+      this.onNativeClose(...close);
+    }
+  }
+
+  get isPaused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Yields messages in order; ends when the transport closes. A message waiting here counts
+   * against receiveHighWaterMark until it is taken, so a consumer that pulls slowly pauses
+   * reading by itself.
+   */
   async *[Symbol.asyncIterator](): AsyncGenerator<Message> {
-    const queue: Message[] = [];
+    const queue: Held[] = [];
     let wake: (() => void) | undefined;
     let done = this.state === 'closed';
-    const onMessage = (data: Buffer | string, isBinary: boolean) => {
-      queue.push({ data, isBinary });
+    const consume = (m: Held) => {
+      queue.push(m);
       wake?.();
     };
     const onClose = () => {
       done = true;
       wake?.();
     };
+    this.#iterators.add(consume);
     const self = this.untyped;
-    self.on('message', onMessage);
     self.once('close', onClose);
     try {
       while (true) {
         const next = queue.shift();
         if (next) {
-          yield next;
+          this.#taken(next);
+          yield { data: next.data, isBinary: next.isBinary };
           continue;
         }
         if (done) return;
@@ -300,9 +366,32 @@ export abstract class NativeTransport extends EventEmitter implements Connection
         wake = undefined;
       }
     } finally {
-      self.off('message', onMessage);
+      this.#iterators.delete(consume);
       self.off('close', onClose);
+      for (const m of queue) this.#taken(m);
     }
+  }
+
+  /** Emits a message to listeners and iterators; true when an iterator keeps it. */
+  #deliver(m: Held): boolean {
+    this.stats.messagesIn++;
+    this.untyped.emit('message', m.data, m.isBinary);
+    if (this.#iterators.size === 0) return false;
+    m.waiting = this.#iterators.size;
+    this.#iterated.add(m);
+    for (const consume of this.#iterators) consume(m);
+    return true;
+  }
+
+  /** An iterator took (or dropped) a kept message: release it once every iterator has. */
+  #taken(m: Held): void {
+    if (--m.waiting > 0) return;
+    this.#iterated.delete(m);
+    this.#release(m.cost);
+  }
+
+  #release(bytes: number): void {
+    if (bytes > 0 && this.#handle !== undefined) binding.release(this.#handle, bytes);
   }
 
   /** This emitter without the subclass's event map, for the events every transport has. */
@@ -310,9 +399,13 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     return this as unknown as EventEmitter;
   }
 
-  /** @internal */ _onMessage(data: Buffer | string, isBinary: boolean): void {
-    this.stats.messagesIn++;
-    this.untyped.emit('message', data, isBinary);
+  /** @internal */ _onMessage(data: Buffer | string, isBinary: boolean, cost: number): boolean {
+    const m: Held = { data, isBinary, cost, waiting: 0 };
+    if (this.#paused) {
+      this.#pausedQueue.push(m);
+      return true;
+    }
+    return this.#deliver(m);
   }
 
   /** @internal */ _onDrain(): void {
@@ -348,7 +441,9 @@ export abstract class NativeTransport extends EventEmitter implements Connection
 
   /** @internal */ _onClose(code: number, reason: string, wasClean: boolean): void {
     this.detach();
-    this.onNativeClose(code, reason, wasClean);
+    // Messages kept by pause() come before 'close': it waits for resume().
+    if (this.#pausedQueue.length > 0) this.#closeAfterResume = [code, reason, wasClean];
+    else this.onNativeClose(code, reason, wasClean);
   }
 
   /** The native connection is gone (the handle is already detached). */

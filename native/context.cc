@@ -1,7 +1,5 @@
 #include "context.h"
 
-#include <openssl/err.h>
-#include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -12,6 +10,7 @@
 #include "buffers.h"
 #include "connection.h"
 #include "listener.h"
+#include "server_tls.h"
 #include "tls_client.h"
 
 namespace nlws {
@@ -21,27 +20,6 @@ const char* Context::kProtocolName = "node-lws";
 namespace {
 
 thread_local Context* tls_ctx = nullptr;
-
-}  // namespace
-
-void LwsLogToContext(int level, const char* line) {
-  if (!tls_ctx) return;
-  std::string s(line);
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  tls_ctx->Log(level, s.c_str());
-}
-
-namespace {
-
-// Arena-referencing and object-referencing record types (see EventType).
-bool UsesArena(uint32_t type) {
-  return type == kEvText || type == kEvBinary || type == kEvPing || type == kEvPong;
-}
-bool UsesObj(uint32_t type) {
-  return type == kEvListenError || type == kEvConnection || type == kEvTextObj ||
-         type == kEvBinaryObj || type == kEvClose || type == kEvLog || type == kEvError ||
-         type == kEvOpen || type == kEvConnectError || type == kEvUpgrade;
-}
 
 unsigned FdLimit() {
   struct rlimit rl;
@@ -53,76 +31,11 @@ unsigned FdLimit() {
 
 }  // namespace
 
-// ---- Batch ---------------------------------------------------------------------------
-
-void Batch::Append(Batch&& o) {
-  uint32_t arena_base = static_cast<uint32_t>(arena.len);
-  uint32_t obj_base = static_cast<uint32_t>(objs.size());
-  size_t first = recs.size();
-  recs.insert(recs.end(), o.recs.begin(), o.recs.end());
-  for (size_t i = first; i < recs.size(); i += 4) {
-    uint32_t type = recs[i];
-    if (UsesArena(type)) recs[i + 2] += arena_base;
-    if (UsesObj(type) && recs[i + 3] != kNoObj) recs[i + 3] += obj_base;
-  }
-  if (o.arena.len) {
-    uint8_t* dst = arena.Grow(o.arena.len);
-    if (dst) {
-      memcpy(dst, o.arena.data, o.arena.len);
-      arena.len += o.arena.len;
-    }
-  }
-  for (ObjItem& item : o.objs) objs.push_back(std::move(item));
-  blob_bytes += o.blob_bytes;
-  o.objs.clear();
-  o.Clear();
-}
-
-Arena& Arena::operator=(Arena&& o) noexcept {
-  if (this != &o) {
-    Release();
-    data = o.data;
-    len = o.len;
-    cap = o.cap;
-    o.data = nullptr;
-    o.len = o.cap = 0;
-  }
-  return *this;
-}
-
-Arena::~Arena() { Release(); }
-
-uint8_t* Arena::Grow(size_t n) {
-  if (len + n > cap || !data) {  // (an empty message still needs a buffer to point into)
-    size_t want = cap ? cap * 2 : 64 * 1024;
-    while (want < len + n) want *= 2;
-    uint8_t* p = BufRealloc(data, want, len);
-    if (!p) return nullptr;
-    data = p;
-    cap = BufCapacity(p);
-  }
-  return data + len;
-}
-
-void Arena::Release() {
-  BufFree(data);
-  data = nullptr;
-  len = cap = 0;
-}
-
-uint8_t* Arena::Take() {
-  uint8_t* p = data;
-  data = nullptr;
-  len = cap = 0;
-  return p;
-}
-
-void Batch::Clear() {
-  for (ObjItem& item : objs) BufFree(item.blob.data);
-  objs.clear();
-  recs.clear();
-  arena.len = 0;  // keeps the buffer for the next batch
-  blob_bytes = 0;
+void LwsLogToContext(int level, const char* line) {
+  if (!tls_ctx) return;
+  std::string s(line);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  tls_ctx->Log(level, s.c_str());
 }
 
 ClientConfig::~ClientConfig() {
@@ -149,7 +62,7 @@ void DisposeCommand(Command& cmd) {
   }
 }
 
-// ---- lifecycle -------------------------------------------------------------------------
+// ---- lifecycle (main thread) ---------------------------------------------------------
 
 Context* Context::Create(Napi::Env env, Napi::Function on_events, std::string* error) {
   Context* ctx = new Context();
@@ -191,69 +104,9 @@ void Context::Stop() {
   }
   {
     std::lock_guard<std::mutex> lock(ev_mu_);
-    pending_.Clear();
+    pending_.clear();
   }
   tsfn_.Release();
-}
-
-void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_variable* cv,
-                         bool* ready) {
-  tls_ctx = this;
-  protocols_[0].name = kProtocolName;
-  protocols_[0].callback = Callback;
-
-  lws_context_creation_info info;
-  memset(&info, 0, sizeof info);
-  info.port = CONTEXT_PORT_NO_LISTEN;
-  info.protocols = protocols_;
-  info.user = this;
-  info.pt_serv_buf_size = 256 * 1024;  // read size for raw sockets
-  // OpenSSL set-up (inside Node, lws's OpenSSL calls bind to Node's own OpenSSL).
-  // No OS CA store: clients verify with their own (tls_client.cc), and lws would
-  // load one per context.
-  // EXPLICIT_VHOSTS: the plain vhost below is created without TLS options, so
-  // lws builds no client SSL_CTX for it (which leaked when worker contexts
-  // coexisted); TLS servers get their own vhosts (ServerTlsVhost).
-  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS |
-                 LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-  info.fd_limit_per_thread = FdLimit();
-  lws_ = lws_create_context(&info);
-  if (lws_) {
-    lws_context_creation_info vi;
-    memset(&vi, 0, sizeof vi);
-    vi.vhost_name = "default";
-    vi.port = CONTEXT_PORT_NO_LISTEN;
-    vi.protocols = protocols_;
-    vhost_ = lws_create_vhost(lws_, &vi);
-  }
-  if (!lws_ || !vhost_) {
-    *error = "lws_create_context failed";
-    if (lws_) lws_context_destroy(lws_);
-    lws_ = nullptr;
-  }
-  {
-    std::lock_guard<std::mutex> lock(*mu);
-    *ready = true;
-  }
-  cv->notify_one();
-  if (!lws_) return;
-
-  while (!stopping_.load(std::memory_order_acquire)) {
-    if (lws_service(lws_, 0) < 0) break;
-    FlushEvents();
-  }
-
-  // Tear down on this thread: every lws call stays here.
-  shutting_down_ = true;
-  lws_context_destroy(lws_);
-  for (auto& kv : listeners_) delete kv.second;
-  listeners_.clear();
-  for (auto& kv : client_tls_ctx_) SSL_CTX_free(kv.second);
-  client_tls_ctx_.clear();
-  dirty_.clear();
-  kills_.clear();
-  local_.Clear();
-  tls_ctx = nullptr;
 }
 
 void Context::SetRef(bool ref) {
@@ -264,8 +117,6 @@ void Context::SetRef(bool ref) {
   else
     tsfn_.Unref(env_);
 }
-
-// ---- main -> service ---------------------------------------------------------------------
 
 void Context::Push(Command&& cmd) {
   if (stopped_) {
@@ -284,6 +135,99 @@ void Context::Push(Command&& cmd) {
     wake_deferred_ = true;  // one wake-up at the end of the batch
   else
     lws_cancel_service(lws_);
+}
+
+void Context::ReleaseConn(ConnShared* shared, int64_t bytes) {
+  if (bytes <= 0) return;
+  int64_t now = shared->rx_pending.fetch_sub(bytes) - bytes;
+  if (now <= shared->rx_low_water && shared->rx_waiting.load() &&
+      shared->rx_waiting.exchange(false) && !shared->gone.load()) {
+    shared->Ref();
+    Command c{};
+    c.type = Command::kResumeRx;
+    c.conn = shared;
+    c.code = 1;  // Conn::kRxFlow
+    Push(std::move(c));
+  }
+}
+
+void Context::ReleaseTotal(int64_t bytes) {
+  if (bytes <= 0) return;
+  int64_t limit = rx_limit_.load(std::memory_order_relaxed);
+  int64_t total = rx_total_.fetch_sub(bytes) - bytes;
+  if (total <= limit / 2 && rx_global_waiting_.load() && rx_global_waiting_.exchange(false)) {
+    Command c{};
+    c.type = Command::kResumeAll;
+    Push(std::move(c));
+  }
+}
+
+// ---- the service thread -------------------------------------------------------------
+
+void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_variable* cv,
+                         bool* ready) {
+  tls_ctx = this;
+  protocols_[0].name = kProtocolName;
+  protocols_[0].callback = Callback;
+
+  lws_context_creation_info info;
+  memset(&info, 0, sizeof info);
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = protocols_;
+  info.user = this;
+  info.pt_serv_buf_size = 256 * 1024;  // read size for raw sockets
+  // OpenSSL set-up (inside Node, lws's OpenSSL calls bind to Node's own OpenSSL).
+  // No OS CA store: clients verify with their own (tls_client.cc), and lws would
+  // load one per context.
+  // EXPLICIT_VHOSTS: the plain vhost below is created without TLS options, so
+  // lws builds no client SSL_CTX for it (which leaked when worker contexts
+  // coexisted); TLS servers get their own vhosts (server_tls.cc).
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS |
+                 LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  info.fd_limit_per_thread = FdLimit();
+  lws_ = lws_create_context(&info);
+  if (lws_) {
+    lws_context_creation_info vi;
+    memset(&vi, 0, sizeof vi);
+    vi.vhost_name = "default";
+    vi.port = CONTEXT_PORT_NO_LISTEN;
+    vi.protocols = protocols_;
+    vhost_ = lws_create_vhost(lws_, &vi);
+  }
+  if (!lws_ || !vhost_) {
+    *error = "lws_create_context failed";
+    if (lws_) lws_context_destroy(lws_);
+    lws_ = nullptr;
+  }
+  timers_.Init(lws_);
+  {
+    std::lock_guard<std::mutex> lock(*mu);
+    *ready = true;
+  }
+  cv->notify_one();
+  if (!lws_) return;
+
+  while (!stopping_.load(std::memory_order_acquire)) {
+    if (lws_service(lws_, 0) < 0) break;
+    RunBusy();
+    FlushEvents();
+    // Connections with inflation left: poll without waiting next time.
+    if (!busy_.empty()) lws_cancel_service(lws_);
+  }
+
+  // Tear down on this thread: every lws call stays here.
+  shutting_down_ = true;
+  timers_.Clear();
+  lws_context_destroy(lws_);
+  for (auto& kv : listeners_) delete kv.second;
+  listeners_.clear();
+  for (auto& kv : client_tls_ctx_) SSL_CTX_free(kv.second);
+  client_tls_ctx_.clear();
+  dirty_.clear();
+  busy_.clear();
+  kills_.clear();
+  local_.Clear();
+  tls_ctx = nullptr;
 }
 
 int Context::Callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len) {
@@ -309,21 +253,8 @@ int Context::Callback(lws* wsi, lws_callback_reasons reason, void* user, void* i
       if (c) c->OnClosed();
       return 0;
     }
-    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS: {
-      // Each TLS server has its own vhost, none of them listening in lws's
-      // sense (port 0). lws's SNI callback would pick "the first vhost on
-      // that port" for a client that sends SNI: another server's certificate.
-      // Each SSL_CTX serves its own certificate, whatever the SNI says.
-      SSL_CTX_set_tlsext_servername_callback(
-          static_cast<SSL_CTX*>(user), +[](SSL*, int*, void*) { return SSL_TLSEXT_ERR_OK; });
-      // lws loads only the first certificate of a PEM from memory: the rest
-      // of the chain (intermediates, tls.ca) goes in here.
-      auto* ctx = static_cast<Context*>(lws_context_user(lws_get_context(wsi)));
-      if (ctx && ctx->pending_chain_ &&
-          !AddChain(static_cast<SSL_CTX*>(user), *ctx->pending_chain_))
-        return 1;  // fails the vhost: listen() rejects
-      return 0;
-    }
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+      return OnServerTlsContext(static_cast<SSL_CTX*>(user));
     case LWS_CALLBACK_RAW_RX_FILE: {
       auto* l = static_cast<Listener*>(lws_get_opaque_user_data(wsi));
       if (l) l->Accept();
@@ -355,6 +286,7 @@ void Context::RunCommands() {
 }
 
 void Context::RunCommand(Command& c) {
+  Conn* conn = c.conn ? c.conn->conn : nullptr;
   switch (c.type) {
     case Command::kStartServer: {
       uint32_t id = c.server->id;
@@ -364,6 +296,7 @@ void Context::RunCommand(Command& c) {
       if (l->Start(&error)) {
         listeners_[id] = l;
         Emit(kEvListening, id);
+        if (rx_global_paused_) l->PauseAccept(true);
       } else {
         delete l;
         Emit(kEvListenError, id, 0, AddString(error));
@@ -387,38 +320,53 @@ void Context::RunCommand(Command& c) {
       return;
     }
     case Command::kSend: {
-      Conn* conn = c.conn->conn;
       if (!conn) return;  // DisposeCommand frees the frame and its accounting
-      if (c.compress)
+      if (c.compress) {
         conn->SendCompressed(c.data, c.len, static_cast<uint8_t>(c.code));
-      else
-        conn->Send(c.data, c.len, c.payload);
+      } else {
+        OutFrame f;
+        f.data = c.data;
+        f.block = c.data;
+        f.len = c.len;
+        f.payload = c.payload;
+        f.kind = c.code == kOpPing ? OutFrame::kPing : OutFrame::kData;
+        conn->Send(f);
+      }
       c.data = nullptr;
       c.payload = 0;
       return;
     }
-    case Command::kClose: {
-      Conn* conn = c.conn->conn;
+    case Command::kClose:
       if (!conn) return;
-      conn->CloseFromJs(c.data, c.len, c.code);
+      conn->CloseFromJs(c.data, c.len);
       c.data = nullptr;
       return;
-    }
-    case Command::kTerminate: {
-      Conn* conn = c.conn->conn;
+    case Command::kTerminate:
       if (conn) conn->Terminate();
       return;
-    }
-    case Command::kAccept: {
-      Conn* conn = c.conn->conn;
+    case Command::kAccept:
       if (conn) conn->AcceptUpgrade(c.text);
       return;
-    }
-    case Command::kReject: {
-      Conn* conn = c.conn->conn;
+    case Command::kReject:
       if (conn) conn->RejectUpgrade(c.code, c.text, c.text2);
       return;
-    }
+    case Command::kPauseRx:
+      if (conn) conn->PauseRx(static_cast<uint8_t>(c.code));
+      return;
+    case Command::kResumeRx:
+      if (!conn) return;
+      if (c.code == Conn::kRxFlow)
+        conn->CheckRxFlow();
+      else
+        conn->ResumeRx(static_cast<uint8_t>(c.code));
+      return;
+    case Command::kResumeAll:
+      if (rx_global_paused_ &&
+          rx_total_.load() + local_.cost <= rx_limit_.load(std::memory_order_relaxed) / 2)
+        ResumeAll();
+      else if (rx_global_paused_)
+        rx_global_waiting_.store(true);  // not low enough yet (charged since): wait again
+      return;
   }
 }
 
@@ -430,41 +378,9 @@ SSL_CTX* Context::ClientTlsContext(const std::string& ca, std::string* error) {
   return ctx;
 }
 
-bool AddChain(SSL_CTX* ssl_ctx, const std::string& pem) {
-  if (pem.empty()) return true;
-  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  bool ok = true;
-  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
-    if (SSL_CTX_add_extra_chain_cert(ssl_ctx, cert) != 1) {  // takes ownership on success
-      X509_free(cert);
-      ok = false;
-      break;
-    }
-  }
-  BIO_free(bio);
-  ERR_clear_error();  // the read loop ends on an expected "no start line"
-  return ok;
-}
-
 lws_vhost* Context::ServerTlsVhost(const ServerConfig& cfg, std::string* error) {
-  lws_context_creation_info vi;
-  memset(&vi, 0, sizeof vi);
   vhost_names_.push_back("node-lws-tls-" + std::to_string(++vhost_serial_));
-  vi.vhost_name = vhost_names_.back().c_str();
-  vi.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-  vi.protocols = protocols_;
-  vi.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-  vi.server_ssl_cert_mem = cfg.tls_cert.data();
-  vi.server_ssl_cert_mem_len = static_cast<unsigned int>(cfg.tls_cert.size());
-  vi.server_ssl_private_key_mem = cfg.tls_key.data();
-  vi.server_ssl_private_key_mem_len = static_cast<unsigned int>(cfg.tls_key.size());
-  if (!cfg.tls_passphrase.empty()) vi.ssl_private_key_password = cfg.tls_passphrase.c_str();
-  vi.alpn = "http/1.1";             // node-lws speaks HTTP/1.1 only; lws would offer h2 first
-  pending_chain_ = &cfg.tls_chain;  // read by the callback lws_create_vhost makes
-  lws_vhost* vh = lws_create_vhost(lws_, &vi);
-  pending_chain_ = nullptr;
-  if (!vh) *error = "lws rejected the TLS certificate, key or chain";
-  return vh;
+  return CreateServerTlsVhost(lws_, protocols_, cfg, vhost_names_.back().c_str(), error);
 }
 
 void Context::ServerClosed(Listener* l) {
@@ -474,28 +390,57 @@ void Context::ServerClosed(Listener* l) {
   delete l;
 }
 
+void Context::ShutdownConns(Listener* l) {
+  for (Conn* c = conns_; c; c = c->next)
+    if (c->server() == l) c->Shutdown();  // never deletes synchronously
+}
+
+// ---- connection lists ----------------------------------------------------------------
+
+void Context::AddConn(Conn* c) {
+  c->prev = nullptr;
+  c->next = conns_;
+  if (conns_) conns_->prev = c;
+  conns_ = c;
+}
+
+void Context::RemoveConn(Conn* c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else if (conns_ == c)
+    conns_ = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = nullptr;
+}
+
 void Context::MarkDirty(Conn* conn) {
   if (conn->dirty) return;
   conn->dirty = true;
   dirty_.push_back(conn);
 }
 
-void Context::ForgetDirty(Conn* conn) {
-  auto it = std::find(dirty_.begin(), dirty_.end(), conn);
-  if (it != dirty_.end()) dirty_.erase(it);
-  conn->dirty = false;
+void Context::MarkBusy(Conn* conn) {
+  if (conn->busy) return;
+  conn->busy = true;
+  busy_.push_back(conn);
+}
+
+void Context::Forget(Conn* conn) {
+  auto drop = [conn](std::vector<Conn*>& v) {
+    auto it = std::find(v.begin(), v.end(), conn);
+    if (it != v.end()) v.erase(it);
+  };
+  if (conn->dirty) drop(dirty_);
+  if (conn->busy) drop(busy_);
+  if (conn->kill_pending) drop(kills_);
+  conn->dirty = conn->busy = conn->kill_pending = false;
+  RemoveConn(conn);
 }
 
 void Context::ScheduleKill(Conn* conn) {
   if (conn->kill_pending) return;
   conn->kill_pending = true;
   kills_.push_back(conn);
-}
-
-void Context::CancelKill(Conn* conn) {
-  auto it = std::find(kills_.begin(), kills_.end(), conn);
-  if (it != kills_.end()) kills_.erase(it);
-  conn->kill_pending = false;
 }
 
 // Closing synchronously here, between two lws_service() calls, rather than
@@ -522,36 +467,92 @@ void Context::FlushDirty() {
   }
 }
 
-// ---- service -> main ----------------------------------------------------------------------
+void Context::RunBusy() {
+  if (busy_.empty()) return;
+  std::vector<Conn*> list;
+  list.swap(busy_);
+  for (Conn* c : list) c->busy = false;
+  for (Conn* c : list) c->Continue();  // may mark itself busy again
+}
+
+// ---- receive flow control (service thread) ------------------------------------------------
+
+void Context::ChargeConn(ConnShared* shared, int64_t bytes) {
+  shared->rx_pending.fetch_add(bytes);
+  shared->Ref();
+  local_.charges.push_back(RxCharge{shared, bytes});
+  CheckRxTotal();
+}
+
+void Context::CheckRxTotal() {
+  if (rx_global_paused_) return;
+  if (rx_total_.load() + local_.cost <= rx_limit_.load(std::memory_order_relaxed)) return;
+  PauseAll();
+}
+
+void Context::PauseAll() {
+  rx_global_paused_ = true;
+  for (Conn* c = conns_; c; c = c->next) c->PauseRx(Conn::kRxGlobal);
+  for (auto& kv : listeners_) kv.second->PauseAccept(true);
+  rx_global_waiting_.store(true);
+  // The main thread may have released everything before it saw the flag.
+  if (rx_total_.load() + local_.cost <= rx_limit_.load(std::memory_order_relaxed) / 2 &&
+      rx_global_waiting_.exchange(false))
+    ResumeAll();
+}
+
+void Context::ResumeAll() {
+  rx_global_paused_ = false;
+  for (auto& kv : listeners_) kv.second->PauseAccept(false);
+  // Resuming may read stashed input, charge, and pause everything again.
+  for (Conn* c = conns_; c && !rx_global_paused_;) {
+    Conn* next = c->next;
+    c->ResumeRx(Conn::kRxGlobal);  // may close (and delete) c
+    c = next;
+  }
+}
+
+// ---- service -> main ------------------------------------------------------------------
 
 void Context::Emit(uint32_t type, uint32_t id, uint32_t a, uint32_t b) {
   local_.recs.insert(local_.recs.end(), {type, id, a, b});
+  local_.cost += kEventCost;
 }
 
-uint32_t Context::AddArena(const uint8_t* p, size_t n) {
-  size_t off = local_.arena.len;
-  uint8_t* dst = local_.arena.Grow(n);
-  if (!dst) return 0;  // out of memory: the message reads as empty
+bool Context::AddArena(const uint8_t* p, size_t n, uint32_t* offset) {
+  uint8_t* dst = local_.arena.Room(n);
+  if (!dst) return false;
+  *offset = static_cast<uint32_t>(local_.arena.len);
   if (n) memcpy(dst, p, n);
   local_.arena.len += n;
-  return static_cast<uint32_t>(off);
+  local_.cost += static_cast<int64_t>(n);
+  return true;
 }
 
 uint32_t Context::AddString(std::string s) {
-  ObjItem item{ObjItem::kString, std::move(s), Blob{}, nullptr};
+  local_.cost += static_cast<int64_t>(s.size());
+  ObjItem item;
+  item.kind = ObjItem::kString;
+  item.str = std::move(s);
   local_.objs.push_back(std::move(item));
   return static_cast<uint32_t>(local_.objs.size() - 1);
 }
 
 uint32_t Context::AddBlob(ObjItem::Kind kind, uint8_t* data, size_t len) {
-  ObjItem item{kind, std::string(), Blob{data, len}, nullptr};
+  local_.cost += static_cast<int64_t>(len);
+  ObjItem item;
+  item.kind = kind;
+  item.data = data;
+  item.len = len;
   local_.objs.push_back(std::move(item));
-  local_.blob_bytes += len;
   return static_cast<uint32_t>(local_.objs.size() - 1);
 }
 
 uint32_t Context::AddError(const char* code, std::string message, int status) {
-  ObjItem item{ObjItem::kError, std::move(message), Blob{}, nullptr};
+  local_.cost += static_cast<int64_t>(message.size());
+  ObjItem item;
+  item.kind = ObjItem::kError;
+  item.str = std::move(message);
   item.code = code;
   item.status = status;
   local_.objs.push_back(std::move(item));
@@ -559,7 +560,13 @@ uint32_t Context::AddError(const char* code, std::string message, int status) {
 }
 
 uint32_t Context::AddInfo(std::unique_ptr<ConnInfo> info) {
-  ObjItem item{ObjItem::kInfo, std::string(), Blob{}, std::move(info)};
+  int64_t size = 256 + static_cast<int64_t>(info->path.size());
+  for (const auto& kv : info->headers)
+    size += static_cast<int64_t>(kv.first.size() + kv.second.size());
+  local_.cost += size;
+  ObjItem item;
+  item.kind = ObjItem::kInfo;
+  item.info = std::move(info);
   local_.objs.push_back(std::move(item));
   return static_cast<uint32_t>(local_.objs.size() - 1);
 }
@@ -570,17 +577,15 @@ void Context::FlushEvents() {
   FlushDirty();
   RunKills();
   if (local_.Empty()) return;
+  rx_total_.fetch_add(local_.cost);
   bool call;
   {
     std::lock_guard<std::mutex> lock(ev_mu_);
-    if (pending_.Empty())
-      std::swap(pending_, local_);
-    else
-      pending_.Append(std::move(local_));
+    pending_.push_back(std::move(local_));
     call = !call_pending_;
     call_pending_ = true;
   }
-  local_.Clear();
+  local_ = Batch();
   if (call && tsfn_.NonBlockingCall() != napi_ok) {
     std::lock_guard<std::mutex> lock(ev_mu_);
     call_pending_ = false;
@@ -590,169 +595,7 @@ void Context::FlushEvents() {
 void Context::CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused) {
   (void)unused;
   if (!env || !ctx) return;
-  ctx->DeliverEvents(env, cb);
-}
-
-namespace {
-
-// Event delivery uses the C N-API with every status checked, not the C++
-// wrappers: while a worker is being terminated any call may fail, and the
-// wrappers turn a failure into a fatal error. Here a failure drops the batch.
-#define NLWS_OK(call)                    \
-  do {                                   \
-    if ((call) != napi_ok) return false; \
-  } while (0)
-
-bool SetNamed(napi_env env, napi_value obj, const char* name, napi_value v) {
-  return napi_set_named_property(env, obj, name, v) == napi_ok;
-}
-
-bool Str(napi_env env, const std::string& s, napi_value* out) {
-  return napi_create_string_utf8(env, s.data(), s.size(), out) == napi_ok;
-}
-
-void FreeBlob(napi_env env, void* data, void* hint) {
-  int64_t len = static_cast<int64_t>(reinterpret_cast<uintptr_t>(hint));
-  int64_t ignored;
-  napi_adjust_external_memory(env, -len, &ignored);
-  BufFree(static_cast<uint8_t*>(data));
-}
-
-bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
-  napi_value o, v, headers;
-  NLWS_OK(napi_create_object(env, &o));
-  ConnShared* shared = info->shared;
-  NLWS_OK(napi_create_external(
-      env, shared, [](napi_env, void* data, void*) { static_cast<ConnShared*>(data)->Unref(); },
-      nullptr, &v));
-  info->shared = nullptr;  // the External owns this reference now
-  if (!SetNamed(env, o, "handle", v)) return false;
-  NLWS_OK(napi_create_uint32(env, shared->id, &v));
-  if (!SetNamed(env, o, "id", v) || !Str(env, info->path, &v) || !SetNamed(env, o, "path", v))
-    return false;
-  NLWS_OK(napi_create_object(env, &headers));
-  // Repeated headers are joined with ", ", as Node's http module does.
-  std::vector<std::pair<std::string, std::string>> merged;
-  for (auto& kv : info->headers) {
-    auto it = std::find_if(merged.begin(), merged.end(),
-                           [&](const auto& m) { return m.first == kv.first; });
-    if (it == merged.end())
-      merged.emplace_back(std::move(kv.first), std::move(kv.second));
-    else
-      it->second += ", " + kv.second;
-  }
-  for (const auto& kv : merged)
-    if (!Str(env, kv.second, &v) || !SetNamed(env, headers, kv.first.c_str(), v)) return false;
-  if (!SetNamed(env, o, "headers", headers)) return false;
-  if (!Str(env, info->remote_address, &v) || !SetNamed(env, o, "remoteAddress", v)) return false;
-  NLWS_OK(napi_create_int32(env, info->remote_port, &v));
-  if (!SetNamed(env, o, "remotePort", v)) return false;
-  if (!Str(env, info->protocol, &v) || !SetNamed(env, o, "protocol", v)) return false;
-  *out = o;
-  return true;
-}
-
-bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
-  switch (item.kind) {
-    case ObjItem::kString:
-      return Str(env, item.str, out);
-    case ObjItem::kUtf8: {
-      bool ok = napi_create_string_utf8(env, reinterpret_cast<const char*>(item.blob.data),
-                                        item.blob.len, out) == napi_ok;
-      BufFree(item.blob.data);
-      item.blob.data = nullptr;
-      return ok;
-    }
-    case ObjItem::kBuffer: {
-      size_t len = item.blob.len;
-      NLWS_OK(napi_create_external_buffer(env, len, item.blob.data, FreeBlob,
-                                          reinterpret_cast<void*>(static_cast<uintptr_t>(len)),
-                                          out));
-      item.blob.data = nullptr;  // the Buffer owns it now
-      int64_t ignored;
-      napi_adjust_external_memory(env, static_cast<int64_t>(len), &ignored);
-      return true;
-    }
-    case ObjItem::kInfo:
-      return MakeInfo(env, item.info.get(), out);
-    case ObjItem::kError: {
-      napi_value v;
-      NLWS_OK(napi_create_object(env, out));
-      if (!Str(env, item.code, &v) || !SetNamed(env, *out, "code", v)) return false;
-      if (!Str(env, item.str, &v) || !SetNamed(env, *out, "message", v)) return false;
-      if (item.status) {
-        NLWS_OK(napi_create_int32(env, item.status, &v));
-        if (!SetNamed(env, *out, "status", v)) return false;
-      }
-      return true;
-    }
-  }
-  return false;
-}
-
-bool MakeBatch(napi_env env, Batch& b, napi_value argv[3]) {
-  size_t nrec = b.recs.size();
-  void* data;
-  napi_value rab;
-  NLWS_OK(napi_create_arraybuffer(env, nrec * sizeof(uint32_t), &data, &rab));
-  memcpy(data, b.recs.data(), nrec * sizeof(uint32_t));
-  NLWS_OK(napi_create_typedarray(env, napi_uint32_array, nrec, rab, 0, &argv[0]));
-
-  NLWS_OK(napi_get_undefined(env, &argv[1]));
-  if (!b.arena.empty()) {
-    if (b.arena.len <= 4096) {
-      void* copy;  // small: a copy is cheaper than an external buffer
-      NLWS_OK(napi_create_buffer_copy(env, b.arena.len, b.arena.data, &copy, &argv[1]));
-    } else {
-      size_t len = b.arena.len;
-      uint8_t* data = b.arena.Take();  // no copy: JavaScript slices it
-      NLWS_OK(napi_create_external_buffer(env, len, data, FreeBlob,
-                                          reinterpret_cast<void*>(static_cast<uintptr_t>(len)),
-                                          &argv[1]));
-      int64_t ignored;
-      napi_adjust_external_memory(env, static_cast<int64_t>(len), &ignored);
-    }
-  }
-
-  NLWS_OK(napi_get_undefined(env, &argv[2]));
-  if (!b.objs.empty()) {
-    NLWS_OK(napi_create_array_with_length(env, b.objs.size(), &argv[2]));
-    for (size_t i = 0; i < b.objs.size(); i++) {
-      napi_value v;
-      if (!MakeObj(env, b.objs[i], &v)) return false;
-      NLWS_OK(napi_set_element(env, argv[2], static_cast<uint32_t>(i), v));
-    }
-  }
-  return true;
-}
-
-#undef NLWS_OK
-
-}  // namespace
-
-void Context::DeliverEvents(Napi::Env env, Napi::Function cb) {
-  Batch b;
-  {
-    std::lock_guard<std::mutex> lock(ev_mu_);
-    std::swap(b, pending_);
-    call_pending_ = false;
-  }
-  if (b.Empty()) return;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value argv[3];
-  if (MakeBatch(env, b, argv)) {
-    napi_value global, result;
-    delivering_ = true;
-    if (napi_get_global(env, &global) == napi_ok)
-      napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
-    delivering_ = false;
-  }
-  napi_close_handle_scope(env, scope);
-  if (wake_deferred_) {
-    wake_deferred_ = false;
-    if (!stopped_) lws_cancel_service(lws_);
-  }
+  ctx->Deliver(env, cb);
 }
 
 }  // namespace nlws

@@ -1,11 +1,22 @@
 // The per-environment native core: one lws context driven by its own service
 // thread, and the two batched queues that connect it to JavaScript.
 //
-//   main thread  --Command-->  [commands_, one lws_cancel_service per batch]
-//   service thread --events--> [Batch, one thread-safe-function call per batch]
+//   main thread    --Command-->  [commands_, one lws_cancel_service per batch]
+//   service thread --Batch---->  [pending_, one thread-safe-function call per batch]
 //
 // Only lws_cancel_service() is called off the service thread; JavaScript is
-// only touched on the main thread (in DeliverEvents).
+// only touched on the main thread (delivery.cc).
+//
+// Receive flow control. Every event the service thread produces is charged
+// to the context's receive total (rx_total_), and message events also to
+// their connection (ConnShared::rx_pending). JavaScript releases the charge
+// when it has consumed the event: at once after delivery, or later for
+// messages it keeps (paused connections, async iterators). A connection
+// stops reading above its receiveHighWaterMark and resumes at half of it;
+// every connection (and every listener) stops reading above the total limit
+// and resumes at half of it. TCP flow control then slows the peers down.
+//
+// Methods are marked with the thread that calls them.
 #pragma once
 
 #include <libwebsockets.h>
@@ -23,174 +34,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "deflate.h"
+#include "batch.h"
+#include "conn_shared.h"
+#include "options.h"
+#include "timers.h"
 
 namespace nlws {
 
 class Conn;
 class Listener;
-class Context;
-
-// Event records: four uint32 words [type, id, a, b]. Keep in sync with lib/native.ts.
-enum EventType : uint32_t {
-  kEvListening = 1,       // id=server, a=port
-  kEvListenError = 2,     // id=server, a=errno, b=obj(message)
-  kEvListenerClosed = 3,  // id=server: the listening socket is closed, the port is free
-  kEvServerClosed = 4,    // id=server: every connection of the server is gone
-  kEvConnection = 5,      // id=conn, a=server, b=obj(request info)
-  kEvText = 6,            // id=conn, a=arena offset, b=length
-  kEvBinary = 7,          // id=conn, a=arena offset, b=length
-  kEvTextObj = 8,         // id=conn, b=obj(string)
-  kEvBinaryObj = 9,       // id=conn, b=obj(Buffer)
-  kEvClose = 10,          // id=conn, a=code | wasClean << 16, b=obj(reason) or kNoObj
-  kEvDrain = 11,          // id=conn
-  kEvPing = 12,           // id=conn, a=arena offset, b=length
-  kEvPong = 13,           // id=conn, a=arena offset, b=length
-  kEvLog = 14,            // id=lws log level, b=obj(line)
-  kEvError = 15,          // id=conn, a=close code sent, b=obj(message)
-  kEvOpen = 16,           // id=conn (client): handshake done, b=obj(response info)
-  kEvConnectError = 17,   // id=conn (client): a=errno or 0, b=obj({ code, message, status })
-  kEvUpgrade = 18,        // id=conn, a=server, b=obj(request info; protocol = offered list)
-};
-constexpr uint32_t kNoObj = 0xFFFFFFFFu;
-
-// State one connection shares between its JS handle (main thread) and its Conn
-// (service thread). Reference counted: the Conn, each queued Command and the JS
-// External each hold a reference.
-struct ConnShared {
-  std::atomic<int> refs{1};
-  std::atomic<int64_t> buffered{0};  // payload bytes accepted by send() and not yet written
-  std::atomic<bool> gone{false};     // the Conn is closed; sends are dropped
-  // Messages of at least this many bytes are compressed (permessage-deflate
-  // negotiated); set before the connection is announced to JavaScript.
-  std::atomic<uint32_t> deflate_threshold{0xFFFFFFFFu};
-  uint32_t id = 0;
-  int64_t high_water_mark = 0;
-  bool client = false;   // frames we send must be masked
-  Conn* conn = nullptr;  // service thread only
-
-  void Ref() { refs.fetch_add(1, std::memory_order_relaxed); }
-  void Unref() {
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-};
-
-// What a listening server needs on the service thread.
-struct ServerConfig {
-  uint32_t id = 0;
-  int fd = -1;
-  uint64_t max_payload = 0;
-  int64_t high_water_mark = 0;
-  uint32_t handshake_timeout_ms = 0;
-  uint32_t close_timeout_ms = 0;
-  uint32_t max_header_bytes = 0;
-  std::vector<std::string> protocols;
-  bool verify = false;           // JavaScript decides each upgrade (kEvUpgrade -> kAccept/kReject)
-  uint32_t max_connections = 0;  // 0: no limit; beyond it, 503
-  std::vector<std::string> allowed_origins;  // empty: any Origin
-  std::string path;         // empty: upgrades on any path; else only this one (404 otherwise)
-  bool health = false;      // GET /health answers JSON
-  std::string static_root;  // real path of a folder served over HTTP; empty: none
-  std::string static_index;
-  uint32_t heartbeat_interval_ms = 0;
-  uint32_t heartbeat_timeout_ms = 0;
-  DeflateOptions deflate;
-  // TLS: PEM text; empty cert means plain TCP.
-  std::string tls_cert;
-  std::string tls_key;
-  std::string tls_passphrase;
-  std::string tls_chain;        // PEM: intermediate / CA certificates sent after the leaf
-  bool text_as_buffer = false;  // large text messages reach JavaScript as Buffers
-};
-
-// A client connection to start: the socket is already connecting.
-struct ClientConfig {
-  ConnShared* shared = nullptr;  // owns one reference
-  int fd = -1;
-  std::string address;
-  int port = 0;
-  std::string request;  // the HTTP upgrade request, sent once connected
-  std::string accept;   // the Sec-WebSocket-Accept value to expect
-  std::vector<std::string> protocols;
-  uint64_t max_payload = 0;
-  uint32_t timeout_ms = 0;  // connect + handshake
-  uint32_t close_timeout_ms = 0;
-  uint32_t max_header_bytes = 0;
-  uint32_t heartbeat_interval_ms = 0;
-  uint32_t heartbeat_timeout_ms = 0;
-  // wss: TLS over our own socket (tls_client.h).
-  bool tls = false;
-  std::string host;  // SNI and certificate host name
-  std::string ca;    // PEM: the CAs to trust (Node's root certificates unless given)
-  bool reject_unauthorized = true;
-  DeflateOptions deflate;  // offered when enabled
-  bool text_as_buffer = false;
-  ~ClientConfig();
-};
-
-// The request a connection was upgraded with, turned into a JS object on the main thread.
-struct ConnInfo {
-  ConnShared* shared = nullptr;  // owns one reference until handed to JS
-  std::string path;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string remote_address;
-  int remote_port = 0;
-  std::string protocol;
-  ~ConnInfo() {
-    if (shared) shared->Unref();
-  }
-};
-
-// A heap block handed to JavaScript without copying.
-struct Blob {
-  uint8_t* data = nullptr;  // malloc'd
-  size_t len = 0;
-};
-
-struct ObjItem {
-  enum Kind : uint8_t { kString, kBuffer, kUtf8, kInfo, kError } kind;
-  std::string str;  // kString, kError (message)
-  Blob blob;
-  std::unique_ptr<ConnInfo> info;
-  std::string code = std::string();  // kError
-  int status = 0;                    // kError: HTTP status of a refused handshake
-};
-
-// Bytes of a batch's small messages: a pooled buffer (see buffers.h), grown
-// without zero-filling and handed to JavaScript as it is.
-struct Arena {
-  uint8_t* data = nullptr;
-  size_t len = 0;
-  size_t cap = 0;
-  Arena() = default;
-  Arena(Arena&& o) noexcept : data(o.data), len(o.len), cap(o.cap) {
-    o.data = nullptr, o.len = o.cap = 0;
-  }
-  Arena& operator=(Arena&& o) noexcept;
-  ~Arena();
-  bool empty() const { return len == 0; }
-  size_t size() const { return len; }
-  // Room for n more bytes at data + len; returns that pointer (null: out of memory).
-  uint8_t* Grow(size_t n);
-  void Release();   // frees the buffer
-  uint8_t* Take();  // hands the buffer over (caller frees with BufFree)
-};
-
-// One batch of events for JavaScript.
-struct Batch {
-  std::vector<uint32_t> recs;
-  Arena arena;  // payloads of small messages, referenced by offset
-  std::vector<ObjItem> objs;
-  size_t blob_bytes = 0;
-
-  Batch() = default;
-  Batch(Batch&&) = default;
-  Batch& operator=(Batch&&) = default;
-  bool Empty() const { return recs.empty(); }
-  void Append(Batch&& other);  // fixes up offsets and object indexes
-  void Clear();
-  ~Batch() { Clear(); }
-};
 
 // Work for the service thread.
 struct Command {
@@ -201,26 +53,32 @@ struct Command {
     kSend,
     kClose,
     kTerminate,
-    kAccept,  // text = subprotocol
-    kReject,  // code = HTTP status, text = extra header lines, text2 = body
+    kAccept,     // text = subprotocol
+    kReject,     // code = HTTP status, text = extra header lines, text2 = body
+    kPauseRx,    // pause() (code = Conn::RxPause reason)
+    kResumeRx,   // resume() or a flow-control release (code = reason)
+    kResumeAll,  // the receive total fell below its resume mark
   } type;
   uint32_t id = 0;                 // server id
   ConnShared* conn = nullptr;      // holds a reference
-  uint8_t* data = nullptr;         // kSend / kClose: a complete frame, malloc'd
+  uint8_t* data = nullptr;         // kSend / kClose: a complete frame, BufAlloc'd
   size_t len = 0;                  // frame length
   size_t payload = 0;              // payload bytes counted in ConnShared::buffered
   bool compress = false;           // kSend: data is a bare payload to deflate; code = opcode
-  uint16_t code = 0;               // kClose, kReject (HTTP status)
+  uint16_t code = 0;               // kClose, kReject (HTTP status), kPauseRx/kResumeRx (reason)
   std::string text;                // kAccept: subprotocol; kReject: extra header lines
   std::string text2;               // kReject: body
   ServerConfig* server = nullptr;  // kStartServer (owned)
   ClientConfig* client = nullptr;  // kConnect (owned)
 };
 
+// Frees a Command's resources (frame, references, server fd) without running it.
+void DisposeCommand(Command& cmd);
+
 class Context {
  public:
   // Starts the service thread and creates the lws context on it. Returns null
-  // and sets *error when lws could not be set up.
+  // and sets *error when lws could not be set up. (main thread)
   static Context* Create(Napi::Env env, Napi::Function on_events, std::string* error);
   ~Context();
 
@@ -229,10 +87,24 @@ class Context {
   void SetRef(bool ref);
   void Stop();  // joins the service thread; idempotent
   bool stopped() const { return stopped_; }
+  // JavaScript consumed `bytes` it had been charged for: by a connection
+  // (ReleaseConn) and in the context's total (ReleaseTotal); Release does both.
+  void ReleaseConn(ConnShared* shared, int64_t bytes);
+  void ReleaseTotal(int64_t bytes);
+  void Release(ConnShared* shared, int64_t bytes) {
+    ReleaseConn(shared, bytes);
+    ReleaseTotal(bytes);
+  }
+  void SetReceiveLimit(int64_t bytes) { rx_limit_.store(bytes); }
+  // Called by the thread-safe function: hands the pending batches to JavaScript.
+  void Deliver(napi_env env, napi_value cb);
+  bool delivering() const { return delivering_; }
 
   // ---- service thread ----
   lws_context* lws_ctx() const { return lws_; }
   lws_vhost* vhost() const { return vhost_; }
+  const lws_protocols* protocols() const { return protocols_; }
+  TimerHeap& timers() { return timers_; }
   // An OpenSSL client context trusting the CAs in `ca` (PEM), cached per CA set.
   SSL_CTX* ClientTlsContext(const std::string& ca, std::string* error);
   // A vhost serving TLS with this certificate; null (and *error set) when lws refuses it.
@@ -240,18 +112,23 @@ class Context {
   Batch& events() { return local_; }
   uint32_t NextConnId() { return last_conn_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
   bool shutting_down() const { return shutting_down_; }
+  void AddConn(Conn* c);
+  void RemoveConn(Conn* c);
   void MarkDirty(Conn* conn);
+  void MarkBusy(Conn* conn);  // conn->Continue() on the next turn of the loop
+  void Forget(Conn* conn);    // conn is being deleted: off every list
   // Closes conn's socket at the end of this service iteration (see RunKills).
   void ScheduleKill(Conn* conn);
-  void CancelKill(Conn* conn);
-  // From lws timer callbacks, which run just before poll(): make poll() return
-  // at once so that what the timer did is flushed.
-  void WakeSelf() { lws_cancel_service(lws_); }
-  void ForgetDirty(Conn* conn);
-  void ServerClosed(Listener* l);  // a listener has no connections left and is closing
+  void ServerClosed(Listener* l);   // a listener has no connections left and is closing
+  void ShutdownConns(Listener* l);  // closes every connection of l with 1001
+  // Receive flow control: charges a connection's received events (message
+  // bytes plus kEventCost each), and checks the context's total.
+  void ChargeConn(ConnShared* shared, int64_t bytes);
+  bool rx_global_paused() const { return rx_global_paused_; }
 
   void Emit(uint32_t type, uint32_t id, uint32_t a = 0, uint32_t b = 0);
-  uint32_t AddArena(const uint8_t* p, size_t n);  // returns the offset
+  // Copies n bytes into the batch arena; false when out of memory.
+  bool AddArena(const uint8_t* p, size_t n, uint32_t* offset);
   uint32_t AddString(std::string s);
   uint32_t AddBlob(ObjItem::Kind kind, uint8_t* data, size_t len);  // takes ownership
   uint32_t AddInfo(std::unique_ptr<ConnInfo> info);
@@ -267,10 +144,13 @@ class Context {
   void RunCommands();
   void RunCommand(Command& cmd);
   void FlushDirty();
+  void RunBusy();
   void RunKills();
   void FlushEvents();
+  void CheckRxTotal();
+  void PauseAll();
+  void ResumeAll();
   static void CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused);
-  void DeliverEvents(Napi::Env env, Napi::Function cb);
 
   std::thread thread_;
   lws_context* lws_ = nullptr;
@@ -288,35 +168,35 @@ class Context {
 
   // service -> main
   std::mutex ev_mu_;
-  Batch pending_;
+  std::vector<Batch> pending_;  // handed over whole: no copying of arenas
   bool call_pending_ = false;
   Batch local_;                 // service thread
-  bool delivering_ = false;     // main thread: inside DeliverEvents
+  bool delivering_ = false;     // main thread: inside Deliver
   bool wake_deferred_ = false;  // main thread: a wake-up waits for the end of delivery
   Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
   bool ref_ = false;
   napi_env env_ = nullptr;
 
+  // receive flow control (see above)
+  std::atomic<int64_t> rx_total_{0};
+  std::atomic<int64_t> rx_limit_{64 * 1024 * 1024};
+  std::atomic<bool> rx_global_waiting_{false};  // the service thread waits for a kResumeAll
+  bool rx_global_paused_ = false;               // service thread
+
   // service thread state
   std::atomic<uint32_t> last_conn_id_{0};  // any thread
   std::unordered_map<uint32_t, Listener*> listeners_;
+  Conn* conns_ = nullptr;  // every connection (intrusive list)
   std::vector<Conn*> dirty_;
+  std::vector<Conn*> busy_;
   std::vector<Conn*> kills_;
+  TimerHeap timers_;
   std::unordered_map<std::string, SSL_CTX*> client_tls_ctx_;
   uint32_t vhost_serial_ = 0;
   std::list<std::string> vhost_names_;  // lws keeps pointers to vhost names
-
- public:
-  const std::string* pending_chain_ = nullptr;  // during ServerTlsVhost only
 };
-
-// Adds the certificates in `pem` to an SSL_CTX's chain; false on failure.
-bool AddChain(SSL_CTX* ssl_ctx, const std::string& pem);
 
 // lws log lines emitted on a service thread become kEvLog events of its context.
 void LwsLogToContext(int level, const char* line);
-
-// Frees a Command's resources (frame, references, server fd) without running it.
-void DisposeCommand(Command& cmd);
 
 }  // namespace nlws

@@ -4,8 +4,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <algorithm>
+
 #include "buffers.h"
-#include "ws_protocol.h"
+#include "http.h"
 
 namespace nlws {
 
@@ -196,43 +198,52 @@ PerMessageDeflate::~PerMessageDeflate() {
   if (out_ok_) deflateEnd(&out_);
 }
 
-int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, bool last, uint8_t** out,
-                               size_t* out_len, size_t* out_cap, size_t limit) {
-  static const uint8_t kTail[4] = {0x00, 0x00, 0xff, 0xff};
-  const uint8_t* segs[2] = {in, kTail};
-  size_t lens[2] = {n, 4};
-  bool ended = false;
-  for (int s = 0; s < (last ? 2 : 1) && !ended; s++) {
-    if (!lens[s]) continue;
-    in_.next_in = const_cast<Bytef*>(segs[s]);
-    in_.avail_in = static_cast<uInt>(lens[s]);
-    do {
-      if (*out_len == *out_cap) {
-        // Bounded by maxPayload: a small frame that inflates past it (a
-        // decompression bomb) stops here.
-        if (*out_cap >= limit) return -2;
-        size_t cap = *out_cap ? *out_cap * 2 : 16 * 1024;
-        if (cap > limit) cap = limit;
-        uint8_t* p = BufRealloc(*out, cap, *out_len);
-        if (!p) return -1;
-        *out = p;
-        *out_cap = cap;
-      }
-      in_.next_out = *out + *out_len;
-      in_.avail_out = static_cast<uInt>(*out_cap - *out_len);
-      int r = inflate(&in_, Z_SYNC_FLUSH);
-      *out_len = *out_cap - in_.avail_out;
-      if (r == Z_NEED_DICT || r == Z_DATA_ERROR || r == Z_MEM_ERROR || r == Z_STREAM_ERROR)
-        return -1;
-      if (r == Z_STREAM_END) {
-        ended = true;  // the peer set BFINAL: nothing may follow in this message
-        break;
-      }
-      if (r == Z_BUF_ERROR && in_.avail_out > 0) break;  // no progress possible: input used up
-    } while (in_.avail_in > 0 || in_.avail_out == 0);
+const uint8_t PerMessageDeflate::kTail[4] = {0x00, 0x00, 0xff, 0xff};
+
+int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, size_t* used, bool* more, uint8_t** out,
+                               size_t* out_len, size_t* out_cap, size_t limit, size_t budget) {
+  *used = n;
+  *more = false;
+  if (ended_) return 0;  // after BFINAL: ignored
+  in_.next_in = const_cast<Bytef*>(in);
+  in_.avail_in = static_cast<uInt>(n);
+  size_t produced = 0;
+  bool filled = false;  // the last call used all the output room: zlib may hold more
+  while ((in_.avail_in > 0 || filled) && produced < budget) {
+    if (*out_len == *out_cap) {
+      // Bounded by maxPayload: a small frame that inflates past it (a
+      // decompression bomb) stops here.
+      if (*out_cap >= limit) return -2;
+      size_t cap = *out_cap ? *out_cap * 2 : 16 * 1024;
+      if (cap > limit) cap = limit;
+      uint8_t* p = BufRealloc(*out, cap, *out_len);
+      if (!p) return -1;
+      *out = p;
+      *out_cap = cap;
+    }
+    size_t room = std::min(*out_cap - *out_len, budget - produced);
+    in_.next_out = *out + *out_len;
+    in_.avail_out = static_cast<uInt>(room);
+    int r = inflate(&in_, Z_SYNC_FLUSH);
+    size_t got = room - in_.avail_out;
+    *out_len += got;
+    produced += got;
+    if (r == Z_NEED_DICT || r == Z_DATA_ERROR || r == Z_MEM_ERROR || r == Z_STREAM_ERROR) return -1;
+    if (r == Z_STREAM_END) {
+      ended_ = true;  // the peer set BFINAL: nothing may follow in this message
+      return 0;
+    }
+    filled = in_.avail_out == 0;
+    if (r == Z_BUF_ERROR && !filled) break;  // no progress possible: input used up
   }
-  if (last && (inflate_reset_ || ended)) inflateReset(&in_);
+  *used = n - in_.avail_in;
+  *more = in_.avail_in > 0 || filled;
   return 0;
+}
+
+void PerMessageDeflate::EndMessage() {
+  if (inflate_reset_ || ended_) inflateReset(&in_);
+  ended_ = false;
 }
 
 bool PerMessageDeflate::Deflate(const uint8_t* in, size_t n, std::vector<uint8_t>* out) {

@@ -1,5 +1,5 @@
 // permessage-deflate (RFC 7692): negotiation and the per-connection zlib
-// streams. Runs on the service thread only.
+// streams. Service thread only (the fuzz harness drives it too).
 #pragma once
 
 #include <zlib.h>
@@ -36,11 +36,17 @@ class PerMessageDeflate {
                                                    const std::string& response, std::string* error);
   ~PerMessageDeflate();
 
-  // Inflates a chunk of a compressed message, appending to out (grown as
-  // needed) without letting *out_len exceed `limit`. `last` adds the
-  // 00 00 ff ff tail. Returns 0, -1 on corrupt data, -2 when over limit.
-  int Inflate(const uint8_t* in, size_t n, bool last, uint8_t** out, size_t* out_len,
-              size_t* out_cap, size_t limit);
+  // Inflates compressed message bytes into *out (grown as needed, never past
+  // `limit`), producing at most `budget` bytes. Sets *used to the input bytes
+  // consumed and *more when zlib may have more output for them (call again,
+  // with the rest of the input or none). Returns 0, -1 on corrupt data, -2
+  // when the message would pass `limit`. End each message's input with kTail
+  // (RFC 7692 7.2.2), then call EndMessage().
+  int Inflate(const uint8_t* in, size_t n, size_t* used, bool* more, uint8_t** out, size_t* out_len,
+              size_t* out_cap, size_t limit, size_t budget);
+  void EndMessage();
+  static const uint8_t kTail[4];
+
   // Compresses one message (final, tail removed) into *out.
   bool Deflate(const uint8_t* in, size_t n, std::vector<uint8_t>* out);
 
@@ -61,6 +67,7 @@ class PerMessageDeflate {
   z_stream out_ = {};
   bool in_ok_ = false;
   bool out_ok_ = false;
+  bool ended_ = false;  // the peer set BFINAL: the rest of this message is ignored
 };
 
 }  // namespace nlws

@@ -1,6 +1,5 @@
 #include "listener.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -8,37 +7,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
-
 #include "connection.h"
 #include "errors.h"
+#include "socket.h"
 
 namespace nlws {
 
-namespace {
-
-void FormatAddress(const sockaddr_storage& ss, std::string* host, int* port) {
-  char buf[INET6_ADDRSTRLEN] = "";
-  if (ss.ss_family == AF_INET) {
-    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
-    *port = ntohs(a->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
-    *port = ntohs(a->sin6_port);
-  } else {
-    *port = 0;
-  }
-  *host = buf;
+Listener::Listener(Context* ctx, ServerConfig* cfg) : ctx_(ctx), cfg_(cfg) {
+  retry_.fire = ResumeAccept;
+  retry_.owner = this;
 }
 
-}  // namespace
-
-Listener::Listener(Context* ctx, ServerConfig* cfg) : ctx_(ctx), cfg_(cfg) {}
-
 Listener::~Listener() {
-  lws_sul_cancel(&resume_timer_.sul);
+  ctx_->timers().Cancel(&retry_);
   if (!started_ && cfg_->fd >= 0) close(cfg_->fd);
   delete cfg_;
 }
@@ -78,9 +59,20 @@ bool Listener::Start(std::string* error) {
   return true;
 }
 
+void Listener::UpdatePolling() {
+  if (wsi_ && !closing_) lws_rx_flow_control(wsi_, paused_ || backoff_ ? 0 : 1);
+}
+
+void Listener::PauseAccept(bool pause) {
+  if (paused_ == pause) return;
+  paused_ = pause;
+  UpdatePolling();
+}
+
 void Listener::Accept() {
-  if (closing_) return;
-  for (int i = 0; i < 128; i++) {
+  if (closing_ || paused_) return;
+  bool tls = !cfg_->tls_cert.empty();
+  for (int i = 0; i < 128 && !ctx_->rx_global_paused(); i++) {
     sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     int fd = accept4(cfg_->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -93,9 +85,9 @@ void Listener::Accept() {
       std::string line = "accept() on server " + std::to_string(cfg_->id) +
                          " failed: " + ErrnoName(err) + "; pausing accepts for 100 ms";
       ctx_->Log(LLL_WARN, line.c_str());
-      lws_rx_flow_control(wsi_, 0);
-      resume_timer_.owner = this;
-      lws_sul_schedule(ctx_->lws_ctx(), 0, &resume_timer_.sul, ResumeAccept, 100 * 1000);
+      backoff_ = true;
+      UpdatePolling();
+      ctx_->timers().ScheduleIn(&retry_, 100 * 1000);
       return;
     }
     int one = 1;
@@ -104,14 +96,13 @@ void Listener::Accept() {
     int port = 0;
     FormatAddress(ss, &host, &port);
 
-    Conn* conn = new Conn(ctx_, this, fd, std::move(host), port);
-    conn->tls = !cfg_->tls_cert.empty();
-    Add(conn);
+    Conn* conn = new Conn(ctx_, this, fd, std::move(host), port, tls);
+    conns_++;
     lws_adopt_desc_t d;
     memset(&d, 0, sizeof d);
     d.vh = vhost_;
-    d.type = static_cast<lws_adoption_type>(
-        cfg_->tls_cert.empty() ? LWS_ADOPT_SOCKET : LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL);
+    d.type = static_cast<lws_adoption_type>(tls ? LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL
+                                                : LWS_ADOPT_SOCKET);
     d.fd.sockfd = fd;
     d.vh_prot_name = Context::kProtocolName;
     d.opaque = conn;
@@ -120,8 +111,7 @@ void Listener::Accept() {
     conn->adopting = false;
     if (!wsi || conn->closed_in_adopt) {
       // lws closed the socket; the connection never reached JavaScript.
-      Remove(conn);
-      delete conn;
+      delete conn;  // ConnGone() follows
       ctx_->Log(LLL_WARN, "lws could not adopt an accepted socket");
       continue;
     }
@@ -129,15 +119,16 @@ void Listener::Accept() {
   }
 }
 
-void Listener::ResumeAccept(lws_sorted_usec_list_t* sul) {
-  Listener* l = reinterpret_cast<decltype(resume_timer_)*>(sul)->owner;
-  if (l->wsi_ && !l->closing_) lws_rx_flow_control(l->wsi_, 1);
+void Listener::ResumeAccept(Timer* t) {
+  auto* l = static_cast<Listener*>(t->owner);
+  l->backoff_ = false;
+  l->UpdatePolling();
 }
 
 void Listener::Close() {
   if (closing_) return;
   closing_ = true;
-  lws_sul_cancel(&resume_timer_.sul);
+  ctx_->timers().Cancel(&retry_);
   if (wsi_) {
     // Synchronous: lws closes the listening fd before this returns, so the
     // port is free before JavaScript hears about it.
@@ -146,100 +137,18 @@ void Listener::Close() {
   }
   cfg_->fd = -1;
   ctx_->Emit(kEvListenerClosed, cfg_->id);
-  // Shutdown() may close a connection synchronously; iterate over a copy.
-  std::vector<Conn*> conns(conns_.begin(), conns_.end());
-  for (Conn* c : conns) c->Shutdown();
-  if (conns_.empty()) ctx_->ServerClosed(this);
+  if (conns_ == 0) {
+    ctx_->ServerClosed(this);  // deletes this
+    return;
+  }
+  ctx_->ShutdownConns(this);  // may delete this (ConnGone)
 }
 
 void Listener::ListenerWsiClosed() { wsi_ = nullptr; }
 
-void Listener::Add(Conn* c) { c->server_it = conns_.insert(conns_.end(), c); }
-
-void Listener::Remove(Conn* c) {
-  conns_.erase(c->server_it);
-  if (closing_ && conns_.empty()) ctx_->ServerClosed(this);
-}
-
-// ---- main thread: bind ------------------------------------------------------------
-
-Napi::Value Bind(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsObject()) return ThrowTypeError(env, "bind: options object expected");
-  Napi::Object o = info[0].As<Napi::Object>();
-  std::string host = o.Get("host").As<Napi::String>().Utf8Value();
-  int port = o.Get("port").As<Napi::Number>().Int32Value();
-  bool reuse_addr = o.Get("reuseAddr").ToBoolean().Value();
-  bool reuse_port = o.Get("reusePort").ToBoolean().Value();
-  bool ipv6_only = o.Get("ipv6Only").ToBoolean().Value();
-  int backlog = o.Get("backlog").As<Napi::Number>().Int32Value();
-
-  sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  socklen_t sl;
-  int family;
-  auto* a4 = reinterpret_cast<sockaddr_in*>(&ss);
-  auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss);
-  if (inet_pton(AF_INET, host.c_str(), &a4->sin_addr) == 1) {
-    family = AF_INET;
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons(static_cast<uint16_t>(port));
-    sl = sizeof *a4;
-  } else if (inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) == 1) {
-    family = AF_INET6;
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons(static_cast<uint16_t>(port));
-    sl = sizeof *a6;
-  } else {
-    Napi::Error e = MakeCodedError(env, "ERR_INVALID_IP_ADDRESS", "Invalid IP address: " + host);
-    e.ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    MakeSystemError(env, errno, "socket", host, port).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int one = 1;
-  const char* failed = nullptr;
-  if (reuse_addr && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-    failed = "setsockopt";
-  if (!failed && reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
-    failed = "setsockopt";
-  if (!failed && family == AF_INET6) {
-    int v6only = ipv6_only ? 1 : 0;
-    if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0)
-      failed = "setsockopt";
-  }
-  if (!failed && bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) < 0) failed = "bind";
-  if (!failed && listen(fd, backlog) < 0) failed = "listen";
-  if (!failed) {
-    sl = sizeof ss;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) < 0) failed = "getsockname";
-  }
-  if (failed) {
-    int err = errno;
-    close(fd);
-    MakeSystemError(env, err, failed, host, port).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  std::string bound;
-  int bound_port = 0;
-  FormatAddress(ss, &bound, &bound_port);
-  Napi::Object r = Napi::Object::New(env);
-  r.Set("fd", fd);
-  r.Set("port", bound_port);
-  r.Set("address", bound);
-  r.Set("family", family == AF_INET6 ? "IPv6" : "IPv4");
-  return r;
-}
-
-// JS: closeFd(fd) — for a bound socket that never reached the service thread.
-Napi::Value CloseFd(const Napi::CallbackInfo& info) {
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  if (fd >= 0) close(fd);
-  return info.Env().Undefined();
+void Listener::ConnGone() {
+  conns_--;
+  if (closing_ && conns_ == 0) ctx_->ServerClosed(this);
 }
 
 }  // namespace nlws

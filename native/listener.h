@@ -1,19 +1,20 @@
-// Listening sockets owned by node-lws, not by lws.
+// A listening socket owned by node-lws, not by lws.
 //
-// Bind() runs on the main thread: socket(), SO_REUSEADDR / SO_REUSEPORT as
-// asked, bind(), listen(), with the real errno reported. The listening fd is
-// then handed to the service thread, where lws polls it as a raw file
-// descriptor and Listener::Accept() adopts each accepted socket into lws.
-// Closing the Listener closes the fd at once, so the port is free before
-// JavaScript hears that the server closed.
+// socket.cc binds it on the main thread (with the real errno); the fd is then
+// handed to the service thread, where lws polls it as a raw file descriptor
+// and Accept() adopts each accepted socket into lws as a Conn. Closing the
+// Listener closes the fd at once, so the port is free before JavaScript hears
+// that the server closed.
+//
+// Service thread.
 #pragma once
 
-#include <napi.h>
+#include <libwebsockets.h>
 
-#include <list>
 #include <string>
 
 #include "context.h"
+#include "timers.h"
 
 namespace nlws {
 
@@ -24,40 +25,35 @@ class Listener {
   Listener(Context* ctx, ServerConfig* cfg);  // takes ownership of cfg
   ~Listener();
 
-  // Service thread.
   bool Start(std::string* error);  // adopts the fd into lws; false (fd closed) on failure
   void Accept();
   void Close();  // stops listening now, closes connections with 1001
   void ListenerWsiClosed();
-  void Add(Conn* c);
-  void Remove(Conn* c);
+  // Stops (or resumes) accepting while the context's receive total is over
+  // its limit: new clients wait in the kernel's listen queue.
+  void PauseAccept(bool pause);
+  void ConnGone();  // one of this server's connections was deleted
 
   uint32_t id() const { return cfg_->id; }
   const ServerConfig& config() const { return *cfg_; }
   bool closing() const { return closing_; }
-  size_t connections() const { return conns_.size(); }
   size_t open_connections = 0;  // upgraded (WebSocket) connections, for maxConnections
   int64_t started_us = 0;
 
  private:
-  static void ResumeAccept(lws_sorted_usec_list_t* sul);
+  static void ResumeAccept(Timer* t);
+  void UpdatePolling();
 
   Context* ctx_;
   ServerConfig* cfg_;
   lws* wsi_ = nullptr;
   lws_vhost* vhost_ = nullptr;  // the context's, or this server's TLS vhost
+  size_t conns_ = 0;            // connections not yet deleted
   bool closing_ = false;
-  std::list<Conn*> conns_;
   bool started_ = false;
-  struct {
-    lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
-    Listener* owner;
-  } resume_timer_ = {};
+  bool paused_ = false;   // PauseAccept
+  bool backoff_ = false;  // accept() failed: retry after a moment
+  Timer retry_;
 };
-
-// JS: bind({ host, port, family, reuseAddr, reusePort, ipv6Only, backlog })
-//   -> { fd, port }; throws a system error (code, errno, syscall, address, port).
-Napi::Value Bind(const Napi::CallbackInfo& info);
-Napi::Value CloseFd(const Napi::CallbackInfo& info);
 
 }  // namespace nlws

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer target fuzz/frame_fuzzer.cc (node-lws's own RFC 6455 / HTTP
-# code in native/ws_protocol.cc) without CMake.
+# code: native/frame_reader, ws_frame, http, deflate) without CMake.
 #
 #   bash scripts/fuzz.sh              # build if stale, fuzz for 60 s
 #   bash scripts/fuzz.sh 600          # fuzz for 600 s
@@ -22,14 +22,15 @@ if [[ -z $CXX ]]; then
 fi
 
 mkdir -p "$OUT/corpus"
-if [[ ! -x $BIN || -n $(find fuzz/frame_fuzzer.cc native/ws_protocol.cc native/ws_protocol.h native/buffers.cc -newer "$BIN" -print -quit) ]]; then
+SRCS=(native/frame_reader.cc native/ws_frame.cc native/http.cc native/deflate.cc native/buffers.cc)
+if [[ ! -x $BIN || -n $(find fuzz/frame_fuzzer.cc "${SRCS[@]}" native/*.h -newer "$BIN" -print -quit) ]]; then
   echo "fuzz: building $BIN with $CXX"
   # shellcheck disable=SC2046
   "$CXX" -std=c++17 -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -Inative $(pkg-config --cflags libwebsockets) \
-    fuzz/frame_fuzzer.cc native/ws_protocol.cc native/buffers.cc \
-    $(pkg-config --libs libwebsockets) -lcrypto -o "$BIN"
+    fuzz/frame_fuzzer.cc "${SRCS[@]}" \
+    $(pkg-config --libs libwebsockets) -lcrypto -lz -o "$BIN"
 fi
 
 if [[ $# -ge 2 ]]; then

@@ -1,13 +1,12 @@
-// RFC 6455 building blocks with no I/O and no lws: frame headers, masking,
-// incremental UTF-8 validation, close-code rules and the HTTP/1.1 upgrade
-// handshake. Everything here is pure and runs on the service thread.
+// The RFC 6455 wire format, with no I/O and no lws: frame headers, masking,
+// frame building, incremental UTF-8 validation and close-code rules. Pure
+// functions: any thread (frames are built on the main thread by send() and on
+// the service thread for control frames).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
-#include <utility>
-#include <vector>
+#include <cstring>
 
 namespace nlws {
 
@@ -63,10 +62,40 @@ inline size_t FrameHeaderSize(uint64_t length, bool masked) {
 // dst[i] = src[i] ^ mask[(phase + i) & 3]. dst may equal src.
 void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase);
 
-// A malloc'd, complete, final frame carrying payload; masked with a fresh
-// random key when `masked` (client side). Returns null when out of memory.
+// A BufAlloc'd, complete, final frame carrying payload; masked with a fresh
+// random key when `masked` (client side); RSV1 set when `compressed`. Returns
+// null when out of memory.
 uint8_t* NewFrame(bool masked, uint8_t opcode, const uint8_t* payload, size_t len,
-                  size_t* frame_len);
+                  size_t* frame_len, bool compressed = false);
+
+// The same, for a payload of at most max_len bytes that `fill(dst)` writes
+// and whose real length it returns (a string being encoded, say).
+template <typename Fill>
+uint8_t* NewFrameFilled(bool masked, uint8_t opcode, size_t max_len, Fill fill, size_t* frame_len,
+                        size_t* payload_len);
+
+void RandomMask(uint8_t out[4]);
+uint8_t* BufAllocForFrame(size_t n);  // BufAlloc (buffers.h), for the template below
+
+template <typename Fill>
+uint8_t* NewFrameFilled(bool masked, uint8_t opcode, size_t max_len, Fill fill, size_t* frame_len,
+                        size_t* payload_len) {
+  // Write the payload after the largest header max_len allows; move it down
+  // when the real header is smaller.
+  size_t hmax = FrameHeaderSize(max_len, masked);
+  uint8_t* f = BufAllocForFrame(hmax + max_len + 1);
+  if (!f) return nullptr;
+  size_t len = fill(f + hmax);
+  size_t hl = FrameHeaderSize(len, masked);
+  if (hl < hmax && len) memmove(f + hl, f + hmax, len);
+  uint8_t mask[4];
+  if (masked) RandomMask(mask);
+  EncodeFrameHeader(f, true, opcode, len, masked ? mask : nullptr);
+  if (masked) ApplyMask(f + hl, f + hl, len, mask, 0);
+  *frame_len = hl + len;
+  *payload_len = len;
+  return f;
+}
 
 // Four unpredictable bytes for a client frame's masking key (RFC 6455 5.3),
 // from a per-thread pool refilled with getrandom().
@@ -79,8 +108,10 @@ class Utf8Validator {
  public:
   bool Feed(const uint8_t* p, size_t n);
   bool Complete() const { return remaining_ == 0; }
+  bool ascii() const { return !non_ascii_; }  // no byte >= 0x80 since Reset()
   void Reset() {
     remaining_ = 0;
+    non_ascii_ = false;
     lo_ = 0x80;
     hi_ = 0xBF;
   }
@@ -89,67 +120,12 @@ class Utf8Validator {
   uint8_t remaining_ = 0;
   uint8_t lo_ = 0x80;
   uint8_t hi_ = 0xBF;
+  bool non_ascii_ = false;
 };
 
 bool IsValidUtf8(const uint8_t* p, size_t n);
 
 // Close codes a peer may put on the wire (RFC 6455 7.4, IANA registry).
 bool IsValidCloseCode(uint32_t code);
-
-// ---- HTTP/1.1 upgrade handshake ------------------------------------------
-
-struct HttpHeaders {
-  // Names lower-cased; values trimmed. Repeated headers are kept in order.
-  std::vector<std::pair<std::string, std::string>> list;
-  const std::string* Get(const char* lower_name) const;
-};
-
-struct HttpRequest {
-  std::string method;
-  std::string target;
-  int version_minor = 1;  // HTTP/1.x
-  HttpHeaders headers;
-};
-
-struct HttpResponse {
-  int version_minor = 1;
-  int status = 0;
-  std::string reason;
-  HttpHeaders headers;
-};
-
-// Position just past the "\r\n\r\n" that ends a header block, or 0 when the
-// block is not complete yet.
-size_t FindHeaderEnd(const char* p, size_t n);
-
-// Parse a complete header block (as delimited by FindHeaderEnd).
-bool ParseHttpRequest(const char* p, size_t n, HttpRequest* out);
-bool ParseHttpResponse(const char* p, size_t n, HttpResponse* out);
-
-// Is `token` one of the comma-separated tokens of value (case-insensitive)?
-bool HeaderHasToken(const std::string& value, const char* token);
-
-// Splits a comma-separated header value into trimmed, non-empty items.
-std::vector<std::string> SplitHeaderList(const std::string& value);
-
-// A Sec-WebSocket-Key must be the base64 encoding of 16 bytes.
-bool IsValidWebSocketKey(const std::string& key);
-
-// base64(SHA-1(key + GUID)), the Sec-WebSocket-Accept value.
-std::string WebSocketAccept(const std::string& key);
-
-std::string Base64Encode(const uint8_t* p, size_t n);
-
-// "Bad Request" for 400 and so on ("Unknown" otherwise).
-const char* HttpStatusText(int status);
-
-// Content-Type for a file name, by extension ("application/octet-stream" otherwise).
-const char* MimeType(const std::string& path);
-
-// Percent-decodes a URL path; false on a malformed escape or a NUL byte.
-bool PercentDecode(const std::string& in, std::string* out);
-
-// Microseconds on the monotonic clock.
-int64_t MonotonicUs();
 
 }  // namespace nlws

@@ -1,0 +1,27 @@
+// Process-wide settings of the native core (one per Node environment).
+import { invalidArgType } from './errors';
+import { optInt } from './options';
+import { runtime } from './runtime';
+
+export interface GlobalOptions {
+  /**
+   * Bound on the bytes of received events (messages, pings, connection requests) that
+   * JavaScript has not consumed yet, over every connection of this thread (default 64 MiB).
+   * Above it node-lws stops reading every socket and accepting new ones; it resumes at half.
+   */
+  totalReceiveLimit?: number;
+}
+
+export const DEFAULT_TOTAL_RECEIVE_LIMIT = 64 * 1024 * 1024;
+
+/** Changes process-wide settings; options left out keep their value. */
+export function configure(options: GlobalOptions): void {
+  if (options === null || typeof options !== 'object')
+    throw invalidArgType('options', 'an object', options);
+  const o = options as Record<string, unknown>;
+  if (o.totalReceiveLimit !== undefined) {
+    runtime.setReceiveLimit(
+      optInt(o, 'totalReceiveLimit', DEFAULT_TOTAL_RECEIVE_LIMIT, 64 * 1024, 2 ** 45),
+    );
+  }
+}

@@ -1,0 +1,73 @@
+#include "batch.h"
+
+#include "buffers.h"
+#include "conn_shared.h"
+
+namespace nlws {
+
+ConnInfo::~ConnInfo() {
+  if (shared) shared->Unref();
+}
+
+ObjItem::~ObjItem() { BufFree(data); }
+
+ObjItem::ObjItem(ObjItem&& o) noexcept
+    : kind(o.kind),
+      str(std::move(o.str)),
+      data(o.data),
+      len(o.len),
+      info(std::move(o.info)),
+      code(std::move(o.code)),
+      status(o.status) {
+  o.data = nullptr;
+}
+
+Arena& Arena::operator=(Arena&& o) noexcept {
+  if (this != &o) {
+    Release();
+    data = o.data;
+    len = o.len;
+    cap = o.cap;
+    o.data = nullptr;
+    o.len = o.cap = 0;
+  }
+  return *this;
+}
+
+Arena::~Arena() { Release(); }
+
+uint8_t* Arena::Room(size_t n) {
+  if (len + n > cap || !data) {  // (an empty message still needs a buffer to point into)
+    size_t want = cap ? cap * 2 : 64 * 1024;
+    while (want < len + n) want *= 2;
+    uint8_t* p = BufRealloc(data, want, len);
+    if (!p) return nullptr;
+    data = p;
+    cap = BufCapacity(p);
+  }
+  return data + len;
+}
+
+void Arena::Release() {
+  BufFree(data);
+  data = nullptr;
+  len = cap = 0;
+}
+
+uint8_t* Arena::Take() {
+  uint8_t* p = data;
+  data = nullptr;
+  len = cap = 0;
+  return p;
+}
+
+void Batch::Clear() {
+  objs.clear();
+  recs.clear();
+  for (RxCharge& c : charges) c.shared->Unref();
+  charges.clear();
+  arena.len = 0;
+  cost = 0;
+}
+
+}  // namespace nlws

@@ -1,0 +1,136 @@
+// Events from the service thread to JavaScript, in batches.
+//
+// The service thread appends events to its own Batch (Context::events()) and,
+// once per service iteration, hands the whole Batch over to the main thread
+// under a lock (one owner at a time). delivery.cc turns a Batch into JS values
+// on the main thread and frees it there.
+//
+// A record is four uint32 words [type, id, a, b]; keep the numbers in sync
+// with lib/native.ts (test/native-events.test.mjs checks them).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nlws {
+
+struct ConnShared;
+
+enum EventType : uint32_t {
+  kEvListening = 1,       // id=server, a=port
+  kEvListenError = 2,     // id=server, a=errno, b=obj(message)
+  kEvListenerClosed = 3,  // id=server: the listening socket is closed, the port is free
+  kEvServerClosed = 4,    // id=server: every connection of the server is gone
+  kEvConnection = 5,      // id=conn, a=server, b=obj(request info)
+  kEvText = 6,            // id=conn, a=arena offset, b=length
+  kEvBinary = 7,          // id=conn, a=arena offset, b=length
+  kEvTextObj = 8,         // id=conn, a=length in bytes, b=obj(string, or Buffer with textAs buffer)
+  kEvBinaryObj = 9,       // id=conn, a=length in bytes, b=obj(Buffer)
+  kEvClose = 10,          // id=conn, a=code | wasClean << 16, b=obj(reason) or kNoObj
+  kEvDrain = 11,          // id=conn
+  kEvPing = 12,           // id=conn, a=arena offset, b=length
+  kEvPong = 13,           // id=conn, a=arena offset, b=length
+  kEvLog = 14,            // id=lws log level, b=obj(line)
+  kEvError = 15,          // id=conn, a=close code sent, b=obj(message)
+  kEvOpen = 16,           // id=conn (client): handshake done, b=obj(response info)
+  kEvConnectError = 17,   // id=conn (client): a=errno or 0, b=obj({ code, message, status })
+  kEvUpgrade = 18,        // id=conn, a=server, b=obj(request info; protocol = offered list)
+};
+constexpr uint32_t kEvLast = kEvUpgrade;
+constexpr uint32_t kNoObj = 0xFFFFFFFFu;
+// JavaScript sets this bit in a message record's type word when it keeps the
+// message for later (paused, or waiting in an async iterator): its bytes stay
+// counted until JavaScript releases them (see flow control in context.h).
+constexpr uint32_t kHeldBit = 0x80000000u;
+// What a received event costs beyond its payload, for flow control.
+constexpr int64_t kEventCost = 64;
+
+// Arena-referencing and object-referencing record types.
+inline bool UsesArena(uint32_t type) {
+  return type == kEvText || type == kEvBinary || type == kEvPing || type == kEvPong;
+}
+inline bool IsMessageEvent(uint32_t type) {
+  return type == kEvText || type == kEvBinary || type == kEvTextObj || type == kEvBinaryObj ||
+         type == kEvPing || type == kEvPong;
+}
+// Flow-control cost of a message record (payload bytes plus kEventCost).
+inline int64_t MessageCost(const uint32_t* rec) {
+  uint32_t type = rec[0] & ~kHeldBit;
+  size_t len = UsesArena(type) ? rec[3] : rec[2];
+  return static_cast<int64_t>(len) + kEventCost;
+}
+
+// The request (server) or response (client) a connection was opened with,
+// turned into a JS object on the main thread.
+struct ConnInfo {
+  ConnShared* shared = nullptr;  // owns one reference until handed to JS
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string remote_address;
+  int remote_port = 0;
+  std::string protocol;
+  ~ConnInfo();
+};
+
+// A value for JavaScript that does not fit in a record.
+struct ObjItem {
+  enum Kind : uint8_t { kString, kBuffer, kUtf8, kInfo, kError } kind = kString;
+  std::string str;          // kString; kError: message
+  uint8_t* data = nullptr;  // kBuffer, kUtf8: BufAlloc'd bytes, owned until handed to JS
+  size_t len = 0;
+  std::unique_ptr<ConnInfo> info;  // kInfo
+  std::string code;                // kError
+  int status = 0;                  // kError: HTTP status of a refused handshake
+  ~ObjItem();
+  ObjItem() = default;
+  ObjItem(ObjItem&& o) noexcept;
+  ObjItem& operator=(ObjItem&&) = delete;
+};
+
+// Bytes of a batch's small messages: a pooled buffer (see buffers.h), grown
+// without zero-filling and handed to JavaScript as it is.
+struct Arena {
+  uint8_t* data = nullptr;
+  size_t len = 0;
+  size_t cap = 0;
+  Arena() = default;
+  Arena(Arena&& o) noexcept : data(o.data), len(o.len), cap(o.cap) {
+    o.data = nullptr, o.len = o.cap = 0;
+  }
+  Arena& operator=(Arena&& o) noexcept;
+  ~Arena();
+  bool empty() const { return len == 0; }
+  // Room for n more bytes at data + len (len unchanged); null when out of memory.
+  uint8_t* Room(size_t n);
+  void Release();   // frees the buffer
+  uint8_t* Take();  // hands the buffer over (caller frees with BufFree)
+};
+
+// Received bytes a connection was charged for in this batch (flow control):
+// released on the main thread once JavaScript has consumed them.
+struct RxCharge {
+  ConnShared* shared;  // holds a reference
+  int64_t bytes;
+};
+
+// One batch of events for JavaScript.
+struct Batch {
+  std::vector<uint32_t> recs;
+  Arena arena;  // payloads of small messages, referenced by offset
+  std::vector<ObjItem> objs;
+  std::vector<RxCharge> charges;
+  int64_t cost = 0;  // what this batch counts in the context's receive total
+
+  Batch() = default;
+  Batch(Batch&&) = default;
+  Batch& operator=(Batch&&) = default;
+  ~Batch() { Clear(); }
+  bool Empty() const { return recs.empty() && charges.empty(); }
+  void Clear();  // keeps the arena's buffer for the next batch
+};
+
+}  // namespace nlws

@@ -1,0 +1,205 @@
+// Main thread: turning the service thread's event batches into JavaScript
+// values, calling the JavaScript dispatcher once per batch, and releasing the
+// flow-control charge of what JavaScript consumed.
+#include <string.h>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "buffers.h"
+#include "context.h"
+
+namespace nlws {
+
+namespace {
+
+// Event delivery uses the C N-API with every status checked, not the C++
+// wrappers: while a worker is being terminated any call may fail, and the
+// wrappers turn a failure into a fatal error. Here a failure drops the batch.
+#define NLWS_OK(call)                    \
+  do {                                   \
+    if ((call) != napi_ok) return false; \
+  } while (0)
+
+bool SetNamed(napi_env env, napi_value obj, const char* name, napi_value v) {
+  return napi_set_named_property(env, obj, name, v) == napi_ok;
+}
+
+bool Str(napi_env env, const std::string& s, napi_value* out) {
+  return napi_create_string_utf8(env, s.data(), s.size(), out) == napi_ok;
+}
+
+void FreeBlob(napi_env env, void* data, void* hint) {
+  int64_t len = static_cast<int64_t>(reinterpret_cast<uintptr_t>(hint));
+  int64_t ignored;
+  napi_adjust_external_memory(env, -len, &ignored);
+  BufFree(static_cast<uint8_t*>(data));
+}
+
+// A Buffer over `data` (BufAlloc'd) without copying; V8 frees it.
+bool ExternalBuffer(napi_env env, uint8_t* data, size_t len, napi_value* out) {
+  NLWS_OK(napi_create_external_buffer(env, len, data, FreeBlob,
+                                      reinterpret_cast<void*>(static_cast<uintptr_t>(len)), out));
+  int64_t ignored;
+  napi_adjust_external_memory(env, static_cast<int64_t>(len), &ignored);
+  return true;
+}
+
+bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
+  napi_value o, v, headers;
+  NLWS_OK(napi_create_object(env, &o));
+  ConnShared* shared = info->shared;
+  NLWS_OK(napi_create_external(
+      env, shared, [](napi_env, void* data, void*) { static_cast<ConnShared*>(data)->Unref(); },
+      nullptr, &v));
+  info->shared = nullptr;  // the External owns this reference now
+  if (!SetNamed(env, o, "handle", v)) return false;
+  NLWS_OK(napi_create_uint32(env, shared->id, &v));
+  if (!SetNamed(env, o, "id", v) || !Str(env, info->path, &v) || !SetNamed(env, o, "path", v))
+    return false;
+  NLWS_OK(napi_create_object(env, &headers));
+  // Repeated headers are joined with ", ", as Node's http module does.
+  std::vector<std::pair<std::string, std::string>> merged;
+  for (auto& kv : info->headers) {
+    auto it = std::find_if(merged.begin(), merged.end(),
+                           [&](const auto& m) { return m.first == kv.first; });
+    if (it == merged.end())
+      merged.emplace_back(std::move(kv.first), std::move(kv.second));
+    else
+      it->second += ", " + kv.second;
+  }
+  for (const auto& kv : merged)
+    if (!Str(env, kv.second, &v) || !SetNamed(env, headers, kv.first.c_str(), v)) return false;
+  if (!SetNamed(env, o, "headers", headers)) return false;
+  if (!Str(env, info->remote_address, &v) || !SetNamed(env, o, "remoteAddress", v)) return false;
+  NLWS_OK(napi_create_int32(env, info->remote_port, &v));
+  if (!SetNamed(env, o, "remotePort", v)) return false;
+  if (!Str(env, info->protocol, &v) || !SetNamed(env, o, "protocol", v)) return false;
+  *out = o;
+  return true;
+}
+
+bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
+  switch (item.kind) {
+    case ObjItem::kString:
+      return Str(env, item.str, out);
+    case ObjItem::kUtf8: {
+      bool ok = napi_create_string_utf8(env, reinterpret_cast<const char*>(item.data), item.len,
+                                        out) == napi_ok;
+      BufFree(item.data);
+      item.data = nullptr;
+      return ok;
+    }
+    case ObjItem::kBuffer: {
+      if (!ExternalBuffer(env, item.data, item.len, out)) return false;
+      item.data = nullptr;  // the Buffer owns it now
+      return true;
+    }
+    case ObjItem::kInfo:
+      return MakeInfo(env, item.info.get(), out);
+    case ObjItem::kError: {
+      napi_value v;
+      NLWS_OK(napi_create_object(env, out));
+      if (!Str(env, item.code, &v) || !SetNamed(env, *out, "code", v)) return false;
+      if (!Str(env, item.str, &v) || !SetNamed(env, *out, "message", v)) return false;
+      if (item.status) {
+        NLWS_OK(napi_create_int32(env, item.status, &v));
+        if (!SetNamed(env, *out, "status", v)) return false;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+// argv: [records, arena, objects]; *recs points at the records JavaScript sees
+// (it marks the messages it keeps there).
+bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs) {
+  size_t nrec = b.recs.size();
+  void* data;
+  napi_value rab;
+  NLWS_OK(napi_create_arraybuffer(env, nrec * sizeof(uint32_t), &data, &rab));
+  if (nrec) memcpy(data, b.recs.data(), nrec * sizeof(uint32_t));
+  *recs = static_cast<uint32_t*>(data);
+  NLWS_OK(napi_create_typedarray(env, napi_uint32_array, nrec, rab, 0, &argv[0]));
+
+  NLWS_OK(napi_get_undefined(env, &argv[1]));
+  if (!b.arena.empty()) {
+    if (b.arena.len <= 4096) {
+      void* copy;  // small: a copy is cheaper than an external buffer
+      NLWS_OK(napi_create_buffer_copy(env, b.arena.len, b.arena.data, &copy, &argv[1]));
+    } else {
+      size_t len = b.arena.len;
+      if (!ExternalBuffer(env, b.arena.data, len, &argv[1])) return false;
+      b.arena.Take();  // no copy: JavaScript slices it
+    }
+  }
+
+  NLWS_OK(napi_get_undefined(env, &argv[2]));
+  if (!b.objs.empty()) {
+    NLWS_OK(napi_create_array_with_length(env, b.objs.size(), &argv[2]));
+    for (size_t i = 0; i < b.objs.size(); i++) {
+      napi_value v;
+      if (!MakeObj(env, b.objs[i], &v)) return false;
+      NLWS_OK(napi_set_element(env, argv[2], static_cast<uint32_t>(i), v));
+    }
+  }
+  return true;
+}
+
+#undef NLWS_OK
+
+}  // namespace
+
+void Context::Deliver(napi_env env, napi_value cb) {
+  std::vector<Batch> batches;
+  {
+    std::lock_guard<std::mutex> lock(ev_mu_);
+    batches.swap(pending_);
+    call_pending_ = false;
+  }
+  delivering_ = true;  // commands pushed meanwhile share one wake-up, at the end
+  for (Batch& b : batches) {
+    // What JavaScript keeps stays charged; everything else is released.
+    int64_t held_total = 0;
+    std::unordered_map<uint32_t, int64_t> held;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      napi_value argv[3];
+      uint32_t* recs = nullptr;
+      if (MakeBatch(env, b, argv, &recs)) {
+        napi_value global, result;
+        if (napi_get_global(env, &global) == napi_ok)
+          napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
+        for (size_t i = 0; i < b.recs.size(); i += 4) {
+          if (!(recs[i] & kHeldBit) || !IsMessageEvent(recs[i] & ~kHeldBit)) continue;
+          int64_t cost = MessageCost(recs + i);
+          held_total += cost;
+          held[recs[i + 1]] += cost;
+        }
+      }
+      napi_close_handle_scope(env, scope);
+    }
+    for (RxCharge& c : b.charges) {
+      int64_t bytes = c.bytes;
+      if (!held.empty()) {
+        auto it = held.find(c.shared->id);
+        if (it != held.end()) {
+          int64_t keep = std::min(bytes, it->second);
+          it->second -= keep;
+          bytes -= keep;
+        }
+      }
+      ReleaseConn(c.shared, bytes);
+    }
+    ReleaseTotal(b.cost - held_total);
+    b.Clear();
+  }
+  delivering_ = false;
+  if (wake_deferred_) {
+    wake_deferred_ = false;
+    if (!stopped_) lws_cancel_service(lws_);
+  }
+}
+
+}  // namespace nlws

@@ -1,0 +1,117 @@
+// The receiving half of RFC 6455 for one connection, with no socket: frame
+// headers, unmasking, message reassembly up to maxPayload, UTF-8 validation
+// (also across fragments), control frames and permessage-deflate inflation.
+// What it finds it reports to a FrameSink; what it gets is whatever bytes
+// arrived, split anywhere.
+//
+// Inflation is bounded per Feed() call: a message that inflates to more than
+// kInflateBudget bytes takes several calls (busy() says so), so that one
+// connection's decompression bomb cannot hold the service thread while other
+// connections wait.
+//
+// Service thread (and the libFuzzer harness in fuzz/).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "deflate.h"
+#include "ws_frame.h"
+
+namespace nlws {
+
+// A complete message, as the reader hands it to the sink.
+struct ReadMessage {
+  bool text;
+  bool ascii;     // text: every byte < 0x80
+  bool in_room;   // data is the sink's MessageRoom() memory
+  uint8_t* data;  // not in_room: the reader's BufAlloc'd buffer; the sink may take it (set
+                  // data = nullptr; it then frees it with BufFree)
+  size_t len;
+};
+
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  // Memory for a small unfragmented message that arrived whole in one read:
+  // the reader unmasks it straight into it. Null: use the reader's buffer.
+  // Nothing is committed until OnMessage.
+  virtual uint8_t* MessageRoom(size_t len) = 0;
+  // Returns false to stop reading (the connection is being dropped).
+  virtual bool OnMessage(ReadMessage& m) = 0;
+  virtual void OnPing(const uint8_t* p, size_t n) = 0;
+  virtual void OnPong(const uint8_t* p, size_t n) = 0;
+  // A valid close frame (code kCloseNoStatus when it had no payload). The
+  // reader reads nothing more afterwards.
+  virtual void OnCloseFrame(uint16_t code, const uint8_t* reason, size_t n) = 0;
+  // A protocol violation: fail the connection with this close code. The
+  // reader reads nothing more afterwards.
+  virtual void OnReadError(uint16_t close_code, const char* why) = 0;
+};
+
+class FrameReader {
+ public:
+  static constexpr size_t kInflateBudget = 256 * 1024;
+
+  // client: frames come from a server (unmasked); else from a client (masked).
+  FrameReader(FrameSink* sink, bool client, uint64_t max_payload);
+  ~FrameReader();
+  FrameReader(const FrameReader&) = delete;
+  FrameReader& operator=(const FrameReader&) = delete;
+
+  void EnableDeflate(std::unique_ptr<PerMessageDeflate> pmd);
+  bool deflate() const { return pmd_ != nullptr; }
+  PerMessageDeflate* pmd() const { return pmd_.get(); }
+
+  // Parses up to n bytes; returns how many it consumed. Fewer than n only
+  // when this call's inflate budget ran out (busy() is then true: call again
+  // with the rest, or with nothing). After a close frame or an error it
+  // consumes everything and reports nothing more.
+  size_t Feed(const uint8_t* p, size_t n);
+  bool busy() const { return zoff_ < zin_.size() || z_more_; }
+  bool done() const { return done_; }  // a close frame or an error was seen
+
+ private:
+  bool StartFrame();
+  void ConsumePayload(const uint8_t* p, size_t n);
+  bool Inflate();  // drains zin_ within the budget; false on error
+  void EndFrame();
+  void DeliverMessage();
+  void HandleControl(const uint8_t* payload, size_t n);
+  void Fail(uint16_t code, const char* why);
+  bool Reserve(size_t need, size_t hint);
+
+  FrameSink* sink_;
+  uint64_t max_payload_;
+  bool client_;
+  bool done_ = false;
+  // frame being parsed
+  uint8_t hdr_have_ = 0;
+  uint8_t hdr_buf_[kMaxFrameHeader];
+  bool in_frame_ = false;
+  bool frame_end_pending_ = false;  // payload all read; its inflation is not finished
+  FrameHeader fh_;
+  uint64_t frame_remaining_ = 0;
+  size_t mask_phase_ = 0;
+  // message being assembled
+  bool in_message_ = false;
+  bool msg_compressed_ = false;
+  uint8_t msg_opcode_ = 0;
+  Utf8Validator utf8_;
+  uint8_t* msg_ = nullptr;  // BufAlloc'd
+  size_t msg_len_ = 0;
+  size_t msg_cap_ = 0;
+  // a control frame split across reads
+  uint8_t* ctrl_ = nullptr;  // 125 bytes, allocated on first use
+  size_t ctrl_len_ = 0;
+  // permessage-deflate
+  std::unique_ptr<PerMessageDeflate> pmd_;
+  std::vector<uint8_t> zin_;  // unmasked compressed bytes not yet inflated
+  size_t zoff_ = 0;
+  bool z_more_ = false;  // zlib may hold more output for input it took
+  size_t budget_ = 0;    // inflated bytes this Feed() may still produce
+};
+
+}  // namespace nlws

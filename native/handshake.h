@@ -1,0 +1,109 @@
+// The opening handshake (RFC 6455 section 4), both sides, with no I/O.
+//
+// ServerHandshake collects a request head, checks it against RFC 6455 and
+// the server's admission rules (path, Origin, maxConnections,
+// maxHeaderBytes, subprotocols, permessage-deflate) and says what to answer.
+// ClientHandshake checks the server's response to our upgrade request.
+// Both live only until the connection is open; the Conn frees them then.
+//
+// Service thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "deflate.h"
+#include "http.h"
+#include "options.h"
+
+namespace nlws {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+class ServerHandshake {
+ public:
+  enum class Result : uint8_t {
+    kMore,     // the request head is not complete yet
+    kHttp,     // a request without an upgrade: request() for the HTTP responder
+    kReject,   // answer status() with message() and extra_headers()
+    kUpgrade,  // an acceptable upgrade (JavaScript may still verify it)
+  };
+
+  ServerHandshake(std::string remote_address, int remote_port)
+      : remote_address(std::move(remote_address)), remote_port(remote_port) {}
+
+  // Feeds request bytes. open_connections: the server's open WebSocket
+  // connections (for maxConnections).
+  Result Feed(const uint8_t* p, size_t n, const ServerConfig& cfg, size_t open_connections);
+
+  const HttpRequest& request() const { return req_; }
+  HttpRequest& mutable_request() { return req_; }
+  int status() const { return status_; }
+  const std::string& message() const { return message_; }
+  const std::string& extra_headers() const { return extra_; }
+
+  // What kUpgrade found.
+  std::string remote_address;
+  int remote_port;
+  std::string key;
+  std::string offered;       // Sec-WebSocket-Protocol values, joined with ", "
+  std::string ext_response;  // Sec-WebSocket-Extensions to answer; empty: none
+  std::unique_ptr<PerMessageDeflate> pmd;
+  std::string rest;  // bytes the client sent right behind its request
+
+ private:
+  Result Reject(int status, const char* message, const char* extra = "");
+
+  std::string head_;
+  size_t scanned_ = 0;  // bytes of head_ checked for bare LF line ends
+  HttpRequest req_;
+  int status_ = 0;
+  std::string message_;
+  std::string extra_;
+};
+
+// The subprotocol to select: the first one the client offers that the server
+// accepts; empty when none.
+std::string ChooseProtocol(const std::vector<std::string>& accepted, const std::string& offered);
+
+// The 101 response.
+std::string UpgradeResponse(const std::string& key, const std::string& protocol,
+                            const std::string& ext_response);
+
+class ClientHandshake {
+ public:
+  enum class Result : uint8_t { kMore, kFail, kOpen };
+
+  ClientHandshake(std::string request, std::string accept, std::vector<std::string> offered,
+                  DeflateOptions offer);
+
+  Result Feed(const uint8_t* p, size_t n, size_t max_header_bytes);
+
+  // The request to send (with the permessage-deflate offer when enabled).
+  std::string request;
+  std::string address;  // the server's, for error messages
+  int port = 0;
+  // kFail
+  std::string error_code;
+  std::string error_message;
+  int error_status = 0;
+  // kOpen
+  std::string protocol;
+  HeaderList headers;
+  std::unique_ptr<PerMessageDeflate> pmd;
+  std::string rest;  // frames the server sent right behind its response
+
+ private:
+  Result Fail(const char* code, std::string message, int status = 0);
+
+  std::string accept_;
+  std::vector<std::string> offered_;
+  DeflateOptions offer_;
+  std::string buf_;
+};
+
+}  // namespace nlws

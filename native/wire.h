@@ -1,0 +1,167 @@
+// Every byte a connection writes goes through its Wire: one write queue
+// (control frames ahead of queued data, never inside a partly written frame)
+// and one of three transports behind it:
+//
+//   PlainWire      writev() straight to the socket: many queued frames leave
+//                  in one system call;
+//   LwsTlsWire     server TLS: lws_write() on the lws wsi, which encrypts and
+//                  keeps what the socket does not take;
+//   ClientTlsWire  wss:// clients: OpenSSL over memory BIOs (tls_client.h),
+//                  ciphertext sent on our own socket.
+//
+// "Write everything, then close" means the same on each: Flush() reports
+// kIdle only once the transport holds nothing more either.
+//
+// Service thread only.
+#pragma once
+
+#include <libwebsockets.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tls_client.h"
+
+namespace nlws {
+
+// One frame (or an HTTP response block) in a write queue.
+struct OutFrame {
+  enum Kind : uint8_t { kData, kClose, kPing, kPong };
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  uint8_t* block = nullptr;  // BufAlloc'd memory freed once written or dropped (may be null)
+  size_t payload = 0;        // bytes counted in ConnShared::buffered
+  Kind kind = kData;
+};
+
+// Told about every frame that leaves the queue, written or dropped, before
+// the Wire frees it.
+class WireOwner {
+ public:
+  virtual ~WireOwner() = default;
+  virtual void FrameDone(const OutFrame& f, bool written) = 0;
+};
+
+class Wire {
+ public:
+  enum class Status : uint8_t {
+    kIdle,     // everything is written
+    kBlocked,  // the socket is full; lws will report POLLOUT
+    kBroken,   // the peer is gone: nothing more can be written
+  };
+
+  explicit Wire(WireOwner* owner) : owner_(owner) {}
+  virtual ~Wire();  // the owner must have called Drop(false) first
+  Wire(const Wire&) = delete;
+  Wire& operator=(const Wire&) = delete;
+
+  void Attach(lws* wsi) { wsi_ = wsi; }
+  // Queues in order after everything queued before.
+  void Push(const OutFrame& f) { data_.push_back(f); }
+  // Queues a control frame ahead of queued data (after a partly written
+  // frame and after earlier control frames). A pong replaces an earlier pong
+  // that has not started to be written (RFC 6455 5.5.3: answering the
+  // latest ping is enough), so a ping flood queues at most one.
+  void PushControl(const OutFrame& f);
+  // Drops queued frames; keep_partial keeps a partly written frame (the
+  // stream breaks without its end).
+  void Drop(bool keep_partial);
+  Status Flush();
+  bool empty() const { return data_.empty() && ctrl_.empty(); }
+  size_t queued_frames() const { return data_.size() + ctrl_.size(); }
+  // After the last byte: the plain wire sends FIN and returns true (the
+  // caller lingers until the peer closes); TLS wires return false (drop).
+  virtual bool HalfClose() { return false; }
+  void RequestWritable();
+  void WritableArrived() { want_writable_ = false; }
+
+ protected:
+  // Hands bytes to the transport; returns how many it took, -1 when the
+  // peer is gone. *full: it will take no more until POLLOUT.
+  virtual ssize_t Write(const iovec* iov, int n, bool* full) = 0;
+  // Sends what the transport holds already; 1 done, 0 not yet, -1 broken.
+  virtual int Drain() { return 1; }
+
+  lws* wsi_ = nullptr;
+
+ private:
+  // The vector-with-a-moving-head queue: allocates nothing while empty,
+  // which matters at 10,000 idle connections.
+  class Queue {
+   public:
+    bool empty() const { return head_ == v_.size(); }
+    size_t size() const { return v_.size() - head_; }
+    OutFrame& operator[](size_t i) { return v_[head_ + i]; }
+    OutFrame& back() { return v_.back(); }
+    void push_back(const OutFrame& f) { v_.push_back(f); }
+    void pop_back();
+    void pop_front();
+
+   private:
+    void Compact();
+    std::vector<OutFrame> v_;
+    size_t head_ = 0;
+  };
+
+  OutFrame* At(size_t i);  // i-th frame in write order
+  void Pop();              // removes the first frame in write order
+  void Done(const OutFrame& f, bool written);
+
+  WireOwner* owner_;
+  Queue data_;
+  Queue ctrl_;
+  size_t off_ = 0;             // bytes of the first frame in write order already written
+  bool partial_data_ = false;  // that frame is data_[0] (written before ctrl_)
+  bool want_writable_ = false;
+};
+
+class PlainWire : public Wire {
+ public:
+  PlainWire(WireOwner* owner, int fd) : Wire(owner), fd_(fd) {}
+  bool HalfClose() override;
+
+ protected:
+  ssize_t Write(const iovec* iov, int n, bool* full) override;
+
+ private:
+  int fd_;
+};
+
+class LwsTlsWire : public Wire {
+ public:
+  using Wire::Wire;
+
+ protected:
+  ssize_t Write(const iovec* iov, int n, bool* full) override;
+  int Drain() override;
+};
+
+class ClientTlsWire : public Wire {
+ public:
+  ClientTlsWire(WireOwner* owner, int fd, std::unique_ptr<TlsClient> tls)
+      : Wire(owner), fd_(fd), tls_(std::move(tls)) {}
+  TlsClient* tls() const { return tls_.get(); }
+  // Application data may flow once the TLS handshake is done.
+  void SetUp() { up_ = true; }
+  bool up() const { return up_; }
+
+ protected:
+  ssize_t Write(const iovec* iov, int n, bool* full) override;
+  int Drain() override;
+
+ private:
+  int fd_;
+  std::unique_ptr<TlsClient> tls_;
+  bool up_ = false;
+  std::string cipher_;  // ciphertext waiting for the socket
+  size_t cipher_off_ = 0;
+};
+
+// Frees what a frame owns (its block).
+void ReleaseFrame(OutFrame& f);
+
+}  // namespace nlws

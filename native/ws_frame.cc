@@ -1,0 +1,190 @@
+#include "ws_frame.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <cctype>
+
+#include "buffers.h"
+
+namespace nlws {
+
+int ParseFrameHeader(const uint8_t* p, size_t n, FrameHeader* h) {
+  if (n < 2) return 0;
+  h->fin = (p[0] & 0x80) != 0;
+  h->rsv = (p[0] >> 4) & 0x7;
+  h->opcode = p[0] & 0x0F;
+  h->masked = (p[1] & 0x80) != 0;
+  uint64_t len = p[1] & 0x7F;
+  size_t pos = 2;
+  if (len == 126) {
+    if (n < 4) return 0;
+    len = (uint64_t(p[2]) << 8) | p[3];
+    pos = 4;
+  } else if (len == 127) {
+    if (n < 10) return 0;
+    len = 0;
+    for (int i = 0; i < 8; i++) len = (len << 8) | p[2 + i];
+    if (len >> 63) return -1;
+    pos = 10;
+  }
+  if (h->masked) {
+    if (n < pos + 4) return 0;
+    memcpy(h->mask, p + pos, 4);
+    pos += 4;
+  }
+  h->length = len;
+  return static_cast<int>(pos);
+}
+
+size_t EncodeFrameHeader(uint8_t* out, bool fin, uint8_t opcode, uint64_t length,
+                         const uint8_t* mask) {
+  out[0] = static_cast<uint8_t>((fin ? 0x80 : 0) | (opcode & 0x0F));
+  uint8_t mbit = mask ? 0x80 : 0;
+  size_t pos;
+  if (length < 126) {
+    out[1] = static_cast<uint8_t>(mbit | length);
+    pos = 2;
+  } else if (length <= 0xFFFF) {
+    out[1] = mbit | 126;
+    out[2] = static_cast<uint8_t>(length >> 8);
+    out[3] = static_cast<uint8_t>(length);
+    pos = 4;
+  } else {
+    out[1] = mbit | 127;
+    for (int i = 0; i < 8; i++) out[2 + i] = static_cast<uint8_t>(length >> (56 - 8 * i));
+    pos = 10;
+  }
+  if (mask) {
+    memcpy(out + pos, mask, 4);
+    pos += 4;
+  }
+  return pos;
+}
+
+void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase) {
+  uint8_t m[8];
+  for (int i = 0; i < 8; i++) m[i] = mask[(phase + i) & 3];
+  uint64_t m64;
+  memcpy(&m64, m, 8);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    memcpy(&v, src + i, 8);
+    v ^= m64;
+    memcpy(dst + i, &v, 8);
+  }
+  for (; i < n; i++) dst[i] = src[i] ^ m[i & 7];
+}
+
+uint8_t* BufAllocForFrame(size_t n) { return BufAlloc(n); }
+
+uint8_t* NewFrame(bool masked, uint8_t opcode, const uint8_t* payload, size_t len,
+                  size_t* frame_len, bool compressed) {
+  size_t hl = FrameHeaderSize(len, masked);
+  uint8_t* f = BufAlloc(hl + len + 1);
+  if (!f) return nullptr;
+  uint8_t mask[4];
+  if (masked) RandomMask(mask);
+  EncodeFrameHeader(f, true, opcode, len, masked ? mask : nullptr);
+  if (masked)
+    ApplyMask(f + hl, payload, len, mask, 0);
+  else if (len)
+    memcpy(f + hl, payload, len);
+  if (compressed) f[0] |= 0x40;  // RSV1 (permessage-deflate)
+  *frame_len = hl + len;
+  return f;
+}
+
+void RandomMask(uint8_t out[4]) {
+  thread_local uint8_t pool[4096];
+  thread_local size_t pos = sizeof pool;
+  if (pos + 4 > sizeof pool) {
+    size_t got = 0;
+    while (got < sizeof pool) {
+      ssize_t n = getrandom(pool + got, sizeof pool - got, 0);
+      if (n > 0) got += static_cast<size_t>(n);
+    }
+    pos = 0;
+  }
+  memcpy(out, pool + pos, 4);
+  pos += 4;
+}
+
+bool Utf8Validator::Feed(const uint8_t* p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    if (remaining_ == 0) {
+      // ASCII fast path, eight bytes at a time.
+      while (i + 8 <= n) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        if (v & 0x8080808080808080ULL) break;
+        i += 8;
+      }
+      if (i >= n) break;
+      uint8_t b = p[i++];
+      if (b < 0x80) continue;
+      non_ascii_ = true;
+      lo_ = 0x80;
+      hi_ = 0xBF;
+      if (b >= 0xC2 && b <= 0xDF) {
+        remaining_ = 1;
+      } else if (b == 0xE0) {
+        remaining_ = 2;
+        lo_ = 0xA0;
+      } else if ((b >= 0xE1 && b <= 0xEC) || b == 0xEE || b == 0xEF) {
+        remaining_ = 2;
+      } else if (b == 0xED) {
+        remaining_ = 2;
+        hi_ = 0x9F;
+      } else if (b == 0xF0) {
+        remaining_ = 3;
+        lo_ = 0x90;
+      } else if (b >= 0xF1 && b <= 0xF3) {
+        remaining_ = 3;
+      } else if (b == 0xF4) {
+        remaining_ = 3;
+        hi_ = 0x8F;
+      } else {
+        return false;
+      }
+    } else {
+      uint8_t b = p[i++];
+      if (b < lo_ || b > hi_) return false;
+      remaining_--;
+      lo_ = 0x80;
+      hi_ = 0xBF;
+    }
+  }
+  return true;
+}
+
+bool IsValidUtf8(const uint8_t* p, size_t n) {
+  Utf8Validator v;
+  return v.Feed(p, n) && v.Complete();
+}
+
+bool IsValidCloseCode(uint32_t code) {
+  if (code >= 3000 && code <= 4999) return true;
+  switch (code) {
+    case 1000:
+    case 1001:
+    case 1002:
+    case 1003:
+    case 1007:
+    case 1008:
+    case 1009:
+    case 1010:
+    case 1011:
+    case 1012:
+    case 1013:
+    case 1014:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace nlws
