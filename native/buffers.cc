@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <mutex>
 #include <vector>
@@ -15,6 +16,23 @@ constexpr size_t kPoolMin = 16 * 1024;
 constexpr int kClasses = 32;
 constexpr size_t kPerClass = 32;
 constexpr size_t kPoolMax = 64 * 1024 * 1024;
+// Blocks of at least this capacity are mapped (not malloc'd), so that growing
+// one (a message being reassembled or inflated) moves pages instead of
+// copying megabytes: mremap() costs a few microseconds whatever the size.
+constexpr size_t kMapMin = 1024 * 1024;
+
+uint8_t* NewRaw(size_t cap) {
+  if (cap < kMapMin) return static_cast<uint8_t*>(malloc(cap));
+  void* p = mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
+}
+
+void DeleteRaw(uint8_t* raw, size_t cap) {
+  if (cap < kMapMin)
+    free(raw);
+  else
+    munmap(raw, cap);
+}
 
 struct Pool {
   std::mutex mu;
@@ -52,7 +70,7 @@ uint8_t* BufAlloc(size_t n) {
   } else {
     cap = total;
   }
-  if (!raw) raw = static_cast<uint8_t*>(malloc(cap));
+  if (!raw) raw = NewRaw(cap);
   if (!raw) return nullptr;
   memcpy(raw, &cap, sizeof cap);
   return raw + kHeader;
@@ -79,11 +97,21 @@ void BufFree(uint8_t* p) {
       return;
     }
   }
-  free(raw);
+  DeleteRaw(raw, cap);
 }
 
 uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep) {
   if (p && BufCapacity(p) >= n) return p;
+  if (p && BufCapacity(p) + kHeader >= kMapMin) {
+    // Both mapped: move the pages.
+    uint8_t* raw = p - kHeader;
+    size_t old_cap = BufCapacity(p) + kHeader;
+    size_t cap = size_t{1} << ClassOf(n + kHeader);
+    void* q = mremap(raw, old_cap, cap, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) return nullptr;
+    memcpy(q, &cap, sizeof cap);
+    return static_cast<uint8_t*>(q) + kHeader;
+  }
   uint8_t* q = BufAlloc(n);
   if (!q) return nullptr;
   if (p) {

@@ -1,6 +1,7 @@
 // Frame and message buffers. Large ones (>= 16 KiB) are kept in a small pool
 // and reused instead of going back to the kernel: on this kind of machine the
-// page faults of a fresh 1 MiB mmap cost more than the copy into it.
+// page faults of a fresh 1 MiB mmap cost more than the copy into it. Blocks of
+// 1 MiB and more are mapped, and grow with mremap() (no copy).
 // Thread-safe: frames are allocated on the main thread and freed on the
 // service thread, and message buffers the other way round.
 #pragma once

@@ -374,13 +374,12 @@ void Conn::CheckRxFlow() {
 }
 
 void Conn::ChargeRx() {
-  if (!rx_charge_ || killed_) {
-    rx_charge_ = 0;
-    return;
-  }
-  int64_t bytes = rx_charge_;
+  // The batches carry the charge already (Context::Charge); this is the
+  // connection's running total.
+  if (rx_charge_) shared_->rx_pending.fetch_add(rx_charge_);
   rx_charge_ = 0;
-  ctx_->ChargeConn(shared_, bytes);  // may pause every connection, this one too
+  ctx_->CheckRxTotal();  // may pause every connection, this one too
+  if (killed_) return;
   if (!(rx_pause_ & kRxFlow) && shared_->rx_pending.load() > opts_->receive_high_water_mark) {
     PauseRx(kRxFlow);
     shared_->rx_waiting.store(true);
@@ -618,7 +617,7 @@ void Conn::OnHeartbeat(Timer* t) {
 
 uint8_t* Conn::MessageRoom(size_t len) {
   if (len > kArenaMax) return nullptr;
-  return ctx_->events().arena.Room(len);
+  return ctx_->ArenaRoom(len);
 }
 
 bool Conn::OnMessage(ReadMessage& m) {
@@ -643,7 +642,9 @@ bool Conn::OnMessage(ReadMessage& m) {
     m.data = nullptr;
     ctx_->Emit(m.text ? kEvTextObj : kEvBinaryObj, id, len, obj);
   }
-  rx_charge_ += static_cast<int64_t>(m.len) + kEventCost;
+  int64_t cost = static_cast<int64_t>(m.len) + kEventCost;
+  ctx_->Charge(shared_, cost);
+  rx_charge_ += cost;
   return !killed_;
 }
 
@@ -667,6 +668,7 @@ void Conn::OnPing(const uint8_t* p, size_t n) {
     return;
   }
   ctx_->Emit(kEvPing, shared_->id, off, static_cast<uint32_t>(n));
+  ctx_->Charge(shared_, static_cast<int64_t>(n) + kEventCost);
   rx_charge_ += static_cast<int64_t>(n) + kEventCost;
 }
 
@@ -677,6 +679,7 @@ void Conn::OnPong(const uint8_t* p, size_t n) {
     return;
   }
   ctx_->Emit(kEvPong, shared_->id, off, static_cast<uint32_t>(n));
+  ctx_->Charge(shared_, static_cast<int64_t>(n) + kEventCost);
   rx_charge_ += static_cast<int64_t>(n) + kEventCost;
 }
 

@@ -477,11 +477,13 @@ void Context::RunBusy() {
 
 // ---- receive flow control (service thread) ------------------------------------------------
 
-void Context::ChargeConn(ConnShared* shared, int64_t bytes) {
-  shared->rx_pending.fetch_add(bytes);
+void Context::Charge(ConnShared* shared, int64_t bytes) {
+  if (!local_.charges.empty() && local_.charges.back().shared == shared) {
+    local_.charges.back().bytes += bytes;
+    return;
+  }
   shared->Ref();
   local_.charges.push_back(RxCharge{shared, bytes});
-  CheckRxTotal();
 }
 
 void Context::CheckRxTotal() {
@@ -519,8 +521,14 @@ void Context::Emit(uint32_t type, uint32_t id, uint32_t a, uint32_t b) {
   local_.cost += kEventCost;
 }
 
+uint8_t* Context::ArenaRoom(size_t n) {
+  constexpr size_t kArenaHandOver = 1024 * 1024;
+  if (local_.arena.len > 0 && local_.arena.len + n > kArenaHandOver) HandOver();
+  return local_.arena.Room(n);
+}
+
 bool Context::AddArena(const uint8_t* p, size_t n, uint32_t* offset) {
-  uint8_t* dst = local_.arena.Room(n);
+  uint8_t* dst = ArenaRoom(n);
   if (!dst) return false;
   *offset = static_cast<uint32_t>(local_.arena.len);
   if (n) memcpy(dst, p, n);
@@ -576,6 +584,10 @@ void Context::Log(int level, const char* line) { Emit(kEvLog, level, 0, AddStrin
 void Context::FlushEvents() {
   FlushDirty();
   RunKills();
+  HandOver();
+}
+
+void Context::HandOver() {
   if (local_.Empty()) return;
   rx_total_.fetch_add(local_.cost);
   bool call;

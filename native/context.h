@@ -110,6 +110,10 @@ class Context {
   // A vhost serving TLS with this certificate; null (and *error set) when lws refuses it.
   lws_vhost* ServerTlsVhost(const ServerConfig& cfg, std::string* error);
   Batch& events() { return local_; }
+  // Room for n more bytes in the batch arena (see Arena::Room). A full arena
+  // is handed over first: arenas stay small, and growing one never copies
+  // megabytes while JavaScript is not taking them.
+  uint8_t* ArenaRoom(size_t n);
   uint32_t NextConnId() { return last_conn_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
   bool shutting_down() const { return shutting_down_; }
   void AddConn(Conn* c);
@@ -121,9 +125,12 @@ class Context {
   void ScheduleKill(Conn* conn);
   void ServerClosed(Listener* l);   // a listener has no connections left and is closing
   void ShutdownConns(Listener* l);  // closes every connection of l with 1001
-  // Receive flow control: charges a connection's received events (message
-  // bytes plus kEventCost each), and checks the context's total.
-  void ChargeConn(ConnShared* shared, int64_t bytes);
+  // Receive flow control: charges a received event (its bytes plus
+  // kEventCost) to its connection in the current batch, where its release
+  // will find it, and (CheckRxTotal) compares the context's total with its
+  // limit.
+  void Charge(ConnShared* shared, int64_t bytes);
+  void CheckRxTotal();
   bool rx_global_paused() const { return rx_global_paused_; }
 
   void Emit(uint32_t type, uint32_t id, uint32_t a = 0, uint32_t b = 0);
@@ -147,7 +154,7 @@ class Context {
   void RunBusy();
   void RunKills();
   void FlushEvents();
-  void CheckRxTotal();
+  void HandOver();  // local_ to the main thread
   void PauseAll();
   void ResumeAll();
   static void CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused);

@@ -53,7 +53,7 @@ class FrameSink {
 
 class FrameReader {
  public:
-  static constexpr size_t kInflateBudget = 256 * 1024;
+  static constexpr size_t kInflateBudget = 128 * 1024;
 
   // client: frames come from a server (unmasked); else from a client (masked).
   FrameReader(FrameSink* sink, bool client, uint64_t max_payload);

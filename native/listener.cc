@@ -116,6 +116,7 @@ void Listener::Accept() {
       continue;
     }
     conn->Attach(wsi);
+    ctx_->CheckRxTotal();
   }
 }
 
