@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
+import * as lws from '../../dist/index.mjs';
 import {
   cleanupsAfterEach,
   closeClient,
@@ -29,7 +29,7 @@ import {
   urlFor,
   withTimeout,
   wsConnect,
-} from './helpers.mjs';
+} from '../helpers.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;

@@ -4,7 +4,7 @@
 // bytes, and mutations (bit flips, truncations, splices, insertions, deletions, duplications,
 // interesting-byte overwrites, length-field edits, chunk splits) of a corpus of valid upgrade
 // requests and frame sequences. The PRNG is seeded (FUZZ_SEED, else random) and the seed is
-// printed, so a run can be repeated: FUZZ_SEED=<seed> node test/fuzz.test.mjs.
+// printed, so a run can be repeated: FUZZ_SEED=<seed> node test/system/network-fuzz.test.mjs.
 //
 // Asserted:
 //   - the process never crashes (a crash kills this file; the runner reports it);
@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
+import * as lws from '../../dist/index.mjs';
 import {
   describeFds,
   exitWatchdog,
@@ -28,7 +28,7 @@ import {
   waitFor,
   withTimeout,
   wsConnect,
-} from './helpers.mjs';
+} from '../helpers.mjs';
 
 const HOST = '127.0.0.1';
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 20);

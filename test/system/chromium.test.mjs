@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
+import * as lws from '../../dist/index.mjs';
 import {
   cleanupsAfterEach,
   connClosed,
@@ -22,11 +22,11 @@ import {
   patternBytes,
   sha256,
   withTimeout,
-} from './helpers.mjs';
+} from '../helpers.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const BROWSER_SEED = 11; // pattern the browser sends
 const SERVER_SEED = 22; // pattern the server sends

@@ -11,12 +11,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { exitWatchdog, withTimeout } from './helpers.mjs';
+import { exitWatchdog, withTimeout } from '../helpers.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'bin', 'node-lws-stress.js');
 const require = createRequire(import.meta.url);
-const frames = require('../bin/stress/frames.js');
+const frames = require('../../bin/stress/frames.js');
 
 const children = new Set();
 

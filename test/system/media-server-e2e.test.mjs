@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { start } from '../examples/media-server/server.mjs';
+import { start } from '../../examples/media-server/server.mjs';
 import {
   cleanupsAfterEach,
   exitWatchdog,
@@ -24,10 +24,10 @@ import {
   waitFor,
   withTimeout,
   wsConnect,
-} from './helpers.mjs';
+} from '../helpers.mjs';
 
 const HOST = '127.0.0.1';
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const MIN_FRAMES = 60; // valid video frames the page must receive
 const MIN_FPS = 20; // the server sends 30; a 2-core machine shared with Chromium must reach this

@@ -29,12 +29,12 @@ import {
 } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const PEER = path.join(here, 'worker-peer.mjs');
+const PEER = path.join(here, 'fixtures', 'worker-peer.mjs');
 const HOST = '127.0.0.1';
 const T = 5000;
 
 // ---------------------------------------------------------------------------
-// A worker running test/worker-peer.mjs, driven by request/response messages.
+// A worker running test/fixtures/worker-peer.mjs, driven by request/response messages.
 // ---------------------------------------------------------------------------
 
 class Peer {
