@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import WebSocket from 'ws';
+import procNetTcp from '../bin/stress/proc-net-tcp.js';
 
 export { WebSocket };
 
@@ -391,88 +392,13 @@ export function tcpConnects(host, port, ms = 2000) {
 // /proc/net/tcp{,6}
 // ---------------------------------------------------------------------------
 
-const TCP_STATES = {
-  '01': 'ESTABLISHED',
-  '02': 'SYN_SENT',
-  '03': 'SYN_RECV',
-  '04': 'FIN_WAIT1',
-  '05': 'FIN_WAIT2',
-  '06': 'TIME_WAIT',
-  '07': 'CLOSE',
-  '08': 'CLOSE_WAIT',
-  '09': 'LAST_ACK',
-  '0A': 'LISTEN',
-  '0B': 'CLOSING',
-};
-
-function decodeV4(hex) {
-  const n = parseInt(hex, 16);
-  return [n & 255, (n >>> 8) & 255, (n >>> 16) & 255, (n >>> 24) & 255].join('.');
-}
-
-function decodeV6(hex) {
-  const bytes = [];
-  for (let w = 0; w < 4; w++) {
-    const word = hex.slice(w * 8, w * 8 + 8);
-    for (let b = 3; b >= 0; b--) bytes.push(parseInt(word.slice(b * 2, b * 2 + 2), 16));
-  }
-  const groups = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16));
-  return compressV6(groups);
-}
-
-function compressV6(groups) {
-  let best = -1,
-    bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestLen < 2) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
-}
-
 /**
  * All TCP sockets of the machine (from /proc/net/tcp and /proc/net/tcp6) as
- * `{ family, localAddress, localPort, remoteAddress, remotePort, state }`.
+ * `{ family, localAddress, localPort, remoteAddress, remotePort, state, inode }`; the parser
+ * is the stress CLI's (bin/stress/proc-net-tcp.js).
  */
 export function tcpSockets() {
-  const out = [];
-  for (const [file, family, decode] of [
-    ['/proc/net/tcp', 'IPv4', decodeV4],
-    ['/proc/net/tcp6', 'IPv6', decodeV6],
-  ]) {
-    let text;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 4) continue;
-      const [la, lp] = f[1].split(':');
-      const [ra, rp] = f[2].split(':');
-      out.push({
-        family,
-        localAddress: decode(la),
-        localPort: parseInt(lp, 16),
-        remoteAddress: decode(ra),
-        remotePort: parseInt(rp, 16),
-        state: TCP_STATES[f[3]] ?? f[3],
-      });
-    }
-  }
-  return out;
+  return procNetTcp.tcpSockets() ?? [];
 }
 
 /** Listening sockets on `port` (any address, any family). */

@@ -119,6 +119,7 @@ test('npm pack holds the build, the native sources and the install scripts, noth
     'dist/index.d.mts',
     'scripts/install.cjs',
     'bin/node-lws-stress.js',
+    'bin/stress/proc-net-tcp.js', // shared with the tests, so it must ship with the CLI
   ];
   for (const f of must) assert.ok(files.includes(f), `${f} missing from the tarball`);
   const allowed =
