@@ -5,7 +5,9 @@ import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { nextConnection, note, onceEvent, withTimeout } from './helpers.mjs';
+import { nextConnection } from './support/lws.mjs';
+import { note } from './support/suite.mjs';
+import { onceEvent, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;

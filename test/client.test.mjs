@@ -11,23 +11,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
-import {
-  captureRejection,
-  cleanupsAfterEach,
-  connClosed,
-  exitWatchdog,
-  freePort,
-  hasIPv6Loopback,
-  msSince,
-  nextMessage,
-  note,
-  onceEvent,
-  patternBytes,
-  sha256,
-  transportRoundTrip,
-  waitFor,
-  withTimeout,
-} from './helpers.mjs';
+import { patternBytes, sha256 } from './support/data.mjs';
+import { connClosed, transportRoundTrip } from './support/lws.mjs';
+import { nextMessage } from './support/messages.mjs';
+import { freePort, hasIPv6Loopback } from './support/net.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from './support/suite.mjs';
+import { captureRejection, msSince, onceEvent, waitFor, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;

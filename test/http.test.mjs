@@ -10,18 +10,11 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  attachEcho,
-  cleanupsAfterEach,
-  closeClient,
-  echoRoundTrip,
-  exitWatchdog,
-  rawHttpExchange,
-  waitFor,
-  withTimeout,
-  wsConnect,
-  wsExpectReject,
-} from './helpers.mjs';
+import { attachEcho } from './support/lws.mjs';
+import { rawHttpExchange } from './support/raw-ws.mjs';
+import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
+import { waitFor, withTimeout } from './support/wait.mjs';
+import { closeClient, echoRoundTrip, wsConnect, wsExpectReject } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 

@@ -9,7 +9,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
-import { launchChromium, onceEvent, withTimeout } from './helpers.mjs';
+import { launchChromium } from './support/chromium.mjs';
+import { onceEvent, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const TEXT = 'media frame metadata, repeated '.repeat(4000); // ~124 KB, very compressible

@@ -6,17 +6,11 @@ import crypto from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  closeClient,
-  collectMessages,
-  exitWatchdog,
-  nextConnection,
-  note,
-  onceEvent,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import { nextConnection } from './support/lws.mjs';
+import { collectMessages } from './support/messages.mjs';
+import { exitWatchdog, note } from './support/suite.mjs';
+import { onceEvent, waitFor, withTimeout } from './support/wait.mjs';
+import { closeClient, wsConnect } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;

@@ -8,28 +8,13 @@ import os from 'node:os';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  attachEcho,
-  captureRejection,
-  closeClient,
-  collectMessages,
-  connClosed,
-  echoRoundTrip,
-  exitWatchdog,
-  hasIPv6Loopback,
-  listenersOn,
-  netClose,
-  netListen,
-  nextConnection,
-  note,
-  onceEvent,
-  sha256,
-  tcpConnects,
-  urlFor,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import { sha256 } from './support/data.mjs';
+import { attachEcho, connClosed, nextConnection, urlFor } from './support/lws.mjs';
+import { collectMessages } from './support/messages.mjs';
+import { hasIPv6Loopback, listenersOn, netClose, netListen, tcpConnects } from './support/net.mjs';
+import { exitWatchdog, note } from './support/suite.mjs';
+import { captureRejection, onceEvent, waitFor, withTimeout } from './support/wait.mjs';
+import { closeClient, echoRoundTrip, wsConnect } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;

@@ -6,7 +6,9 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { exitWatchdog, spawnProcess, withTimeout } from './helpers.mjs';
+import { spawnProcess } from './support/proc.mjs';
+import { exitWatchdog } from './support/suite.mjs';
+import { withTimeout } from './support/wait.mjs';
 
 const HANG_TIMEOUT_MS = 2000;
 

@@ -11,14 +11,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
-import {
-  captureRejection,
-  freePort,
-  launchChromium,
-  note,
-  onceEvent,
-  withTimeout,
-} from './helpers.mjs';
+import { launchChromium } from './support/chromium.mjs';
+import { freePort } from './support/net.mjs';
+import { note } from './support/suite.mjs';
+import { captureRejection, onceEvent, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-tls-'));

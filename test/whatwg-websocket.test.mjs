@@ -6,16 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  cleanupsAfterEach,
-  connClosed,
-  exitWatchdog,
-  freePort,
-  patternBytes,
-  sha256,
-  waitFor,
-  withTimeout,
-} from './helpers.mjs';
+import { patternBytes, sha256 } from './support/data.mjs';
+import { connClosed } from './support/lws.mjs';
+import { freePort } from './support/net.mjs';
+import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
+import { waitFor, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;

@@ -16,17 +16,12 @@ import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  DIST_URL,
-  describeFds,
-  exitWatchdog,
-  openFds,
-  tcpConnects,
-  threadCount,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import { tcpConnects } from './support/net.mjs';
+import { DIST_URL } from './support/paths.mjs';
+import { describeFds, openFds, threadCount } from './support/proc.mjs';
+import { exitWatchdog } from './support/suite.mjs';
+import { waitFor, withTimeout } from './support/wait.mjs';
+import { wsConnect } from './support/ws-client.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const PEER = path.join(here, 'fixtures', 'worker-peer.mjs');

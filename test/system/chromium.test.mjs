@@ -12,17 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../../dist/index.mjs';
-import {
-  cleanupsAfterEach,
-  connClosed,
-  exitWatchdog,
-  launchChromium,
-  nextConnection,
-  note,
-  patternBytes,
-  sha256,
-  withTimeout,
-} from '../helpers.mjs';
+import { launchChromium } from '../support/chromium.mjs';
+import { patternBytes, sha256 } from '../support/data.mjs';
+import { connClosed, nextConnection } from '../support/lws.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from '../support/suite.mjs';
+import { withTimeout } from '../support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -33,7 +27,7 @@ const SERVER_SEED = 22; // pattern the server sends
 const BROWSER_TEXT = 'hello from the browser ✓ ünïcödé';
 
 // The page. Its xorshift32 pattern generator is the same as patternBytes() in
-// helpers.mjs, so both sides can compute the bytes the other one must see.
+// test/support/data.mjs, so both sides can compute the bytes the other one must see.
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>node-lws browser test</title>
 <style>body{font:14px monospace;margin:16px} .ok{color:#070} .bad{color:#b00}</style></head>

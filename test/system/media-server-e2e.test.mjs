@@ -14,17 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { start } from '../../examples/media-server/server.mjs';
-import {
-  cleanupsAfterEach,
-  exitWatchdog,
-  launchChromium,
-  note,
-  onceEvent,
-  WebSocket,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from '../helpers.mjs';
+import { launchChromium } from '../support/chromium.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from '../support/suite.mjs';
+import { onceEvent, waitFor, withTimeout } from '../support/wait.mjs';
+import { WebSocket, wsConnect } from '../support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -20,15 +20,10 @@ import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../../dist/index.mjs';
-import {
-  describeFds,
-  exitWatchdog,
-  openFds,
-  threadCount,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from '../helpers.mjs';
+import { describeFds, openFds, threadCount } from '../support/proc.mjs';
+import { exitWatchdog } from '../support/suite.mjs';
+import { waitFor, withTimeout } from '../support/wait.mjs';
+import { wsConnect } from '../support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 20);

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { exitWatchdog, withTimeout } from '../helpers.mjs';
+import { exitWatchdog } from '../support/suite.mjs';
+import { withTimeout } from '../support/wait.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = path.join(ROOT, 'bin', 'node-lws-stress.js');
