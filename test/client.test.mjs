@@ -15,6 +15,7 @@ import { patternBytes, sha256 } from './support/data.mjs';
 import { connClosed, transportRoundTrip } from './support/lws.mjs';
 import { nextMessage } from './support/messages.mjs';
 import { freePort, hasIPv6Loopback } from './support/net.mjs';
+import { rawWsServer } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog, note } from './support/suite.mjs';
 import { captureRejection, msSince, onceEvent, waitFor, withTimeout } from './support/wait.mjs';
 
@@ -373,19 +374,15 @@ test('ERR_HANDSHAKE: a ws server rejecting the client (verifyClient) → status 
 });
 
 test('ERR_HANDSHAKE: a 101 answer with a wrong Sec-WebSocket-Accept is refused', async () => {
-  const srv = net.createServer((s) => {
-    s.on('error', () => {});
-    s.once('data', () => {
-      s.write(
-        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          'Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n',
-      );
-    });
+  const raw = await rawWsServer({
+    host: HOST,
+    respond: () =>
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n',
   });
-  await new Promise((resolve) => srv.listen(0, HOST, resolve));
-  cleanups.push(() => new Promise((resolve) => srv.close(() => resolve())));
+  cleanups.push(() => raw.close());
   const err = await captureRejection(
-    () => lws.connect(`ws://${HOST}:${srv.address().port}/`, { timeoutMs: 3000 }),
+    () => lws.connect(raw.url(), { timeoutMs: 3000 }),
     6000,
     'connect with a bad accept key to reject',
   );

@@ -65,8 +65,10 @@ export function xorMask(buf, key) {
 /**
  * A hand-built frame. `payload`: Buffer or string (UTF-8). `mask`: true (a fresh random key, as
  * a client must), false (as a server must), or a 4-byte Buffer. `rsv`: the three RSV bits as
- * 0..7. `announce`: the payload length written in the header (default: the real one), so a
- * header can promise more bytes than follow.
+ * 0..7. `announce`: the payload length written in the header (default: the real one; a BigInt
+ * up to 2^64 - 1 is allowed), so a header can promise more bytes than follow.
+ * `lengthEncoding`: 7, 16 or 64 forces that length form (default: the minimal one), so a
+ * header can use a longer form than needed.
  */
 export function encodeFrame({
   opcode,
@@ -75,29 +77,26 @@ export function encodeFrame({
   rsv = 0,
   mask = true,
   announce,
+  lengthEncoding,
 }) {
   const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
   const len = announce ?? data.length;
+  const form = lengthEncoding ?? (len < 126 ? 7 : len <= 0xffff ? 16 : 64);
   const key = mask === true ? crypto.randomBytes(4) : mask || null;
-  let hlen = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+  let hlen = form === 7 ? 2 : form === 16 ? 4 : 10;
   if (key) hlen += 4;
   const head = Buffer.alloc(hlen);
   head[0] = (fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f);
   const m = key ? 0x80 : 0;
-  let pos;
-  if (len < 126) {
-    head[1] = m | len;
-    pos = 2;
-  } else if (len <= 0xffff) {
+  if (form === 7) head[1] = m | (Number(len) & 0x7f);
+  else if (form === 16) {
     head[1] = m | 126;
-    head.writeUInt16BE(len, 2);
-    pos = 4;
+    head.writeUInt16BE(Number(len) & 0xffff, 2);
   } else {
     head[1] = m | 127;
     head.writeBigUInt64BE(BigInt(len), 2);
-    pos = 10;
   }
-  if (key) key.copy(head, pos);
+  if (key) key.copy(head, hlen - 4);
   return Buffer.concat([head, key ? xorMask(data, key) : data]);
 }
 

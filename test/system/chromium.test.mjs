@@ -8,20 +8,18 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../../dist/index.mjs';
 import { launchChromium } from '../support/chromium.mjs';
 import { patternBytes, sha256 } from '../support/data.mjs';
 import { connClosed, nextConnection } from '../support/lws.mjs';
+import { ARTIFACTS } from '../support/paths.mjs';
 import { cleanupsAfterEach, exitWatchdog, note } from '../support/suite.mjs';
 import { withTimeout } from '../support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const BROWSER_SEED = 11; // pattern the browser sends
 const SERVER_SEED = 22; // pattern the server sends
 const BROWSER_TEXT = 'hello from the browser ✓ ünïcödé';
