@@ -66,3 +66,22 @@ export async function launchChromium({ viewport, ignoreHTTPSErrors = false } = {
     },
   };
 }
+
+/**
+ * Load `url` in a fresh headless Chromium and resolve with what the page's `window.__result`
+ * promise resolves to (the page runs its own checks and reports them there). The browser is
+ * closed afterwards, also on failure.
+ */
+export async function chromiumPageResult(url, { ignoreHTTPSErrors = false, ms = 15000 } = {}) {
+  const browser = await launchChromium({ ignoreHTTPSErrors });
+  try {
+    await browser.page.goto(url, { timeout: ms });
+    return await withTimeout(
+      browser.page.evaluate(() => window.__result),
+      ms,
+      `window.__result of ${url}`,
+    );
+  } finally {
+    await browser.close();
+  }
+}
