@@ -5,8 +5,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
-import { attachEcho, connClosed, nextConnection } from './support/lws.mjs';
+import { attachEcho, connClosed, listenFor, nextConnection } from './support/lws.mjs';
 import { rawTcpConnect } from './support/net.mjs';
 import { OP, RawWsPeer, rawHttpExchange, rawWsUpgrade } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
@@ -15,7 +14,7 @@ import {
   closeClient,
   echoRoundTrip,
   WebSocket,
-  wsConnect,
+  wsConnectFor,
   wsExpectReject,
 } from './support/ws-client.mjs';
 
@@ -27,17 +26,9 @@ const HOST = '127.0.0.1';
 
 const cleanups = cleanupsAfterEach(test);
 
-async function listen(options) {
-  const server = await lws.listen({ host: HOST, port: 0, ...options });
-  cleanups.push(() => server.close());
-  return server;
-}
+const listen = listenFor(cleanups, { host: HOST, port: 0 });
 
-async function ws(url, options, extra) {
-  const c = await wsConnect(url, options, extra);
-  cleanups.push(() => closeClient(c).catch(() => c.terminate()));
-  return c;
-}
+const ws = wsConnectFor(cleanups);
 
 function track(peer) {
   cleanups.push(async () => peer.destroy());

@@ -7,7 +7,7 @@ import * as lws from '../dist/index.mjs';
 import { nextConnection } from './support/lws.mjs';
 import { stalledWsClient } from './support/raw-ws.mjs';
 import { note } from './support/suite.mjs';
-import { onceEvent, withTimeout } from './support/wait.mjs';
+import { captureRejection, onceEvent, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -102,21 +102,19 @@ test("'close' policy: going past maxBackpressure closes the connection (1008 sen
 });
 
 test('maxBackpressure options are validated', async () => {
-  let err;
-  try {
-    await lws.listen({ host: HOST, backpressurePolicy: 'spill' });
-  } catch (e) {
-    err = e;
-  }
-  assert.instance(err, TypeError);
-  assert.is(err.code, 'ERR_INVALID_ARG_VALUE');
-  err = undefined;
-  try {
-    await lws.listen({ host: HOST, maxBackpressure: -1 });
-  } catch (e) {
-    err = e;
-  }
-  assert.instance(err, RangeError);
+  const policy = await captureRejection(
+    () => lws.listen({ host: HOST, backpressurePolicy: 'spill' }),
+    5000,
+    "backpressurePolicy 'spill' to be refused",
+  );
+  assert.instance(policy, TypeError);
+  assert.is(policy.code, 'ERR_INVALID_ARG_VALUE');
+  const negative = await captureRejection(
+    () => lws.listen({ host: HOST, maxBackpressure: -1 }),
+    5000,
+    'maxBackpressure -1 to be refused',
+  );
+  assert.instance(negative, RangeError);
 });
 
 test.run();

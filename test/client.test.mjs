@@ -12,12 +12,19 @@ import * as assert from 'uvu/assert';
 import { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
 import { patternBytes, sha256 } from './support/data.mjs';
-import { connClosed, transportRoundTrip } from './support/lws.mjs';
+import { connClosed, listenFor, transportRoundTrip } from './support/lws.mjs';
 import { nextMessage } from './support/messages.mjs';
 import { freePort, hasIPv6Loopback } from './support/net.mjs';
 import { rawWsServer } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog, note } from './support/suite.mjs';
-import { captureRejection, msSince, onceEvent, waitFor, withTimeout } from './support/wait.mjs';
+import {
+  captureRejection,
+  msSince,
+  onceEvent,
+  thrownBy,
+  waitFor,
+  withTimeout,
+} from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -29,11 +36,7 @@ const HAS_IPV6 = await hasIPv6Loopback();
 
 const cleanups = cleanupsAfterEach(test);
 
-async function listen(options) {
-  const server = await lws.listen({ host: HOST, port: 0, ...options });
-  cleanups.push(() => server.close());
-  return server;
-}
+const listen = listenFor(cleanups, { host: HOST, port: 0 });
 
 /** node-lws echo server; `conns` / `requests` collect what it saw. */
 async function lwsEchoServer(options = {}) {
@@ -527,13 +530,7 @@ test('terminate(): server sees an unclean close, client close event is 1006 / no
   const c = await clientClose;
   assert.is(c.code, 1006);
   assert.is(c.wasClean, false);
-  let error;
-  try {
-    t.send('after terminate');
-  } catch (err) {
-    error = err;
-  }
-  assert.ok(error, 'send() after close must throw');
+  const error = thrownBy(() => t.send('after terminate'), 'send() after close to throw');
   assert.is(error.code, 'ERR_CONNECTION_CLOSED');
 });
 
@@ -905,13 +902,8 @@ test("reconnect: retries exhausted when the server is gone → 'close' fires onc
   assert.is(closes.length, 1);
   note(`final close after retries: ${JSON.stringify(closes[0])}`);
   assert.is(t.readyState, 'closed');
-  let error;
-  try {
-    t.send('nobody home');
-  } catch (err) {
-    error = err;
-  }
-  assert.is(error?.code, 'ERR_CONNECTION_CLOSED', 'send() after the final close throws');
+  const error = thrownBy(() => t.send('nobody home'), 'send() after the final close to throw');
+  assert.is(error.code, 'ERR_CONNECTION_CLOSED', 'send() after the final close throws');
 });
 
 test('reconnect: close() during reconnecting stops it for good', async () => {

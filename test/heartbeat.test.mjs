@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { connClosed, nextConnection, transportRoundTrip } from './support/lws.mjs';
+import { connClosed, listenFor, nextConnection, transportRoundTrip } from './support/lws.mjs';
 import { OP, rawWsServer, rawWsUpgrade } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
 import { onceEvent, waitFor, withTimeout } from './support/wait.mjs';
@@ -21,11 +21,7 @@ const HB = { intervalMs: 100, timeoutMs: 100 };
 
 const cleanups = cleanupsAfterEach(test);
 
-async function listen(options) {
-  const server = await lws.listen({ host: HOST, port: 0, ...options });
-  cleanups.push(() => server.close());
-  return server;
-}
+const listen = listenFor(cleanups, { host: HOST, port: 0 });
 
 function track(peer) {
   cleanups.push(async () => peer.destroy());

@@ -16,7 +16,7 @@ import crypto from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { nextConnection } from './support/lws.mjs';
+import { listenFor, nextConnection } from './support/lws.mjs';
 import { rawTcpConnect } from './support/net.mjs';
 import {
   acceptFor,
@@ -48,6 +48,9 @@ const CLOSE_TIMEOUT_MS = 8000;
 // ---------------------------------------------------------------------------
 
 const cleanups = cleanupsAfterEach(test);
+
+/** node-lws servers with closeTimeoutMs CLOSE_TIMEOUT_MS, closed after the test. */
+const listen = listenFor(cleanups, { host: HOST, port: 0, closeTimeoutMs: CLOSE_TIMEOUT_MS });
 
 /** Destroy the raw peer's socket after the test. */
 function track(peer) {
@@ -84,13 +87,7 @@ async function rawHttp(port, request) {
 
 /** A node-lws server that echoes every message the way the brief says. */
 async function echoServer(options = {}) {
-  const server = await lws.listen({
-    host: HOST,
-    port: 0,
-    closeTimeoutMs: CLOSE_TIMEOUT_MS,
-    ...options,
-  });
-  cleanups.push(() => server.close());
+  const server = await listen(options);
   const conns = [];
   server.on('connection', (conn) => {
     conns.push(conn);

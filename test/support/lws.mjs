@@ -1,10 +1,39 @@
-// node-lws endpoints in the tests: echo servers, the next connection, a connection's close, a
-// round trip on a client transport.
+// node-lws endpoints in the tests: servers closed after their test, echo servers, the next
+// connection, a connection's close, a round trip on a client transport.
 //
-// Layer 2 of test/support/: imports wait.mjs and messages.mjs.
+// Layer 2 of test/support/: imports wait.mjs and messages.mjs (and the built library).
 
+import * as lws from '../../dist/index.mjs';
 import { nextMessage } from './messages.mjs';
 import { DEFAULT_TIMEOUT, onceEvent, withTimeout } from './wait.mjs';
+
+/**
+ * A listen() for a test file: `lws.listen({ ...defaults, ...options })`, and the server is
+ * closed after the test through `cleanups` (a cleanupsAfterEach() list), even when an
+ * assertion failed. close() is idempotent, so a test may close its server itself.
+ */
+export function listenFor(cleanups, defaults = {}) {
+  return async (options = {}) => {
+    const server = await lws.listen({ ...defaults, ...options });
+    cleanups.push(() => server.close());
+    return server;
+  };
+}
+
+/**
+ * Make `server` echo every message back as it came (`conn.send(data)`) and record each one as
+ * `{ data, isBinary }` in arrival order; returns that record.
+ */
+export function recordEcho(server) {
+  const seen = [];
+  server.on('connection', (conn) =>
+    conn.on('message', (data, isBinary) => {
+      seen.push({ data, isBinary });
+      conn.send(data);
+    }),
+  );
+  return seen;
+}
 
 /**
  * Make `server` echo every message: text as text, binary as binary, each

@@ -6,48 +6,21 @@
 import { DEFAULT_TIMEOUT, withTimeout } from './wait.mjs';
 
 /**
- * Resolve with the next message `{ data, isBinary }` a ws client receives;
- * text is returned as a string, binary as a Buffer.
- */
-export function nextMessage(ws, ms = DEFAULT_TIMEOUT, label = 'ws client message') {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const onMessage = (data, isBinary) => {
-        cleanup();
-        resolve({ data: isBinary ? toBuffer(data) : toBuffer(data).toString('utf8'), isBinary });
-      };
-      const onClose = (code, reason) => {
-        cleanup();
-        reject(new Error(`ws client closed (${code} ${reason}) while waiting for: ${label}`));
-      };
-      const cleanup = () => {
-        ws.off('message', onMessage);
-        ws.off('close', onClose);
-      };
-      ws.on('message', onMessage);
-      ws.on('close', onClose);
-    }),
-    ms,
-    label,
-  );
-}
-
-/**
- * Collect the next `count` messages of a ws client (in arrival order), as
- * `{ data, isBinary }` like nextMessage().
+ * The next `count` messages of `endpoint` in arrival order, each as `{ data, isBinary }` (text
+ * as a string, binary as a Buffer); fails if it closes first or at the deadline.
  */
 export function collectMessages(
-  ws,
+  endpoint,
   count,
   ms = DEFAULT_TIMEOUT,
-  label = `${count} ws client messages`,
+  label = `${count} messages`,
 ) {
   const got = [];
   return withTimeout(
     new Promise((resolve, reject) => {
       if (count === 0) return resolve(got);
       const onMessage = (data, isBinary) => {
-        got.push({ data: isBinary ? toBuffer(data) : toBuffer(data).toString('utf8'), isBinary });
+        got.push(asMessage(data, isBinary));
         if (got.length === count) {
           cleanup();
           resolve(got);
@@ -56,20 +29,18 @@ export function collectMessages(
       const onClose = (code, reason) => {
         cleanup();
         reject(
-          new Error(
-            `ws client closed (${code} ${reason}) after ${got.length}/${count} messages: ${label}`,
-          ),
+          new Error(`closed (${code} ${reason}) after ${got.length}/${count} messages: ${label}`),
         );
       };
       const cleanup = () => {
-        ws.off('message', onMessage);
-        ws.off('close', onClose);
+        endpoint.off('message', onMessage);
+        endpoint.off('close', onClose);
       };
-      ws.on('message', onMessage);
-      ws.on('close', onClose);
+      endpoint.on('message', onMessage);
+      endpoint.on('close', onClose);
     }),
     ms,
-    `${label} (got ${got.length})`,
+    label,
   ).catch((err) => {
     err.message += ` [received ${got.length}/${count}]`;
     throw err;
@@ -80,4 +51,19 @@ function toBuffer(data) {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);
+}
+
+/**
+ * The next message `{ data, isBinary }` of `endpoint` (text as a string, binary as a Buffer);
+ * fails if it closes first or at the deadline.
+ */
+export async function nextMessage(endpoint, ms = DEFAULT_TIMEOUT, label = 'message') {
+  const [m] = await collectMessages(endpoint, 1, ms, label);
+  return m;
+}
+
+/** One 'message' event as `{ data, isBinary }`: text as a string, binary as a Buffer. */
+function asMessage(data, isBinary) {
+  const buf = toBuffer(data);
+  return { data: isBinary ? buf : buf.toString('utf8'), isBinary };
 }

@@ -85,6 +85,20 @@ function describeValue(v) {
   return String(v);
 }
 
+/**
+ * Run `fn` and return the error it throws synchronously; fails with `label` if it does not
+ * throw (the counterpart of captureRejection() for synchronous calls).
+ */
+export function thrownBy(fn, label = 'a throw') {
+  let value;
+  try {
+    value = fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error(`expected ${label}, but it returned ${describeValue(value)}`);
+}
+
 /** Milliseconds since `t0` (a performance.now() value), rounded to 0.1 ms. */
 export function msSince(t0) {
   return Math.round((performance.now() - t0) * 10) / 10;

@@ -67,6 +67,18 @@ export async function echoRoundTrip(ws, payload, ms = DEFAULT_TIMEOUT, label = '
   return reply;
 }
 
+/**
+ * A wsConnect() for a test file: the client is closed after the test through `cleanups` (a
+ * cleanupsAfterEach() list), terminated if a clean close fails.
+ */
+export function wsConnectFor(cleanups) {
+  return async (url, options, extra) => {
+    const c = await wsConnect(url, options, extra);
+    cleanups.push(() => closeClient(c).catch(() => c.terminate()));
+    return c;
+  };
+}
+
 /** Close a ws client (if not closed yet) and wait for its 'close' event. */
 export async function closeClient(ws, code = 1000, reason = '', ms = DEFAULT_TIMEOUT) {
   if (ws.readyState === WebSocket.OPEN) ws.close(code, reason);
