@@ -32,9 +32,10 @@ if [ "${CI:-}" = "true" ]; then DEV=1; fi
 # EXTRA SYSTEM PACKAGES. Debian package names that tests / stress / bench need beyond the
 # build tools below (e.g. chromium chromium-driver python3-websockets). Each is installed with
 # apt-get when `dpkg-query` says it is not installed. Add them here, space separated.
-# python3-websockets: test/interop-python.test.mjs (used through /usr/bin/python3, Debian's own
-# interpreter, not whichever python3 comes first in PATH). chromium: test/browser.test.mjs (driven by
-# the playwright-core devDependency through executablePath /usr/bin/chromium; no browser download).
+# python3-websockets: test/system/python-interop.test.mjs (used through /usr/bin/python3,
+# Debian's own interpreter, not whichever python3 comes first in PATH). chromium:
+# test/system/chromium.test.mjs (driven by the playwright-core devDependency through
+# executablePath /usr/bin/chromium; no browser download).
 # openssl: test/tls.test.mjs makes its certificates with the openssl command.
 EXTRA_APT_PACKAGES=(python3-websockets chromium openssl)
 # Same, but only with --dev / CI=true.

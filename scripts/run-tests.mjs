@@ -1,30 +1,44 @@
 #!/usr/bin/env node
 // Test runner for node-lws.
 //
-// Runs every test/**/*.test.mjs file (sorted), each in its own `node <file>` child process,
-// streams its output, and reads the uvu summary it prints at the end:
+// Runs every test/**/*.test.mjs file (sorted), each in its own child process, streams its
+// output, and gets the file's counts from uvu itself, not from the printed text: the child is
+// this script in `--child` mode, which queues the file's suites the way uvu's own CLI does
+// (UVU_DEFER), runs them with uvu's exec(), and writes what each suite runner returned
+// (ran, passed, skipped, the names of the tests that failed) as JSON to a result file after
+// every suite and once more at the end ("done": true).
 //
-//     Total:     N      tests that ran (with .only: the .only tests)
-//     Passed:    N
-//     Skipped:   N      test.skip() calls, plus tests left out by .only
+//   passed  = tests that ran and passed
+//   failed  = tests that ran and did not pass (a before/after hook that throws fails the suite)
+//   skipped = test.skip() calls plus tests left out by .only; never counted as passed
 //
-// failed = Total - Passed (uvu does not print it). A file that exits non-zero or times out
-// without such a summary counts as 1 failure; a non-zero exit or a timeout after a summary
-// that shows no failure also adds 1 failure. Skipped tests are not counted as passed.
+// A file that crashes, exits non-zero or times out before its result is complete counts as
+// 1 failure on top of what it had finished; so does a non-zero exit or a timeout after a
+// complete result that shows no failure.
 //
-// Usage: node scripts/run-tests.mjs [substring ...]   (only files whose path contains one)
+// Usage: node scripts/run-tests.mjs [--fast] [substring ...]
+//   --fast       leave out the system tests (test/system/: Chromium, Python, soak, prebuild,
+//                package tarball, stress CLI, network fuzz, media-server end to end)
+//   substring    only files whose path contains one of them
 // Env:   TEST_FILE_TIMEOUT_MS  per-file timeout (default 120000)
+//        RUN_TESTS_DIR        the folder to search instead of test/ (folders named fixtures/
+//                             are never searched, so test/fixtures/ can hold files that fail)
 //
-// The last line printed is exactly `N passed, N failed`. Exit code 1 if anything failed or
-// no test ran.
+// Prints a per-file table; the last line printed is exactly `N passed, N failed`. Exit code 1
+// if anything failed or no test ran.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const TEST_DIR = path.join(ROOT, 'test');
+const SELF = fileURLToPath(import.meta.url);
+const ROOT = path.resolve(path.dirname(SELF), '..');
+// RUN_TESTS_DIR: another folder to take the *.test.mjs files from (the runner's own tests).
+const TEST_DIR = path.resolve(ROOT, process.env.RUN_TESTS_DIR || 'test');
+/** Files under this folder are system tests; `--fast` leaves them out. */
+const SYSTEM_DIR = 'test/system/';
 const TIMEOUT_MS = Number.parseInt(process.env.TEST_FILE_TIMEOUT_MS ?? '', 10) || 120_000;
 const KILL_GRACE_MS = 5_000;
 
@@ -32,12 +46,90 @@ const KILL_GRACE_MS = 5_000;
 const ANSI = /\x1b\[[0-9;?]*[ -/]*[@-~]/g;
 const stripAnsi = (s) => s.replace(ANSI, '');
 
+// ---------------------------------------------------------------------------
+// Child mode: run one test file under uvu and write its result as JSON
+// ---------------------------------------------------------------------------
+
+/**
+ * The failed tests of one suite, from the error report uvu's suite runner returns (one block
+ * per failed test, each starting with the FAIL badge, the suite name if any, and the quoted
+ * test name; the next line is the error message). Names are for the summary only: the counts
+ * come from the runner's numbers.
+ */
+export function failuresOf(report) {
+  if (typeof report !== 'string') return [];
+  const out = [];
+  const lines = stripAnsi(report).split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^\s*FAIL\s+(?:([^\s"].*?)\s+)?"(.*)"\s*$/.exec(lines[i]);
+    if (!m) continue;
+    const name = m[1] ? `${m[1].trim()} > ${m[2]}` : m[2];
+    out.push({ name, message: (lines[i + 1] ?? '').trim() });
+  }
+  return out;
+}
+
+async function childMain(resultFile, testFile) {
+  const result = { file: testFile, suites: [], done: false, error: null };
+  const save = () => {
+    const tmp = `${resultFile}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(result));
+    fs.renameSync(tmp, resultFile);
+  };
+  save();
+  // As uvu's own CLI does (uvu/run): queue the suites instead of running them at once.
+  globalThis.UVU_DEFER = 1;
+  globalThis.UVU_INDEX = 0;
+  const uvu = await import('uvu');
+  globalThis.UVU_QUEUE.push([null]);
+  try {
+    await import(pathToFileURL(path.resolve(ROOT, testFile)).href);
+  } catch (err) {
+    result.error = `loading failed: ${err?.stack ?? err}`;
+    save();
+    process.stderr.write(`run-tests: ${testFile}: ${result.error}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  // Each queued entry (after the group's name) is one suite's runner; it resolves with
+  // [errors || true, passed, skipped, ran].
+  for (const group of globalThis.UVU_QUEUE) {
+    for (let i = 1; i < group.length; i++) {
+      const run = group[i];
+      group[i] = async () => {
+        const r = await run();
+        const [report, passed, skipped, ran] = r;
+        result.suites.push({ ran, passed, skipped, failures: failuresOf(report) });
+        save();
+        return r;
+      };
+    }
+  }
+  try {
+    await uvu.exec();
+  } catch (err) {
+    // An after() hook that throws escapes uvu's suite runner.
+    result.error = `uvu stopped: ${err?.stack ?? err}`;
+    save();
+    process.stderr.write(`run-tests: ${testFile}: ${result.error}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  result.done = true;
+  save();
+}
+
+// ---------------------------------------------------------------------------
+// Runner mode
+// ---------------------------------------------------------------------------
+
 function findTestFiles(dir) {
   if (!fs.existsSync(dir)) return [];
   const out = [];
   const walk = (d) => {
     for (const ent of fs.readdirSync(d, { withFileTypes: true })) {
-      if (ent.name === 'node_modules' || ent.name.startsWith('.')) continue;
+      if (ent.name === 'node_modules' || ent.name === 'fixtures' || ent.name.startsWith('.'))
+        continue;
       const p = path.join(d, ent.name);
       if (ent.isDirectory()) walk(p);
       else if (ent.isFile() && ent.name.endsWith('.test.mjs')) out.push(p);
@@ -49,30 +141,26 @@ function findTestFiles(dir) {
     .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-/** Sum every uvu summary block (Total/Passed/Skipped on consecutive lines) in the output. */
-export function parseUvuOutput(text) {
-  const lines = stripAnsi(text).split(/\r?\n/);
-  let found = false;
-  let total = 0;
-  let passed = 0;
-  let skipped = 0;
-  const failures = [];
-  for (let i = 0; i < lines.length; i++) {
-    const fail = /^\s*FAIL\s+(.*\S)\s*$/.exec(lines[i]);
-    if (fail) failures.push(fail[1].replace(/\s{2,}/g, ' '));
-    const t = /^\s*Total:\s+(\d+)\s*$/.exec(lines[i]);
-    if (!t) continue;
-    const p = /^\s*Passed:\s+(\d+)\s*$/.exec(lines[i + 1] ?? '');
-    const s = /^\s*Skipped:\s+(\d+)\s*$/.exec(lines[i + 2] ?? '');
-    if (!p || !s) continue;
-    found = true;
-    total += Number(t[1]);
-    passed += Number(p[1]);
-    skipped += Number(s[1]);
-    i += 2;
+/** The child's result file, or null when it is missing or unreadable. */
+function readResult(file) {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return null;
   }
-  if (!found) return null;
-  return { total, passed, failed: Math.max(0, total - passed), skipped, failures };
+}
+
+/** Sum of a result's suites: { ran, passed, failed, skipped, failures }. */
+export function summarize(result) {
+  const s = { ran: 0, passed: 0, failed: 0, skipped: 0, failures: [] };
+  for (const suite of result?.suites ?? []) {
+    s.ran += suite.ran;
+    s.passed += suite.passed;
+    s.failed += Math.max(0, suite.ran - suite.passed);
+    s.skipped += suite.skipped;
+    s.failures.push(...suite.failures);
+  }
+  return s;
 }
 
 let current = null; // the running child, for SIGINT/SIGTERM clean-up
@@ -87,31 +175,23 @@ function killTree(child, signal) {
   }
 }
 
-function runFile(rel) {
+function runFile(rel, resultFile) {
   return new Promise((resolve) => {
     const started = Date.now();
     const env = { ...process.env };
     if (process.stdout.isTTY && env.FORCE_COLOR === undefined && env.NO_COLOR === undefined) {
       env.FORCE_COLOR = '1';
     }
-    const child = spawn(process.execPath, [rel], {
+    const child = spawn(process.execPath, [SELF, '--child', resultFile, rel], {
       cwd: ROOT,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: process.platform !== 'win32',
     });
     current = child;
-    let stdout = '';
-    let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (b) => {
-      stdout += b;
-      process.stdout.write(b);
-    });
-    child.stderr.on('data', (b) => {
-      stderr += b;
-      process.stderr.write(b);
-    });
+    child.stdout.on('data', (b) => process.stdout.write(b));
+    child.stderr.on('data', (b) => process.stderr.write(b));
     let killTimer;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -131,7 +211,7 @@ function runFile(rel) {
         spawnError,
         timedOut,
         ms: Date.now() - started,
-        summary: parseUvuOutput(stdout) ?? parseUvuOutput(stderr),
+        result: readResult(resultFile),
       });
     };
     child.on('error', (err) => finish(null, null, err));
@@ -139,11 +219,11 @@ function runFile(rel) {
   });
 }
 
-function judge(r) {
-  const s = r.summary;
-  let passed = s ? s.passed : 0;
-  let failed = s ? s.failed : 0;
-  const skipped = s ? s.skipped : 0;
+export function judge(r) {
+  const res = r.result;
+  const s = summarize(res);
+  const complete = res?.done === true;
+  let failed = s.failed;
   const notes = [];
   const exitDesc = r.signal ? `signal ${r.signal}` : `exit code ${r.code}`;
   if (r.spawnError) {
@@ -152,29 +232,24 @@ function judge(r) {
   } else if (r.timedOut) {
     failed += 1;
     notes.push(
-      s
-        ? `timed out after ${TIMEOUT_MS} ms although its summary was printed (open handles?)`
+      complete
+        ? `timed out after ${TIMEOUT_MS} ms although its tests had finished (open handles?)`
         : `timed out after ${TIMEOUT_MS} ms, killed`,
     );
-  } else if (!s) {
-    if (r.code === 0) notes.push('exited 0 without a uvu summary (no tests?)');
-    else {
-      failed += 1;
-      notes.push(`${exitDesc} without a uvu summary`);
-    }
+  } else if (!complete) {
+    failed += 1;
+    const why = res?.error?.split('\n')[0] ?? (res ? 'crashed' : 'no result written');
+    notes.push(`${exitDesc} before its tests finished (${why})`);
   } else if (r.code !== 0 && failed === 0) {
     failed += 1;
     notes.push(`${exitDesc} although all its tests passed`);
   }
-  if (s && s.failed > s.failures.length) {
+  if (s.failed > s.failures.length) {
     const n = s.failed - s.failures.length;
-    notes.push(
-      `${n} test(s) did not pass and uvu printed no FAIL for them (a before/after hook threw?)`,
-    );
+    notes.push(`${n} test(s) did not pass and uvu reported no failure for them (a hook threw?)`);
   }
-  if (s && s.total === 0 && notes.length === 0) notes.push('ran no tests');
-  if (passed < 0) passed = 0;
-  return { passed, failed, skipped, notes };
+  if (complete && s.ran === 0 && notes.length === 0) notes.push('ran no tests');
+  return { passed: s.passed, failed, skipped: s.skipped, failures: s.failures, notes };
 }
 
 function pad(s, n, right = false) {
@@ -182,9 +257,11 @@ function pad(s, n, right = false) {
   return right ? s.padStart(n) : s.padEnd(n);
 }
 
-async function main() {
-  const filters = process.argv.slice(2);
-  const all = findTestFiles(TEST_DIR);
+async function main(argv) {
+  const fast = argv.includes('--fast');
+  const filters = argv.filter((a) => a !== '--fast');
+  let all = findTestFiles(TEST_DIR);
+  if (fast) all = all.filter((f) => !f.startsWith(SYSTEM_DIR));
   const files = filters.length ? all.filter((f) => filters.some((x) => f.includes(x))) : all;
 
   const onSignal = (sig) => {
@@ -203,13 +280,18 @@ async function main() {
     );
   }
 
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-run-tests-'));
   const results = [];
-  for (const rel of files) {
-    process.stdout.write(`\n=== ${rel}\n`);
-    const r = await runFile(rel);
-    const j = judge(r);
-    for (const n of j.notes) process.stdout.write(`run-tests: ${rel}: ${n}\n`);
-    results.push({ ...r, ...j });
+  try {
+    for (const [i, rel] of files.entries()) {
+      process.stdout.write(`\n=== ${rel}\n`);
+      const r = await runFile(rel, path.join(tmp, `${i}.json`));
+      const j = judge(r);
+      for (const n of j.notes) process.stdout.write(`run-tests: ${rel}: ${n}\n`);
+      results.push({ ...r, ...j });
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
   }
 
   let passed = 0;
@@ -232,9 +314,11 @@ async function main() {
         `${pad(r.file, w)}  ${pad(r.passed, 6, true)}  ${pad(r.failed, 6, true)}  ${pad(r.skipped, 7, true)}  ${pad(`${(r.ms / 1000).toFixed(1)}s`, 8, true)}  ${status}${r.notes.length ? ` (${r.notes.join('; ')})` : ''}`,
       );
     }
-    process.stdout.write(`\nTest files: ${results.length}\n${rows.join('\n')}\n`);
+    process.stdout.write(
+      `\nTest files: ${results.length}${fast ? ' (--fast: system tests left out)' : ''}\n${rows.join('\n')}\n`,
+    );
     const failures = results.flatMap((r) =>
-      (r.summary?.failures ?? []).map((name) => `  ${r.file}: ${name}`),
+      r.failures.map((f) => `  ${r.file}: ${f.name}${f.message ? ` — ${f.message}` : ''}`),
     );
     if (failures.length) process.stdout.write(`\nFailed tests:\n${failures.join('\n')}\n`);
     if (skipped) process.stdout.write(`\n${skipped} skipped (not counted as passed)\n`);
@@ -249,8 +333,18 @@ async function main() {
   process.off('SIGTERM', onSignal);
 }
 
-main().catch((err) => {
-  process.stderr.write(`run-tests: internal error: ${err?.stack ?? err}\n`);
-  process.stdout.write('0 passed, 1 failed\n');
-  process.exitCode = 1;
-});
+const args = process.argv.slice(2);
+if (path.resolve(process.argv[1] ?? '') !== SELF) {
+  // Imported (e.g. by a test of the runner itself): do nothing.
+} else if (args[0] === '--child') {
+  childMain(args[1], args[2]).catch((err) => {
+    process.stderr.write(`run-tests: child internal error: ${err?.stack ?? err}\n`);
+    process.exitCode = 1;
+  });
+} else {
+  main(args).catch((err) => {
+    process.stderr.write(`run-tests: internal error: ${err?.stack ?? err}\n`);
+    process.stdout.write('0 passed, 1 failed\n');
+    process.exitCode = 1;
+  });
+}

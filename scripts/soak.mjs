@@ -23,7 +23,7 @@
 //     (the first quarter is the warm-up) must be below --rss-tolerance-mb (default 8 MiB).
 // A gc() runs before each sample (exposed through v8.setFlagsFromString) to cut JS-heap noise.
 //
-// Exit code 0 on PASS, 1 on FAIL. `runSoak(options)` is exported for test/soak.test.mjs.
+// Exit code 0 on PASS, 1 on FAIL. `runSoak(options)` is exported for test/system/soak.test.mjs.
 
 import { once } from 'node:events';
 import fs from 'node:fs';

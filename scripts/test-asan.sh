@@ -18,8 +18,9 @@
 # Default subset (files that only need node and loopback TCP; browser/python peers are left
 # out because LD_PRELOAD would be inherited by chromium/python, and the soak test is left out
 # because ASan's quarantine makes its RSS bound meaningless):
-#   code41, server-basic, conformance, client, order, backpressure-basic, whatwg,
-#   workers, fuzz (FUZZ_SECONDS defaults to 20 here too)
+#   listen-close-cycles, server, rfc6455-conformance, client, message-order,
+#   send-backpressure, whatwg-websocket, worker-threads, system/network-fuzz
+#   (FUZZ_SECONDS defaults to 20 here too)
 #
 # Env:
 #   ASAN_DETECT_LEAKS=1     run with detect_leaks=1 and scripts/lsan-node.supp (only node's
@@ -35,15 +36,15 @@ ROOT=$PWD
 OUT=build-asan/Debug/node_lws.node
 
 DEFAULT_FILES=(
-  test/code41.test.mjs
-  test/server-basic.test.mjs
-  test/conformance.test.mjs
+  test/listen-close-cycles.test.mjs
+  test/server.test.mjs
+  test/rfc6455-conformance.test.mjs
   test/client.test.mjs
-  test/order.test.mjs
-  test/backpressure-basic.test.mjs
-  test/whatwg.test.mjs
-  test/workers.test.mjs
-  test/fuzz.test.mjs
+  test/message-order.test.mjs
+  test/send-backpressure.test.mjs
+  test/whatwg-websocket.test.mjs
+  test/worker-threads.test.mjs
+  test/system/network-fuzz.test.mjs
 )
 
 if [[ $# -gt 0 ]]; then

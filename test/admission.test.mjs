@@ -5,26 +5,18 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
+import { attachEcho, connClosed, listenFor, nextConnection } from './support/lws.mjs';
+import { rawTcpConnect } from './support/net.mjs';
+import { OP, RawWsPeer, rawHttpExchange, rawWsUpgrade } from './support/raw-ws.mjs';
+import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
+import { onceEvent, withTimeout } from './support/wait.mjs';
 import {
-  attachEcho,
-  cleanupsAfterEach,
   closeClient,
-  connClosed,
   echoRoundTrip,
-  exitWatchdog,
-  nextConnection,
-  onceEvent,
-  RawWsPeer,
-  rawHttpExchange,
-  rawTcpConnect,
-  rawWsUpgrade,
   WebSocket,
-  WS_OP,
-  withTimeout,
-  wsConnect,
+  wsConnectFor,
   wsExpectReject,
-} from './helpers.mjs';
+} from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 
@@ -34,17 +26,9 @@ const HOST = '127.0.0.1';
 
 const cleanups = cleanupsAfterEach(test);
 
-async function listen(options) {
-  const server = await lws.listen({ host: HOST, port: 0, ...options });
-  cleanups.push(() => server.close());
-  return server;
-}
+const listen = listenFor(cleanups, { host: HOST, port: 0 });
 
-async function ws(url, options, extra) {
-  const c = await wsConnect(url, options, extra);
-  cleanups.push(() => closeClient(c).catch(() => c.terminate()));
-  return c;
-}
+const ws = wsConnectFor(cleanups);
 
 function track(peer) {
   cleanups.push(async () => peer.destroy());
@@ -452,7 +436,7 @@ test('closeTimeoutMs: 300 — a peer that never answers the close is dropped in 
   const t0 = performance.now();
   conn.close(4000, 'bye');
   // The raw client sees the close frame, and does not answer.
-  const f = await peer.nextFrame(2000, 'close frame', WS_OP.close);
+  const f = await peer.nextFrame(2000, 'close frame', OP.close);
   assert.is(f.payload.readUInt16BE(0), 4000);
   assert.is(f.payload.subarray(2).toString(), 'bye');
   assert.is(f.masked, false);
@@ -476,10 +460,10 @@ test('closeTimeoutMs: a peer that answers the close gets a clean close well befo
   const [conn] = await connP;
   const closeP = connClosed(conn);
   conn.close(4001, 'ok');
-  const f = await peer.nextFrame(2000, 'close frame', WS_OP.close);
+  const f = await peer.nextFrame(2000, 'close frame', OP.close);
   assert.is(f.payload.readUInt16BE(0), 4001);
   const t0 = performance.now();
-  peer.send({ opcode: WS_OP.close, payload: f.payload });
+  peer.send({ opcode: OP.close, payload: f.payload });
   const c = await closeP;
   assert.equal({ code: c.code, wasClean: c.wasClean }, { code: 4001, wasClean: true });
   await withTimeout(peer.closed, 2000, 'TCP close after the close handshake');

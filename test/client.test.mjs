@@ -11,23 +11,20 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
+import { patternBytes, sha256 } from './support/data.mjs';
+import { connClosed, listenFor, transportRoundTrip } from './support/lws.mjs';
+import { nextMessage } from './support/messages.mjs';
+import { freePort, hasIPv6Loopback } from './support/net.mjs';
+import { rawWsServer } from './support/raw-ws.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from './support/suite.mjs';
 import {
   captureRejection,
-  cleanupsAfterEach,
-  connClosed,
-  exitWatchdog,
-  freePort,
-  hasIPv6Loopback,
   msSince,
-  nextMessage,
-  note,
   onceEvent,
-  patternBytes,
-  sha256,
-  transportRoundTrip,
+  thrownBy,
   waitFor,
   withTimeout,
-} from './helpers.mjs';
+} from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -39,11 +36,7 @@ const HAS_IPV6 = await hasIPv6Loopback();
 
 const cleanups = cleanupsAfterEach(test);
 
-async function listen(options) {
-  const server = await lws.listen({ host: HOST, port: 0, ...options });
-  cleanups.push(() => server.close());
-  return server;
-}
+const listen = listenFor(cleanups, { host: HOST, port: 0 });
 
 /** node-lws echo server; `conns` / `requests` collect what it saw. */
 async function lwsEchoServer(options = {}) {
@@ -384,19 +377,15 @@ test('ERR_HANDSHAKE: a ws server rejecting the client (verifyClient) → status 
 });
 
 test('ERR_HANDSHAKE: a 101 answer with a wrong Sec-WebSocket-Accept is refused', async () => {
-  const srv = net.createServer((s) => {
-    s.on('error', () => {});
-    s.once('data', () => {
-      s.write(
-        'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-          'Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n',
-      );
-    });
+  const raw = await rawWsServer({
+    host: HOST,
+    respond: () =>
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n',
   });
-  await new Promise((resolve) => srv.listen(0, HOST, resolve));
-  cleanups.push(() => new Promise((resolve) => srv.close(() => resolve())));
+  cleanups.push(() => raw.close());
   const err = await captureRejection(
-    () => lws.connect(`ws://${HOST}:${srv.address().port}/`, { timeoutMs: 3000 }),
+    () => lws.connect(raw.url(), { timeoutMs: 3000 }),
     6000,
     'connect with a bad accept key to reject',
   );
@@ -541,13 +530,7 @@ test('terminate(): server sees an unclean close, client close event is 1006 / no
   const c = await clientClose;
   assert.is(c.code, 1006);
   assert.is(c.wasClean, false);
-  let error;
-  try {
-    t.send('after terminate');
-  } catch (err) {
-    error = err;
-  }
-  assert.ok(error, 'send() after close must throw');
+  const error = thrownBy(() => t.send('after terminate'), 'send() after close to throw');
   assert.is(error.code, 'ERR_CONNECTION_CLOSED');
 });
 
@@ -919,13 +902,8 @@ test("reconnect: retries exhausted when the server is gone → 'close' fires onc
   assert.is(closes.length, 1);
   note(`final close after retries: ${JSON.stringify(closes[0])}`);
   assert.is(t.readyState, 'closed');
-  let error;
-  try {
-    t.send('nobody home');
-  } catch (err) {
-    error = err;
-  }
-  assert.is(error?.code, 'ERR_CONNECTION_CLOSED', 'send() after the final close throws');
+  const error = thrownBy(() => t.send('nobody home'), 'send() after the final close to throw');
+  assert.is(error.code, 'ERR_CONNECTION_CLOSED', 'send() after the final close throws');
 });
 
 test('reconnect: close() during reconnecting stops it for good', async () => {

@@ -7,19 +7,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  cleanupsAfterEach,
-  connClosed,
-  exitWatchdog,
-  nextConnection,
-  onceEvent,
-  rawWsServer,
-  rawWsUpgrade,
-  transportRoundTrip,
-  WS_OP,
-  waitFor,
-  withTimeout,
-} from './helpers.mjs';
+import { connClosed, listenFor, nextConnection, transportRoundTrip } from './support/lws.mjs';
+import { OP, rawWsServer, rawWsUpgrade } from './support/raw-ws.mjs';
+import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
+import { onceEvent, waitFor, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const HB = { intervalMs: 100, timeoutMs: 100 };
@@ -30,11 +21,7 @@ const HB = { intervalMs: 100, timeoutMs: 100 };
 
 const cleanups = cleanupsAfterEach(test);
 
-async function listen(options) {
-  const server = await lws.listen({ host: HOST, port: 0, ...options });
-  cleanups.push(() => server.close());
-  return server;
-}
+const listen = listenFor(cleanups, { host: HOST, port: 0 });
 
 function track(peer) {
   cleanups.push(async () => peer.destroy());
@@ -83,7 +70,7 @@ test('server heartbeat: a client that answers pings stays connected for > 5 inte
   assert.is(conn.isOpen, true);
   assert.equal(conn.errors, []);
   // The pings are well-formed server frames: unmasked, final, empty or short.
-  const pings = peer.log.filter((f) => f.opcode === WS_OP.ping);
+  const pings = peer.log.filter((f) => f.opcode === OP.ping);
   assert.ok(pings.length >= 7);
   for (const f of pings) {
     assert.is(f.masked, false, 'server frames are not masked');
@@ -98,12 +85,12 @@ test('server heartbeat: a client that answers pings stays connected for > 5 inte
   );
   // Only pings arrived: no close frame.
   assert.equal(
-    peer.log.filter((f) => f.opcode !== WS_OP.ping),
+    peer.log.filter((f) => f.opcode !== OP.ping),
     [],
   );
   // Still usable.
   conn.send('alive');
-  const msg = await peer.nextFrame(2000, 'text frame', WS_OP.text);
+  const msg = await peer.nextFrame(2000, 'text frame', OP.text);
   assert.is(msg.payload.toString(), 'alive');
 });
 
@@ -136,7 +123,7 @@ test('server heartbeat: traffic counts as liveness (data, pings ignored) — unt
     return c;
   });
   let n = 0;
-  const timer = setInterval(() => peer.send({ opcode: WS_OP.text, payload: `tick ${n++}` }), 40);
+  const timer = setInterval(() => peer.send({ opcode: OP.text, payload: `tick ${n++}` }), 40);
   cleanups.push(async () => clearInterval(timer));
   const t0 = peer.headAt;
   await waitFor(
@@ -195,7 +182,7 @@ test('client heartbeat against a raw server that never answers pings → close 1
   );
   // The raw server saw the client's pings: masked, as client frames must be.
   await withTimeout(peer.closed, 2000, 'TCP close at the raw server');
-  const pings = peer.log.filter((f) => f.opcode === WS_OP.ping);
+  const pings = peer.log.filter((f) => f.opcode === OP.ping);
   assert.ok(pings.length >= 1, describePeer(peer));
   for (const f of pings) assert.is(f.masked, true, 'client frames are masked');
   assert.is(client.readyState, 'closed');

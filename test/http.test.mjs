@@ -9,19 +9,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
-import {
-  attachEcho,
-  cleanupsAfterEach,
-  closeClient,
-  echoRoundTrip,
-  exitWatchdog,
-  rawHttpExchange,
-  waitFor,
-  withTimeout,
-  wsConnect,
-  wsExpectReject,
-} from './helpers.mjs';
+import { attachEcho, listenFor } from './support/lws.mjs';
+import { rawHttpExchange } from './support/raw-ws.mjs';
+import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
+import { waitFor, withTimeout } from './support/wait.mjs';
+import { closeClient, echoRoundTrip, wsConnectFor, wsExpectReject } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 
@@ -31,17 +23,9 @@ const HOST = '127.0.0.1';
 
 const cleanups = cleanupsAfterEach(test);
 
-async function listen(options) {
-  const server = await lws.listen({ host: HOST, port: 0, ...options });
-  cleanups.push(() => server.close());
-  return server;
-}
+const listen = listenFor(cleanups, { host: HOST, port: 0 });
 
-async function ws(url, options) {
-  const c = await wsConnect(url, options);
-  cleanups.push(() => closeClient(c).catch(() => c.terminate()));
-  return c;
-}
+const ws = wsConnectFor(cleanups);
 
 // ---------------------------------------------------------------------------
 // The static folder (and secrets next to it)

@@ -1,7 +1,7 @@
 // TLS inside Node: wss:// servers (lws's TLS, bound to Node's OpenSSL) and
-// clients (node-lws's own TLS over its socket), against ws, node-lws itself and
-// Chromium, with certificates the test makes with the openssl command.
-import { execFileSync } from 'node:child_process';
+// clients (node-lws's own TLS over its socket), against ws and node-lws itself, with
+// certificates the test makes with the openssl command (Chromium over wss:
+// system/chromium.test.mjs).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
@@ -11,62 +11,18 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
-import {
-  captureRejection,
-  freePort,
-  launchChromium,
-  note,
-  onceEvent,
-  withTimeout,
-} from './helpers.mjs';
+import { makeCert, makeChain } from './support/certs.mjs';
+import { freePort } from './support/net.mjs';
+import { note } from './support/suite.mjs';
+import { captureRejection, onceEvent, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-tls-'));
 
-function openssl(args) {
-  try {
-    execFileSync('openssl', args, { stdio: 'pipe' });
-  } catch (err) {
-    throw new Error(
-      `openssl ${args.join(' ')} failed (is Debian's openssl installed?): ${err.message}`,
-    );
-  }
-}
-
-/** A self-signed certificate for `cn` with subjectAltName entries; returns file paths. */
-function makeCert(
-  name,
-  { cn = 'localhost', san = 'DNS:localhost,IP:127.0.0.1', ec = false, pass } = {},
-) {
-  const key = path.join(dir, `${name}.key`);
-  const cert = path.join(dir, `${name}.crt`);
-  const keyArgs = ec
-    ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1']
-    : ['-newkey', 'rsa:2048'];
-  const encArgs = pass ? ['-passout', `pass:${pass}`] : ['-nodes'];
-  openssl([
-    'req',
-    '-x509',
-    ...keyArgs,
-    ...encArgs,
-    '-subj',
-    `/CN=${cn}`,
-    '-days',
-    '2',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-addext',
-    `subjectAltName=${san}`,
-  ]);
-  return { key, cert };
-}
-
-const main = makeCert('main');
-const ecCert = makeCert('ec', { ec: true });
-const encrypted = makeCert('enc', { pass: 'secret' });
-const otherHost = makeCert('other', { cn: 'example.invalid', san: 'DNS:example.invalid' });
+const main = makeCert(dir, 'main');
+const ecCert = makeCert(dir, 'ec', { ec: true });
+const encrypted = makeCert(dir, 'enc', { pass: 'secret' });
+const otherHost = makeCert(dir, 'other', { cn: 'example.invalid', san: 'DNS:example.invalid' });
 
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -211,97 +167,8 @@ test('a bad certificate or key fails listen() with a clear error', async () => {
   }
 });
 
-/** root CA -> intermediate CA -> leaf for localhost; returns file paths. */
-function makeChain() {
-  const f = (n) => path.join(dir, n);
-  const ext = f('ext.cnf');
-  fs.writeFileSync(
-    ext,
-    '[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n' +
-      '[leaf]\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
-  );
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=node-lws test root',
-    '-days',
-    '2',
-    '-keyout',
-    f('root.key'),
-    '-out',
-    f('root.crt'),
-  ]);
-  openssl([
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=node-lws test intermediate',
-    '-keyout',
-    f('inter.key'),
-    '-out',
-    f('inter.csr'),
-  ]);
-  openssl([
-    'x509',
-    '-req',
-    '-in',
-    f('inter.csr'),
-    '-CA',
-    f('root.crt'),
-    '-CAkey',
-    f('root.key'),
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    ext,
-    '-extensions',
-    'ca',
-    '-out',
-    f('inter.crt'),
-  ]);
-  openssl([
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=localhost',
-    '-keyout',
-    f('leaf.key'),
-    '-out',
-    f('leaf.csr'),
-  ]);
-  openssl([
-    'x509',
-    '-req',
-    '-in',
-    f('leaf.csr'),
-    '-CA',
-    f('inter.crt'),
-    '-CAkey',
-    f('inter.key'),
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    ext,
-    '-extensions',
-    'leaf',
-    '-out',
-    f('leaf.crt'),
-  ]);
-  return { root: f('root.crt'), inter: f('inter.crt'), leaf: f('leaf.crt'), key: f('leaf.key') };
-}
-
 test('certificate chains: intermediates from tls.ca or from a cert bundle reach the client', async () => {
-  const c = makeChain();
+  const c = makeChain(dir);
   // Without the intermediate the client (trusting only the root) cannot verify.
   const bare = await echoServer({ cert: c.leaf, key: c.key });
   try {
@@ -346,53 +213,6 @@ test('wss to a refused port fails at once with ECONNREFUSED', async () => {
   note(`wss ECONNREFUSED after ${ms.toFixed(1)} ms`);
   assert.is(err.code, 'ECONNREFUSED');
   assert.ok(ms < 1000, `took ${ms} ms`);
-});
-
-test('Chromium loads a page over https and talks wss to the same node-lws server', async () => {
-  const www = fs.mkdtempSync(path.join(dir, 'www-'));
-  fs.writeFileSync(
-    path.join(www, 'index.html'),
-    `<!doctype html><html><body><script>
-window.__result = new Promise((resolve, reject) => {
-  const ws = new WebSocket('wss://' + location.host + '/ws', 'acip');
-  ws.binaryType = 'arraybuffer';
-  ws.onopen = () => { ws.send('hello from chromium'); ws.send(new Uint8Array(65536).map((_, i) => i & 255)); };
-  const got = [];
-  ws.onmessage = (e) => {
-    got.push(typeof e.data === 'string' ? e.data : new Uint8Array(e.data).reduce((a, b) => (a + b) % 65521, 0));
-    if (got.length === 2) { ws.close(1000, 'bye'); resolve({ protocol: ws.protocol, got }); }
-  };
-  ws.onerror = () => reject(new Error('websocket error'));
-});
-</script></body></html>`,
-  );
-  const server = await lws.listen({
-    host: HOST,
-    port: 0,
-    tls: { cert: main.cert, key: main.key },
-    static: { root: www },
-    path: '/ws',
-    protocols: ['acip'],
-  });
-  server.on('connection', (c) => c.on('message', (d, b) => c.send(d, b)));
-  let browser;
-  try {
-    browser = await launchChromium({ ignoreHTTPSErrors: true });
-    const { page } = browser;
-    await page.goto(`https://localhost:${server.port}/`, { timeout: 15000 });
-    const result = await withTimeout(
-      page.evaluate(() => window.__result),
-      15000,
-      'page result',
-    );
-    const expected = new Uint8Array(65536)
-      .map((_, i) => i & 255)
-      .reduce((a, b) => (a + b) % 65521, 0);
-    assert.equal(result, { protocol: 'acip', got: ['hello from chromium', expected] });
-  } finally {
-    await browser?.close();
-    await server.close();
-  }
 });
 
 test.run();

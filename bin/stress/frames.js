@@ -56,7 +56,7 @@ function crc32Js(buf) {
 /** CRC-32 (IEEE): zlib's native one where Node has it (>= 20.15), else a table version. */
 const crc32 = typeof zlib.crc32 === 'function' ? (buf) => zlib.crc32(buf) >>> 0 : crc32Js;
 
-/** xorshift32 bytes: the same generator as test/helpers.mjs patternBytes(). */
+/** xorshift32 bytes: the same generator as test/support/data.mjs patternBytes(). */
 function patternBytes(length, seed) {
   const u32 = new Uint32Array(Math.ceil(length / 4));
   let x = seed >>> 0 || 0x9e3779b9;

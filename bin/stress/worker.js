@@ -20,6 +20,7 @@ const {
   decodeFrame,
   encodeFrame,
 } = require('./frames');
+const { tcpSockets } = require('./proc-net-tcp');
 const { bump } = require('./stats');
 
 const TICK_MS = 4;
@@ -30,47 +31,9 @@ const MAX_CONSECUTIVE_BIND_FAILURES = 5;
 // /proc: who holds a port (to tell a busy port from a bind bug)
 // ---------------------------------------------------------------------------
 
-const TCP_STATES = {
-  '01': 'ESTABLISHED',
-  '02': 'SYN_SENT',
-  '03': 'SYN_RECV',
-  '04': 'FIN_WAIT1',
-  '05': 'FIN_WAIT2',
-  '06': 'TIME_WAIT',
-  '07': 'CLOSE',
-  '08': 'CLOSE_WAIT',
-  '09': 'LAST_ACK',
-  '0A': 'LISTEN',
-  '0B': 'CLOSING',
-};
-
-/** TCP sockets whose local port is `port`: `{ state, remotePort, inode }[]`, or null without /proc. */
+/** TCP sockets whose local port is `port` (see proc-net-tcp.js), or null without /proc. */
 function socketsOnPort(port) {
-  const out = [];
-  let any = false;
-  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text;
-    try {
-      text = fs.readFileSync(file, 'latin1');
-    } catch {
-      continue;
-    }
-    any = true;
-    const lines = text.split('\n');
-    for (let i = 1; i < lines.length; i++) {
-      const f = lines[i].trim().split(/\s+/);
-      if (f.length < 10) continue;
-      const local = f[1];
-      if (Number.parseInt(local.slice(local.indexOf(':') + 1), 16) !== port) continue;
-      const remote = f[2];
-      out.push({
-        state: TCP_STATES[f[3]] ?? f[3],
-        remotePort: Number.parseInt(remote.slice(remote.indexOf(':') + 1), 16),
-        inode: f[9],
-      });
-    }
-  }
-  return any ? out : null;
+  return tcpSockets({ port });
 }
 
 /** Socket inodes of this process. */

@@ -13,21 +13,29 @@
 // closeTimeoutMs, so a close that only happens because a timer ran out fails.
 
 import crypto from 'node:crypto';
-import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
+import { listenFor, nextConnection } from './support/lws.mjs';
+import { rawTcpConnect } from './support/net.mjs';
 import {
-  cleanupsAfterEach,
-  exitWatchdog,
-  nextConnection,
-  onceEvent,
-  withTimeout,
-} from './helpers.mjs';
+  acceptFor,
+  closePayload,
+  describeFrame,
+  encodeFrame as frame,
+  OP,
+  OP_NAME,
+  RawWsPeer,
+  rawHttpExchange,
+  rawWsServer,
+  rawWsUpgrade,
+  upgradeRequest,
+} from './support/raw-ws.mjs';
+import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
+import { onceEvent, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
-const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 /** Deadline for one frame / one event. */
 const T = 5000;
 /** Deadline for the TCP close after a failure or a finished closing handshake (< closeTimeoutMs). */
@@ -41,400 +49,45 @@ const CLOSE_TIMEOUT_MS = 8000;
 
 const cleanups = cleanupsAfterEach(test);
 
-// ---------------------------------------------------------------------------
-// Byte queue and frames
-// ---------------------------------------------------------------------------
+/** node-lws servers with closeTimeoutMs CLOSE_TIMEOUT_MS, closed after the test. */
+const listen = listenFor(cleanups, { host: HOST, port: 0, closeTimeoutMs: CLOSE_TIMEOUT_MS });
 
-/** A FIFO of Buffers with O(n) total cost for taking bytes out (16 MiB frames). */
-class ByteQueue {
-  chunks = [];
-  length = 0;
-  push(b) {
-    if (b.length === 0) return;
-    this.chunks.push(b);
-    this.length += b.length;
-  }
-  /** The first n bytes (n <= length), not consumed. */
-  peek(n) {
-    if (this.chunks[0].length >= n) return this.chunks[0].subarray(0, n);
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    for (const c of this.chunks) {
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
-      off += k;
-      if (off === n) break;
-    }
-    return out;
-  }
-  /** Remove and return the first n bytes (n <= length). */
-  take(n) {
-    this.length -= n;
-    const first = this.chunks[0];
-    if (first && first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.chunks[0];
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
-      off += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
-    return out;
-  }
-}
-
-function xorMask(buf, key) {
-  const out = Buffer.allocUnsafe(buf.length);
-  const n = buf.length;
-  const k0 = key[0];
-  const k1 = key[1];
-  const k2 = key[2];
-  const k3 = key[3];
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    out[i] = buf[i] ^ k0;
-    out[i + 1] = buf[i + 1] ^ k1;
-    out[i + 2] = buf[i + 2] ^ k2;
-    out[i + 3] = buf[i + 3] ^ k3;
-  }
-  for (; i < n; i++) out[i] = buf[i] ^ key[i & 3];
-  return out;
-}
-
-const OP = { cont: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa };
-const OP_NAME = { 0: 'continuation', 1: 'text', 2: 'binary', 8: 'close', 9: 'ping', 10: 'pong' };
-
-/**
- * A hand-built frame. `payload`: Buffer or string (UTF-8). `mask`: true (fresh
- * random key), false, or a 4-byte Buffer. `rsv`: the three RSV bits as 0..7.
- * `announce`: the payload length written in the header (default: the real one),
- * so a header can promise more bytes than follow.
- */
-function frame({ opcode, payload = Buffer.alloc(0), fin = true, rsv = 0, mask = true, announce }) {
-  const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-  const len = announce ?? data.length;
-  const key = mask === true ? crypto.randomBytes(4) : mask || null;
-  let hlen = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
-  if (key) hlen += 4;
-  const head = Buffer.alloc(hlen);
-  head[0] = (fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f);
-  const m = key ? 0x80 : 0;
-  let pos;
-  if (len < 126) {
-    head[1] = m | len;
-    pos = 2;
-  } else if (len <= 0xffff) {
-    head[1] = m | 126;
-    head.writeUInt16BE(len, 2);
-    pos = 4;
-  } else {
-    head[1] = m | 127;
-    head.writeBigUInt64BE(BigInt(len), 2);
-    pos = 10;
-  }
-  if (key) key.copy(head, pos);
-  return Buffer.concat([head, key ? xorMask(data, key) : data]);
-}
-
-function closePayload(code, reason = '') {
-  const r = typeof reason === 'string' ? Buffer.from(reason, 'utf8') : reason;
-  const b = Buffer.alloc(2 + r.length);
-  b.writeUInt16BE(code, 0);
-  r.copy(b, 2);
-  return b;
-}
-
-function describeFrame(f) {
-  if (!f) return 'no frame';
-  const name = OP_NAME[f.opcode] ?? `opcode 0x${f.opcode.toString(16)}`;
-  let extra = '';
-  if (f.opcode === OP.close && f.payload.length >= 2)
-    extra = ` code ${f.payload.readUInt16BE(0)} reason ${JSON.stringify(f.payload.subarray(2).toString())}`;
-  else if (f.payload.length <= 32) extra = ` payload ${f.payload.toString('hex') || '(empty)'}`;
-  return `${name} frame (fin ${f.fin}, rsv ${f.rsv}, masked ${f.masked}, length ${f.length}${extra})`;
-}
-
-function acceptFor(key) {
-  return crypto
-    .createHash('sha1')
-    .update(key + GUID)
-    .digest('base64');
-}
-
-/** Parse an HTTP head (request or response) into { startLine, status?, method?, target?, headers, headerList }. */
-function parseHead(text) {
-  const lines = text.split('\r\n');
-  const startLine = lines[0];
-  const head = { startLine, headers: {}, headerList: [] };
-  const parts = startLine.split(' ');
-  if (/^HTTP\/1\.\d$/.test(parts[0])) head.status = Number(parts[1]);
-  else {
-    head.method = parts[0];
-    head.target = parts[1];
-    head.version = parts[2];
-  }
-  for (const line of lines.slice(1)) {
-    if (!line) continue;
-    const i = line.indexOf(':');
-    const name = line.slice(0, i).trim().toLowerCase();
-    const value = line.slice(i + 1).trim();
-    head.headerList.push([name, value]);
-    head.headers[name] = name in head.headers ? `${head.headers[name]}, ${value}` : value;
-  }
-  return head;
-}
-
-// ---------------------------------------------------------------------------
-// RawPeer: one raw TCP socket, reading an HTTP head and then frames
-// ---------------------------------------------------------------------------
-
-class RawPeer {
-  /**
-   * @param socket  a connected net.Socket
-   * @param isServer  true: we are the raw server (we read a request, send
-   *   unmasked frames); false: the raw client (read a response, send masked frames)
-   */
-  constructor(socket, isServer) {
-    this.socket = socket;
-    this.isServer = isServer;
-    this.q = new ByteQueue();
-    this.mode = 'head';
-    this.headBuf = Buffer.alloc(0);
-    this.head = null;
-    this.frames = [];
-    this.waiters = [];
-    this.bytesIn = 0;
-    this.ended = false;
-    this.isClosed = false;
-    this.error = null;
-    this.parseError = null;
-    this.closed = new Promise((resolve) => {
-      socket.once('close', () => {
-        this.isClosed = true;
-        resolve();
-        this.#wake();
-      });
-    });
-    socket.on('end', () => {
-      this.ended = true;
-    });
-    socket.on('error', (err) => {
-      this.error = err;
-    });
-    socket.on('data', (d) => this.#onData(d));
-    cleanups.push(async () => {
-      socket.destroy();
-    });
-  }
-
-  #onData(d) {
-    this.bytesIn += d.length;
-    if (this.mode === 'head') {
-      this.headBuf = Buffer.concat([this.headBuf, d]);
-      const i = this.headBuf.indexOf('\r\n\r\n');
-      if (i < 0) return;
-      this.head = parseHead(this.headBuf.subarray(0, i).toString('latin1'));
-      const rest = this.headBuf.subarray(i + 4);
-      this.headBuf = null;
-      this.mode = this.isServer || this.head.status === 101 ? 'frames' : 'body';
-      this.q.push(rest);
-    } else {
-      this.q.push(d);
-    }
-    if (this.mode === 'frames') this.#parseFrames();
-    this.#wake();
-  }
-
-  #parseFrames() {
-    for (;;) {
-      const q = this.q;
-      if (q.length < 2) return;
-      const h = q.peek(Math.min(14, q.length));
-      const masked = (h[1] & 0x80) !== 0;
-      const len7 = h[1] & 0x7f;
-      let hlen = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (masked ? 4 : 0);
-      if (q.length < hlen) return;
-      let length = len7;
-      let lengthEncoding = 7;
-      if (len7 === 126) {
-        length = h.readUInt16BE(2);
-        lengthEncoding = 16;
-      } else if (len7 === 127) {
-        const big = h.readBigUInt64BE(2);
-        if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
-          this.parseError = `64-bit frame length ${big} is absurd`;
-          return;
-        }
-        length = Number(big);
-        lengthEncoding = 64;
-      }
-      const maskKey = masked ? Buffer.from(h.subarray(hlen - 4, hlen)) : null;
-      if (q.length < hlen + length) return;
-      const header = Buffer.from(q.take(hlen));
-      hlen = header.length;
-      const raw = q.take(length);
-      this.frames.push({
-        fin: (header[0] & 0x80) !== 0,
-        rsv: (header[0] >> 4) & 7,
-        opcode: header[0] & 0x0f,
-        masked,
-        maskKey,
-        length,
-        lengthEncoding,
-        headerLength: hlen,
-        header,
-        payload: masked ? xorMask(raw, maskKey) : Buffer.from(raw),
-      });
-    }
-  }
-
-  #wake() {
-    const ws = this.waiters;
-    this.waiters = [];
-    for (const w of ws) w();
-  }
-
-  /** Resolve when `pred()` is truthy, re-checked on every data/close; reject at the deadline. */
-  #until(pred, ms, label) {
-    return withTimeout(
-      new Promise((resolve, reject) => {
-        const check = () => {
-          let v;
-          try {
-            v = pred();
-          } catch (err) {
-            reject(err);
-            return;
-          }
-          if (v) resolve(v);
-          else this.waiters.push(check);
-        };
-        check();
-      }),
-      ms,
-      label,
-    );
-  }
-
-  waitHead(ms = T) {
-    return this.#until(
-      () => {
-        if (this.head) return this.head;
-        if (this.isClosed)
-          throw new Error(
-            `TCP closed before an HTTP head arrived (got ${this.bytesIn} bytes: ${JSON.stringify(String(this.headBuf))})`,
-          );
-        return null;
-      },
-      ms,
-      'HTTP head',
-    );
-  }
-
-  /** The next frame from the peer. */
-  nextFrame(ms = T, label = 'frame') {
-    return this.#until(
-      () => {
-        if (this.frames.length) return this.frames.shift();
-        if (this.parseError) throw new Error(`${label}: ${this.parseError}`);
-        if (this.isClosed)
-          throw new Error(
-            `TCP closed while waiting for ${label} (${this.q.length} unparsed bytes${this.mode !== 'frames' ? `, mode ${this.mode}` : ''})`,
-          );
-        return null;
-      },
-      ms,
-      `${label}${this.frames.length ? '' : ` (${this.q.length} bytes buffered, no complete frame)`}`,
-    );
-  }
-
-  /** Everything after the head, once the TCP connection has closed (non-101 responses). */
-  async body(ms = T) {
-    await withTimeout(this.closed, ms, 'TCP close after the HTTP response');
-    return this.q.take(this.q.length);
-  }
-
-  write(buf) {
-    this.socket.write(buf);
-  }
-
-  /** Send a frame; masked with a fresh key on the client side unless `mask` says otherwise. */
-  send(opts) {
-    this.socket.write(frame({ mask: !this.isServer, ...opts }));
-  }
-
-  /** Assert the TCP connection closes (FIN or reset) within `ms`. */
-  async assertTcpClosed(label, ms = TCP_CLOSE_MS) {
-    try {
-      await withTimeout(this.closed, ms, `TCP close ${label}`);
-    } catch (err) {
-      throw new assert.Assertion({
-        message: `${err.message} (socket still open: ended=${this.ended}, ${this.frames.length} unread frames${this.frames.length ? `: ${this.frames.map(describeFrame).join('; ')}` : ''})`,
-        generated: false,
-      });
-    }
-  }
+/** Destroy the raw peer's socket after the test. */
+function track(peer) {
+  cleanups.push(async () => peer.destroy());
+  return peer;
 }
 
 // ---------------------------------------------------------------------------
 // Raw client against a node-lws server
 // ---------------------------------------------------------------------------
 
-function connectTcp(port) {
-  const socket = net.connect({ host: HOST, port });
+async function connectTcp(port) {
+  const socket = await rawTcpConnect(port, HOST, T);
   cleanups.push(async () => socket.destroy());
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      socket.once('connect', () => resolve(socket));
-      socket.once('error', reject);
-    }),
-    T,
-    `TCP connect to ${port}`,
-  );
+  return socket;
 }
 
 /** A raw client after a successful upgrade (the 101 and its Accept are asserted). */
 async function rawClient(port, path = '/') {
-  const socket = await connectTcp(port);
-  const peer = new RawPeer(socket, false);
-  const key = crypto.randomBytes(16).toString('base64');
-  socket.write(
-    `GET ${path} HTTP/1.1\r\nHost: ${HOST}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
-  );
-  const head = await peer.waitHead();
-  assert.is(head.status, 101, `upgrade response: ${head.startLine}`);
-  assert.is(head.headers['sec-websocket-accept'], acceptFor(key), 'Sec-WebSocket-Accept');
-  return peer;
+  return track(await rawWsUpgrade(port, { host: HOST, path, ms: T }));
 }
 
 /** Send a raw HTTP request; resolve { head, body, peer } once the server has closed TCP. */
 async function rawHttp(port, request) {
-  const socket = await connectTcp(port);
-  const peer = new RawPeer(socket, false);
-  socket.write(request);
-  const head = await peer.waitHead();
-  let body = null;
-  if (head.status !== 101) body = await peer.body(TCP_CLOSE_MS);
-  return { head, body, peer };
+  const r = await rawHttpExchange(port, request, {
+    host: HOST,
+    ms: T,
+    bodyMs: TCP_CLOSE_MS,
+    keep: true,
+  });
+  track(r.peer);
+  return r;
 }
 
 /** A node-lws server that echoes every message the way the brief says. */
 async function echoServer(options = {}) {
-  const server = await lws.listen({
-    host: HOST,
-    port: 0,
-    closeTimeoutMs: CLOSE_TIMEOUT_MS,
-    ...options,
-  });
-  cleanups.push(() => server.close());
+  const server = await listen(options);
   const conns = [];
   server.on('connection', (conn) => {
     conns.push(conn);
@@ -501,7 +154,7 @@ async function serverFailsWith(frames, code, options) {
   const closedP = connClose(conn);
   for (const f of frames) peer.write(f);
   await expectClose(peer, code, { masked: false });
-  await peer.assertTcpClosed(`by the server after close ${code}`);
+  await peer.assertTcpClosed(`by the server after close ${code}`, TCP_CLOSE_MS);
   const ev = await closedP;
   assert.ok(ev, "Connection 'close' event");
   assert.is(ev.code, code, `Connection 'close' code (reason ${JSON.stringify(ev.reason)})`);
@@ -513,43 +166,13 @@ async function serverFailsWith(frames, code, options) {
 // ---------------------------------------------------------------------------
 
 /**
- * A net server that performs the upgrade itself. `respond(head, key)` returns
- * the response text (default: a correct 101). `nextPeer()` resolves with the
- * RawPeer once the response was written.
+ * A raw server that performs the upgrade itself (see rawWsServer). `respond(head, key)` returns
+ * the response text (default: a correct 101); `url` is its ws:// URL on /raw.
  */
 async function rawServer({ respond } = {}) {
-  const ready = [];
-  const waiters = [];
-  const srv = net.createServer((socket) => {
-    const peer = new RawPeer(socket, true);
-    peer.waitHead().then(
-      (head) => {
-        const key = head.headers['sec-websocket-key'];
-        const resp = respond
-          ? respond(head, key)
-          : `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`;
-        socket.write(resp);
-        const w = waiters.shift();
-        if (w) w(peer);
-        else ready.push(peer);
-      },
-      () => {},
-    );
-  });
-  await new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, HOST, resolve);
-  });
-  cleanups.push(() => new Promise((r) => srv.close(() => r())));
-  const port = srv.address().port;
-  return {
-    port,
-    url: `ws://${HOST}:${port}/raw`,
-    nextPeer(ms = T) {
-      if (ready.length) return Promise.resolve(ready.shift());
-      return withTimeout(new Promise((r) => waiters.push(r)), ms, 'raw server upgrade request');
-    },
-  };
+  const rs = await rawWsServer({ host: HOST, respond });
+  cleanups.push(() => rs.close());
+  return { ...rs, url: rs.url('/raw') };
 }
 
 /** connect() with cleanup; errors collected on client.errors. */
@@ -583,7 +206,7 @@ async function clientFailsWith(frames, code, connectOptions) {
   const closedP = connClose(client);
   for (const f of frames) peer.write(f);
   await expectClose(peer, code, { masked: true });
-  await peer.assertTcpClosed(`after the client's close ${code}`);
+  await peer.assertTcpClosed(`after the client's close ${code}`, TCP_CLOSE_MS);
   const ev = await closedP;
   assert.ok(ev, "client 'close' event");
   assert.is(ev.code, code, `client 'close' code (reason ${JSON.stringify(ev.reason)})`);
@@ -818,7 +441,7 @@ test("server: raw close(4000,'bye') → server echoes close 4000 'bye', then clo
   peer.send({ opcode: OP.close, payload: closePayload(4000, 'bye') });
   const { reason } = await expectClose(peer, 4000, { masked: false });
   assert.is(reason, 'bye', 'echoed close reason');
-  await peer.assertTcpClosed('by the server after the closing handshake');
+  await peer.assertTcpClosed('by the server after the closing handshake', TCP_CLOSE_MS);
   assert.ok(peer.ended, 'the server closed TCP with a FIN (socket saw end)');
   assert.is(peer.error, null, `no socket error (got ${peer.error?.code})`);
   assert.is(peer.frames.length, 0, 'nothing after the close frame');
@@ -834,7 +457,7 @@ test("server: conn.close(4001,'x') → raw client sees close 4001 'x', replies, 
   assert.is(reason, 'x', 'close reason');
   assert.is(peer.isClosed, false, 'TCP still open until the raw client replies');
   peer.send({ opcode: OP.close, payload: closePayload(4001, 'x') });
-  await peer.assertTcpClosed('by the server after the reply');
+  await peer.assertTcpClosed('by the server after the reply', TCP_CLOSE_MS);
   assert.ok(peer.ended, 'the server closed TCP with a FIN');
   const ev = await closedP;
   assert.equal(ev, { code: 4001, reason: 'x', wasClean: true }, "Connection 'close' event");
@@ -847,7 +470,7 @@ test("server: raw close with no payload → empty close echoed, TCP closed, 'clo
   const f = await peer.nextFrame(T, 'close reply');
   assert.is(f.opcode, OP.close, describeFrame(f));
   assert.is(f.payload.length, 0, `reply to an empty close is empty (got ${describeFrame(f)})`);
-  await peer.assertTcpClosed('by the server');
+  await peer.assertTcpClosed('by the server', TCP_CLOSE_MS);
   const ev = await closedP;
   assert.is(ev.code, 1005, "Connection 'close' code");
   assert.is(ev.wasClean, true, "Connection 'close' wasClean");
@@ -859,7 +482,7 @@ for (const code of [1000, 1001, 1003, 1007, 1011, 1014, 3000, 4999]) {
     peer.send({ opcode: OP.close, payload: closePayload(code, 'ok') });
     const { reason } = await expectClose(peer, code, { masked: false });
     assert.is(reason, 'ok');
-    await peer.assertTcpClosed('by the server');
+    await peer.assertTcpClosed('by the server', TCP_CLOSE_MS);
   });
 }
 
@@ -948,18 +571,6 @@ test('server: VALID multibyte characters split across fragments are accepted and
 
 // ---- HTTP upgrade --------------------------------------------------------------------------
 
-function upgradeRequest(port, { method = 'GET', version = '13', key, omit = [], extra = '' } = {}) {
-  const k = key ?? crypto.randomBytes(16).toString('base64');
-  const h = [
-    ['Host', `${HOST}:${port}`],
-    ['Upgrade', 'websocket'],
-    ['Connection', 'Upgrade'],
-    ['Sec-WebSocket-Key', k],
-    ['Sec-WebSocket-Version', version],
-  ].filter(([n]) => !omit.includes(n));
-  return `${method} / HTTP/1.1\r\n${h.map(([n, v]) => `${n}: ${v}\r\n`).join('')}${extra}\r\n`;
-}
-
 async function expectHttpRejection(request, statuses, label) {
   const { server } = await echoServer();
   let connections = 0;
@@ -970,7 +581,7 @@ async function expectHttpRejection(request, statuses, label) {
     `${label}: expected HTTP ${statuses.join(' or ')}, got status line ${JSON.stringify(head.startLine)}`,
   );
   assert.match(head.startLine, /^HTTP\/1\.1 \d{3} \S/, 'status line shape');
-  await peer.assertTcpClosed(`after HTTP ${head.status}`);
+  await peer.assertTcpClosed(`after HTTP ${head.status}`, TCP_CLOSE_MS);
   assert.is(connections, 0, "no 'connection' event for a rejected upgrade");
   return { head, body };
 }
@@ -979,9 +590,12 @@ test('server: a well-formed upgrade gets exactly 101 with the right Accept and n
   const { server } = await echoServer();
   const key = crypto.randomBytes(16).toString('base64');
   const socket = await connectTcp(server.port);
-  const peer = new RawPeer(socket, false);
+  const peer = new RawWsPeer(socket);
   socket.write(
-    upgradeRequest(server.port, { key, extra: 'Sec-WebSocket-Extensions: permessage-deflate\r\n' }),
+    upgradeRequest(server.port, {
+      key,
+      extra: 'Sec-WebSocket-Extensions: permessage-deflate\r\n',
+    }),
   );
   const head = await peer.waitHead();
   assert.is(head.startLine, 'HTTP/1.1 101 Switching Protocols');
@@ -1104,7 +718,7 @@ test('server: maxPayload 1024 — 1024 bytes echoed, fragments adding up to 1025
   peer.send({ opcode: OP.binary, payload: Buffer.alloc(600), fin: false });
   peer.send({ opcode: OP.cont, payload: Buffer.alloc(425), fin: true });
   await expectClose(peer, 1009, { masked: false });
-  await peer.assertTcpClosed('after close 1009');
+  await peer.assertTcpClosed('after close 1009', TCP_CLOSE_MS);
 });
 
 // ---- payload lengths ------------------------------------------------------------------
@@ -1264,7 +878,7 @@ test("client: raw server close(4000,'bye') → client replies masked close 4000 
   peer.socket.end();
   const ev = await closedP;
   assert.equal(ev, { code: 4000, reason: 'bye', wasClean: true }, "client 'close' event");
-  await peer.assertTcpClosed('after the server ended it');
+  await peer.assertTcpClosed('after the server ended it', TCP_CLOSE_MS);
 });
 
 test("client: client.close(4001,'x') → raw server sees masked close 4001 'x', replies; 'close' (4001,'x',true)", async () => {
@@ -1277,7 +891,7 @@ test("client: client.close(4001,'x') → raw server sees masked close 4001 'x', 
   peer.socket.end();
   const ev = await closedP;
   assert.equal(ev, { code: 4001, reason: 'x', wasClean: true }, "client 'close' event");
-  await peer.assertTcpClosed('after the closing handshake');
+  await peer.assertTcpClosed('after the closing handshake', TCP_CLOSE_MS);
 });
 
 test('client: a masked frame from the server → masked close 1002', async () => {
@@ -1416,7 +1030,7 @@ async function expectConnectError(respond, check) {
     err = e;
   }
   check(err);
-  await peer.assertTcpClosed('by the client after the handshake failure');
+  await peer.assertTcpClosed('by the client after the handshake failure', TCP_CLOSE_MS);
 }
 
 test('client: 101 with a wrong Sec-WebSocket-Accept → connect() rejects ERR_HANDSHAKE, TCP closed', async () => {

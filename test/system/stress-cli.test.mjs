@@ -8,15 +8,15 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { exitWatchdog, withTimeout } from './helpers.mjs';
+import { ROOT } from '../support/paths.mjs';
+import { exitWatchdog } from '../support/suite.mjs';
+import { withTimeout } from '../support/wait.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'node-lws-stress.js');
 const require = createRequire(import.meta.url);
-const frames = require('../bin/stress/frames.js');
+const frames = require('../../bin/stress/frames.js');
 
 const children = new Set();
 

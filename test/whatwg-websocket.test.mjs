@@ -6,16 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  cleanupsAfterEach,
-  connClosed,
-  exitWatchdog,
-  freePort,
-  patternBytes,
-  sha256,
-  waitFor,
-  withTimeout,
-} from './helpers.mjs';
+import { patternBytes, sha256 } from './support/data.mjs';
+import { connClosed } from './support/lws.mjs';
+import { freePort } from './support/net.mjs';
+import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
+import { thrownBy, waitFor, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
@@ -101,13 +96,7 @@ test('constants, initial state, and readyState CONNECTING → OPEN → CLOSING �
 test('send() while CONNECTING throws InvalidStateError', async () => {
   const { url } = await server();
   const ws = open(url);
-  let error;
-  try {
-    ws.send('too early');
-  } catch (err) {
-    error = err;
-  }
-  assert.ok(error, 'send() before open must throw');
+  const error = thrownBy(() => ws.send('too early'), 'send() before open to throw');
   assert.is(error.name, 'InvalidStateError', `${error.name}: ${error.message}`);
   await nextEvent(ws, 'open');
 });

@@ -8,56 +8,34 @@ import os from 'node:os';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
+import { sha256 } from './support/data.mjs';
 import {
   attachEcho,
-  captureRejection,
-  closeClient,
-  collectMessages,
   connClosed,
-  echoRoundTrip,
-  exitWatchdog,
-  hasIPv6Loopback,
-  listenersOn,
-  netClose,
-  netListen,
+  listenFor,
   nextConnection,
-  note,
-  onceEvent,
-  sha256,
-  tcpConnects,
+  recordEcho,
   urlFor,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+} from './support/lws.mjs';
+import { collectMessages } from './support/messages.mjs';
+import { hasIPv6Loopback, listenersOn, netClose, netListen, tcpConnects } from './support/net.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from './support/suite.mjs';
+import { captureRejection, onceEvent, waitFor, withTimeout } from './support/wait.mjs';
+import { closeClient, echoRoundTrip, wsConnect } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
 const HAS_IPV6 = await hasIPv6Loopback();
 
-// Every server a test opens is registered here and closed after the test, so a
-// failing assertion cannot leave a listener (and a live event loop) behind.
-const open = new Set();
-async function listen(options) {
-  const server = await lws.listen(options);
-  open.add(server);
-  return server;
-}
+// Every server a test opens is closed after the test, so a failing assertion cannot leave a
+// listener (and a live event loop) behind.
+const cleanups = cleanupsAfterEach(test);
+const listen = listenFor(cleanups);
 async function echoServer(options = {}, echoOptions) {
   const server = await listen({ host: HOST, port: 0, ...options });
   const conns = attachEcho(server, echoOptions);
   return { server, conns };
 }
-test.after.each(async () => {
-  for (const s of open) {
-    try {
-      await withTimeout(s.close(), 5000, 'cleanup server.close()');
-    } catch {
-      /* reported by the test itself */
-    }
-  }
-  open.clear();
-});
 
 // ---------------------------------------------------------------------------
 // Listening
@@ -129,13 +107,7 @@ test('subprotocol negotiation picks an accepted protocol offered by the client',
 
 test('text echo: a non-ASCII string round-trips as a string (server sees string, isBinary false)', async () => {
   const server = await listen({ host: HOST, port: 0 });
-  const seen = [];
-  server.on('connection', (conn) =>
-    conn.on('message', (data, isBinary) => {
-      seen.push({ data, isBinary });
-      conn.send(data);
-    }),
-  );
+  const seen = recordEcho(server);
   const ws = await wsConnect(urlFor(server));
   const reply = await echoRoundTrip(ws, 'héllo ✓');
   assert.equal(reply, { data: 'héllo ✓', isBinary: false });
@@ -148,13 +120,7 @@ test('text echo: a non-ASCII string round-trips as a string (server sees string,
 
 test('binary echo: bytes round-trip as a Buffer (server sees Buffer, isBinary true)', async () => {
   const server = await listen({ host: HOST, port: 0 });
-  const seen = [];
-  server.on('connection', (conn) =>
-    conn.on('message', (data, isBinary) => {
-      seen.push({ data, isBinary });
-      conn.send(data);
-    }),
-  );
+  const seen = recordEcho(server);
   const ws = await wsConnect(urlFor(server));
   const payload = Buffer.from([0, 1, 2, 0xfe, 0xff, 0x80, 0x7f, 0xc3, 0x28]); // includes invalid UTF-8
   const reply = await echoRoundTrip(ws, payload);
@@ -195,13 +161,7 @@ test('send accepts ArrayBuffer, typed-array views (only the viewed bytes) and Da
 
 test('empty text and empty binary messages are delivered both ways', async () => {
   const server = await listen({ host: HOST, port: 0 });
-  const seen = [];
-  server.on('connection', (conn) =>
-    conn.on('message', (data, isBinary) => {
-      seen.push({ data, isBinary });
-      conn.send(data);
-    }),
-  );
+  const seen = recordEcho(server);
   const ws = await wsConnect(urlFor(server));
   const r1 = await echoRoundTrip(ws, '');
   assert.equal(r1, { data: '', isBinary: false });
@@ -275,13 +235,7 @@ test('maxPayload is enforced: an oversized message closes the connection with 10
 
 test('1000 messages (alternating text/binary) arrive in order', async () => {
   const server = await listen({ host: HOST, port: 0 });
-  const seen = [];
-  server.on('connection', (conn) =>
-    conn.on('message', (data, isBinary) => {
-      seen.push({ data, isBinary });
-      conn.send(data);
-    }),
-  );
+  const seen = recordEcho(server);
   const ws = await wsConnect(urlFor(server));
   const N = 1000;
   const replies = collectMessages(ws, N, 15000);

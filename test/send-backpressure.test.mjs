@@ -5,38 +5,16 @@
 import crypto from 'node:crypto';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
-import {
-  closeClient,
-  collectMessages,
-  exitWatchdog,
-  nextConnection,
-  note,
-  onceEvent,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import { listenFor, nextConnection } from './support/lws.mjs';
+import { collectMessages } from './support/messages.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from './support/suite.mjs';
+import { onceEvent, waitFor } from './support/wait.mjs';
+import { closeClient, wsConnect } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
 
-const open = new Set();
-async function listen(options) {
-  const server = await lws.listen(options);
-  open.add(server);
-  return server;
-}
-test.after.each(async () => {
-  for (const s of open) {
-    try {
-      await withTimeout(s.close(), 5000, 'cleanup close');
-    } catch {
-      /* the test reports */
-    }
-  }
-  open.clear();
-});
+const listen = listenFor(cleanupsAfterEach(test));
 
 async function connectedPair() {
   const server = await listen({ host: HOST, port: 0 });

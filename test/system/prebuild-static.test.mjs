@@ -13,11 +13,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { makeCert } from '../support/certs.mjs';
+import { ROOT } from '../support/paths.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PLATFORM_DIR = path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
 const LINUX = process.platform === 'linux';
 // Shared libraries the prebuilt addon may need: libc/libstdc++ and OpenSSL + zlib, which every
@@ -191,20 +191,7 @@ linuxTest('npm pack tarball installs without building and echoes over ws:// and 
     'the install built from source (build/ exists)',
   );
 
-  const cert = path.join(tmp, 'cert.pem');
-  const key = path.join(tmp, 'key.pem');
-  const req =
-    '-x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost';
-  run('openssl', [
-    'req',
-    ...req.split(' '),
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  ]);
+  const { cert, key } = makeCert(tmp, 'smoke', { ec: true, san: 'IP:127.0.0.1' });
   fs.writeFileSync(path.join(app, 'smoke.mjs'), SMOKE);
   // Where possible (root, unshare), the system libwebsockets is hidden for real: in a private
   // mount namespace every libwebsockets.so* the loader could find is bind-mounted over by

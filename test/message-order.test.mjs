@@ -10,7 +10,10 @@ import zlib from 'node:zlib';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { connClosed, exitWatchdog, note, patternBytes, withTimeout } from './helpers.mjs';
+import { patternBytes } from './support/data.mjs';
+import { connClosed } from './support/lws.mjs';
+import { exitWatchdog, note } from './support/suite.mjs';
+import { withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;

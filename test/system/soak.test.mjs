@@ -7,9 +7,9 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
-import { runSoak } from '../scripts/soak.mjs';
-import { exitWatchdog } from './helpers.mjs';
+import * as lws from '../../dist/index.mjs';
+import { runSoak } from '../../scripts/soak.mjs';
+import { exitWatchdog } from '../support/suite.mjs';
 
 const CYCLES = Number(process.env.SOAK_CYCLES ?? 1000);
 const CLIENTS = Number(process.env.SOAK_CLIENTS ?? 200);

@@ -4,7 +4,7 @@
 // bytes, and mutations (bit flips, truncations, splices, insertions, deletions, duplications,
 // interesting-byte overwrites, length-field edits, chunk splits) of a corpus of valid upgrade
 // requests and frame sequences. The PRNG is seeded (FUZZ_SEED, else random) and the seed is
-// printed, so a run can be repeated: FUZZ_SEED=<seed> node test/fuzz.test.mjs.
+// printed, so a run can be repeated: FUZZ_SEED=<seed> node test/system/network-fuzz.test.mjs.
 //
 // Asserted:
 //   - the process never crashes (a crash kills this file; the runner reports it);
@@ -19,16 +19,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
-import {
-  describeFds,
-  exitWatchdog,
-  openFds,
-  threadCount,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import * as lws from '../../dist/index.mjs';
+import { describeFds, openFds, threadCount } from '../support/proc.mjs';
+import { encodeFrame } from '../support/raw-ws.mjs';
+import { exitWatchdog } from '../support/suite.mjs';
+import { waitFor, withTimeout } from '../support/wait.mjs';
+import { wsConnect } from '../support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 20);
@@ -120,23 +116,20 @@ function handshakes(port) {
   ];
 }
 
+/** The fixed masking key of the fuzz's client frames (the byte stream depends only on the seed). */
+const FUZZ_MASK = Buffer.from([0x37, 0xfa, 0x21, 0x3d]);
+
 /** A client frame: masked unless told otherwise; lenForm forces the 7/16/64-bit length form. */
-function frame(opcode, payload, { fin = true, rsv = 0, masked = true, lenForm, lenValue } = {}) {
-  const len = lenValue ?? payload.length;
-  const form = lenForm ?? (len < 126 ? 7 : len <= 0xffff ? 16 : 64);
-  const hdr = [((fin ? 0x80 : 0) | ((rsv & 7) << 4) | (opcode & 0x0f)) & 0xff];
-  const mbit = masked ? 0x80 : 0;
-  if (form === 7) hdr.push(mbit | (Number(len) & 0x7f));
-  else if (form === 16) hdr.push(mbit | 126, (Number(len) >> 8) & 0xff, Number(len) & 0xff);
-  else {
-    hdr.push(mbit | 127);
-    const big = BigInt(len);
-    for (let i = 7; i >= 0; i--) hdr.push(Number((big >> BigInt(8 * i)) & 0xffn));
-  }
-  const mask = masked ? Buffer.from([0x37, 0xfa, 0x21, 0x3d]) : Buffer.alloc(0);
-  const body = Buffer.from(payload);
-  if (masked) for (let i = 0; i < body.length; i++) body[i] ^= mask[i & 3];
-  return Buffer.concat([Buffer.from(hdr), mask, body]);
+function frame(opcode, payload, { fin, rsv, masked = true, lenForm, lenValue } = {}) {
+  return encodeFrame({
+    opcode,
+    payload,
+    fin,
+    rsv,
+    mask: masked ? FUZZ_MASK : false,
+    announce: lenValue,
+    lengthEncoding: lenForm,
+  });
 }
 
 const BAD_UTF8 = [

@@ -16,25 +16,20 @@ import { Worker } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  DIST_URL,
-  describeFds,
-  exitWatchdog,
-  openFds,
-  tcpConnects,
-  threadCount,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import { tcpConnects } from './support/net.mjs';
+import { DIST_URL } from './support/paths.mjs';
+import { describeFds, openFds, threadCount } from './support/proc.mjs';
+import { exitWatchdog } from './support/suite.mjs';
+import { waitFor, withTimeout } from './support/wait.mjs';
+import { wsConnect } from './support/ws-client.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const PEER = path.join(here, 'worker-peer.mjs');
+const PEER = path.join(here, 'fixtures', 'worker-peer.mjs');
 const HOST = '127.0.0.1';
 const T = 5000;
 
 // ---------------------------------------------------------------------------
-// A worker running test/worker-peer.mjs, driven by request/response messages.
+// A worker running test/fixtures/worker-peer.mjs, driven by request/response messages.
 // ---------------------------------------------------------------------------
 
 class Peer {

@@ -11,30 +11,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
-import {
-  cleanupsAfterEach,
-  closeClient,
-  collectMessages,
-  connClosed,
-  echoRoundTrip,
-  exitWatchdog,
-  findPythonWebsockets,
-  nextConnection,
-  note,
-  patternBytes,
-  sha256,
-  spawnProcess,
-  transportRoundTrip,
-  urlFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import * as lws from '../../dist/index.mjs';
+import { patternBytes, sha256 } from '../support/data.mjs';
+import { connClosed, nextConnection, transportRoundTrip, urlFor } from '../support/lws.mjs';
+import { collectMessages } from '../support/messages.mjs';
+import { spawnProcess } from '../support/proc.mjs';
+import { findPythonWebsockets } from '../support/python.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from '../support/suite.mjs';
+import { withTimeout } from '../support/wait.mjs';
+import { closeClient, echoRoundTrip, wsConnect } from '../support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
 
-// Same generator as patternBytes() in helpers.mjs.
+// Same generator as patternBytes() in test/support/data.mjs.
 const PY_COMMON = `
 import asyncio, hashlib, json, sys
 import websockets

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { captureRejection, withTimeout } from './helpers.mjs';
+import { captureRejection, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 

@@ -6,81 +6,24 @@
 // (latest frame wins), keep its bufferedAmount bounded, and finally terminate it as hopeless,
 // while the browser keeps its frame rate.
 
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { start } from '../examples/media-server/server.mjs';
-import {
-  cleanupsAfterEach,
-  exitWatchdog,
-  launchChromium,
-  note,
-  onceEvent,
-  WebSocket,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import { start } from '../../examples/media-server/server.mjs';
+import { launchChromium } from '../support/chromium.mjs';
+import { ARTIFACTS } from '../support/paths.mjs';
+import { stalledWsClient } from '../support/raw-ws.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from '../support/suite.mjs';
+import { onceEvent, waitFor, withTimeout } from '../support/wait.mjs';
+import { WebSocket, wsConnect } from '../support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const MIN_FRAMES = 60; // valid video frames the page must receive
 const MIN_FPS = 20; // the server sends 30; a 2-core machine shared with Chromium must reach this
 const STALL_MS = 6000; // the example's stallTimeoutMs in this test
 
 const cleanups = cleanupsAfterEach(test, 10000);
-
-/**
- * A WebSocket client that completes the upgrade on `target` and then never reads again: after
- * the 101 response its socket is paused, so the kernel buffers fill and stay full.
- */
-async function stalledClient(port, target) {
-  const sock = net.connect({ host: HOST, port });
-  sock.on('error', () => {}); // the server terminates it in the end
-  await withTimeout(
-    new Promise((resolve, reject) => {
-      sock.once('connect', resolve);
-      sock.once('error', reject);
-    }),
-    5000,
-    'stalled client TCP connect',
-  );
-  const key = crypto.randomBytes(16).toString('base64');
-  const accept = crypto
-    .createHash('sha1')
-    .update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`)
-    .digest('base64');
-  sock.write(
-    `GET ${target} HTTP/1.1\r\nHost: ${HOST}:${port}\r\nUpgrade: websocket\r\n` +
-      `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
-      'Sec-WebSocket-Protocol: acip\r\n\r\n',
-  );
-  const head = await withTimeout(
-    new Promise((resolve, reject) => {
-      let buf = '';
-      const onData = (chunk) => {
-        buf += chunk.toString('latin1');
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        sock.off('data', onData);
-        sock.pause(); // never read again
-        resolve(buf.slice(0, end));
-      };
-      sock.on('data', onData);
-      sock.once('close', () => reject(new Error(`closed during the upgrade: ${buf}`)));
-    }),
-    5000,
-    'stalled client upgrade response',
-  );
-  assert.match(head, /^HTTP\/1\.1 101 /, 'stalled client upgrade');
-  assert.match(head, new RegExp(`sec-websocket-accept: ${accept.replace(/[+/]/g, '\\$&')}`, 'i'));
-  return sock;
-}
 
 test('one port: the page and its scripts over HTTP, /health, WebSocket upgrades only on /ws', async () => {
   const media = await start({ host: HOST, port: 0 });
@@ -142,7 +85,10 @@ test('Chromium renders the stream, verifies every frame and drives the picture; 
   const rss0 = process.memoryUsage().rss;
 
   // 1. The stalled client: connected first, so that it is blocked for the whole browser run.
-  const slowSock = await stalledClient(media.port, '/ws?name=stalled');
+  const slowSock = await stalledWsClient(media.port, {
+    path: '/ws?name=stalled',
+    headers: { 'Sec-WebSocket-Protocol': 'acip' },
+  });
   cleanups.push(async () => slowSock.destroy());
   const slowStats = () => media.stats().clients.find((c) => c.name === 'stalled');
   await waitFor(() => slowStats()?.blocked, {

@@ -4,36 +4,34 @@
 // exchange a text message and a 1 MiB binary message, checking SHA-256 digests
 // of a deterministic byte pattern on both ends. Then the browser closes with
 // 4000 and both sides report the close.
+//
+// Also from the browser's side: permessage-deflate negotiated with a node-lws server, and a
+// page served over https by a node-lws wss:// server that talks wss to it (the rest of those
+// features is checked without a browser in permessage-deflate.test.mjs and tls.test.mjs).
 
 import fs from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as lws from '../dist/index.mjs';
-import {
-  cleanupsAfterEach,
-  connClosed,
-  exitWatchdog,
-  launchChromium,
-  nextConnection,
-  note,
-  patternBytes,
-  sha256,
-  withTimeout,
-} from './helpers.mjs';
+import * as lws from '../../dist/index.mjs';
+import { makeCert } from '../support/certs.mjs';
+import { chromiumPageResult, launchChromium } from '../support/chromium.mjs';
+import { patternBytes, sha256 } from '../support/data.mjs';
+import { connClosed, nextConnection } from '../support/lws.mjs';
+import { ARTIFACTS } from '../support/paths.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from '../support/suite.mjs';
+import { withTimeout } from '../support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const BROWSER_SEED = 11; // pattern the browser sends
 const SERVER_SEED = 22; // pattern the server sends
 const BROWSER_TEXT = 'hello from the browser ✓ ünïcödé';
 
 // The page. Its xorshift32 pattern generator is the same as patternBytes() in
-// helpers.mjs, so both sides can compute the bytes the other one must see.
+// test/support/data.mjs, so both sides can compute the bytes the other one must see.
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>node-lws browser test</title>
 <style>body{font:14px monospace;margin:16px} .ok{color:#070} .bad{color:#b00}</style></head>
@@ -245,6 +243,75 @@ test('Chromium ↔ node-lws: subprotocol acip, text and 1 MiB binary both ways, 
   assert.is(browserClose.wasClean, true, 'browser close event wasClean');
   assert.type(browserClose.reason, 'string');
   note(`browser exchange done in ${(performance.now() - t0).toFixed(0)} ms (${result.userAgent})`);
+});
+
+// ---------------------------------------------------------------------------
+// A page served by node-lws itself (static), talking to it on /ws
+// ---------------------------------------------------------------------------
+
+/** A folder with `index.html` = `html`, removed after the test. */
+function pageFolder(html) {
+  const www = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-chromium-www-'));
+  cleanups.push(async () => fs.rmSync(www, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(www, 'index.html'), html);
+  return www;
+}
+
+/** A node-lws echo server that also serves `www` over HTTP(S), closed after the test. */
+async function echoServerWithPage(www, options) {
+  const server = await lws.listen({
+    host: HOST,
+    port: 0,
+    static: { root: www },
+    path: '/ws',
+    ...options,
+  });
+  cleanups.push(() => server.close());
+  server.on('connection', (c) => c.on('message', (d, b) => c.send(d, b)));
+  return server;
+}
+
+test('Chromium negotiates permessage-deflate with a node-lws server', async () => {
+  const www = pageFolder(`<!doctype html><html><body><script>
+window.__result = new Promise((resolve, reject) => {
+  const ws = new WebSocket('ws://' + location.host + '/ws');
+  const text = 'browser frame metadata, repeated '.repeat(3000);
+  ws.onopen = () => ws.send(text);
+  ws.onmessage = (e) => { resolve({ extensions: ws.extensions, same: e.data === text, length: e.data.length }); ws.close(); };
+  ws.onerror = () => reject(new Error('websocket error'));
+});
+</script></body></html>`);
+  const server = await echoServerWithPage(www, { perMessageDeflate: true });
+  const result = await chromiumPageResult(`http://${HOST}:${server.port}/`);
+  assert.match(result.extensions, /permessage-deflate/);
+  assert.ok(result.same, `echo differs (length ${result.length})`);
+});
+
+test('Chromium loads a page over https and talks wss to the same node-lws server', async () => {
+  const certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-chromium-tls-'));
+  cleanups.push(async () => fs.rmSync(certDir, { recursive: true, force: true }));
+  const { cert, key } = makeCert(certDir, 'localhost');
+  const www = pageFolder(`<!doctype html><html><body><script>
+window.__result = new Promise((resolve, reject) => {
+  const ws = new WebSocket('wss://' + location.host + '/ws', 'acip');
+  ws.binaryType = 'arraybuffer';
+  ws.onopen = () => { ws.send('hello from chromium'); ws.send(new Uint8Array(65536).map((_, i) => i & 255)); };
+  const got = [];
+  ws.onmessage = (e) => {
+    got.push(typeof e.data === 'string' ? e.data : new Uint8Array(e.data).reduce((a, b) => (a + b) % 65521, 0));
+    if (got.length === 2) { ws.close(1000, 'bye'); resolve({ protocol: ws.protocol, got }); }
+  };
+  ws.onerror = () => reject(new Error('websocket error'));
+});
+</script></body></html>`);
+  const server = await echoServerWithPage(www, { tls: { cert, key }, protocols: ['acip'] });
+  const result = await chromiumPageResult(`https://localhost:${server.port}/`, {
+    ignoreHTTPSErrors: true,
+  });
+  const expected = new Uint8Array(65536)
+    .map((_, i) => i & 255)
+    .reduce((a, b) => (a + b) % 65521, 0);
+  assert.equal(result, { protocol: 'acip', got: ['hello from chromium', expected] });
 });
 
 test.after(exitWatchdog);

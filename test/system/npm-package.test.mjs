@@ -6,11 +6,10 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { ROOT } from '../support/paths.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 
 test('import and require give the same classes and one native context', async () => {
@@ -119,6 +118,7 @@ test('npm pack holds the build, the native sources and the install scripts, noth
     'dist/index.d.mts',
     'scripts/install.cjs',
     'bin/node-lws-stress.js',
+    'bin/stress/proc-net-tcp.js', // shared with the tests, so it must ship with the CLI
   ];
   for (const f of must) assert.ok(files.includes(f), `${f} missing from the tarball`);
   const allowed =

@@ -1,28 +1,16 @@
 // Backpressure that protects memory: a client that stops reading while the
 // server sends it 1 GiB must not grow the server's memory past a small multiple
 // of maxBackpressure, and must not slow down the other clients.
-import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { nextConnection, note, onceEvent, withTimeout } from './helpers.mjs';
+import { nextConnection } from './support/lws.mjs';
+import { stalledWsClient } from './support/raw-ws.mjs';
+import { note } from './support/suite.mjs';
+import { captureRejection, onceEvent, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const MiB = 1024 * 1024;
-
-/** A raw client that completes the upgrade and then never reads another byte. */
-async function stalledClient(port) {
-  const sock = net.connect(port, HOST);
-  await onceEvent(sock, 'connect');
-  sock.write(
-    'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-  );
-  const [head] = await onceEvent(sock, 'data');
-  assert.match(String(head), /^HTTP\/1\.1 101/);
-  sock.pause(); // from here on the kernel buffers fill and stay full
-  return sock;
-}
 
 test("'drop' policy: 1 GiB to a stalled client stays within maxBackpressure; other clients keep their latency", async () => {
   const maxBackpressure = 8 * MiB;
@@ -35,7 +23,7 @@ test("'drop' policy: 1 GiB to a stalled client stays within maxBackpressure; oth
   server.on('connection', (conn) => conn.on('message', (d, b) => conn.send(d, b)));
   try {
     const connP = nextConnection(server);
-    const stalled = await stalledClient(server.port);
+    const stalled = await stalledWsClient(server.port);
     const [slow] = await connP;
 
     const control = await lws.connect(`ws://${HOST}:${server.port}/`);
@@ -92,7 +80,7 @@ test("'close' policy: going past maxBackpressure closes the connection (1008 sen
   });
   try {
     const connP = nextConnection(server);
-    const stalled = await stalledClient(server.port);
+    const stalled = await stalledWsClient(server.port);
     const [slow] = await connP;
     const closed = onceEvent(slow, 'close', 5000, "stalled connection's close");
     const chunk = Buffer.alloc(MiB, 1);
@@ -114,21 +102,19 @@ test("'close' policy: going past maxBackpressure closes the connection (1008 sen
 });
 
 test('maxBackpressure options are validated', async () => {
-  let err;
-  try {
-    await lws.listen({ host: HOST, backpressurePolicy: 'spill' });
-  } catch (e) {
-    err = e;
-  }
-  assert.instance(err, TypeError);
-  assert.is(err.code, 'ERR_INVALID_ARG_VALUE');
-  err = undefined;
-  try {
-    await lws.listen({ host: HOST, maxBackpressure: -1 });
-  } catch (e) {
-    err = e;
-  }
-  assert.instance(err, RangeError);
+  const policy = await captureRejection(
+    () => lws.listen({ host: HOST, backpressurePolicy: 'spill' }),
+    5000,
+    "backpressurePolicy 'spill' to be refused",
+  );
+  assert.instance(policy, TypeError);
+  assert.is(policy.code, 'ERR_INVALID_ARG_VALUE');
+  const negative = await captureRejection(
+    () => lws.listen({ host: HOST, maxBackpressure: -1 }),
+    5000,
+    'maxBackpressure -1 to be refused',
+  );
+  assert.instance(negative, RangeError);
 });
 
 test.run();

@@ -9,25 +9,14 @@ import os from 'node:os';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import {
-  attachEcho,
-  captureRejection,
-  closeClient,
-  collectMessages,
-  connClosed,
-  DIST_URL,
-  echoRoundTrip,
-  exitWatchdog,
-  listenersOn,
-  nextConnection,
-  openFds,
-  spawnNode,
-  tcpSockets,
-  threadCount,
-  waitFor,
-  withTimeout,
-  wsConnect,
-} from './helpers.mjs';
+import { attachEcho, connClosed, nextConnection } from './support/lws.mjs';
+import { collectMessages } from './support/messages.mjs';
+import { listenersOn, tcpSockets } from './support/net.mjs';
+import { DIST_URL } from './support/paths.mjs';
+import { openFds, spawnNode, threadCount } from './support/proc.mjs';
+import { exitWatchdog } from './support/suite.mjs';
+import { captureRejection, waitFor, withTimeout } from './support/wait.mjs';
+import { closeClient, echoRoundTrip, wsConnect } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
 const MAX_REPORTED_FAILURES = 3;
