@@ -1,5 +1,6 @@
 // Process-wide settings of the native core (one per Node environment).
 import { invalidArgType } from './errors';
+import { binding } from './native';
 import { optInt } from './options';
 import { runtime } from './runtime';
 
@@ -24,4 +25,16 @@ export function configure(options: GlobalOptions): void {
       optInt(o, 'totalReceiveLimit', DEFAULT_TOTAL_RECEIVE_LIMIT, 64 * 1024, 2 ** 45),
     );
   }
+}
+
+export interface NativeMemory {
+  /** Bytes of received events JavaScript has not consumed yet (bounded by totalReceiveLimit). */
+  receivePending: number;
+  /** Bytes of free frame and message buffers kept for reuse. */
+  pooled: number;
+}
+
+/** What the native core holds now, beside what V8 reports. */
+export function nativeMemory(): NativeMemory {
+  return binding.memoryStats();
 }

@@ -11,6 +11,7 @@ export const {
   WebSocket,
   configure,
   connect,
+  nativeMemory,
   isValidCloseCode,
   listen,
 } = lws;
@@ -32,6 +33,7 @@ export type {
   ListenOptions,
   Logger,
   Message,
+  NativeMemory,
   PerMessageDeflateOptions,
   ReadyState,
   ReconnectOptions,

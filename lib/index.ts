@@ -6,7 +6,7 @@ export {
   connect,
   type ReconnectOptions,
 } from './client';
-export { configure, type GlobalOptions } from './configure';
+export { configure, type GlobalOptions, type NativeMemory, nativeMemory } from './configure';
 export { Connection, type UpgradeRequest } from './connection';
 export type { SystemError } from './errors';
 export type { HeartbeatOptions, PerMessageDeflateOptions } from './options';

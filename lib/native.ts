@@ -78,7 +78,8 @@ export interface NativeConnectError {
 
 export type EventsCallback = (
   recs: Uint32Array,
-  arena: Buffer | undefined,
+  /** Bytes of the batch's small messages; detached once the callback returns. */
+  arena: ArrayBuffer | undefined,
   objs: unknown[] | undefined,
 ) => void;
 
@@ -105,6 +106,7 @@ export interface Binding {
   /** JavaScript consumed `bytes` of messages it kept (see HELD_BIT). */
   release(handle: ConnHandle, bytes: number): void;
   setReceiveLimit(bytes: number): void;
+  memoryStats(): { receivePending: number; pooled: number };
   bufferedAmount(handle: ConnHandle): number;
   setRef(ref: boolean): void;
   setLogLevel(level: number): void;

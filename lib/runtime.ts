@@ -89,9 +89,12 @@ class Runtime {
 
   private onEvents = (
     recs: Uint32Array,
-    arena: Buffer | undefined,
+    arenaBuffer: ArrayBuffer | undefined,
     objs: unknown[] | undefined,
   ) => {
+    // The arena is valid during this call only (native code detaches it and
+    // reuses its memory afterwards): everything taken from it is copied.
+    const arena = arenaBuffer === undefined ? undefined : Buffer.from(arenaBuffer);
     for (let i = 0; i < recs.length; i += 4) {
       const type = recs[i];
       const id = recs[i + 1];
@@ -126,8 +129,7 @@ class Runtime {
         // An empty message has no bytes in the arena (which may be absent).
         const buf = arena as Buffer;
         let data: Buffer | string;
-        if (conn.textAsBuffer)
-          data = b === 0 ? Buffer.alloc(0) : Buffer.from(buf.buffer, buf.byteOffset + a, b);
+        if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : Buffer.copyBytesFrom(buf, a, b);
         else data = b === 0 ? '' : buf.toString('utf8', a, a + b);
         if (conn._onMessage(data, false, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
@@ -136,7 +138,7 @@ class Runtime {
         const conn = this.conns.get(id);
         if (!conn) return;
         const buf = arena as Buffer;
-        const data = b === 0 ? Buffer.alloc(0) : Buffer.from(buf.buffer, buf.byteOffset + a, b);
+        const data = b === 0 ? Buffer.alloc(0) : Buffer.copyBytesFrom(buf, a, b);
         if (conn._onMessage(data, true, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
       }
@@ -166,8 +168,7 @@ class Runtime {
       case Ev.Pong: {
         const conn = this.conns.get(id);
         if (!conn) return;
-        // A copy: control frames are tiny, and must not pin the arena.
-        const data = b === 0 ? Buffer.alloc(0) : Buffer.from((arena as Buffer).subarray(a, a + b));
+        const data = b === 0 ? Buffer.alloc(0) : Buffer.copyBytesFrom(arena as Buffer, a, b);
         if (type === Ev.Ping) conn._onPing(data);
         else conn._onPong(data);
         return;

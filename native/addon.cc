@@ -49,6 +49,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("resume", &Addon::Resume),
                              InstanceMethod("release", &Addon::Release),
                              InstanceMethod("setReceiveLimit", &Addon::SetReceiveLimit),
+                             InstanceMethod("memoryStats", &Addon::MemoryStats),
                              InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
                              InstanceMethod("setRef", &Addon::SetRef),
                              InstanceMethod("setLogLevel", &Addon::SetLogLevel),
@@ -472,6 +473,16 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value SetReceiveLimit(const Napi::CallbackInfo& info) {
     if (ctx_) ctx_->SetReceiveLimit(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
     return info.Env().Undefined();
+  }
+
+  // memoryStats() -> { receivePending, pooled }
+  Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("receivePending",
+          Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->receive_pending()) : 0));
+    r.Set("pooled", Napi::Number::New(env, static_cast<double>(BufPooledBytes())));
+    return r;
   }
 
   Napi::Value BufferedAmount(const Napi::CallbackInfo& info) {

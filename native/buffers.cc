@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -15,7 +16,7 @@ constexpr size_t kHeader = 16;  // capacity, then padding (keeps 16-byte alignme
 constexpr size_t kPoolMin = 16 * 1024;
 constexpr int kClasses = 32;
 constexpr size_t kPerClass = 32;
-constexpr size_t kPoolMax = 64 * 1024 * 1024;
+constexpr size_t kPoolMax = 32 * 1024 * 1024;
 // Blocks of at least this capacity are mapped (not malloc'd), so that growing
 // one (a message being reassembled or inflated) moves pages instead of
 // copying megabytes: mremap() costs a few microseconds whatever the size.
@@ -36,7 +37,8 @@ void DeleteRaw(uint8_t* raw, size_t cap) {
 
 struct Pool {
   std::mutex mu;
-  std::vector<uint8_t*> free[kClasses];  // raw blocks, header included
+  std::vector<uint8_t*> free[kClasses];  // raw blocks, header included; oldest first
+  size_t unused[kClasses] = {};          // blocks no allocation took since the last trim
   size_t bytes = 0;
 };
 
@@ -53,6 +55,12 @@ int ClassOf(size_t cap) {
 
 }  // namespace
 
+size_t BufPooledBytes() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  return p.bytes;
+}
+
 uint8_t* BufAlloc(size_t n) {
   size_t total = n + kHeader;
   uint8_t* raw = nullptr;
@@ -65,6 +73,7 @@ uint8_t* BufAlloc(size_t n) {
     if (c < kClasses && !p.free[c].empty()) {
       raw = p.free[c].back();
       p.free[c].pop_back();
+      p.unused[c] = std::min(p.unused[c], p.free[c].size());
       p.bytes -= cap;
     }
   } else {
@@ -98,6 +107,28 @@ void BufFree(uint8_t* p) {
     }
   }
   DeleteRaw(raw, cap);
+}
+
+size_t BufTrim() {
+  std::vector<std::pair<uint8_t*, size_t>> drop;
+  {
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mu);
+    for (int c = 0; c < kClasses; c++) {
+      std::vector<uint8_t*>& v = p.free[c];
+      size_t n = std::min(p.unused[c], v.size());
+      for (size_t i = 0; i < n; i++) drop.emplace_back(v[i], size_t{1} << c);
+      v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
+      p.bytes -= n << c;
+      p.unused[c] = v.size();
+    }
+  }
+  size_t freed = 0;
+  for (auto& d : drop) {
+    DeleteRaw(d.first, d.second);
+    freed += d.second;
+  }
+  return freed;
 }
 
 uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep) {

@@ -16,5 +16,11 @@ uint8_t* BufAlloc(size_t n);
 uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep);
 void BufFree(uint8_t* p);
 size_t BufCapacity(const uint8_t* p);
+// Bytes of free buffers the pool keeps for reuse (any thread).
+size_t BufPooledBytes();
+// Gives back to the system the pooled buffers no allocation took since the
+// previous call; returns the bytes freed. Called about once a second, so a
+// burst's memory is returned soon after the burst (any thread).
+size_t BufTrim();
 
 }  // namespace nlws

@@ -96,6 +96,8 @@ class Context {
     ReleaseTotal(bytes);
   }
   void SetReceiveLimit(int64_t bytes) { rx_limit_.store(bytes); }
+  // Bytes charged to the receive total: events not yet consumed by JavaScript.
+  int64_t receive_pending() const { return rx_total_.load(); }
   // Called by the thread-safe function: hands the pending batches to JavaScript.
   void Deliver(napi_env env, napi_value cb);
   bool delivering() const { return delivering_; }
