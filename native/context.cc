@@ -200,6 +200,9 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
     lws_ = nullptr;
   }
   timers_.Init(lws_);
+  trim_.fire = OnTrim;
+  trim_.owner = this;
+  if (lws_) timers_.ScheduleIn(&trim_, 1000 * 1000);
   {
     std::lock_guard<std::mutex> lock(*mu);
     *ready = true;
@@ -602,6 +605,12 @@ void Context::HandOver() {
     std::lock_guard<std::mutex> lock(ev_mu_);
     call_pending_ = false;
   }
+}
+
+void Context::OnTrim(Timer* t) {
+  auto* ctx = static_cast<Context*>(t->owner);
+  BufTrim();
+  ctx->timers_.ScheduleIn(&ctx->trim_, 1000 * 1000);
 }
 
 void Context::CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused) {

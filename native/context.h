@@ -160,6 +160,7 @@ class Context {
   void PauseAll();
   void ResumeAll();
   static void CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused);
+  static void OnTrim(Timer* t);
 
   std::thread thread_;
   lws_context* lws_ = nullptr;
@@ -200,6 +201,7 @@ class Context {
   std::vector<Conn*> busy_;
   std::vector<Conn*> kills_;
   TimerHeap timers_;
+  Timer trim_;  // gives pooled buffers back after a burst (BufTrim), once a second
   std::unordered_map<std::string, SSL_CTX*> client_tls_ctx_;
   uint32_t vhost_serial_ = 0;
   std::list<std::string> vhost_names_;  // lws keeps pointers to vhost names
