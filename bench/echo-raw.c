@@ -38,7 +38,10 @@ static void mod(conn_t *c, unsigned ev) {
   epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &e);
 }
 
-// Returns 0 when the connection was dropped.
+// Writes back what it owes, then reads once more if the last read filled the buffer (epoll
+// is level-triggered: a short read means the socket was drained, and a read that would only
+// say EAGAIN is a system call per message a server does not need). Returns 0 when the
+// connection was dropped.
 static int pump(conn_t *c) {
   for (;;) {
     while (c->off < c->len) {
@@ -54,7 +57,12 @@ static int pump(conn_t *c) {
       }
       c->off += (size_t)w;
     }
+    int drained = c->len > 0 && c->len < BUF;
     c->off = c->len = 0;
+    if (drained) {
+      mod(c, EPOLLIN);
+      return 1;
+    }
     ssize_t r = read(c->fd, c->buf, BUF);
     if (r == 0) {
       drop(c);

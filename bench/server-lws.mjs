@@ -1,7 +1,10 @@
-// node-lws echo server for bench/run.mjs: prints {"pid","port","impl"} once listening.
+// node-lws server for bench/run.mjs: prints {"pid","port","impl",...} once listening.
 // Usage: node --expose-gc bench/server-lws.mjs [--port P] [--host H] [--reuse-port]
-import { listen } from '../dist/index.mjs';
-import { MAX_PAYLOAD, parseArgs, serve } from './server-common.mjs';
+//          [--mode echo|fanout|flood] [--text-as buffer|string] [--heartbeat-ms N]
+// (see bench/server-common.mjs). Fan-out uses server.publish(topic, data, isBinary) with
+// conn.subscribe(topic) when node-lws has them, else a loop over server.connections.
+import { Connection, listen } from '../dist/index.mjs';
+import { floodChecker, MAX_PAYLOAD, parseArgs, serve, TOPIC } from './server-common.mjs';
 
 const o = parseArgs();
 const server = await listen({
@@ -10,12 +13,44 @@ const server = await listen({
   reusePort: o.reusePort,
   maxPayload: MAX_PAYLOAD,
   bindRetry: false,
-  // Echo the bytes as received, as ws does by default (its text messages are
-  // Buffers too); the default, textAs: 'string', decodes and re-encodes UTF-8.
-  textAs: process.env.NODE_LWS_BENCH_TEXT_AS === 'string' ? 'string' : 'buffer',
+  // Text as bytes unless --text-as string (text16kstr): the echo rows echo the bytes as
+  // received, as ws does by default (its text messages are Buffers too); textAs: 'string'
+  // (node-lws's default) decodes and re-encodes UTF-8.
+  textAs: o.textAs,
+  ...(o.heartbeatMs ? { heartbeat: { intervalMs: o.heartbeatMs } } : {}),
 });
-server.on('connection', (conn) => {
-  conn.on('message', (d, b) => conn.send(d, b));
+
+const hasPublish = typeof server.publish === 'function';
+const hasSubscribe = typeof Connection.prototype.subscribe === 'function';
+if (o.mode === 'fanout' && hasPublish !== hasSubscribe)
+  throw new Error(
+    `node-lws has server.publish: ${hasPublish}, conn.subscribe: ${hasSubscribe}; the fan-out server needs both or neither`,
+  );
+const pubsub = hasPublish && hasSubscribe;
+const flood = floodChecker(o.handlerUs, o.statsFile);
+
+server.on('connection', (conn, request) => {
   conn.on('error', () => {}); // a dropped client is not the benchmark's concern
+  if (o.mode === 'flood') {
+    conn.on('message', (d) => flood.onMessage(d));
+  } else if (o.mode === 'fanout' && request.path === '/pub') {
+    if (pubsub) conn.on('message', (d, b) => server.publish(TOPIC, d, b));
+    else
+      conn.on('message', (d, b) => {
+        for (const c of server.connections) if (c !== conn) c.send(d, b);
+      });
+  } else {
+    if (o.mode === 'fanout' && pubsub) conn.subscribe(TOPIC);
+    conn.on('message', (d, b) => conn.send(d, b));
+  }
 });
-serve({ port: server.port, impl: 'node-lws' }, () => server.close());
+serve(
+  {
+    port: server.port,
+    impl: 'node-lws',
+    mode: o.mode,
+    textAs: o.textAs,
+    ...(o.mode === 'fanout' ? { fanout: pubsub ? 'publish/subscribe' : 'send loop' } : {}),
+  },
+  () => server.close(),
+);

@@ -1,9 +1,13 @@
-// ws echo server for bench/run.mjs: prints {"pid","port","impl","mask"} once listening, where
+// ws server for bench/run.mjs: prints {"pid","port","impl","mask",...} once listening, where
 // "mask" tells which masking code ws loaded: "bufferutil" (native) or "js" (WS_NO_BUFFER_UTIL=1).
 // Usage: node --expose-gc bench/server-ws.mjs [--port P] [--host H]
+//          [--mode echo|fanout|flood] [--text-as buffer|string] [--heartbeat-ms N]
+// (see bench/server-common.mjs). Fan-out is a loop over the subscribers calling send(); the
+// heartbeat is the one ws documents: every N ms, terminate the clients that did not answer the
+// previous ping, ping the others.
 import { createRequire } from 'node:module';
 import { WebSocketServer } from 'ws';
-import { MAX_PAYLOAD, parseArgs, serve } from './server-common.mjs';
+import { floodChecker, MAX_PAYLOAD, parseArgs, serve } from './server-common.mjs';
 
 const require = createRequire(import.meta.url);
 let mask = 'js';
@@ -17,16 +21,57 @@ if (!process.env.WS_NO_BUFFER_UTIL) {
 }
 
 const o = parseArgs();
+if (o.reusePort) throw new Error('--reuse-port: not with ws');
 const wss = new WebSocketServer({
   host: o.host,
   port: o.port,
   perMessageDeflate: false,
   maxPayload: MAX_PAYLOAD,
 });
-wss.on('connection', (ws) => {
-  ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+const flood = floodChecker(o.handlerUs, o.statsFile);
+const subscribers = new Set();
+const alive = new WeakSet();
+
+wss.on('connection', (ws, req) => {
   ws.on('error', () => {});
+  if (o.heartbeatMs) {
+    alive.add(ws);
+    ws.on('pong', () => alive.add(ws));
+  }
+  if (o.mode === 'flood') {
+    ws.on('message', (data) => flood.onMessage(data));
+  } else if (o.mode === 'fanout' && req.url === '/pub') {
+    ws.on('message', (data, isBinary) => {
+      for (const s of subscribers) s.send(data, { binary: isBinary });
+    });
+  } else {
+    if (o.mode === 'fanout') {
+      subscribers.add(ws);
+      ws.on('close', () => subscribers.delete(ws));
+    }
+    if (o.textAs === 'string')
+      ws.on('message', (data, isBinary) =>
+        ws.send(isBinary ? data : data.toString(), { binary: isBinary }),
+      );
+    else ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+  }
 });
+if (o.heartbeatMs) {
+  const timer = setInterval(() => {
+    for (const ws of wss.clients) {
+      if (!alive.has(ws)) {
+        ws.terminate();
+        continue;
+      }
+      alive.delete(ws);
+      ws.ping();
+    }
+  }, o.heartbeatMs);
+  wss.on('close', () => clearInterval(timer));
+}
 wss.once('listening', () => {
-  serve({ port: wss.address().port, impl: 'ws', mask }, () => new Promise((r) => wss.close(r)));
+  serve(
+    { port: wss.address().port, impl: 'ws', mask, mode: o.mode, textAs: o.textAs },
+    () => new Promise((r) => wss.close(r)),
+  );
 });
