@@ -99,7 +99,10 @@ export interface Binding {
   ): number;
   close(handle: ConnHandle, code: number, reason: string): void;
   terminate(handle: ConnHandle): void;
-  accept(handle: ConnHandle, protocol: string): void;
+  /** `protocol` null: native code picks from the server's `protocols`. */
+  accept(handle: ConnHandle, protocol: string | null): void;
+  /** The event numbers native code uses (checked against Ev by a test). */
+  eventTypes(): Record<string, number>;
   reject(handle: ConnHandle, status: number, headerLines: string, body: string): void;
   pause(handle: ConnHandle): void;
   resume(handle: ConnHandle): void;

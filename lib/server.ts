@@ -515,16 +515,17 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
           return;
         }
       }
-      let protocol = '';
+      // Without handleProtocols, native code picks from `protocols` (as it
+      // does when there is no verify at all): one rule, in one place.
+      let protocol: string | null = null;
       if (handleProtocols) {
         const chosen = await handleProtocols(offered, request);
+        protocol = '';
         if (chosen !== false) {
           if (!offered.includes(chosen))
             throw new Error(`handleProtocols returned '${chosen}', which the client did not offer`);
           protocol = chosen;
         }
-      } else {
-        protocol = offered.find((p) => this.#opts.config.protocols.includes(p)) ?? '';
       }
       binding.accept(info.handle, protocol);
     };

@@ -45,6 +45,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("terminate", &Addon::Terminate),
                              InstanceMethod("accept", &Addon::Accept),
                              InstanceMethod("reject", &Addon::Reject),
+                             InstanceMethod("eventTypes", &Addon::EventTypes),
                              InstanceMethod("pause", &Addon::Pause),
                              InstanceMethod("resume", &Addon::Resume),
                              InstanceMethod("release", &Addon::Release),
@@ -413,15 +414,27 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
-  // accept(handle, protocol): completes an upgrade held for verify().
+  // accept(handle, protocol): completes an upgrade held for verify();
+  // protocol null: the server's own choice from its `protocols`.
   Napi::Value Accept(const Napi::CallbackInfo& info) {
     Command c{};
     Context* ctx;
     if (BeginConnCommand(info, "accept", Command::kAccept, &c, &ctx)) {
-      c.text = info[1].As<Napi::String>().Utf8Value();
+      if (info[1].IsString())
+        c.text = info[1].As<Napi::String>().Utf8Value();
+      else
+        c.code = 1;  // choose
       ctx->Push(std::move(c));
     }
     return info.Env().Undefined();
+  }
+
+  // eventTypes() -> { Listening: 1, ... }: the numbers of batch.h, for a test.
+  Napi::Value EventTypes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    for (const EventName& e : kEventNames) o.Set(e.name, e.type);
+    return o;
   }
 
   // reject(handle, status, headerLines, body): answers an upgrade with an HTTP status.

@@ -41,6 +41,32 @@ enum EventType : uint32_t {
   kEvUpgrade = 18,        // id=conn, a=server, b=obj(request info; protocol = offered list)
 };
 constexpr uint32_t kEvLast = kEvUpgrade;
+
+// The names lib/native.ts gives them (Ev), for the test that checks both agree.
+struct EventName {
+  const char* name;
+  uint32_t type;
+};
+constexpr EventName kEventNames[] = {
+    {"Listening", kEvListening},
+    {"ListenError", kEvListenError},
+    {"ListenerClosed", kEvListenerClosed},
+    {"ServerClosed", kEvServerClosed},
+    {"Connection", kEvConnection},
+    {"Text", kEvText},
+    {"Binary", kEvBinary},
+    {"TextObj", kEvTextObj},
+    {"BinaryObj", kEvBinaryObj},
+    {"Close", kEvClose},
+    {"Drain", kEvDrain},
+    {"Ping", kEvPing},
+    {"Pong", kEvPong},
+    {"Log", kEvLog},
+    {"Error", kEvError},
+    {"Open", kEvOpen},
+    {"ConnectError", kEvConnectError},
+    {"Upgrade", kEvUpgrade},
+};
 constexpr uint32_t kNoObj = 0xFFFFFFFFu;
 // JavaScript sets this bit in a message record's type word when it keeps the
 // message for later (paused, or waiting in an async iterator): its bytes stay

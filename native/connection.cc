@@ -488,14 +488,14 @@ void Conn::ServerInput(const uint8_t* p, size_t n) {
   CompleteUpgrade(ChooseProtocol(cfg.protocols, hs.offered));
 }
 
-void Conn::AcceptUpgrade(const std::string& protocol) {
+void Conn::AcceptUpgrade(const std::string& protocol, bool choose) {
   if (state_ != State::kVerifying || killed_) return;
   const ServerConfig& cfg = server_->config();
   if (cfg.max_connections && server_->open_connections >= cfg.max_connections) {
     SendHttpAndClose(HttpErrorReply(503, "Too many connections", "Retry-After: 1\r\n"));
     return;
   }
-  CompleteUpgrade(protocol);
+  CompleteUpgrade(choose ? ChooseProtocol(cfg.protocols, server_hs_->offered) : protocol);
   ResumeRx(kRxVerify);
   ChargeRx();
 }

@@ -62,7 +62,9 @@ class Conn final : public FrameSink, public WireOwner {
   void SendCompressed(uint8_t* payload, size_t len, uint8_t opcode);
   void CloseFromJs(uint8_t* frame, size_t len);
   void Terminate() { Kill(); }
-  void AcceptUpgrade(const std::string& protocol);  // after JavaScript's verify()
+  // After JavaScript's verify(): with `protocol`, or (choose) the server's
+  // own pick from its protocols.
+  void AcceptUpgrade(const std::string& protocol, bool choose);
   void RejectUpgrade(int status, const std::string& headers, const std::string& body);
   void PauseRx(uint8_t reason);
   void ResumeRx(uint8_t reason);
