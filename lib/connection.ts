@@ -1,10 +1,12 @@
 // A server-side WebSocket connection: the Transport the server hands out.
-import type { NativeRequestInfo } from './native';
+import { invalidArgType } from './errors';
+import { binding, type NativeRequestInfo } from './native';
 import {
   type BackpressureOptions,
   NativeTransport,
   type Transport,
   type TransportEvents,
+  type WebSocketData,
 } from './transport';
 
 export {
@@ -43,25 +45,105 @@ export interface Connection {
   ): this;
 }
 
+/**
+ * What a server shares with its connections for publish/subscribe: the
+ * subscriber count of every topic (topics themselves live natively).
+ * @internal
+ */
+export interface TopicHub {
+  readonly serverId: number;
+  readonly counts: Map<string, number>;
+  /** Publishes natively; `skip` is a connection that does not get it. */
+  publish(
+    topic: string,
+    data: WebSocketData,
+    isBinary: boolean | undefined,
+    skip?: Connection,
+  ): number;
+}
+
+/** Topics are exact names (no wildcards): non-empty strings. */
+export function checkTopic(topic: unknown): asserts topic is string {
+  if (typeof topic !== 'string' || topic.length === 0)
+    throw invalidArgType('topic', 'a non-empty string', topic);
+}
+
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: see the interface above
 export class Connection extends NativeTransport implements Transport {
   readonly #onGone: (conn: Connection) => void;
+  readonly #hub: TopicHub;
+  readonly #topics = new Set<string>();
 
   /** @internal */
   constructor(
     info: NativeRequestInfo,
     bp: BackpressureOptions,
+    hub: TopicHub,
     onGone: (conn: Connection) => void,
   ) {
     super(bp, 'open');
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.protocol = info.protocol;
+    this.#hub = hub;
     this.#onGone = onGone;
     this.attach(info.handle, info.id);
   }
 
+  /**
+   * Subscribes to a topic of this server: every server.publish() (and other connections'
+   * publish()) to it reaches this connection. Returns false when it already was subscribed
+   * or the connection is closed. A closed connection leaves all its topics by itself.
+   */
+  subscribe(topic: string): boolean {
+    checkTopic(topic);
+    if (this.#topics.has(topic) || this.state === 'closed' || !this.handle) return false;
+    this.#topics.add(topic);
+    this.#hub.counts.set(topic, (this.#hub.counts.get(topic) ?? 0) + 1);
+    binding.subscribe(this.handle, topic);
+    return true;
+  }
+
+  /** Leaves a topic; false when it was not subscribed. */
+  unsubscribe(topic: string): boolean {
+    checkTopic(topic);
+    if (!this.#topics.delete(topic)) return false;
+    this.#leave(topic);
+    if (this.handle) binding.unsubscribe(this.handle, topic);
+    return true;
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.#topics.has(topic);
+  }
+
+  /** The topics this connection subscribes to. */
+  get topics(): string[] {
+    return [...this.#topics];
+  }
+
+  /**
+   * Publishes to every subscriber of `topic` on this server except this connection. Returns
+   * the number of connections it is queued for (subscribers at the time of the call).
+   */
+  publish(topic: string, data: WebSocketData, isBinary?: boolean): number {
+    checkTopic(topic);
+    return this.#hub.publish(topic, data, isBinary, this);
+  }
+
+  /** @internal */ get nativeHandle() {
+    return this.handle;
+  }
+
+  #leave(topic: string): void {
+    const n = (this.#hub.counts.get(topic) ?? 1) - 1;
+    if (n > 0) this.#hub.counts.set(topic, n);
+    else this.#hub.counts.delete(topic);
+  }
+
   protected override onNativeClose(code: number, reason: string, wasClean: boolean): void {
+    for (const topic of this.#topics) this.#leave(topic);
+    this.#topics.clear();
     this.#onGone(this);
     super.onNativeClose(code, reason, wasClean);
   }

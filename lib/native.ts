@@ -104,6 +104,16 @@ export interface Binding {
   /** The event numbers native code uses (checked against Ev by a test). */
   eventTypes(): Record<string, number>;
   reject(handle: ConnHandle, status: number, headerLines: string, body: string): void;
+  subscribe(handle: ConnHandle, topic: string): void;
+  unsubscribe(handle: ConnHandle, topic: string): void;
+  publish(
+    serverId: number,
+    topic: string,
+    data: string | ArrayBuffer | ArrayBufferView,
+    isBinary: boolean,
+    skip?: ConnHandle,
+  ): void;
+  dropped(handle: ConnHandle): number;
   pause(handle: ConnHandle): void;
   resume(handle: ConnHandle): void;
   /** JavaScript consumed `bytes` of messages it kept (see HELD_BIT). */

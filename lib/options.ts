@@ -152,6 +152,9 @@ export interface NativeConnOptions {
   heartbeatTimeoutMs: number;
   textAsBuffer: boolean;
   perMessageDeflate: NativeDeflate | undefined;
+  /** For publish (queued natively); send() checks the same bound in JavaScript. */
+  maxBackpressure: number;
+  dropOnBackpressure: boolean;
 }
 
 export const MAX_PAYLOAD_LIMIT = 2 ** 30;
@@ -178,6 +181,8 @@ export function connOptions(
     heartbeatTimeoutMs: heartbeat.timeoutMs,
     textAsBuffer: bp.textAsBuffer,
     perMessageDeflate: optDeflate(o),
+    maxBackpressure: bp.maxBackpressure,
+    dropOnBackpressure: bp.policy === 'drop',
   };
 }
 

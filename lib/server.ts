@@ -6,7 +6,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSecureContext } from 'node:tls';
-import { Connection, type UpgradeRequest } from './connection';
+import { Connection, checkTopic, type TopicHub, type UpgradeRequest } from './connection';
 import {
   abortError,
   codedError,
@@ -31,7 +31,7 @@ import {
   readPem,
 } from './options';
 import { type Logger, runtime, type ServerSink } from './runtime';
-import type { BackpressureOptions, BackpressurePolicy } from './transport';
+import type { BackpressureOptions, BackpressurePolicy, WebSocketData } from './transport';
 
 export interface BindRetryInfo {
   /** The attempt that failed (1-based). */
@@ -303,6 +303,11 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
   #started?: { resolve: () => void; reject: (err: Error) => void };
   #closed?: Promise<void>;
   #resolveClosed?: () => void;
+  readonly #hub: TopicHub = {
+    serverId: this.#id,
+    counts: new Map<string, number>(),
+    publish: (topic, data, isBinary, skip) => this.#publish(topic, data, isBinary, skip),
+  };
 
   /** @internal Use listen(). */
   constructor(opts: Normalized) {
@@ -375,6 +380,47 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
     this.#state = 'closing';
     binding.closeServer(this.#id);
     return this.#closed;
+  }
+
+  /**
+   * Sends one message to every connection subscribed to `topic` (see Connection.subscribe).
+   * The frame is built once and crosses to the native side once, whatever the number of
+   * subscribers; each subscriber keeps its own backpressure (maxBackpressure with 'drop'
+   * skips it for this message, 'close' closes it). Returns the number of connections it is
+   * queued for (subscribers at the time of the call). Strings go as text, anything else as
+   * binary unless `isBinary` says otherwise.
+   */
+  publish(topic: string, data: WebSocketData, isBinary?: boolean): number {
+    checkTopic(topic);
+    return this.#publish(topic, data, isBinary, undefined);
+  }
+
+  /** Connections subscribed to `topic` now. */
+  subscriberCount(topic: string): number {
+    checkTopic(topic);
+    return this.#hub.counts.get(topic) ?? 0;
+  }
+
+  #publish(
+    topic: string,
+    data: WebSocketData,
+    isBinary: boolean | undefined,
+    skip: Connection | undefined,
+  ): number {
+    const subscribers = this.#hub.counts.get(topic) ?? 0;
+    const count = subscribers - (skip?.isSubscribed(topic) ? 1 : 0);
+    if (count <= 0 || this.#state !== 'listening') return 0; // nothing crosses to native code
+    let binary: boolean;
+    if (typeof data === 'string') {
+      binary = isBinary === true;
+      if (binary) data = Buffer.from(data);
+    } else if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) {
+      binary = isBinary !== false;
+    } else {
+      throw invalidArgType('data', 'a string, Buffer, ArrayBuffer or ArrayBufferView', data);
+    }
+    binding.publish(this.#id, topic, data, binary, skip?.nativeHandle);
+    return count;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -536,7 +582,9 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
   }
 
   /** @internal */ _onConnection(info: NativeRequestInfo): void {
-    const conn = new Connection(info, this.#opts.backpressure, (c) => this.#conns.delete(c));
+    const conn = new Connection(info, this.#opts.backpressure, this.#hub, (c) =>
+      this.#conns.delete(c),
+    );
     this.#conns.add(conn);
     const request: UpgradeRequest = {
       path: info.path,

@@ -105,8 +105,9 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   remotePort = 0;
   /** The negotiated subprotocol, or '' when none. */
   protocol = '';
-  /** Message and byte counters. */
-  readonly stats: TransportStats = { messagesIn: 0, messagesOut: 0, dropped: 0 };
+  readonly #stats: TransportStats = { messagesIn: 0, messagesOut: 0, dropped: 0 };
+  /** Published messages the 'drop' policy skipped on connections closed since. */
+  #droppedNative = 0;
   #handle: ConnHandle | undefined;
   #id = 0;
   #paused = false;
@@ -153,9 +154,21 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     for (const m of this.#pausedQueue) m.cost = 0;
     for (const m of this.#iterated) m.cost = 0;
     this.#release(kept);
+    this.#droppedNative += binding.dropped(this.#handle);
     runtime.conns.delete(this.#id);
     runtime.unref();
     this.#handle = undefined;
+  }
+
+  /**
+   * Message counters: received, sent by send(), and dropped under the 'drop' backpressure
+   * policy (by send() and by publish()).
+   */
+  get stats(): TransportStats {
+    const s = this.#stats;
+    const native =
+      this.#droppedNative + (this.#handle === undefined ? 0 : binding.dropped(this.#handle));
+    return { messagesIn: s.messagesIn, messagesOut: s.messagesOut, dropped: s.dropped + native };
   }
 
   protected get handle(): ConnHandle | undefined {
@@ -219,14 +232,14 @@ export abstract class NativeTransport extends EventEmitter implements Connection
       if (buffered === -2) {
         // Over maxBackpressure: the message was not queued.
         if (this.#policy === 'drop') {
-          this.stats.dropped++;
+          this.#stats.dropped++;
         } else {
           this.close(1008, 'Send buffer over maxBackpressure');
         }
       }
       return false;
     }
-    this.stats.messagesOut++;
+    this.#stats.messagesOut++;
     if (buffered > this.#highWaterMark) {
       this.#needDrain = true;
       return false;
@@ -374,7 +387,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
 
   /** Emits a message to listeners and iterators; true when an iterator keeps it. */
   #deliver(m: Held): boolean {
-    this.stats.messagesIn++;
+    this.#stats.messagesIn++;
     this.untyped.emit('message', m.data, m.isBinary);
     if (this.#iterators.size === 0) return false;
     m.waiting = this.#iterators.size;

@@ -46,12 +46,16 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("accept", &Addon::Accept),
                              InstanceMethod("reject", &Addon::Reject),
                              InstanceMethod("eventTypes", &Addon::EventTypes),
+                             InstanceMethod("subscribe", &Addon::Subscribe),
+                             InstanceMethod("unsubscribe", &Addon::Unsubscribe),
+                             InstanceMethod("publish", &Addon::Publish),
                              InstanceMethod("pause", &Addon::Pause),
                              InstanceMethod("resume", &Addon::Resume),
                              InstanceMethod("release", &Addon::Release),
                              InstanceMethod("setReceiveLimit", &Addon::SetReceiveLimit),
                              InstanceMethod("memoryStats", &Addon::MemoryStats),
                              InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
+                             InstanceMethod("dropped", &Addon::Dropped),
                              InstanceMethod("setRef", &Addon::SetRef),
                              InstanceMethod("setLogLevel", &Addon::SetLogLevel),
                          });
@@ -450,6 +454,84 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
+  // subscribe(handle, topic) / unsubscribe(handle, topic)
+  Napi::Value Subscribe(const Napi::CallbackInfo& info) {
+    Command c{};
+    Context* ctx;
+    if (BeginConnCommand(info, "subscribe", Command::kSubscribe, &c, &ctx)) {
+      c.text = info[1].As<Napi::String>().Utf8Value();
+      ctx->Push(std::move(c));
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unsubscribe(const Napi::CallbackInfo& info) {
+    Command c{};
+    Context* ctx;
+    if (BeginConnCommand(info, "unsubscribe", Command::kUnsubscribe, &c, &ctx)) {
+      c.text = info[1].As<Napi::String>().Utf8Value();
+      ctx->Push(std::move(c));
+    }
+    return info.Env().Undefined();
+  }
+
+  // publish(serverId, topic, data, isBinary, skipHandle?): the frame is built
+  // once, here, and crosses to the service thread once, whatever the number
+  // of subscribers; every subscriber's queue points at it.
+  Napi::Value Publish(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Context* ctx = Ctx(env);
+    if (!ctx) return env.Undefined();
+    uint32_t server = info[0].As<Napi::Number>().Uint32Value();
+    std::string topic = info[1].As<Napi::String>().Utf8Value();
+    napi_value v = info[2];
+    napi_valuetype t;
+    napi_typeof(env, v, &t);
+    bool is_string = t == napi_string;
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+    if (!is_string && !PayloadOf(env, v, &data, &len))
+      return ThrowTypeError(env,
+                            "publish: string, Buffer, ArrayBuffer or ArrayBufferView expected");
+    uint8_t opcode = !is_string && info[3].ToBoolean().Value() ? kOpBinary : kOpText;
+    uint8_t* block;
+    size_t flen;
+    if (is_string) {
+      size_t units;
+      if (napi_get_value_string_utf16(env, v, nullptr, 0, &units) != napi_ok)
+        return env.Undefined();
+      size_t bound = units * 3;
+      block = NewFrameFilled(
+          false, kOpText, bound,
+          [&](uint8_t* dst) {
+            size_t n = 0;
+            napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(dst), bound + 1, &n);
+            return n;
+          },
+          &flen, &len);
+    } else {
+      block = NewFrame(false, opcode, data, len, &flen);
+    }
+    if (!block) return OutOfMemory(env);
+    auto* frame = new SharedFrame();
+    frame->block = block;
+    frame->len = flen;
+    frame->header_len = flen - len;
+    frame->opcode = opcode;
+    Command c{};
+    c.type = Command::kPublish;
+    c.id = server;
+    c.text = std::move(topic);
+    c.frame = frame;
+    ConnShared* skip = info.Length() > 4 ? HandleArg(info[4]) : nullptr;
+    if (skip) {
+      skip->Ref();
+      c.conn = skip;
+    }
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
   // pause(handle) / resume(handle): stop or restart reading the socket.
   Napi::Value Pause(const Napi::CallbackInfo& info) {
     Command c{};
@@ -496,6 +578,13 @@ class Addon : public Napi::Addon<Addon> {
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->receive_pending()) : 0));
     r.Set("pooled", Napi::Number::New(env, static_cast<double>(BufPooledBytes())));
     return r;
+  }
+
+  // dropped(handle): published messages the 'drop' policy skipped.
+  Napi::Value Dropped(const Napi::CallbackInfo& info) {
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(info.Env(), "dropped: connection handle expected");
+    return Napi::Number::New(info.Env(), cs->dropped.load());
   }
 
   Napi::Value BufferedAmount(const Napi::CallbackInfo& info) {

@@ -18,6 +18,8 @@ struct ConnShared {
   // Send side: payload bytes accepted by send() and not yet written.
   std::atomic<int64_t> buffered{0};
   std::atomic<bool> gone{false};  // the Conn is closed; sends are dropped
+  // Published messages dropped under the 'drop' backpressure policy.
+  std::atomic<uint32_t> dropped{0};
   // Messages of at least this many bytes are compressed (permessage-deflate
   // negotiated); set before the connection is announced to JavaScript.
   std::atomic<uint32_t> deflate_threshold{0xFFFFFFFFu};

@@ -134,6 +134,7 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
 }
 
 Conn::~Conn() {
+  if (topics_ && server_) server_->topics().LeaveAll(topics_.get());
   ctx_->timers().Cancel(&deadline_);
   ctx_->timers().Cancel(&heartbeat_);
   ctx_->Forget(this);
@@ -781,6 +782,72 @@ void Conn::Shutdown() {
     SetDeadline(opts_->close_timeout_ms);
     ctx_->MarkDirty(this);
   }
+}
+
+// ---- publish/subscribe -------------------------------------------------------------
+
+Topics::Memberships& Conn::memberships() {
+  if (!topics_) topics_.reset(new Topics::Memberships());
+  return *topics_;
+}
+
+void Conn::Subscribe(const std::string& topic) {
+  if (!server_ || killed_ || state_ == State::kClosed) return;
+  server_->topics().Subscribe(this, &memberships(), topic);
+}
+
+void Conn::Unsubscribe(const std::string& topic) {
+  if (!server_ || !topics_) return;
+  server_->topics().Unsubscribe(this, topics_.get(), topic);
+  if (topics_->empty()) topics_.reset();
+}
+
+bool Conn::AdmitBackpressure(size_t payload) {
+  int64_t limit = opts_->max_backpressure;
+  if (!limit || shared_->buffered.load() + static_cast<int64_t>(payload) <= limit) return true;
+  if (opts_->drop_on_backpressure) {
+    shared_->dropped.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // As send() does under the 'close' policy.
+  QueueClose(kClosePolicy, "Send buffer over maxBackpressure");
+  SetDeadline(opts_->close_timeout_ms);
+  ctx_->MarkDirty(this);
+  return false;
+}
+
+void Conn::QueuePublished(PublishJob& job) {
+  if (close_sent_ || killed_ || state_ != State::kOpen) return;
+  SharedFrame* f = job.plain();
+  size_t payload = f->payload_len();
+  PerMessageDeflate* pmd = reader_.pmd();
+  if (pmd && payload >= pmd->threshold()) {
+    if (!pmd->independent()) {
+      // This connection's compressor keeps context: a frame of its own.
+      if (!AdmitBackpressure(payload)) return;
+      uint8_t* copy = BufAlloc(payload + 1);
+      if (!copy) return;
+      memcpy(copy, f->payload(), payload);
+      shared_->buffered.fetch_add(static_cast<int64_t>(payload));
+      SendCompressed(copy, payload, f->opcode);
+      return;
+    }
+    f = job.Compressed(pmd->deflate_bits(), pmd->level());
+    if (!f) {
+      Fail(kCloseInternalError, "Compression failed");
+      return;
+    }
+  }
+  if (!AdmitBackpressure(payload)) return;
+  shared_->buffered.fetch_add(static_cast<int64_t>(payload));
+  f->Ref();
+  OutFrame of;
+  of.data = f->block;
+  of.len = f->len;
+  of.shared = f;
+  of.payload = payload;
+  wire_->Push(of);
+  ctx_->MarkDirty(this);
 }
 
 // ---- frames out --------------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include "handshake.h"
 #include "options.h"
 #include "timers.h"
+#include "topics.h"
 #include "wire.h"
 
 namespace nlws {
@@ -74,6 +75,14 @@ class Conn final : public FrameSink, public WireOwner {
 
   // From the server: close with 1001 (or drop a connection still in its handshake).
   void Shutdown();
+
+  // publish/subscribe (server connections)
+  void Subscribe(const std::string& topic);
+  void Unsubscribe(const std::string& topic);
+  Topics::Memberships& memberships();
+  // Queues a published frame (or its compressed variant) unless this
+  // connection's backpressure policy drops it or closes the connection.
+  void QueuePublished(PublishJob& job);
 
   // From the context
   void Flush();           // writes queued frames now; once per command batch
@@ -133,6 +142,9 @@ class Conn final : public FrameSink, public WireOwner {
   void CloseHandshakeDone();
   void Kill();
   void DropQueue(bool keep_partial);
+  // Over maxBackpressure: true when the message may be queued; otherwise it
+  // is dropped (counted) or the connection closes with 1008.
+  bool AdmitBackpressure(size_t payload);
 
   Context* ctx_;
   Listener* server_;
@@ -143,10 +155,11 @@ class Conn final : public FrameSink, public WireOwner {
   int fd_;
   FrameReader reader_;
   std::unique_ptr<Wire> wire_;
-  ClientTlsWire* tls_client_ = nullptr;         // wire_ when this is a wss client
-  std::unique_ptr<ServerHandshake> server_hs_;  // until open or answered
-  std::unique_ptr<ClientHandshake> client_hs_;  // until open
-  std::unique_ptr<std::string> stash_;          // input not processed yet
+  ClientTlsWire* tls_client_ = nullptr;          // wire_ when this is a wss client
+  std::unique_ptr<ServerHandshake> server_hs_;   // until open or answered
+  std::unique_ptr<ClientHandshake> client_hs_;   // until open
+  std::unique_ptr<std::string> stash_;           // input not processed yet
+  std::unique_ptr<Topics::Memberships> topics_;  // server: the topics subscribed to
   Timer deadline_;
   Timer heartbeat_;
   int64_t last_rx_us_ = 0;

@@ -60,6 +60,10 @@ void DisposeCommand(Command& cmd) {
     delete cmd.client;  // closes the socket if it was not handed over
     cmd.client = nullptr;
   }
+  if (cmd.frame) {
+    cmd.frame->Unref();
+    cmd.frame = nullptr;
+  }
 }
 
 // ---- lifecycle (main thread) ---------------------------------------------------------
@@ -363,6 +367,17 @@ void Context::RunCommand(Command& c) {
       else
         conn->ResumeRx(static_cast<uint8_t>(c.code));
       return;
+    case Command::kSubscribe:
+      if (conn) conn->Subscribe(c.text);
+      return;
+    case Command::kUnsubscribe:
+      if (conn) conn->Unsubscribe(c.text);
+      return;
+    case Command::kPublish: {
+      auto it = listeners_.find(c.id);
+      if (it != listeners_.end()) it->second->Publish(c.text, c.frame, c.conn);
+      return;  // DisposeCommand drops the command's reference to the frame
+    }
     case Command::kResumeAll:
       if (rx_global_paused_ &&
           rx_total_.load() + local_.cost <= rx_limit_.load(std::memory_order_relaxed) / 2)

@@ -38,6 +38,7 @@
 #include "conn_shared.h"
 #include "options.h"
 #include "timers.h"
+#include "wire.h"
 
 namespace nlws {
 
@@ -53,11 +54,14 @@ struct Command {
     kSend,
     kClose,
     kTerminate,
-    kAccept,     // text = subprotocol
-    kReject,     // code = HTTP status, text = extra header lines, text2 = body
-    kPauseRx,    // pause() (code = Conn::RxPause reason)
-    kResumeRx,   // resume() or a flow-control release (code = reason)
-    kResumeAll,  // the receive total fell below its resume mark
+    kAccept,       // text = subprotocol
+    kReject,       // code = HTTP status, text = extra header lines, text2 = body
+    kPauseRx,      // pause() (code = Conn::RxPause reason)
+    kResumeRx,     // resume() or a flow-control release (code = reason)
+    kResumeAll,    // the receive total fell below its resume mark
+    kSubscribe,    // text = topic
+    kUnsubscribe,  // text = topic
+    kPublish,      // id = server, text = topic, frame, conn = a connection to skip (or null)
   } type;
   uint32_t id = 0;                 // server id
   ConnShared* conn = nullptr;      // holds a reference
@@ -70,6 +74,7 @@ struct Command {
   std::string text2;               // kReject: body
   ServerConfig* server = nullptr;  // kStartServer (owned)
   ClientConfig* client = nullptr;  // kConnect (owned)
+  SharedFrame* frame = nullptr;    // kPublish (owns one reference)
 };
 
 // Frees a Command's resources (frame, references, server fd) without running it.

@@ -267,4 +267,45 @@ bool PerMessageDeflate::Deflate(const uint8_t* in, size_t n, std::vector<uint8_t
   return true;
 }
 
+SharedDeflaters::~SharedDeflaters() {
+  for (auto& e : entries_) deflateEnd(&e->z);
+}
+
+bool SharedDeflaters::Compress(int window_bits, int level, const uint8_t* in, size_t n,
+                               std::vector<uint8_t>* out) {
+  Entry* e = nullptr;
+  for (auto& x : entries_)
+    if (x->bits == window_bits && x->level == level) e = x.get();
+  if (!e) {
+    auto fresh = std::make_unique<Entry>();
+    fresh->bits = window_bits;
+    fresh->level = level;
+    fresh->z = z_stream{};
+    if (deflateInit2(&fresh->z, level, Z_DEFLATED, -window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+      return false;
+    e = fresh.get();
+    entries_.push_back(std::move(fresh));
+  }
+  out->resize(deflateBound(&e->z, static_cast<uLong>(n)) + 16);
+  e->z.next_in = const_cast<Bytef*>(in);
+  e->z.avail_in = static_cast<uInt>(n);
+  size_t produced = 0;
+  while (true) {
+    e->z.next_out = out->data() + produced;
+    e->z.avail_out = static_cast<uInt>(out->size() - produced);
+    int r = deflate(&e->z, Z_SYNC_FLUSH);
+    produced = out->size() - e->z.avail_out;
+    if (r != Z_OK && r != Z_BUF_ERROR) {
+      deflateReset(&e->z);
+      return false;
+    }
+    if (e->z.avail_out > 0) break;
+    out->resize(out->size() * 2);
+  }
+  if (produced >= 4) produced -= 4;
+  out->resize(produced);
+  deflateReset(&e->z);
+  return true;
+}
+
 }  // namespace nlws

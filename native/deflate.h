@@ -51,6 +51,12 @@ class PerMessageDeflate {
   bool Deflate(const uint8_t* in, size_t n, std::vector<uint8_t>* out);
 
   uint32_t threshold() const { return opts_.threshold; }
+  // Our messages do not depend on earlier ones (server: no context
+  // takeover on our side), so one compressed frame can serve every
+  // connection with the same window and level (publish).
+  bool independent() const { return deflate_reset_; }
+  int deflate_bits() const { return deflate_bits_ < 9 ? 9 : deflate_bits_; }
+  int level() const { return opts_.level; }
 
  private:
   PerMessageDeflate() = default;
@@ -68,6 +74,26 @@ class PerMessageDeflate {
   bool in_ok_ = false;
   bool out_ok_ = false;
   bool ended_ = false;  // the peer set BFINAL: the rest of this message is ignored
+};
+
+// Compressors for frames shared by several connections (publish): one zlib
+// stream per window size and level, reset after every message.
+class SharedDeflaters {
+ public:
+  SharedDeflaters() = default;
+  SharedDeflaters(const SharedDeflaters&) = delete;
+  SharedDeflaters& operator=(const SharedDeflaters&) = delete;
+  ~SharedDeflaters();
+  // One whole message, final, tail removed (RFC 7692 7.2.1).
+  bool Compress(int window_bits, int level, const uint8_t* in, size_t n, std::vector<uint8_t>* out);
+
+ private:
+  struct Entry {
+    int bits;
+    int level;
+    z_stream z;
+  };
+  std::vector<std::unique_ptr<Entry>> entries_;
 };
 
 }  // namespace nlws

@@ -147,6 +147,16 @@ void Listener::Close() {
 
 void Listener::ListenerWsiClosed() { wsi_ = nullptr; }
 
+void Listener::Publish(const std::string& topic, SharedFrame* frame, ConnShared* skip) {
+  const Topics::Topic* t = topics_.Find(topic);
+  if (!t) return;
+  PublishJob job(frame, skip, &deflaters_);
+  // Queueing never changes the subscriber list (a connection that must close
+  // for backpressure only queues its close frame).
+  for (const Topics::Topic::Sub& s : t->subs)
+    if (s.conn->shared() != skip) s.conn->QueuePublished(job);
+}
+
 void Listener::ConnGone() {
   conns_--;
   if (closing_ && conns_ == 0) ctx_->ServerClosed(this);

@@ -14,7 +14,9 @@
 #include <string>
 
 #include "context.h"
+#include "deflate.h"
 #include "timers.h"
+#include "topics.h"
 
 namespace nlws {
 
@@ -33,6 +35,9 @@ class Listener {
   // its limit: new clients wait in the kernel's listen queue.
   void PauseAccept(bool pause);
   void ConnGone();  // one of this server's connections was deleted
+  Topics& topics() { return topics_; }
+  // Queues one frame on every subscriber of `topic` but `skip`.
+  void Publish(const std::string& topic, SharedFrame* frame, ConnShared* skip);
 
   uint32_t id() const { return cfg_->id; }
   const ServerConfig& config() const { return *cfg_; }
@@ -54,6 +59,8 @@ class Listener {
   bool paused_ = false;   // PauseAccept
   bool backoff_ = false;  // accept() failed: retry after a moment
   Timer retry_;
+  Topics topics_;
+  SharedDeflaters deflaters_;  // for compressed frames shared by subscribers
 };
 
 }  // namespace nlws

@@ -27,6 +27,11 @@ struct ConnOptions {
   uint32_t heartbeat_timeout_ms = 0;
   bool text_as_buffer = false;  // large text messages reach JavaScript as Buffers
   DeflateOptions deflate;       // server: what to accept; client: what to offer
+  // Publish (the service thread queues it): past this many buffered bytes a
+  // message is dropped (drop_on_backpressure) or the connection closed with
+  // 1008. 0: no bound. send() applies the same rule on the main thread.
+  int64_t max_backpressure = 0;
+  bool drop_on_backpressure = false;
 };
 
 // A listening server.

@@ -17,9 +17,17 @@ constexpr size_t kMaxCipherBacklog = 1024 * 1024;
 
 }  // namespace
 
+void SharedFrame::Unref() {
+  if (--refs > 0) return;
+  BufFree(block);
+  delete this;
+}
+
 void ReleaseFrame(OutFrame& f) {
   BufFree(f.block);
   f.block = nullptr;
+  if (f.shared) f.shared->Unref();
+  f.shared = nullptr;
 }
 
 // ---- Queue ------------------------------------------------------------------------

@@ -28,13 +28,31 @@
 
 namespace nlws {
 
+// A frame built once and queued on many connections (publish): reference
+// counted by the queues holding it, freed when the last one has written or
+// dropped it. Created on the main thread with one reference, which the
+// publish Command hands over; from then on only the service thread touches
+// it, so the count needs no atomics.
+struct SharedFrame {
+  int refs = 1;
+  uint8_t* block = nullptr;  // BufAlloc'd: the whole frame
+  size_t len = 0;            // frame length
+  size_t header_len = 0;     // the payload is block + header_len
+  uint8_t opcode = 0;
+  void Ref() { refs++; }
+  void Unref();  // frees at zero
+  size_t payload_len() const { return len - header_len; }
+  const uint8_t* payload() const { return block + header_len; }
+};
+
 // One frame (or an HTTP response block) in a write queue.
 struct OutFrame {
   enum Kind : uint8_t { kData, kClose, kPing, kPong };
   const uint8_t* data = nullptr;
   size_t len = 0;
-  uint8_t* block = nullptr;  // BufAlloc'd memory freed once written or dropped (may be null)
-  size_t payload = 0;        // bytes counted in ConnShared::buffered
+  uint8_t* block = nullptr;       // BufAlloc'd memory freed once written or dropped (or null)
+  SharedFrame* shared = nullptr;  // or a shared frame, unreferenced once written or dropped
+  size_t payload = 0;             // bytes counted in ConnShared::buffered
   Kind kind = kData;
 };
 
@@ -161,7 +179,7 @@ class ClientTlsWire : public Wire {
   size_t cipher_off_ = 0;
 };
 
-// Frees what a frame owns (its block).
+// Frees what a frame owns (its block, or its reference to a shared frame).
 void ReleaseFrame(OutFrame& f);
 
 }  // namespace nlws
