@@ -1,5 +1,6 @@
 // A server-side WebSocket connection: the Transport the server hands out.
 import { invalidArgType } from './errors';
+import { optInt } from './options';
 import { binding, type NativeRequestInfo } from './native';
 import {
   type BackpressureOptions,
@@ -62,6 +63,11 @@ export interface TopicHub {
   ): number;
 }
 
+function optionsObject(v: unknown): Record<string, unknown> {
+  if (v === null || typeof v !== 'object') throw invalidArgType('options', 'an object', v);
+  return v as Record<string, unknown>;
+}
+
 /** Topics are exact names (no wildcards): non-empty strings. */
 export function checkTopic(topic: unknown): asserts topic is string {
   if (typeof topic !== 'string' || topic.length === 0)
@@ -93,15 +99,27 @@ export class Connection extends NativeTransport implements Transport {
   /**
    * Subscribes to a topic of this server: every server.publish() (and other connections'
    * publish()) to it reaches this connection. Returns false when it already was subscribed
-   * or the connection is closed. A closed connection leaves all its topics by itself.
+   * (the options then change) or the connection is closed. A closed connection leaves all
+   * its topics by itself.
+   *
+   * `maxBackpressure` bounds this topic's messages on this connection: one is dropped (or,
+   * with backpressurePolicy 'close', the connection is closed) when it would take the
+   * connection's buffered bytes past it. Default: the connection's own maxBackpressure. A
+   * media server subscribes its video with a lower bound than its audio, so that video is
+   * dropped first and a slow viewer's queue never holds more than a frame or two.
    */
-  subscribe(topic: string): boolean {
+  subscribe(topic: string, options?: { maxBackpressure?: number }): boolean {
     checkTopic(topic);
-    if (this.#topics.has(topic) || this.state === 'closed' || !this.handle) return false;
-    this.#topics.add(topic);
-    this.#hub.counts.set(topic, (this.#hub.counts.get(topic) ?? 0) + 1);
-    binding.subscribe(this.handle, topic);
-    return true;
+    const o = options === undefined ? {} : optionsObject(options);
+    const maxBackpressure = optInt(o, 'maxBackpressure', 0, 1, Number.MAX_SAFE_INTEGER);
+    if (this.state === 'closed' || !this.handle) return false;
+    const fresh = !this.#topics.has(topic);
+    if (fresh) {
+      this.#topics.add(topic);
+      this.#hub.counts.set(topic, (this.#hub.counts.get(topic) ?? 0) + 1);
+    }
+    binding.subscribe(this.handle, topic, maxBackpressure);
+    return fresh;
   }
 
   /** Leaves a topic; false when it was not subscribed. */

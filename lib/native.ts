@@ -104,7 +104,8 @@ export interface Binding {
   /** The event numbers native code uses (checked against Ev by a test). */
   eventTypes(): Record<string, number>;
   reject(handle: ConnHandle, status: number, headerLines: string, body: string): void;
-  subscribe(handle: ConnHandle, topic: string): void;
+  /** maxBackpressure: for this topic's messages (0: the connection's own). */
+  subscribe(handle: ConnHandle, topic: string, maxBackpressure: number): void;
   unsubscribe(handle: ConnHandle, topic: string): void;
   publish(
     serverId: number,

@@ -454,12 +454,13 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
-  // subscribe(handle, topic) / unsubscribe(handle, topic)
+  // subscribe(handle, topic, maxBackpressure) / unsubscribe(handle, topic)
   Napi::Value Subscribe(const Napi::CallbackInfo& info) {
     Command c{};
     Context* ctx;
     if (BeginConnCommand(info, "subscribe", Command::kSubscribe, &c, &ctx)) {
       c.text = info[1].As<Napi::String>().Utf8Value();
+      c.len = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
       ctx->Push(std::move(c));
     }
     return info.Env().Undefined();

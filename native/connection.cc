@@ -791,9 +791,9 @@ Topics::Memberships& Conn::memberships() {
   return *topics_;
 }
 
-void Conn::Subscribe(const std::string& topic) {
+void Conn::Subscribe(const std::string& topic, int64_t max_backpressure) {
   if (!server_ || killed_ || state_ == State::kClosed) return;
-  server_->topics().Subscribe(this, &memberships(), topic);
+  server_->topics().Subscribe(this, &memberships(), topic, max_backpressure);
 }
 
 void Conn::Unsubscribe(const std::string& topic) {
@@ -802,8 +802,7 @@ void Conn::Unsubscribe(const std::string& topic) {
   if (topics_->empty()) topics_.reset();
 }
 
-bool Conn::AdmitBackpressure(size_t payload) {
-  int64_t limit = opts_->max_backpressure;
+bool Conn::AdmitBackpressure(size_t payload, int64_t limit) {
   if (!limit || shared_->buffered.load() + static_cast<int64_t>(payload) <= limit) return true;
   if (opts_->drop_on_backpressure) {
     shared_->dropped.fetch_add(1, std::memory_order_relaxed);
@@ -816,7 +815,8 @@ bool Conn::AdmitBackpressure(size_t payload) {
   return false;
 }
 
-void Conn::QueuePublished(PublishJob& job) {
+void Conn::QueuePublished(PublishJob& job, int64_t max_backpressure) {
+  int64_t limit = max_backpressure ? max_backpressure : opts_->max_backpressure;
   if (close_sent_ || killed_ || state_ != State::kOpen) return;
   SharedFrame* f = job.plain();
   size_t payload = f->payload_len();
@@ -824,7 +824,7 @@ void Conn::QueuePublished(PublishJob& job) {
   if (pmd && payload >= pmd->threshold()) {
     if (!pmd->independent()) {
       // This connection's compressor keeps context: a frame of its own.
-      if (!AdmitBackpressure(payload)) return;
+      if (!AdmitBackpressure(payload, limit)) return;
       uint8_t* copy = BufAlloc(payload + 1);
       if (!copy) return;
       memcpy(copy, f->payload(), payload);
@@ -838,7 +838,7 @@ void Conn::QueuePublished(PublishJob& job) {
       return;
     }
   }
-  if (!AdmitBackpressure(payload)) return;
+  if (!AdmitBackpressure(payload, limit)) return;
   shared_->buffered.fetch_add(static_cast<int64_t>(payload));
   f->Ref();
   OutFrame of;

@@ -77,12 +77,12 @@ class Conn final : public FrameSink, public WireOwner {
   void Shutdown();
 
   // publish/subscribe (server connections)
-  void Subscribe(const std::string& topic);
+  void Subscribe(const std::string& topic, int64_t max_backpressure);
   void Unsubscribe(const std::string& topic);
   Topics::Memberships& memberships();
   // Queues a published frame (or its compressed variant) unless this
   // connection's backpressure policy drops it or closes the connection.
-  void QueuePublished(PublishJob& job);
+  void QueuePublished(PublishJob& job, int64_t max_backpressure);
 
   // From the context
   void Flush();           // writes queued frames now; once per command batch
@@ -144,7 +144,7 @@ class Conn final : public FrameSink, public WireOwner {
   void DropQueue(bool keep_partial);
   // Over maxBackpressure: true when the message may be queued; otherwise it
   // is dropped (counted) or the connection closes with 1008.
-  bool AdmitBackpressure(size_t payload);
+  bool AdmitBackpressure(size_t payload, int64_t limit);
 
   Context* ctx_;
   Listener* server_;

@@ -368,7 +368,7 @@ void Context::RunCommand(Command& c) {
         conn->ResumeRx(static_cast<uint8_t>(c.code));
       return;
     case Command::kSubscribe:
-      if (conn) conn->Subscribe(c.text);
+      if (conn) conn->Subscribe(c.text, static_cast<int64_t>(c.len));
       return;
     case Command::kUnsubscribe:
       if (conn) conn->Unsubscribe(c.text);

@@ -59,7 +59,7 @@ struct Command {
     kPauseRx,      // pause() (code = Conn::RxPause reason)
     kResumeRx,     // resume() or a flow-control release (code = reason)
     kResumeAll,    // the receive total fell below its resume mark
-    kSubscribe,    // text = topic
+    kSubscribe,    // text = topic, len = maxBackpressure for it (0: the connection's)
     kUnsubscribe,  // text = topic
     kPublish,      // id = server, text = topic, frame, conn = a connection to skip (or null)
   } type;

@@ -154,7 +154,7 @@ void Listener::Publish(const std::string& topic, SharedFrame* frame, ConnShared*
   // Queueing never changes the subscriber list (a connection that must close
   // for backpressure only queues its close frame).
   for (const Topics::Topic::Sub& s : t->subs)
-    if (s.conn->shared() != skip) s.conn->QueuePublished(job);
+    if (s.conn->shared() != skip) s.conn->QueuePublished(job, s.max_backpressure);
 }
 
 void Listener::ConnGone() {

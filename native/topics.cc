@@ -31,16 +31,20 @@ SharedFrame* PublishJob::Compressed(int window_bits, int level) {
   return f;
 }
 
-bool Topics::Subscribe(Conn* c, Memberships* mine, const std::string& name) {
-  for (const Membership& m : *mine)
-    if (m.topic->name == name) return false;
+bool Topics::Subscribe(Conn* c, Memberships* mine, const std::string& name,
+                       int64_t max_backpressure) {
+  for (const Membership& m : *mine) {
+    if (m.topic->name != name) continue;
+    m.topic->subs[m.index].max_backpressure = max_backpressure;
+    return false;
+  }
   std::unique_ptr<Topic>& slot = map_[name];
   if (!slot) {
     slot.reset(new Topic());
     slot->name = name;
   }
   Topic* t = slot.get();
-  t->subs.push_back(Topic::Sub{c, static_cast<uint32_t>(mine->size())});
+  t->subs.push_back(Topic::Sub{c, static_cast<uint32_t>(mine->size()), max_backpressure});
   mine->push_back(Membership{t, static_cast<uint32_t>(t->subs.size() - 1)});
   return true;
 }

@@ -59,7 +59,8 @@ class Topics {
     std::string name;
     struct Sub {
       Conn* conn;
-      uint32_t index;  // position of this subscription in the conn's memberships
+      uint32_t index;            // position of this subscription in the conn's memberships
+      int64_t max_backpressure;  // for this topic's messages; 0: the connection's own
     };
     std::vector<Sub> subs;
   };
@@ -69,8 +70,9 @@ class Topics {
   Topics(const Topics&) = delete;
   Topics& operator=(const Topics&) = delete;
 
-  // False when c already subscribes (or no longer does, for Unsubscribe).
-  bool Subscribe(Conn* c, Memberships* mine, const std::string& name);
+  // False when c already subscribes (or no longer does, for Unsubscribe);
+  // subscribing again changes max_backpressure.
+  bool Subscribe(Conn* c, Memberships* mine, const std::string& name, int64_t max_backpressure);
   bool Unsubscribe(Conn* c, Memberships* mine, const std::string& name);
   void LeaveAll(Memberships* mine);
   // The topic's subscribers, or null when nobody subscribes.

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import { listenFor } from './support/lws.mjs';
 import { stalledWsClient } from './support/raw-ws.mjs';
-import { cleanupsAfterEach } from './support/suite.mjs';
+import { cleanupsAfterEach, note } from './support/suite.mjs';
 import { onceEvent, waitFor } from './support/wait.mjs';
 import { wsConnect } from './support/ws-client.mjs';
 
@@ -178,6 +178,42 @@ test("a stalled subscriber under 'close' is closed with 1008", async () => {
   assert.is(server.subscriberCount('t'), 1, 'the closed subscriber left the topic');
   await waitFor(() => reader.got.length >= 1, { label: 'the reader got data' });
   assert.ok(reader.conn.isOpen, 'the reading subscriber stays open');
+});
+
+test('a topic bound below the connection bound: a stalled viewer loses video before any audio', async () => {
+  const LIMIT = 1024 * 1024;
+  const server = await listen({ maxBackpressure: LIMIT, backpressurePolicy: 'drop' });
+  const connP = onceEvent(server, 'connection', 5000, 'stalled connection');
+  const stalled = await stalledWsClient(server.port);
+  cleanups.push(() => stalled.socket.destroy());
+  const [viewer] = await connP;
+  viewer.subscribe('audio');
+  viewer.subscribe('video', { maxBackpressure: 256 * 1024 });
+  // Commands reach the service thread in order: a message to a reading client after a
+  // publish arrives once the publish has been queued (or dropped).
+  const [probe] = await subscribers(server, 1);
+  probe.conn.subscribe('barrier');
+  const video = Buffer.alloc(60 * 1024, 3);
+  const audio = Buffer.alloc(2 * 1024, 4);
+  // A stalled reader never frees anything, so bufferedAmount only grows; audio can only be
+  // refused past LIMIT - 2 KiB. Publish a frame of video and 30 ms of audio at a time, and
+  // wait for the service thread to have queued (or dropped) them.
+  let firstDropAt = -1;
+  let videoDrops = 0;
+  for (let frame = 0; frame < 1000; frame++) {
+    server.publish('video', video);
+    for (let a = 0; a < 3; a++) server.publish('audio', audio);
+    server.publish('barrier', `${frame}`);
+    await waitFor(() => probe.got.length > frame, { label: 'the publishes queued or dropped' });
+    const { dropped } = viewer.stats;
+    if (dropped > 0 && firstDropAt < 0) firstDropAt = viewer.bufferedAmount;
+    if (viewer.bufferedAmount <= LIMIT - 2 * 1024) videoDrops = dropped;
+    if (viewer.bufferedAmount > LIMIT - 2 * 1024) break;
+  }
+  note(`first drop at ${firstDropAt} bytes buffered; ${videoDrops} drops before audio could be`);
+  assert.ok(firstDropAt > 0 && firstDropAt <= 256 * 1024, `first drop at ${firstDropAt} buffered`);
+  assert.ok(videoDrops > 0, 'video dropped while audio still fit');
+  assert.ok(viewer.bufferedAmount <= LIMIT, 'never past the connection bound');
 });
 
 test('permessage-deflate subscribers (shared and own compression) next to plain ones', async () => {

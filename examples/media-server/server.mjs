@@ -5,13 +5,16 @@
 //
 //   node examples/media-server/server.mjs [--port 8080] [--host 127.0.0.1] [--fps 30]
 //
-// Fan-out policy, per client:
-//   - audio first: each tick sends the audio frames that are due before any video frame;
-//   - latest frame wins for video: once send() returns false (bufferedAmount above the
-//     high-water mark) no more video is queued for that client until 'drain'; meanwhile its
-//     single pending slot holds the newest frame, replacing (dropping) the older one;
-//   - audio is never dropped unless the client is hopeless: more than `audioLimitBytes`
-//     already buffered, or blocked for longer than `stallTimeoutMs` (then it is terminated).
+// Fan-out through topics: every viewer subscribes to 'audio' and 'video', and each tick
+// publishes the audio frames that are due, then the newest video frame: one frame built once
+// and queued natively on every viewer (server.publish), whatever their number.
+// Per viewer, natively (backpressurePolicy 'drop'):
+//   - video is bounded by the 'video' subscription's maxBackpressure (`highWaterMark`): past it
+//     a frame is dropped, not queued, so a slow viewer gets the newest frames once it has room
+//     again (latest frame wins, with at most a few frames queued);
+//   - audio is bounded by the connection's maxBackpressure (`audioLimitBytes`, 4 × larger), so
+//     audio is never dropped before video; a viewer blocked for longer than `stallTimeoutMs` is
+//     terminated as hopeless.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -48,8 +51,8 @@ const COLORS = /** @type {const} */ ([
  * @property {number} [fps] video frames per second, default 30
  * @property {number} [width] video width in pixels, default 160
  * @property {number} [height] video height in pixels, default 90
- * @property {number} [highWaterMark] bytes buffered per client before send() says stop, default 256 KiB
- * @property {number} [audioLimitBytes] beyond this many buffered bytes audio is dropped too, default 4 × highWaterMark
+ * @property {number} [highWaterMark] bytes buffered per viewer past which video is dropped, default 256 KiB
+ * @property {number} [audioLimitBytes] past this many buffered bytes audio is dropped too, default 4 × highWaterMark
  * @property {number} [stallTimeoutMs] a client blocked (no 'drain') this long is terminated, default 10 000
  * @property {(line: string) => void} [log] receives one status line per connect/disconnect/kick
  */
@@ -64,16 +67,10 @@ const COLORS = /** @type {const} */ ([
  * @property {string} userAgent
  * @property {number} connectedAt
  * @property {readonly [number, number, number]} color
- * @property {boolean} blocked send() returned false and 'drain' has not come yet
+ * @property {boolean} blocked bufferedAmount above highWaterMark at the last tick
  * @property {number} blockedSince
- * @property {Buffer | null} pendingVideo the newest video frame held back while blocked
- * @property {number} sentVideo
- * @property {number} droppedVideo frames replaced in the pending slot (never sent)
- * @property {number} sentAudio
- * @property {number} droppedAudio
  * @property {number} drains
- * @property {number} maxBufferedAmount highest bufferedAmount seen after a send
- * @property {number} maxPending highest number of video frames ever held back (0 or 1)
+ * @property {number} maxBufferedAmount highest bufferedAmount seen at a tick
  * @property {number} inputs input messages received (pointer and keys)
  * @property {number} pings ping messages received
  * @property {{ x: number, y: number } | null} cursor
@@ -92,14 +89,9 @@ const COLORS = /** @type {const} */ ([
  * @property {number} connectedMs
  * @property {boolean} blocked
  * @property {number} blockedMs
- * @property {number} pendingVideo video frames held back now (0 or 1)
- * @property {number} maxPending
  * @property {number} bufferedAmount
  * @property {number} maxBufferedAmount
- * @property {number} sentVideo
- * @property {number} droppedVideo
- * @property {number} sentAudio
- * @property {number} droppedAudio
+ * @property {number} dropped published frames dropped for this viewer (video first)
  * @property {number} drains
  * @property {number} inputs
  * @property {number} pings
@@ -114,8 +106,8 @@ const COLORS = /** @type {const} */ ([
  * @typedef {object} ServerStats
  * @property {number} uptimeMs
  * @property {number} fps
- * @property {number} videoSeq video frames produced
- * @property {number} audioSeq audio frames produced
+ * @property {number} videoSeq video frames produced (and published)
+ * @property {number} audioSeq audio frames produced (and published)
  * @property {number} lateVideo video frames skipped because the timer woke up late
  * @property {number} lateAudio audio frames skipped because the timer woke up very late
  * @property {number} highWaterMark
@@ -161,6 +153,8 @@ export async function start(options = {}) {
     protocols: ['acip'],
     health: true,
     highWaterMark,
+    maxBackpressure: audioLimitBytes,
+    backpressurePolicy: 'drop',
     maxPayload: 16 * 1024, // the page only sends small JSON messages
     maxConnections: 64,
   });
@@ -195,14 +189,8 @@ export async function start(options = {}) {
       color: COLORS[(id - 1) % COLORS.length],
       blocked: false,
       blockedSince: 0,
-      pendingVideo: null,
-      sentVideo: 0,
-      droppedVideo: 0,
-      sentAudio: 0,
-      droppedAudio: 0,
       drains: 0,
       maxBufferedAmount: 0,
-      maxPending: 0,
       inputs: 0,
       pings: 0,
       cursor: null,
@@ -218,20 +206,19 @@ export async function start(options = {}) {
     conn.on('error', () => {}); // protocol errors: the library closes the connection itself
     conn.on('close', (code) => {
       clients.delete(id);
-      log(`client ${id} gone (${code}); sent ${c.sentVideo} video, dropped ${c.droppedVideo}`);
+      log(`client ${id} gone (${code}); ${conn.stats.dropped} frames dropped for it`);
     });
     conn.on('drain', () => {
       c.drains++;
-      c.blocked = false;
-      const frame = c.pendingVideo;
-      c.pendingVideo = null;
-      if (frame) sendTo(c, frame, true);
     });
     conn.on('message', (data, isBinary) => {
       if (isBinary || typeof data !== 'string') return;
       onControl(c, data);
     });
 
+    // The media: video bounded lower than audio on this connection (see the top of the file).
+    conn.subscribe('audio');
+    conn.subscribe('video', { maxBackpressure: highWaterMark });
     sendText(c, {
       type: 'hello',
       id,
@@ -250,32 +237,23 @@ export async function start(options = {}) {
    * @param {unknown} msg
    */
   function sendText(c, msg) {
-    if (!c.conn.isOpen) return;
-    if (!c.conn.send(JSON.stringify(msg))) markBlocked(c);
-  }
-
-  /** @param {Client} c */
-  function markBlocked(c) {
-    if (!c.blocked) {
-      c.blocked = true;
-      c.blockedSince = now();
-    }
+    if (c.conn.isOpen) c.conn.send(JSON.stringify(msg));
   }
 
   /**
-   * Sends a media frame now and notes whether the client is over its high-water mark.
+   * Notes, once a tick, how far behind a viewer is.
    * @param {Client} c
-   * @param {Buffer} frame
-   * @param {boolean} isVideo
+   * @param {number} t
    */
-  function sendTo(c, frame, isVideo) {
-    if (!c.conn.isOpen) return;
-    const ok = c.conn.send(frame);
-    if (isVideo) c.sentVideo++;
-    else c.sentAudio++;
+  function observe(c, t) {
     const buffered = c.conn.bufferedAmount;
     if (buffered > c.maxBufferedAmount) c.maxBufferedAmount = buffered;
-    if (!ok) markBlocked(c);
+    if (buffered <= highWaterMark) {
+      c.blocked = false;
+    } else if (!c.blocked) {
+      c.blocked = true;
+      c.blockedSince = t;
+    }
   }
 
   /**
@@ -342,31 +320,6 @@ export async function start(options = {}) {
     }
   }
 
-  /** @param {Buffer} frame */
-  function broadcastAudio(frame) {
-    for (const c of clients.values()) {
-      if (!c.conn.isOpen) continue;
-      // Audio goes even while video is held back; only a hopeless backlog drops it.
-      if (c.conn.bufferedAmount > audioLimitBytes) c.droppedAudio++;
-      else sendTo(c, frame, false);
-    }
-  }
-
-  /** @param {Buffer} frame */
-  function broadcastVideo(frame) {
-    for (const c of clients.values()) {
-      if (!c.conn.isOpen) continue;
-      if (c.blocked) {
-        // Latest frame wins: the older held-back frame is dropped, never queued.
-        if (c.pendingVideo) c.droppedVideo++;
-        c.pendingVideo = frame;
-        c.maxPending = Math.max(c.maxPending, 1);
-      } else {
-        sendTo(c, frame, true);
-      }
-    }
-  }
-
   function tick() {
     timer = undefined;
     if (stopped) return;
@@ -381,7 +334,7 @@ export async function start(options = {}) {
     }
     while (audioSeq < audioDue) {
       const seq = audioSeq++;
-      broadcastAudio(renderAudioFrame(seq, t0 + seq * AUDIO_FRAME_MS));
+      server.publish('audio', renderAudioFrame(seq, t0 + seq * AUDIO_FRAME_MS));
     }
 
     // Then video: one frame, the newest that is due (a late timer skips frames, never bursts).
@@ -393,7 +346,7 @@ export async function start(options = {}) {
       for (const c of clients.values()) {
         if (c.cursor) cursors.push({ x: c.cursor.x, y: c.cursor.y, color: c.color });
       }
-      broadcastVideo(renderVideoFrame(width, height, videoSeq - 1, t, cursors));
+      server.publish('video', renderVideoFrame(width, height, videoSeq - 1, t, cursors));
     }
 
     // Once a second: the server's own round-trip probe, and hopeless clients out.
@@ -402,10 +355,10 @@ export async function start(options = {}) {
       for (const c of clients.values()) if (!c.blocked) sendText(c, { type: 'sping', t: now() });
     }
     for (const c of clients.values()) {
+      observe(c, t);
       if (c.blocked && c.conn.isOpen && t - c.blockedSince > stallTimeoutMs) {
         kicked++;
         log(`client ${c.id} blocked for ${Math.round(t - c.blockedSince)} ms: terminated`);
-        c.pendingVideo = null;
         c.conn.terminate();
       }
     }
@@ -440,14 +393,9 @@ export async function start(options = {}) {
         connectedMs: t - c.connectedAt,
         blocked: c.blocked,
         blockedMs: c.blocked ? t - c.blockedSince : 0,
-        pendingVideo: c.pendingVideo ? 1 : 0,
-        maxPending: c.maxPending,
         bufferedAmount: c.conn.bufferedAmount,
         maxBufferedAmount: c.maxBufferedAmount,
-        sentVideo: c.sentVideo,
-        droppedVideo: c.droppedVideo,
-        sentAudio: c.sentAudio,
-        droppedAudio: c.droppedAudio,
+        dropped: c.conn.stats.dropped,
         drains: c.drains,
         inputs: c.inputs,
         pings: c.pings,
@@ -501,8 +449,7 @@ if (isMain()) {
     const s = media.stats();
     for (const c of s.clients) {
       console.log(
-        `[media] client ${c.id}: video sent ${c.sentVideo} dropped ${c.droppedVideo}, ` +
-          `audio sent ${c.sentAudio} dropped ${c.droppedAudio}, buffered ${c.bufferedAmount} B, ` +
+        `[media] client ${c.id}: ${c.dropped} frames dropped, buffered ${c.bufferedAmount} B, ` +
           `rtt ${c.rttMs?.toFixed(1) ?? '-'} ms, latency ${c.latencyMs?.toFixed(1) ?? '-'} ms`,
       );
     }
