@@ -26,6 +26,8 @@ namespace {
 void LwsLogSink(int level, const char* line) { LwsLogToContext(level, line); }
 
 constexpr uint16_t kRxUser = 4;  // Conn::kRxUser (connection.h is service-thread code)
+// Buffers of at least this size are sent without copying (server side).
+constexpr size_t kZeroCopyMin = 64 * 1024;
 
 }  // namespace
 
@@ -315,6 +317,29 @@ class Addon : public Napi::Addon<Addon> {
         ctx->Push(std::move(c));
         return Napi::Number::New(env, static_cast<double>(buffered));
       }
+    }
+    if (!is_string && !cs->client && len >= kZeroCopyMin) {
+      // A large Buffer is not copied: the frame points into it until it is
+      // written (the caller must not change it meanwhile, as with a socket).
+      if (over(len)) return Napi::Number::New(env, -2);
+      auto* ref = new JsRef{env, nullptr};
+      if (napi_create_reference(env, v, 1, &ref->ref) != napi_ok) {
+        delete ref;
+        return OutOfMemory(env);
+      }
+      int64_t buffered =
+          cs->buffered.fetch_add(static_cast<int64_t>(len)) + static_cast<int64_t>(len);
+      cs->Ref();
+      Command c{};
+      c.type = Command::kSend;
+      c.conn = cs;
+      c.js = ref;
+      c.body = data;
+      c.len = len;
+      c.payload = len;
+      c.head_len = static_cast<uint8_t>(EncodeFrameHeader(c.head, true, opcode, len, nullptr));
+      ctx->Push(std::move(c));
+      return Napi::Number::New(env, static_cast<double>(buffered));
     }
     uint8_t* frame;
     size_t flen;

@@ -66,6 +66,10 @@ void Batch::Clear() {
   recs.clear();
   for (RxCharge& c : charges) c.shared->Unref();
   charges.clear();
+  // Deliver deletes the references on the main thread first; what is left
+  // here belongs to an environment being torn down, where V8 frees the values.
+  for (JsRef* r : releases) delete r;
+  releases.clear();
   arena.len = 0;
   cost = 0;
 }

@@ -9,6 +9,8 @@
 // with lib/native.ts (test/native-events.test.mjs checks them).
 #pragma once
 
+#include <node_api.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -136,6 +138,14 @@ struct Arena {
   uint8_t* Take();  // hands the buffer over (caller frees with BufFree)
 };
 
+// A JavaScript value kept alive while native code uses its memory (a Buffer
+// sent without copying). Created and deleted on the main thread; the service
+// thread hands it back in Batch::releases once it is done with it.
+struct JsRef {
+  napi_env env;
+  napi_ref ref;
+};
+
 // Received bytes a connection was charged for in this batch (flow control):
 // released on the main thread once JavaScript has consumed them.
 struct RxCharge {
@@ -149,13 +159,14 @@ struct Batch {
   Arena arena;  // payloads of small messages, referenced by offset
   std::vector<ObjItem> objs;
   std::vector<RxCharge> charges;
-  int64_t cost = 0;  // what this batch counts in the context's receive total
+  std::vector<JsRef*> releases;  // deleted by Context::Deliver (main thread)
+  int64_t cost = 0;              // what this batch counts in the context's receive total
 
   Batch() = default;
   Batch(Batch&&) = default;
   Batch& operator=(Batch&&) = default;
   ~Batch() { Clear(); }
-  bool Empty() const { return recs.empty() && charges.empty(); }
+  bool Empty() const { return recs.empty() && charges.empty() && releases.empty(); }
   void Clear();  // keeps the arena's buffer for the next batch
 };
 

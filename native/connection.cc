@@ -898,6 +898,7 @@ void Conn::SendCompressed(uint8_t* payload, size_t len, uint8_t opcode) {
 }
 
 void Conn::FrameDone(const OutFrame& f, bool written) {
+  if (f.js) ctx_->ReleaseJs(f.js);
   if (f.kind == OutFrame::kClose && written) {
     close_written_ = true;
     CloseHandshakeDone();

@@ -46,6 +46,12 @@ ClientConfig::~ClientConfig() {
 void DisposeCommand(Command& cmd) {
   BufFree(cmd.data);
   cmd.data = nullptr;
+  if (cmd.js) {
+    // Never run: disposed on the main thread (Push after Stop, or Stop itself).
+    napi_delete_reference(cmd.js->env, cmd.js->ref);
+    delete cmd.js;
+    cmd.js = nullptr;
+  }
   if (cmd.conn) {
     if (cmd.payload) cmd.conn->buffered.fetch_sub(static_cast<int64_t>(cmd.payload));
     cmd.conn->Unref();
@@ -327,7 +333,24 @@ void Context::RunCommand(Command& c) {
       return;
     }
     case Command::kSend: {
-      if (!conn) return;  // DisposeCommand frees the frame and its accounting
+      if (!conn) {  // DisposeCommand frees the frame and its accounting
+        if (c.js) ReleaseJs(c.js);
+        c.js = nullptr;
+        return;
+      }
+      if (c.js) {
+        OutFrame f;
+        memcpy(f.head, c.head, c.head_len);
+        f.head_len = c.head_len;
+        f.data = c.body;
+        f.len = c.len;
+        f.js = c.js;
+        f.payload = c.payload;
+        c.js = nullptr;
+        c.payload = 0;
+        conn->Send(f);
+        return;
+      }
       if (c.compress) {
         conn->SendCompressed(c.data, c.len, static_cast<uint8_t>(c.code));
       } else {

@@ -63,9 +63,13 @@ struct Command {
     kUnsubscribe,  // text = topic
     kPublish,      // id = server, text = topic, frame, conn = a connection to skip (or null)
   } type;
-  uint32_t id = 0;                 // server id
-  ConnShared* conn = nullptr;      // holds a reference
-  uint8_t* data = nullptr;         // kSend / kClose: a complete frame, BufAlloc'd
+  uint32_t id = 0;                // server id
+  ConnShared* conn = nullptr;     // holds a reference
+  uint8_t* data = nullptr;        // kSend / kClose: a complete frame, BufAlloc'd
+  JsRef* js = nullptr;            // kSend of a JS Buffer without a copy: its reference
+  const uint8_t* body = nullptr;  // ... the payload (in that Buffer)
+  uint8_t head_len = 0;           // ... and the frame header
+  uint8_t head[14];
   size_t len = 0;                  // frame length
   size_t payload = 0;              // payload bytes counted in ConnShared::buffered
   bool compress = false;           // kSend: data is a bare payload to deflate; code = opcode
@@ -148,6 +152,8 @@ class Context {
   uint32_t AddInfo(std::unique_ptr<ConnInfo> info);
   uint32_t AddError(const char* code, std::string message, int status);
   void Log(int level, const char* line);
+  // Native code is done with a JS value: the main thread releases it.
+  void ReleaseJs(JsRef* r) { local_.releases.push_back(r); }
 
   static const char* kProtocolName;
 

@@ -181,6 +181,7 @@ void Context::Deliver(napi_env env, napi_value cb) {
       if (lent) napi_detach_arraybuffer(env, lent);  // the arena is freed with the batch
       napi_close_handle_scope(env, scope);
     }
+    for (JsRef* r : b.releases) napi_delete_reference(env, r->ref);
     for (RxCharge& c : b.charges) {
       int64_t bytes = c.bytes;
       if (!held.empty()) {

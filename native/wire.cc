@@ -139,25 +139,35 @@ Wire::Status Wire::Flush() {
     if (empty()) return Status::kIdle;
     iovec iov[kMaxIov];
     int cnt = 0;
-    for (OutFrame* f; cnt < kMaxIov && (f = At(static_cast<size_t>(cnt))) != nullptr; cnt++) {
-      size_t skip = cnt == 0 ? off_ : 0;
-      iov[cnt].iov_base = const_cast<uint8_t*>(f->data) + skip;
-      iov[cnt].iov_len = f->len - skip;
+    OutFrame* f;
+    for (size_t i = 0; cnt + 2 <= kMaxIov && (f = At(i)) != nullptr; i++) {
+      size_t skip = i == 0 ? off_ : 0;
+      if (skip < f->head_len) {
+        iov[cnt].iov_base = f->head + skip;
+        iov[cnt++].iov_len = f->head_len - skip;
+        skip = 0;
+      } else {
+        skip -= f->head_len;
+      }
+      if (f->len > skip) {
+        iov[cnt].iov_base = const_cast<uint8_t*>(f->data) + skip;
+        iov[cnt++].iov_len = f->len - skip;
+      }
     }
     bool full = false;
     ssize_t w = Write(iov, cnt, &full);
     if (w < 0) return Status::kBroken;
     size_t left = static_cast<size_t>(w);
     while (left > 0) {
-      OutFrame* f = At(0);
-      size_t rem = f->len - off_;
+      OutFrame* first = At(0);
+      size_t rem = first->size() - off_;
       if (left < rem) {
         off_ += left;
         partial_data_ = partial_data_ || ctrl_.empty();
         break;
       }
       left -= rem;
-      OutFrame done = *f;
+      OutFrame done = *first;
       Pop();
       off_ = 0;
       Done(done, true);

@@ -45,15 +45,24 @@ struct SharedFrame {
   const uint8_t* payload() const { return block + header_len; }
 };
 
-// One frame (or an HTTP response block) in a write queue.
+// A JavaScript value a frame's payload points into (send() of a large Buffer
+// without copying it): see JsRef in batch.h. The owner releases it (FrameDone).
+struct JsRef;
+
+// One frame (or an HTTP response block) in a write queue: `head` (a frame
+// header kept inline, when the payload lives elsewhere) and then `data`.
 struct OutFrame {
   enum Kind : uint8_t { kData, kClose, kPing, kPong };
   const uint8_t* data = nullptr;
   size_t len = 0;
   uint8_t* block = nullptr;       // BufAlloc'd memory freed once written or dropped (or null)
   SharedFrame* shared = nullptr;  // or a shared frame, unreferenced once written or dropped
+  JsRef* js = nullptr;            // or a JS Buffer, released by the owner (FrameDone)
   size_t payload = 0;             // bytes counted in ConnShared::buffered
   Kind kind = kData;
+  uint8_t head_len = 0;
+  uint8_t head[14];
+  size_t size() const { return head_len + len; }
 };
 
 // Told about every frame that leaves the queue, written or dropped, before
@@ -179,7 +188,8 @@ class ClientTlsWire : public Wire {
   size_t cipher_off_ = 0;
 };
 
-// Frees what a frame owns (its block, or its reference to a shared frame).
+// Frees what a frame owns (its block, or its reference to a shared frame; a
+// JsRef is the owner's to release).
 void ReleaseFrame(OutFrame& f);
 
 }  // namespace nlws
