@@ -61,7 +61,7 @@ export interface ConnectOptions {
   highWaterMark?: number;
   /** Hard bound on buffered bytes (default 64 MiB; `Infinity` for none): see backpressurePolicy. */
   maxBackpressure?: number;
-  /** Stop reading while JavaScript holds more than this of the received messages (default 1 MiB). */
+  /** Stop reading while JavaScript holds more than this of the received messages (default 256 KiB). */
   receiveHighWaterMark?: number;
   /** Past maxBackpressure, 'close' with 1008 (default) or 'drop' new messages. */
   backpressurePolicy?: BackpressurePolicy;

@@ -173,7 +173,7 @@ export function connOptions(
   return {
     maxPayload: optInt(o, 'maxPayload', 64 * 1024 * 1024, 1, MAX_PAYLOAD_LIMIT),
     highWaterMark: bp.highWaterMark,
-    receiveHighWaterMark: optInt(o, 'receiveHighWaterMark', 1024 * 1024, 1, 2 ** 40),
+    receiveHighWaterMark: optInt(o, 'receiveHighWaterMark', 256 * 1024, 1, 2 ** 40),
     handshakeTimeoutMs: optInt(o, handshake.name, handshake.def, 1, 2 ** 31 - 1),
     closeTimeoutMs: optInt(o, 'closeTimeoutMs', 5_000, 1, 2 ** 31 - 1),
     maxHeaderBytes: optInt(o, 'maxHeaderBytes', 16 * 1024, 256, 1024 * 1024),

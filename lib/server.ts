@@ -80,9 +80,11 @@ export interface ListenOptions {
    */
   maxBackpressure?: number;
   /**
-   * Stop reading a connection while JavaScript holds more than this many bytes of its received
-   * messages (delivered to no 'message' listener yet: paused, or waiting in an async iterator);
-   * resume at half of it. Default 1 MiB. TCP flow control then slows the peer down.
+   * Stop reading a connection while more than this many bytes of its received messages are
+   * not consumed by JavaScript yet (on their way to it, or kept by pause() or an async iterator;
+   * each message counts 64 bytes besides its payload); resume at half of it. Default 256 KiB.
+   * TCP flow control then slows the peer down. A larger mark lets one connection stream faster
+   * to a fast consumer; a smaller one keeps other connections' messages from waiting behind it.
    */
   receiveHighWaterMark?: number;
   /** Past maxBackpressure, 'close' the connection with 1008 (default) or 'drop' new messages. */

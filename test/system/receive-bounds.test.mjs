@@ -446,7 +446,6 @@ test('data behind an upgrade while verify() is pending is not read: memory withi
   for (const impl of ['ws', 'lws']) {
     const victim = await startVictim({ impl, role: 'server', holdVerify: true });
     const idle = victim.status().rss;
-    const probe = startProbe(victim.port, 3000);
     const sockets = [];
     for (let i = 0; i < CONNS; i++) {
       const s = net.connect(victim.port, '127.0.0.1');
@@ -469,11 +468,13 @@ test('data behind an upgrade while verify() is pending is not read: memory withi
       },
       { timeout: 30_000, interval: 300, label: 'the senders to stop making progress' },
     );
+    // The attack: everything that is not read sits behind the pending upgrades. Others are
+    // served meanwhile.
+    const result = await startProbe(victim.port, 3000);
     const held = victim.status().rss - idle;
     await victim.cmd({ cmd: 'release' });
     await waitDelivered(victim, (CONNS * PER_CONN) / 1024, `${impl}: every frame after verify`);
     peaks[impl] = victim.status().hwm;
-    const result = await probe;
     note(
       `${impl}: ${CONNS} × ${mib(PER_CONN)} behind pending upgrades: held +${mib(held)} while pending (${mib(lastPending)} left with the senders), peak RSS ${mib(peaks[impl])}`,
     );
