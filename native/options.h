@@ -18,7 +18,7 @@ struct ConnShared;
 // connections (lib/options.ts: connOptions()).
 struct ConnOptions {
   uint64_t max_payload = 64 * 1024 * 1024;
-  int64_t high_water_mark = 1024 * 1024;          // send: send() returns false above it
+  int64_t high_water_mark = 1024 * 1024;         // send: send() returns false above it
   int64_t receive_high_water_mark = 256 * 1024;  // receive: stop reading above it
   uint32_t handshake_timeout_ms = 10000;
   uint32_t close_timeout_ms = 5000;
