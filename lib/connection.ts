@@ -1,7 +1,7 @@
 // A server-side WebSocket connection: the Transport the server hands out.
 import { invalidArgType } from './errors';
-import { optInt } from './options';
 import { binding, type NativeRequestInfo } from './native';
+import { optInt } from './options';
 import {
   type BackpressureOptions,
   NativeTransport,
