@@ -61,6 +61,8 @@ export interface TopicHub {
     isBinary: boolean | undefined,
     skip?: Connection,
   ): number;
+  /** The connection closed. */
+  gone(conn: Connection): void;
 }
 
 function optionsObject(v: unknown): Record<string, unknown> {
@@ -76,23 +78,16 @@ export function checkTopic(topic: unknown): asserts topic is string {
 
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: see the interface above
 export class Connection extends NativeTransport implements Transport {
-  readonly #onGone: (conn: Connection) => void;
   readonly #hub: TopicHub;
-  readonly #topics = new Set<string>();
+  #topics: Set<string> | undefined;
 
   /** @internal */
-  constructor(
-    info: NativeRequestInfo,
-    bp: BackpressureOptions,
-    hub: TopicHub,
-    onGone: (conn: Connection) => void,
-  ) {
+  constructor(info: NativeRequestInfo, bp: BackpressureOptions, hub: TopicHub) {
     super(bp, 'open');
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.protocol = info.protocol;
     this.#hub = hub;
-    this.#onGone = onGone;
     this.attach(info.handle, info.id);
   }
 
@@ -113,6 +108,7 @@ export class Connection extends NativeTransport implements Transport {
     const o = options === undefined ? {} : optionsObject(options);
     const maxBackpressure = optInt(o, 'maxBackpressure', 0, 1, Number.MAX_SAFE_INTEGER);
     if (this.state === 'closed' || !this.handle) return false;
+    this.#topics ??= new Set();
     const fresh = !this.#topics.has(topic);
     if (fresh) {
       this.#topics.add(topic);
@@ -125,19 +121,19 @@ export class Connection extends NativeTransport implements Transport {
   /** Leaves a topic; false when it was not subscribed. */
   unsubscribe(topic: string): boolean {
     checkTopic(topic);
-    if (!this.#topics.delete(topic)) return false;
+    if (!this.#topics?.delete(topic)) return false;
     this.#leave(topic);
     if (this.handle) binding.unsubscribe(this.handle, topic);
     return true;
   }
 
   isSubscribed(topic: string): boolean {
-    return this.#topics.has(topic);
+    return this.#topics?.has(topic) ?? false;
   }
 
   /** The topics this connection subscribes to. */
   get topics(): string[] {
-    return [...this.#topics];
+    return this.#topics ? [...this.#topics] : [];
   }
 
   /**
@@ -160,9 +156,9 @@ export class Connection extends NativeTransport implements Transport {
   }
 
   protected override onNativeClose(code: number, reason: string, wasClean: boolean): void {
-    for (const topic of this.#topics) this.#leave(topic);
-    this.#topics.clear();
-    this.#onGone(this);
+    for (const topic of this.#topics ?? []) this.#leave(topic);
+    this.#topics = undefined;
+    this.#hub.gone(this);
     super.onNativeClose(code, reason, wasClean);
   }
 }

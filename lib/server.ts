@@ -309,6 +309,7 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
     serverId: this.#id,
     counts: new Map<string, number>(),
     publish: (topic, data, isBinary, skip) => this.#publish(topic, data, isBinary, skip),
+    gone: (conn) => this.#conns.delete(conn),
   };
 
   /** @internal Use listen(). */
@@ -584,9 +585,7 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
   }
 
   /** @internal */ _onConnection(info: NativeRequestInfo): void {
-    const conn = new Connection(info, this.#opts.backpressure, this.#hub, (c) =>
-      this.#conns.delete(c),
-    );
+    const conn = new Connection(info, this.#opts.backpressure, this.#hub);
     this.#conns.add(conn);
     const request: UpgradeRequest = {
       path: info.path,

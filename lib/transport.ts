@@ -105,33 +105,31 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   remotePort = 0;
   /** The negotiated subprotocol, or '' when none. */
   protocol = '';
-  readonly #stats: TransportStats = { messagesIn: 0, messagesOut: 0, dropped: 0 };
+  // Counters as plain fields (an idle connection should cost little: no object per counter set).
+  #messagesIn = 0;
+  #messagesOut = 0;
+  #dropped = 0;
   /** Published messages the 'drop' policy skipped on connections closed since. */
   #droppedNative = 0;
   #handle: ConnHandle | undefined;
   #id = 0;
   #paused = false;
   /** Messages that arrived while paused, delivered by resume(). */
-  #pausedQueue: Held[] = [];
+  #pausedQueue: Held[] | undefined;
   /** Consumers of the async iterators in progress. */
-  readonly #iterators = new Set<(m: Held) => void>();
+  #iterators: Set<(m: Held) => void> | undefined;
   /** Kept messages some iterator has not taken yet. */
-  readonly #iterated = new Set<Held>();
+  #iterated: Set<Held> | undefined;
   /** The native close, while kept messages wait for resume(). */
   #closeAfterResume: [code: number, reason: string, wasClean: boolean] | undefined;
-  readonly #highWaterMark: number;
-  readonly #maxBackpressure: number;
-  readonly #policy: BackpressurePolicy;
-  /** @internal */ readonly textAsBuffer: boolean;
+  /** Shared by every connection of a server (or a client's options). */
+  readonly #bp: BackpressureOptions;
   protected state: ReadyState;
   #needDrain = false;
 
   constructor(bp: BackpressureOptions, state: ReadyState) {
     super();
-    this.#highWaterMark = bp.highWaterMark;
-    this.#maxBackpressure = bp.maxBackpressure;
-    this.#policy = bp.policy;
-    this.textAsBuffer = bp.textAsBuffer;
+    this.#bp = bp;
     this.state = state;
   }
 
@@ -149,10 +147,10 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     if (this.#handle === undefined) return;
     // What JavaScript still keeps no longer holds the native side back.
     let kept = 0;
-    for (const m of this.#pausedQueue) kept += m.cost;
-    for (const m of this.#iterated) kept += m.cost;
-    for (const m of this.#pausedQueue) m.cost = 0;
-    for (const m of this.#iterated) m.cost = 0;
+    for (const m of this.#pausedQueue ?? []) kept += m.cost;
+    for (const m of this.#iterated ?? []) kept += m.cost;
+    for (const m of this.#pausedQueue ?? []) m.cost = 0;
+    for (const m of this.#iterated ?? []) m.cost = 0;
     this.#release(kept);
     this.#droppedNative += binding.dropped(this.#handle);
     runtime.conns.delete(this.#id);
@@ -165,10 +163,13 @@ export abstract class NativeTransport extends EventEmitter implements Connection
    * policy (by send() and by publish()).
    */
   get stats(): TransportStats {
-    const s = this.#stats;
     const native =
       this.#droppedNative + (this.#handle === undefined ? 0 : binding.dropped(this.#handle));
-    return { messagesIn: s.messagesIn, messagesOut: s.messagesOut, dropped: s.dropped + native };
+    return {
+      messagesIn: this.#messagesIn,
+      messagesOut: this.#messagesOut,
+      dropped: this.#dropped + native,
+    };
   }
 
   protected get handle(): ConnHandle | undefined {
@@ -191,7 +192,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   }
 
   get highWaterMark(): number {
-    return this.#highWaterMark;
+    return this.#bp.highWaterMark;
   }
 
   /**
@@ -227,20 +228,21 @@ export abstract class NativeTransport extends EventEmitter implements Connection
       err.code = 'ERR_INVALID_ARG_TYPE';
       throw err;
     }
-    const buffered = binding.send(this.#handle as ConnHandle, data, binary, this.#maxBackpressure);
+    const bp = this.#bp;
+    const buffered = binding.send(this.#handle as ConnHandle, data, binary, bp.maxBackpressure);
     if (buffered < 0) {
       if (buffered === -2) {
         // Over maxBackpressure: the message was not queued.
-        if (this.#policy === 'drop') {
-          this.#stats.dropped++;
+        if (bp.policy === 'drop') {
+          this.#dropped++;
         } else {
           this.close(1008, 'Send buffer over maxBackpressure');
         }
       }
       return false;
     }
-    this.#stats.messagesOut++;
-    if (buffered > this.#highWaterMark) {
+    this.#messagesOut++;
+    if (buffered > bp.highWaterMark) {
       this.#needDrain = true;
       return false;
     }
@@ -328,13 +330,14 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     this.#paused = false;
     if (this.#handle !== undefined) binding.resume(this.#handle);
     let released = 0;
-    while (!this.#paused && this.#pausedQueue.length > 0) {
-      const m = this.#pausedQueue.shift() as Held;
+    const queue = this.#pausedQueue;
+    while (!this.#paused && queue && queue.length > 0) {
+      const m = queue.shift() as Held;
       if (!this.#deliver(m)) released += m.cost;
     }
     this.#release(released);
     const close = this.#closeAfterResume;
-    if (close && !this.#paused && this.#pausedQueue.length === 0) {
+    if (close && !this.#paused && !queue?.length) {
       this.#closeAfterResume = undefined;
       this.onNativeClose(...close);
     }
@@ -361,6 +364,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
       done = true;
       wake?.();
     };
+    this.#iterators ??= new Set();
     this.#iterators.add(consume);
     const self = this.untyped;
     self.once('close', onClose);
@@ -379,7 +383,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
         wake = undefined;
       }
     } finally {
-      this.#iterators.delete(consume);
+      this.#iterators?.delete(consume);
       self.off('close', onClose);
       for (const m of queue) this.#taken(m);
     }
@@ -387,19 +391,21 @@ export abstract class NativeTransport extends EventEmitter implements Connection
 
   /** Emits a message to listeners and iterators; true when an iterator keeps it. */
   #deliver(m: Held): boolean {
-    this.#stats.messagesIn++;
+    this.#messagesIn++;
     this.untyped.emit('message', m.data, m.isBinary);
-    if (this.#iterators.size === 0) return false;
-    m.waiting = this.#iterators.size;
+    const iterators = this.#iterators;
+    if (!iterators?.size) return false;
+    m.waiting = iterators.size;
+    this.#iterated ??= new Set();
     this.#iterated.add(m);
-    for (const consume of this.#iterators) consume(m);
+    for (const consume of iterators) consume(m);
     return true;
   }
 
   /** An iterator took (or dropped) a kept message: release it once every iterator has. */
   #taken(m: Held): void {
     if (--m.waiting > 0) return;
-    this.#iterated.delete(m);
+    this.#iterated?.delete(m);
     this.#release(m.cost);
   }
 
@@ -412,9 +418,14 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     return this as unknown as EventEmitter;
   }
 
+  /** @internal */ get textAsBuffer(): boolean {
+    return this.#bp.textAsBuffer;
+  }
+
   /** @internal */ _onMessage(data: Buffer | string, isBinary: boolean, cost: number): boolean {
     const m: Held = { data, isBinary, cost, waiting: 0 };
     if (this.#paused) {
+      this.#pausedQueue ??= [];
       this.#pausedQueue.push(m);
       return true;
     }
@@ -455,7 +466,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   /** @internal */ _onClose(code: number, reason: string, wasClean: boolean): void {
     this.detach();
     // Messages kept by pause() come before 'close': it waits for resume().
-    if (this.#pausedQueue.length > 0) this.#closeAfterResume = [code, reason, wasClean];
+    if (this.#pausedQueue?.length) this.#closeAfterResume = [code, reason, wasClean];
     else this.onNativeClose(code, reason, wasClean);
   }
 

@@ -200,10 +200,10 @@ void Conn::OnClosed() {
       clean = close_written_;
     } else {
       code = kCloseAbnormal;
-      reason_.clear();
+      reason_.reset();
       clean = false;
     }
-    uint32_t obj = reason_.empty() ? kNoObj : ctx_->AddString(reason_);
+    uint32_t obj = !reason_ || reason_->empty() ? kNoObj : ctx_->AddString(*reason_);
     ctx_->Emit(kEvClose, shared_->id, code | (clean ? 1u << 16 : 0u), obj);
   }
   state_ = State::kClosed;
@@ -687,10 +687,10 @@ void Conn::OnPong(const uint8_t* p, size_t n) {
 void Conn::OnCloseFrame(uint16_t code, const uint8_t* reason, size_t n) {
   close_received_ = true;
   peer_code_ = code;
-  reason_.assign(reinterpret_cast<const char*>(reason), n);
+  reason_.reset(new std::string(reinterpret_cast<const char*>(reason), n));
   if (!close_sent_) {
     // Echo the code and reason; frames already queued go out first.
-    QueueClose(code == kCloseNoStatus ? 0 : code, reason_);
+    QueueClose(code == kCloseNoStatus ? 0 : code, *reason_);
     SetDeadline(opts_->close_timeout_ms);
   }
   CloseHandshakeDone();
@@ -729,7 +729,7 @@ void Conn::QueueClose(uint16_t code, const std::string& reason) {
 void Conn::Fail(uint16_t code, const char* why) {
   if (fail_code_ || killed_) return;
   fail_code_ = code;
-  reason_ = why;
+  reason_.reset(new std::string(why));
   stash_.reset();
   ctx_->Emit(kEvError, shared_->id, code, ctx_->AddString(why));
   if (state_ != State::kOpen || close_written_) {
@@ -782,6 +782,12 @@ void Conn::Shutdown() {
     SetDeadline(opts_->close_timeout_ms);
     ctx_->MarkDirty(this);
   }
+}
+
+void Conn::Trim() {
+  if (killed_ || !wsi_) return;
+  if (wire_->empty()) wire_->Trim();
+  reader_.Trim();
 }
 
 // ---- publish/subscribe -------------------------------------------------------------

@@ -87,6 +87,7 @@ class Conn final : public FrameSink, public WireOwner {
   // From the context
   void Flush();           // writes queued frames now; once per command batch
   void Continue();        // a turn of inflation left over from the last Feed
+  void Trim();            // about once a second: an idle connection gives back its buffers
   void CloseSocketNow();  // LWS_TO_KILL_SYNC: OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
   Listener* server() const { return server_; }
@@ -164,8 +165,8 @@ class Conn final : public FrameSink, public WireOwner {
   Timer heartbeat_;
   int64_t last_rx_us_ = 0;
   int64_t ping_at_us_ = 0;
-  int64_t rx_charge_ = 0;  // received bytes to charge to shared_ after this read
-  std::string reason_;     // reported with 'close': the peer's reason, or our failure's
+  int64_t rx_charge_ = 0;                // received bytes to charge to shared_ after this read
+  std::unique_ptr<std::string> reason_;  // reported with 'close': the peer's, or our failure's
   uint16_t peer_code_ = kCloseNoStatus;
   uint16_t fail_code_ = 0;  // we failed the connection with this code
   int connect_errno_ = 0;

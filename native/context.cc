@@ -648,6 +648,7 @@ void Context::HandOver() {
 void Context::OnTrim(Timer* t) {
   auto* ctx = static_cast<Context*>(t->owner);
   BufTrim();
+  for (Conn* c = ctx->conns_; c; c = c->next) c->Trim();
   ctx->timers_.ScheduleIn(&ctx->trim_, 1000 * 1000);
 }
 

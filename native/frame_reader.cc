@@ -23,6 +23,13 @@ FrameReader::~FrameReader() {
   BufFree(ctrl_);
 }
 
+void FrameReader::Trim() {
+  if (in_message_ || in_frame_ || !msg_) return;
+  BufFree(msg_);
+  msg_ = nullptr;
+  msg_cap_ = 0;
+}
+
 void FrameReader::EnableDeflate(std::unique_ptr<PerMessageDeflate> pmd) { pmd_ = std::move(pmd); }
 
 void FrameReader::Fail(uint16_t code, const char* why) {

@@ -72,6 +72,8 @@ class FrameReader {
   size_t Feed(const uint8_t* p, size_t n);
   bool busy() const { return zoff_ < zin_.size() || z_more_; }
   bool done() const { return done_; }  // a close frame or an error was seen
+  // Between messages: gives back the reassembly buffer kept for the next one.
+  void Trim();
 
  private:
   bool StartFrame();

@@ -122,6 +122,11 @@ void Wire::Drop(bool keep_partial) {
   }
 }
 
+void Wire::Trim() {
+  data_.Release();
+  ctrl_.Release();
+}
+
 void Wire::RequestWritable() {
   if (want_writable_ || !wsi_) return;
   want_writable_ = true;

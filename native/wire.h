@@ -105,6 +105,8 @@ class Wire {
   virtual bool HalfClose() { return false; }
   void RequestWritable();
   void WritableArrived() { want_writable_ = false; }
+  // Gives back the memory of empty queues (an idle connection keeps none).
+  void Trim();
 
  protected:
   // Hands bytes to the transport; returns how many it took, -1 when the
@@ -127,6 +129,12 @@ class Wire {
     void push_back(const OutFrame& f) { v_.push_back(f); }
     void pop_back();
     void pop_front();
+    void Release() {
+      if (empty()) {
+        std::vector<OutFrame>().swap(v_);
+        head_ = 0;
+      }
+    }
 
    private:
     void Compact();
