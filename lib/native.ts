@@ -84,7 +84,10 @@ export type EventsCallback = (
 ) => void;
 
 export interface Binding {
-  init(onEvents: EventsCallback, logLevel: number): void;
+  /** scheduleDelivery() must call deliverPending() in a later turn of the event loop. */
+  init(onEvents: EventsCallback, logLevel: number, scheduleDelivery: () => void): void;
+  /** The rest of a delivery; true when still more is left (schedule again). */
+  deliverPending(): boolean;
   bind(options: NativeBindOptions): NativeBound;
   closeFd(fd: number): void;
   startServer(id: number, fd: number, config: NativeServerConfig): void;

@@ -62,7 +62,7 @@ class Runtime {
     const level = debug.enabled
       ? LogLevel.error | LogLevel.warn | LogLevel.notice | LogLevel.info
       : LogLevel.error | LogLevel.warn;
-    binding.init(this.onEvents, level);
+    binding.init(this.onEvents, level, this.scheduleDelivery);
     this.started = true;
     if (this.receiveLimit !== undefined) binding.setReceiveLimit(this.receiveLimit);
   }
@@ -86,6 +86,18 @@ class Runtime {
   unref(): void {
     if (--this.refs === 0) binding.setRef(false);
   }
+
+  /**
+   * Native code delivers events in slices of a few milliseconds; between slices the event loop
+   * turns (timers, I/O), however fast the events come.
+   */
+  private scheduleDelivery = () => {
+    setImmediate(this.deliverMore);
+  };
+
+  private deliverMore = () => {
+    if (binding.deliverPending()) setImmediate(this.deliverMore);
+  };
 
   private onEvents = (
     recs: Uint32Array,

@@ -36,6 +36,7 @@ class Addon : public Napi::Addon<Addon> {
   Addon(Napi::Env env, Napi::Object exports) : env_(env) {
     DefineAddon(exports, {
                              InstanceMethod("init", &Addon::InitContext),
+                             InstanceMethod("deliverPending", &Addon::DeliverPending),
                              InstanceMethod("bind", &Addon::Bind),
                              InstanceMethod("closeFd", &Addon::CloseFd),
                              InstanceMethod("startServer", &Addon::StartServer),
@@ -93,18 +94,30 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  // init(onEvents, logLevel)
+  // init(onEvents, logLevel, scheduleDelivery): scheduleDelivery() must arrange
+  // for deliverPending() to be called in a later turn of the event loop.
   Napi::Value InitContext(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (ctx_) return env.Undefined();
-    if (!info[0].IsFunction()) return ThrowTypeError(env, "init: callback expected");
+    if (!info[0].IsFunction() || !info[2].IsFunction())
+      return ThrowTypeError(env, "init: callbacks expected");
     if (info[1].IsNumber()) lws_set_log_level(info[1].As<Napi::Number>().Int32Value(), LwsLogSink);
     std::string error;
     ctx_ = Context::Create(env, info[0].As<Napi::Function>(), &error);
     if (!ctx_) {
       MakeCodedError(env, "ERR_LWS_INIT", "node-lws: " + error).ThrowAsJavaScriptException();
+      return env.Undefined();
     }
+    dispatch_ = Napi::Persistent(info[0].As<Napi::Function>());
+    ctx_->SetScheduler(env, info[2]);
     return env.Undefined();
+  }
+
+  // deliverPending(): the rest of a delivery that gave the event loop a turn.
+  Napi::Value DeliverPending(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ctx_ || ctx_->stopped()) return Napi::Boolean::New(env, false);
+    return Napi::Boolean::New(env, ctx_->Deliver(env, dispatch_.Value()));
   }
 
   // bind({ host, port, reuseAddr, reusePort, ipv6Only, backlog })
@@ -631,6 +644,7 @@ class Addon : public Napi::Addon<Addon> {
 
   napi_env env_;
   Context* ctx_ = nullptr;
+  Napi::FunctionReference dispatch_;  // the JS event dispatcher (lib/runtime.ts)
 };
 
 }  // namespace nlws

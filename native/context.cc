@@ -655,7 +655,15 @@ void Context::OnTrim(Timer* t) {
 void Context::CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused) {
   (void)unused;
   if (!env || !ctx) return;
-  ctx->Deliver(env, cb);
+  if (ctx->Deliver(env, cb) && !ctx->schedule_.IsEmpty()) {
+    napi_value global, result;
+    if (napi_get_global(env, &global) == napi_ok)
+      napi_call_function(env, global, ctx->schedule_.Value(), 0, nullptr, &result);
+  }
+}
+
+void Context::SetScheduler(napi_env env, napi_value schedule) {
+  schedule_ = Napi::Persistent(Napi::Function(env, schedule));
 }
 
 }  // namespace nlws

@@ -26,6 +26,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -107,8 +108,13 @@ class Context {
   void SetReceiveLimit(int64_t bytes) { rx_limit_.store(bytes); }
   // Bytes charged to the receive total: events not yet consumed by JavaScript.
   int64_t receive_pending() const { return rx_total_.load(); }
-  // Called by the thread-safe function: hands the pending batches to JavaScript.
-  void Deliver(napi_env env, napi_value cb);
+  // Hands pending batches to JavaScript, for at most a few milliseconds:
+  // returns true when some are left, and the caller lets the event loop turn
+  // (timers, I/O) before it calls again (addon.cc: setImmediate). Batches
+  // that arrive meanwhile wait; the service thread queues no further call.
+  bool Deliver(napi_env env, napi_value cb);
+  // The JS function that schedules the rest of a delivery.
+  void SetScheduler(napi_env env, napi_value schedule);
   bool delivering() const { return delivering_; }
 
   // ---- service thread ----
@@ -171,6 +177,7 @@ class Context {
   void PauseAll();
   void ResumeAll();
   static void CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused);
+  void DeliverOne(napi_env env, napi_value cb, Batch& b);
   static void OnTrim(Timer* t);
 
   std::thread thread_;
@@ -189,12 +196,13 @@ class Context {
 
   // service -> main
   std::mutex ev_mu_;
-  std::vector<Batch> pending_;  // handed over whole: no copying of arenas
+  std::deque<Batch> pending_;  // handed over whole: no copying of arenas
   bool call_pending_ = false;
   Batch local_;                 // service thread
   bool delivering_ = false;     // main thread: inside Deliver
   bool wake_deferred_ = false;  // main thread: a wake-up waits for the end of delivery
   Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
+  Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())
   bool ref_ = false;
   napi_env env_ = nullptr;
 

@@ -8,6 +8,7 @@
 
 #include "buffers.h"
 #include "context.h"
+#include "timers.h"
 
 namespace nlws {
 
@@ -150,58 +151,78 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs, napi
 
 }  // namespace
 
-void Context::Deliver(napi_env env, napi_value cb) {
-  std::vector<Batch> batches;
-  {
-    std::lock_guard<std::mutex> lock(ev_mu_);
-    batches.swap(pending_);
-    call_pending_ = false;
-  }
+bool Context::Deliver(napi_env env, napi_value cb) {
+  // A slice: other callbacks of the event loop (timers, I/O, IPC) run between
+  // slices, however fast the batches come.
+  constexpr int64_t kSliceUs = 4000;
+  int64_t start = MonotonicUs();
+  bool more = false;
   delivering_ = true;  // commands pushed meanwhile share one wake-up, at the end
-  for (Batch& b : batches) {
-    // What JavaScript keeps stays charged; everything else is released.
-    int64_t held_total = 0;
-    std::unordered_map<uint32_t, int64_t> held;
-    napi_handle_scope scope;
-    if (napi_open_handle_scope(env, &scope) == napi_ok) {
-      napi_value argv[3];
-      uint32_t* recs = nullptr;
-      napi_value lent = nullptr;
-      if (MakeBatch(env, b, argv, &recs, &lent)) {
-        napi_value global, result;
-        if (napi_get_global(env, &global) == napi_ok)
-          napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
-        for (size_t i = 0; i < b.recs.size(); i += 4) {
-          if (!(recs[i] & kHeldBit) || !IsMessageEvent(recs[i] & ~kHeldBit)) continue;
-          int64_t cost = MessageCost(recs + i);
-          held_total += cost;
-          held[recs[i + 1]] += cost;
-        }
+  while (true) {
+    Batch b;
+    {
+      std::lock_guard<std::mutex> lock(ev_mu_);
+      if (pending_.empty()) {
+        call_pending_ = false;
+        break;
       }
-      if (lent) napi_detach_arraybuffer(env, lent);  // the arena is freed with the batch
-      napi_close_handle_scope(env, scope);
+      b = std::move(pending_.front());
+      pending_.pop_front();
     }
-    for (JsRef* r : b.releases) napi_delete_reference(env, r->ref);
-    for (RxCharge& c : b.charges) {
-      int64_t bytes = c.bytes;
-      if (!held.empty()) {
-        auto it = held.find(c.shared->id);
-        if (it != held.end()) {
-          int64_t keep = std::min(bytes, it->second);
-          it->second -= keep;
-          bytes -= keep;
-        }
-      }
-      ReleaseConn(c.shared, bytes);
+    DeliverOne(env, cb, b);
+    if (MonotonicUs() - start >= kSliceUs) {
+      std::lock_guard<std::mutex> lock(ev_mu_);
+      more = !pending_.empty();
+      if (!more) call_pending_ = false;
+      break;
     }
-    ReleaseTotal(b.cost - held_total);
-    b.Clear();
   }
   delivering_ = false;
   if (wake_deferred_) {
     wake_deferred_ = false;
     if (!stopped_) lws_cancel_service(lws_);
   }
+  return more;
+}
+
+void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
+  // What JavaScript keeps stays charged; everything else is released.
+  int64_t held_total = 0;
+  std::unordered_map<uint32_t, int64_t> held;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value argv[3];
+    uint32_t* recs = nullptr;
+    napi_value lent = nullptr;
+    if (MakeBatch(env, b, argv, &recs, &lent)) {
+      napi_value global, result;
+      if (napi_get_global(env, &global) == napi_ok)
+        napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
+      for (size_t i = 0; i < b.recs.size(); i += 4) {
+        if (!(recs[i] & kHeldBit) || !IsMessageEvent(recs[i] & ~kHeldBit)) continue;
+        int64_t cost = MessageCost(recs + i);
+        held_total += cost;
+        held[recs[i + 1]] += cost;
+      }
+    }
+    if (lent) napi_detach_arraybuffer(env, lent);  // the arena is freed with the batch
+    napi_close_handle_scope(env, scope);
+  }
+  for (JsRef* r : b.releases) napi_delete_reference(env, r->ref);
+  for (RxCharge& c : b.charges) {
+    int64_t bytes = c.bytes;
+    if (!held.empty()) {
+      auto it = held.find(c.shared->id);
+      if (it != held.end()) {
+        int64_t keep = std::min(bytes, it->second);
+        it->second -= keep;
+        bytes -= keep;
+      }
+    }
+    ReleaseConn(c.shared, bytes);
+  }
+  ReleaseTotal(b.cost - held_total);
+  b.Clear();
 }
 
 }  // namespace nlws
