@@ -1,5 +1,7 @@
 'use strict';
 // node-lws-stress: command line, progress, summary, and the parent of --processes N.
+// The scenarios: the cycles (worker.js; --broadcast and --slow-clients shape their traffic,
+// --idle N in idle.js measures them beside idle connections) and --flood (flood.js).
 
 const { fork } = require('node:child_process');
 const crypto = require('node:crypto');
@@ -9,8 +11,11 @@ const {
   AUDIO_INTERVAL_MS,
   INPUT_BYTES,
   INPUT_INTERVAL_MS,
+  HEADER_BYTES,
   createPayloads,
 } = require('./frames');
+const { runFlood } = require('./flood');
+const { checkIdleLimit, runIdle } = require('./idle');
 const { USAGE, UsageError, parseArgs, workerArgs } = require('./options');
 const { Histogram, KINDS, Stats, mergeSnapshots } = require('./stats');
 const { loadClient } = require('./clients');
@@ -39,8 +44,10 @@ const fmtMs = (v) =>
   v === null || v === undefined ? '-' : `${v < 10 ? v.toFixed(2) : v.toFixed(1)}ms`;
 
 class Progress {
-  constructor(o, stream = process.stderr) {
+  /** `lineText(snap, progress)`: the line's text after the bar (default: the cycles' counters). */
+  constructor(o, stream = process.stderr, lineText = null) {
     this.o = o;
+    this.lineText = lineText;
     this.stream = stream;
     this.tty = Boolean(stream.isTTY);
     this.enabled = o.progress;
@@ -51,6 +58,12 @@ class Progress {
 
   line(snap) {
     const secs = snap.elapsedMs / 1000;
+    if (this.lineText) {
+      const text = `${this.lineText(snap, this)}${this.stopping ? ' (stopping)' : ''}`;
+      if (!this.tty) return `${NAME}: ${text}`;
+      const cols = this.stream.columns || 120;
+      return text.length > cols - 1 ? text.slice(0, cols - 1) : text;
+    }
     const p99 = Histogram.fromJSON(snap.latency).percentile(99);
     const rate = secs > 0 ? mb(snap.bytes) / secs : 0;
     const stats =
@@ -99,7 +112,14 @@ function portMode(o) {
   return o.portRange ? 'range' : 'zero';
 }
 
-function buildSummary(o, stats, { elapsedMs, interrupted, clientName, workers, histograms }) {
+/** --drop: the bounds the server runs with (see worker.js videoBound). */
+function dropConfig(o) {
+  if (!o.drop) return null;
+  const video = o.maxBackpressure ?? Math.max(256 * 1024, 2 * (o.videoBytes + HEADER_BYTES));
+  return { policy: 'drop', videoMaxBackpressure: video, maxBackpressure: 4 * video };
+}
+
+function buildSummary(o, stats, { elapsedMs, interrupted, clientName, workers, histograms, idle }) {
   const j = stats.toJSON();
   const workersOk = !workers || workers.every((w) => w.ok);
   const ok = j.failures.count === 0 && j.frames.lost === 0 && j.frames.corrupt === 0 && workersOk;
@@ -107,12 +127,18 @@ function buildSummary(o, stats, { elapsedMs, interrupted, clientName, workers, h
   const summary = {
     tool: NAME,
     version: version(),
+    scenario: 'cycles',
     ok,
     exitCode: ok ? 0 : 1,
     interrupted,
     elapsedSec: Math.round(secs * 100) / 100,
     config: {
       duration: o.duration,
+      traffic: o.broadcast ? 'broadcast' : 'per-client',
+      drop: dropConfig(o),
+      slowClients: o.slowClients,
+      slowMBps: o.slowClients > 0 ? o.slowMBps : null,
+      idle: o.idle,
       clients: o.clients,
       cycleMs: o.cycleMs,
       videoBytes: o.videoBytes,
@@ -135,6 +161,8 @@ function buildSummary(o, stats, { elapsedMs, interrupted, clientName, workers, h
     bind: j.bind,
     connect: j.connect,
     frames: j.frames,
+    broadcast: o.broadcast ? broadcastSummary(j) : undefined,
+    idle: idle ?? undefined,
     latencyMs: j.latencyMs,
     throughput: {
       bytesReceived: j.bytesReceived,
@@ -144,8 +172,42 @@ function buildSummary(o, stats, { elapsedMs, interrupted, clientName, workers, h
     failures: j.failures,
   };
   if (workers) summary.workers = workers;
-  if (histograms) summary.histograms = j.histograms;
+  if (histograms) {
+    // For the parent of --processes N: what it merges (see Stats.mergeJSON).
+    summary.histograms = j.histograms;
+    summary.counters = { broadcast: j.broadcast };
+  }
   return summary;
+}
+
+/** --broadcast: per-topic and per-subscriber deliveries. */
+function broadcastSummary(j) {
+  const b = j.broadcast;
+  const byTopic = {};
+  for (const t of ['video', 'audio']) {
+    const k = j.frames.byKind[t];
+    byTopic[t] = {
+      published: b.published[t],
+      delivered: k.received - k.corrupt,
+      dropped: k.dropped,
+      lost: k.lost,
+    };
+  }
+  return {
+    topics: ['video', 'audio'],
+    published: b.published,
+    subscribers: b.subscribers,
+    deliveries: b.deliveries,
+    delivered: byTopic.video.delivered + byTopic.audio.delivered,
+    dropped: b.dropped,
+    lost: b.lost,
+    byTopic,
+    perSubscriber: {
+      withDrops: b.subscribersWithDrops,
+      maxDropped: b.maxDroppedPerSubscriber,
+      withLosses: b.subscribersWithLosses,
+    },
+  };
 }
 
 const counts = (obj) => {
@@ -173,6 +235,17 @@ function textSummary(s) {
   out.push(
     `  traffic      video ${c.fps ? `${c.videoBytes} B at ${c.fps} fps` : 'off'}; audio ${c.audioBytes} B every ${c.audioIntervalMs} ms; input ${c.inputBytes} B every ${c.inputIntervalMs} ms; ${c.cycleMs} ms per cycle`,
   );
+  out.push(
+    `  shape        ${c.traffic === 'broadcast' ? "broadcast: each frame published once to topics 'video' and 'audio' (server.publish)" : 'a send() per client per frame'}` +
+      (c.traffic === 'broadcast'
+        ? c.drop
+          ? `; drop policy: video bound ${c.drop.videoMaxBackpressure} B, connection (audio) ${c.drop.maxBackpressure} B`
+          : '; no drop policy (every frame must reach every subscriber)'
+        : '') +
+      (c.slowClients
+        ? `; ${c.slowClients} slow client${c.slowClients > 1 ? 's' : ''} per cycle reading ${c.slowMBps} MB/s`
+        : ''),
+  );
   out.push(`  cycles       ${s.cycles} (${s.cyclesFailed} with failures)`);
   const b = s.bind;
   out.push(
@@ -185,13 +258,19 @@ function textSummary(s) {
   out.push(`  connect      ${s.connect.ok} ok; failures: ${counts(s.connect.failures)}`);
   const f = s.frames;
   out.push(
-    `  frames       sent ${f.sent}, received ${f.received}, lost ${f.lost}, corrupt ${f.corrupt}, out of order ${f.outOfOrder}, dropped ${f.dropped} (video skipped for slow clients)`,
+    `  frames       sent ${f.sent}, received ${f.received}, lost ${f.lost}, corrupt ${f.corrupt}, out of order ${f.outOfOrder}, dropped ${f.dropped} (${c.traffic === 'broadcast' ? 'dropped by node-lws for slow subscribers' : 'video skipped for slow clients'})`,
   );
   for (const k of KINDS) {
     const x = f.byKind[k];
     const l = s.latencyMs.byKind[k];
     out.push(
-      `    ${k.padEnd(10)} sent ${x.sent}, received ${x.received}, lost ${x.lost}, corrupt ${x.corrupt}${k === 'video' ? `, dropped ${x.dropped}` : ''}; latency ${lat(l)}`,
+      `    ${k.padEnd(10)} sent ${x.sent}, received ${x.received}, lost ${x.lost}, corrupt ${x.corrupt}${k === 'video' || (k === 'audio' && c.traffic === 'broadcast') ? `, dropped ${x.dropped}` : ''}; latency ${lat(l)}`,
+    );
+  }
+  if (s.broadcast) {
+    const b = s.broadcast;
+    out.push(
+      `  broadcast    published video ${b.published.video}, audio ${b.published.audio}; ${b.subscribers} subscribers; deliveries ${b.deliveries}: delivered ${b.delivered}, dropped ${b.dropped} (${b.perSubscriber.withDrops} subscribers, at most ${b.perSubscriber.maxDropped} each), lost ${b.lost} (${b.perSubscriber.withLosses} subscribers)`,
     );
   }
   out.push(`  latency      ${lat(s.latencyMs)}`);
@@ -202,6 +281,20 @@ function textSummary(s) {
   out.push(
     `  timings      listen ${lat(t.listen)}; connect ${lat(t.connect)}; server.close() ${lat(t.serverClose)}`,
   );
+  if (s.idle) {
+    const i = s.idle;
+    out.push(
+      `  idle         ${i.opened} of ${i.connections} idle connections opened from ${i.holders} helper process${i.holders === 1 ? '' : 'es'}${i.openSec !== null ? ` in ${i.openSec.toFixed(1)} s` : ''}${i.failed ? `, ${i.failed} failed (${counts(i.failureCodes)})` : ''}; ${i.closedEarly} closed early; descriptors ${i.fdLimit ? `${i.fdLimit.soft}/${i.fdLimit.hard}` : '?'} (soft/hard)`,
+    );
+    out.push(
+      `  echo         every ${i.echo.intervalMs} ms on its own connection: ${i.echo.sent} sent, ${i.echo.received} back`,
+    );
+    for (const [name, p] of Object.entries(i.phases)) {
+      out.push(
+        `    ${`${name} (${p.idle} idle)`.padEnd(18)} ${p.seconds.toFixed(1)} s: echo p50 ${fmtMs(p.echoMs.p50)}, p99 ${fmtMs(p.echoMs.p99)}, max ${fmtMs(p.echoMs.max)}; frames p50 ${fmtMs(p.frameLatencyMs.p50)}, p99 ${fmtMs(p.frameLatencyMs.p99)}; process CPU ${p.cpuPercent === null ? '-' : `${p.cpuPercent.toFixed(0)}%`}`,
+      );
+    }
+  }
   if (s.workers) {
     out.push(
       `  workers      ${s.workers.map((w) => `#${w.index} pid ${w.pid} exit ${w.exitCode ?? w.signal}${w.ok ? '' : ' FAILED'}`).join('; ')}`,
@@ -297,6 +390,11 @@ async function runSingle(o, lws, client) {
     signal: controller.signal,
     listenerPorts,
     onPort: ipc ? (port) => process.connected && process.send({ type: 'port', port }) : undefined,
+    note: (text) => {
+      if (o.progress) progress.note(text);
+    },
+    /** Time not counted against --duration (--idle: opening the idle connections). */
+    excludedMs: 0,
   };
   if (ipc) {
     process.on('message', (m) => {
@@ -311,16 +409,22 @@ async function runSingle(o, lws, client) {
   if (ipc) {
     timer = setInterval(() => {
       if (process.connected) {
-        process.send({ type: 'progress', snap: stats.snapshot(performance.now() - t0) });
+        process.send({
+          type: 'progress',
+          snap: stats.snapshot(performance.now() - t0 - ctx.excludedMs),
+        });
       }
     }, 250);
   } else if (o.progress) {
     timer = setInterval(
-      () => progress.update(stats.snapshot(performance.now() - t0)),
+      () => progress.update(stats.snapshot(performance.now() - t0 - ctx.excludedMs)),
       progress.intervalMs,
     );
   }
-  const elapsedMs = await runWorker(ctx);
+  let elapsedMs;
+  let idle;
+  if (o.idle > 0) ({ elapsedMs, idle } = await runIdle(ctx));
+  else elapsedMs = await runWorker(ctx);
   clearInterval(timer);
   progress.clear();
   const summary = buildSummary(o, stats, {
@@ -328,6 +432,7 @@ async function runSingle(o, lws, client) {
     interrupted,
     clientName: client.name,
     histograms: o.worker,
+    idle,
   });
   if (ipc && process.connected) process.disconnect();
   process.off('uncaughtException', onFatal);
@@ -460,6 +565,160 @@ async function runParent(o, clientName) {
 }
 
 // ---------------------------------------------------------------------------
+// --flood
+// ---------------------------------------------------------------------------
+
+const MiB = 1024 * 1024;
+
+function floodSummary(o, stats, directions, { elapsedMs, interrupted, clientName }) {
+  const j = stats.toJSON();
+  const total = { sent: 0, received: 0, lost: 0, corrupt: 0, outOfOrder: 0 };
+  for (const d of directions) for (const k of Object.keys(total)) total[k] += d[k];
+  const ok = j.failures.count === 0 && total.lost === 0 && total.corrupt === 0;
+  return {
+    tool: NAME,
+    version: version(),
+    scenario: 'flood',
+    ok,
+    exitCode: ok ? 0 : 1,
+    interrupted,
+    elapsedSec: Math.round(elapsedMs / 10) / 100,
+    config: {
+      duration: o.duration,
+      direction: o.direction,
+      connections: o.clients,
+      messageBytes: o.messageBytes,
+      handlerUs: o.handlerUs,
+      receiver: o.receiver,
+      client: clientName,
+      receiveHighWaterMark: o.receiveHwm,
+      totalReceiveLimit: o.totalReceiveLimit,
+      maxRssMiB: o.maxRssMiB,
+      host: o.host,
+      timeoutMs: o.timeoutMs,
+    },
+    frames: total,
+    flood: { directions },
+    failures: j.failures,
+  };
+}
+
+function floodText(s) {
+  const c = s.config;
+  const out = [];
+  out.push(
+    `${NAME} ${s.version}: ${s.ok ? 'OK' : 'FAILED'}${s.interrupted ? ' (interrupted: summary so far)' : ''}`,
+  );
+  out.push(
+    `  flood        ${s.elapsedSec.toFixed(1)} s; ${c.connections} connection${c.connections > 1 ? 's' : ''} per direction; ${c.messageBytes} B binary messages as fast as TCP allows; receiver ${c.receiver} (its own process), handler ${c.handlerUs} us per message` +
+      (c.receiver === 'node-lws'
+        ? `; receiveHighWaterMark ${c.receiveHighWaterMark ?? 'default'}, totalReceiveLimit ${c.totalReceiveLimit ?? 'default'}`
+        : ''),
+  );
+  for (const d of s.flood.directions) {
+    const r = d.receiver;
+    out.push(
+      `  ${d.direction.padEnd(12)} ${d.ok ? 'ok' : 'FAILED'}: sent ${d.sent}, received ${d.received}, lost ${d.lost}, corrupt ${d.corrupt}, out of order ${d.outOfOrder}; ${d.floodSec.toFixed(1)} s flood + ${d.drainMs ?? '-'} ms drain; ${d.messagesPerSec} msg/s, ${d.MBps} MB/s`,
+    );
+    out.push(
+      `               receiver ${r.library} pid ${r.pid}: peak RSS ${r.peakRssMiB ?? '?'} MiB (at start ${r.rssBeforeMiB ?? '?'} MiB; limit ${c.maxRssMiB} MiB)${r.peakReceivePendingMiB !== null ? `, peak receivePending ${r.peakReceivePendingMiB} MiB` : ''}; event loop lag max ${fmtMs(r.eventLoopMaxLagMs)}; queue delay ${lat(d.queueDelayMs ?? {})}`,
+    );
+    out.push(
+      `               sender ${d.sender.library}: peak bufferedAmount ${(d.sender.peakBufferedAmount / MiB).toFixed(2)} MiB, waited for 'drain' ${d.sender.drainWaits} times (${d.sender.blockedSec.toFixed(1)} s${d.connections > 1 ? ' summed over the connections' : ''})`,
+    );
+  }
+  out.push(
+    `  failures     ${s.failures.count ? `${s.failures.count}: ${counts(s.failures.byKind)}` : 'none'}`,
+  );
+  for (const r of s.failures.first) {
+    out.push(
+      `    - ${r.what}${r.code !== undefined ? ` ${r.code}` : ''}${r.message ? `: ${r.message}` : ''}`,
+    );
+  }
+  if (s.failures.count > s.failures.first.length) {
+    out.push(`    ... and ${s.failures.count - s.failures.first.length} more`);
+  }
+  return `${out.join('\n')}\n`;
+}
+
+async function runFloodMain(o, lws, client) {
+  const stats = new Stats();
+  const controller = new AbortController();
+  let current = null;
+  const progress = new Progress(o, process.stderr, (snap) => {
+    const st = current;
+    if (!st) return `flood ${(snap.elapsedMs / 1000).toFixed(1)}s`;
+    const secs = st.t0 ? (performance.now() - st.t0) / 1000 : 0;
+    let sent = 0;
+    for (const x of st.senders) sent += x.seq;
+    const mem = st.sample();
+    return (
+      `flood ${st.direction} ${st.phase}${st.phase === 'flood' ? ` ${secs.toFixed(1)}s/${(st.floodMs / 1000).toFixed(1)}s` : ''}` +
+      ` sent=${sent} received=${st.receiver.last.progress?.received ?? 0}` +
+      (mem
+        ? ` receiver rss=${(mem.rssKiB / 1024).toFixed(0)}MiB peak=${(mem.hwmKiB / 1024).toFixed(0)}MiB`
+        : '') +
+      (snap.failures ? ` failures=${snap.failures}` : '')
+    );
+  });
+  let interrupted = false;
+  const onSignal = (sig) => {
+    if (!interrupted) {
+      interrupted = true;
+      progress.stopping = true;
+      if (o.progress)
+        progress.note(`${sig}: stopping the flood, then the receiver (Ctrl-C again to abort)`);
+      controller.abort();
+    } else {
+      current?.receiver.child.kill('SIGKILL');
+      progress.clear();
+      process.stderr.write(`${NAME}: aborted\n`);
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const onFatal = (err) => {
+    stats.fail('uncaught-exception', { code: err?.code, message: err?.stack ?? String(err) });
+    controller.abort();
+  };
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
+  const t0 = performance.now();
+  const timer = o.progress
+    ? setInterval(
+        () => progress.update({ elapsedMs: performance.now() - t0, failures: stats.failureCount }),
+        progress.intervalMs,
+      )
+    : undefined;
+  const directions = await runFlood({
+    o,
+    lws,
+    client,
+    stats,
+    signal: controller.signal,
+    note: (text) => {
+      if (o.progress) progress.note(text);
+    },
+    onProgress: (state) => {
+      current = state;
+    },
+  });
+  clearInterval(timer);
+  progress.clear();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  process.off('uncaughtException', onFatal);
+  process.off('unhandledRejection', onFatal);
+  const summary = floodSummary(o, stats, directions, {
+    elapsedMs: performance.now() - t0,
+    interrupted,
+    clientName: client.name,
+  });
+  finish(o.json ? `${JSON.stringify(summary, null, 2)}\n` : floodText(summary), summary.exitCode);
+}
+
+// ---------------------------------------------------------------------------
 
 function usageError(message) {
   process.stderr.write(`${NAME}: ${message}\n\n${USAGE}`);
@@ -498,6 +757,24 @@ async function main(argv) {
     process.stderr.write(`${NAME}: ${err.message}\n`);
     process.exitCode = 1;
     return;
+  }
+  if (o.flood) {
+    if (o.receiver === 'ws') {
+      try {
+        require.resolve('ws');
+      } catch (err) {
+        process.stderr.write(
+          `${NAME}: --receiver ws needs the ws package (npm install ws): ${err.message}\n`,
+        );
+        process.exitCode = 1;
+        return;
+      }
+    }
+    return runFloodMain(o, lws, client);
+  }
+  if (o.idle > 0) {
+    const why = checkIdleLimit(o);
+    if (why) return usageError(why);
   }
   if (o.processes > 1) return runParent(o, client.name);
   return runSingle(o, lws, client);

@@ -3,7 +3,7 @@
 // own client (`connect(url, options) -> Promise<transport>`): `send(buf)`
 // returning false past the high-water mark, 'message' (data, isBinary),
 // 'drain', 'close' (code, reason), 'error', `close(code, reason)`,
-// `terminate()`. Connection failures reject with an error carrying `code`.
+// `terminate()`, `pause()`, `resume()`. Connection failures reject with an error carrying `code`.
 
 const { EventEmitter } = require('node:events');
 
@@ -92,6 +92,15 @@ class WsTransport extends EventEmitter {
 
   get bufferedAmount() {
     return this.#ws.bufferedAmount;
+  }
+
+  /** Stops reading (ws pauses its socket); for --slow-clients. */
+  pause() {
+    this.#ws.pause();
+  }
+
+  resume() {
+    this.#ws.resume();
   }
 
   send(data) {

@@ -27,6 +27,8 @@ const MAGIC = 0x53574c4e;
 const KIND = { video: 1, audio: 2, input: 3 };
 const KIND_NAMES = ['', 'video', 'audio', 'input'];
 const VARIANTS = 61;
+/** The stream id of a published (--broadcast) frame: it belongs to every subscriber. */
+const BROADCAST_STREAM = 0xffffffff;
 
 /** Audio: 480 float32 samples (10 ms at 48 kHz) = 1,920 bytes. */
 const AUDIO_SAMPLES = 480;
@@ -154,6 +156,7 @@ module.exports = {
   AUDIO_BYTES,
   AUDIO_INTERVAL_MS,
   AUDIO_SAMPLES,
+  BROADCAST_STREAM,
   HEADER_BYTES,
   INPUT_BYTES,
   INPUT_INTERVAL_MS,

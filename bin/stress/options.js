@@ -9,7 +9,8 @@ checking every frame (sequence number, length, CRC-32) and measuring latency.
 
 Options:
   --duration S        run for S seconds (default 30)
-  --clients K         clients per cycle (default 4)
+  --clients K         clients per cycle (default 4; --flood: connections per direction,
+                      default 1)
   --cycle-ms MS       how long each server lives (default 1000)
   --video-bytes N     video frame payload size (default 307200 = 300 KiB)
   --fps N             video frames per second per client, 0 for none (default 60)
@@ -29,6 +30,43 @@ Options:
   --json              print only a JSON summary on stdout
   -h, --help          show this help
 
+Traffic shape (with the cycles above):
+  --broadcast         deliver video and audio through publish/subscribe, as the media
+                      server does: every client subscribes to 'video' and 'audio' and the
+                      server publishes each frame once (server.publish) instead of a
+                      send() loop per client; per-subscriber deliveries are checked
+  --drop              with --broadcast: backpressurePolicy 'drop', video subscribed with
+                      maxBackpressure --max-backpressure, the connection (audio) bound 4x
+                      that; frames dropped for a slow subscriber are counted, not failures
+  --max-backpressure N  with --drop: the video bound in bytes (default 2 video frames,
+                      at least 256 KiB)
+  --slow-clients K    K clients of each cycle read at most --slow-mbps while the server
+                      streams (pause()/resume()); they catch up when it stops
+  --slow-mbps R       reading rate of a slow client in MB/s (default 4)
+  --idle N            hold N idle WebSocket connections open to a server of the same
+                      process (from helper processes) during the second half of the run,
+                      and compare the first half (without) with the second (with): an echo
+                      every 20 ms on its own connection (p50/p99), frame latency, process CPU
+
+Receive flood (instead of the cycles):
+  --flood             a sender writes binary messages as fast as TCP allows to a receiver
+                      in its own process whose message handler is slow; reports the
+                      receiver's peak RSS (VmHWM), messages sent/received/lost/out of order
+                      and the sender's peak bufferedAmount (TCP backpressure reaching it)
+  --direction D       to-server (a client floods a server), to-client (a server floods a
+                      client) or both, one after the other, --duration split between them
+                      (default both)
+  --handler-us N      the receiver's handler busy-waits N microseconds per message (default 50)
+  --message-bytes N   message size in bytes (default 1024)
+  --receiver NAME     node-lws or ws (default node-lws)
+  --receive-hwm N     the node-lws receiver's receiveHighWaterMark in bytes
+                      (default: the library's)
+  --total-receive-limit N  the node-lws receiver's configure({ totalReceiveLimit }) in
+                      bytes (default: the library's)
+  --max-rss-mb N      the receiver's peak RSS above N MiB is a failure (default 512)
+                      (after the flood the receiver gets --timeout-ms plus twice its handler's
+                       time for the messages it still had to take to report them all)
+
 Progress goes to stderr (one redrawn line on a terminal, plain lines otherwise);
 the summary goes to stdout.
 
@@ -36,11 +74,17 @@ Exit status: 0 when every frame arrived intact and in order and nothing failed
 unexpectedly, also after Ctrl-C (SIGINT/SIGTERM stop the run early, close every
 server and client and print the summary so far; a second Ctrl-C aborts with 130);
 1 on any lost or corrupt frame or unexpected failure; 2 on a bad command line.
+--broadcast: a subscriber missing a published frame is a failure unless --drop is on
+and node-lws counted it as dropped for that subscriber (conn.stats.dropped).
+--idle: every idle connection must open and stay open, and every echo must come back
+(latency and CPU are reported, not judged). --flood: every message must arrive exactly
+once, in order and intact, and the receiver's peak RSS must stay within --max-rss-mb.
 
 Not failures: EADDRINUSE for a port another socket really holds (a listener, a
 connection, or the TIME_WAIT of an outgoing connection: with --port-range inside
 the kernel's ephemeral range this happens); video frames dropped because a
-client is slow (send() returned false; audio is never dropped).
+client is slow (send() returned false; audio is never dropped); with --drop,
+frames node-lws dropped for a slow subscriber.
 `;
 
 class UsageError extends Error {}
@@ -63,12 +107,30 @@ const DEFAULTS = {
   progress: true,
   json: false,
   help: false,
+  // Traffic shape.
+  broadcast: false,
+  drop: false,
+  maxBackpressure: null,
+  slowClients: 0,
+  slowMBps: 4,
+  idle: 0,
+  // Receive flood.
+  flood: false,
+  direction: 'both',
+  handlerUs: 50,
+  messageBytes: 1024,
+  receiver: 'node-lws',
+  receiveHwm: null,
+  totalReceiveLimit: null,
+  maxRssMiB: 512,
   // Internal: set by the parent of --processes N.
   worker: false,
   workerIndex: 0,
 };
 
 const MAX_VIDEO_BYTES = 64 * 1024 * 1024 - 64;
+/** A flood message carries the 32-byte frame header and at least 32 bytes of payload. */
+const MIN_FLOOD_MESSAGE = 64;
 
 function number(flag, text, { min, max, integer = true }) {
   if (text === undefined) throw new UsageError(`option ${flag} needs a value`);
@@ -78,6 +140,41 @@ function number(flag, text, { min, max, integer = true }) {
   }
   if (n < min || n > max) throw new UsageError(`option ${flag}: ${n} is not in ${min}..${max}`);
   return n;
+}
+
+/** The flags of the cycles that do not apply to --flood. */
+const CYCLE_ONLY = [
+  '--cycle-ms',
+  '--video-bytes',
+  '--fps',
+  '--port-range',
+  '--same-port',
+  '--processes',
+  '--bind-retries',
+  '--seed',
+  '--broadcast',
+  '--drop',
+  '--max-backpressure',
+  '--slow-clients',
+  '--slow-mbps',
+  '--idle',
+];
+/** The flags that only apply to --flood. */
+const FLOOD_ONLY = [
+  '--direction',
+  '--handler-us',
+  '--message-bytes',
+  '--receiver',
+  '--receive-hwm',
+  '--total-receive-limit',
+  '--max-rss-mb',
+];
+
+function oneOf(flag, text, values) {
+  if (!values.includes(text)) {
+    throw new UsageError(`option ${flag}: '${text}' is not one of ${values.join(', ')}`);
+  }
+  return text;
 }
 
 function portRange(flag, text) {
@@ -95,6 +192,7 @@ function portRange(flag, text) {
 /** Parses argv (without node and the script); throws UsageError. */
 function parseArgs(argv) {
   const o = { ...DEFAULTS };
+  const given = new Set();
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value;
@@ -110,7 +208,11 @@ function parseArgs(argv) {
       '--help',
       '-h',
       '--worker',
+      '--broadcast',
+      '--drop',
+      '--flood',
     ].includes(arg);
+    given.add(arg);
     if (!takesValue && value !== undefined) throw new UsageError(`option ${arg} takes no value`);
     const next = () => {
       if (value !== undefined) return value;
@@ -185,6 +287,48 @@ function parseArgs(argv) {
       case '--worker':
         o.worker = true;
         break;
+      case '--broadcast':
+        o.broadcast = true;
+        break;
+      case '--drop':
+        o.drop = true;
+        break;
+      case '--max-backpressure':
+        o.maxBackpressure = number(arg, next(), { min: 1024, max: 2 ** 40 });
+        break;
+      case '--slow-clients':
+        o.slowClients = number(arg, next(), { min: 0, max: 1000 });
+        break;
+      case '--slow-mbps':
+        o.slowMBps = number(arg, next(), { min: 0.01, max: 100_000, integer: false });
+        break;
+      case '--idle':
+        o.idle = number(arg, next(), { min: 0, max: 1_000_000 });
+        break;
+      case '--flood':
+        o.flood = true;
+        break;
+      case '--direction':
+        o.direction = oneOf(arg, next(), ['to-server', 'to-client', 'both']);
+        break;
+      case '--handler-us':
+        o.handlerUs = number(arg, next(), { min: 0, max: 1_000_000 });
+        break;
+      case '--message-bytes':
+        o.messageBytes = number(arg, next(), { min: MIN_FLOOD_MESSAGE, max: 16 * 1024 * 1024 });
+        break;
+      case '--receiver':
+        o.receiver = oneOf(arg, next(), ['node-lws', 'ws']);
+        break;
+      case '--receive-hwm':
+        o.receiveHwm = number(arg, next(), { min: 1, max: 2 ** 40 });
+        break;
+      case '--total-receive-limit':
+        o.totalReceiveLimit = number(arg, next(), { min: 64 * 1024, max: 2 ** 45 });
+        break;
+      case '--max-rss-mb':
+        o.maxRssMiB = number(arg, next(), { min: 16, max: 1024 * 1024 });
+        break;
       case '--worker-index':
         o.workerIndex = number(arg, next(), { min: 0, max: 255 });
         break;
@@ -193,7 +337,39 @@ function parseArgs(argv) {
         throw new UsageError(`unexpected argument '${arg}'`);
     }
   }
+  checkCombinations(o, given);
   return o;
+}
+
+/** Flags that need or exclude others. */
+function checkCombinations(o, given) {
+  const requires = (flag, needed, ok) => {
+    if (given.has(flag) && !ok) throw new UsageError(`option ${flag} needs ${needed}`);
+  };
+  if (o.flood) {
+    for (const flag of CYCLE_ONLY) {
+      if (given.has(flag)) throw new UsageError(`option ${flag} does not apply to --flood`);
+    }
+    if (!given.has('--clients')) o.clients = 1;
+    if (o.receiver === 'ws') {
+      for (const flag of ['--receive-hwm', '--total-receive-limit']) {
+        if (given.has(flag)) throw new UsageError(`option ${flag} needs --receiver node-lws`);
+      }
+    }
+    return;
+  }
+  for (const flag of FLOOD_ONLY) requires(flag, '--flood', false);
+  requires('--drop', '--broadcast', o.broadcast);
+  requires('--max-backpressure', '--drop', o.drop);
+  requires('--slow-mbps', '--slow-clients', o.slowClients > 0);
+  if (o.slowClients > o.clients) {
+    throw new UsageError(
+      `option --slow-clients: ${o.slowClients} is more than --clients ${o.clients}`,
+    );
+  }
+  if (o.idle > 0 && o.processes > 1) {
+    throw new UsageError('option --idle runs in one process: it does not combine with --processes');
+  }
 }
 
 /** The command line a worker of --processes N runs with. */
@@ -226,6 +402,11 @@ function workerArgs(o, index) {
   if (o.client) a.push('--client', o.client);
   if (o.portRange) a.push('--port-range', `${o.portRange[0]}-${o.portRange[1]}`);
   if (o.samePort) a.push('--same-port');
+  if (o.broadcast) a.push('--broadcast');
+  if (o.drop) a.push('--drop');
+  if (o.maxBackpressure !== null) a.push('--max-backpressure', String(o.maxBackpressure));
+  if (o.slowClients > 0) a.push('--slow-clients', String(o.slowClients));
+  if (o.slowClients > 0) a.push('--slow-mbps', String(o.slowMBps));
   return a;
 }
 

@@ -111,6 +111,17 @@ class Stats {
       portsInEphemeralRange: 0,
     };
     this.connect = { ok: 0, failures: {} };
+    // --broadcast: publishes per topic; per subscriber, deliveries due, dropped (--drop) and lost.
+    this.broadcast = {
+      published: { video: 0, audio: 0 },
+      subscribers: 0,
+      deliveries: 0,
+      dropped: 0,
+      lost: 0,
+      subscribersWithDrops: 0,
+      subscribersWithLosses: 0,
+      maxDroppedPerSubscriber: 0,
+    };
     this.kinds = { video: newKindCounters(), audio: newKindCounters(), input: newKindCounters() };
     this.latency = { video: new Histogram(), audio: new Histogram(), input: new Histogram() };
     this.timings = {
@@ -186,6 +197,7 @@ class Stats {
       cyclesFailed: this.cyclesFailed,
       bind: { ...this.bind },
       connect: { ...this.connect },
+      broadcast: { ...this.broadcast, published: { ...this.broadcast.published } },
       frames,
       latencyMs,
       bytesReceived: t.bytes,
@@ -206,7 +218,7 @@ class Stats {
     };
   }
 
-  /** Adds a worker's toJSON() output (for --processes N). */
+  /** Adds a worker's summary (toJSON() plus `counters`; for --processes N). */
   mergeJSON(j, workerIndex) {
     this.cycles += j.cycles;
     this.cyclesFailed += j.cyclesFailed;
@@ -223,6 +235,12 @@ class Stats {
     b.portsInEphemeralRange += j.bind.portsInEphemeralRange;
     this.connect.ok += j.connect.ok;
     for (const [c, n] of Object.entries(j.connect.failures)) bump(this.connect.failures, c, n);
+    const bc = this.broadcast;
+    for (const [k, v] of Object.entries(j.counters.broadcast)) {
+      if (k === 'published') for (const [t, n] of Object.entries(v)) bc.published[t] += n;
+      else if (k === 'maxDroppedPerSubscriber') bc[k] = Math.max(bc[k], v);
+      else bc[k] += v;
+    }
     for (const k of KINDS) {
       const dst = this.kinds[k];
       for (const [f, n] of Object.entries(j.frames.byKind[k])) dst[f] += n;

@@ -7,12 +7,20 @@
 // the server), stop sending, wait until every frame handed to send() has
 // arrived, close the clients, `await server.close()`, check that the port is
 // no longer held by this process, and start the next cycle at once.
+//
+// --broadcast: every client's server connection subscribes to 'video' and
+// 'audio' and the server publishes each frame once (server.publish); each
+// subscriber's deliveries are checked, and with --drop the frames node-lws
+// dropped for it (conn.stats.dropped) are told apart from lost ones.
+// --slow-clients: the first K clients of a cycle read at most --slow-mbps
+// (pause()/resume()) while the server streams.
 
 const fs = require('node:fs');
 const { setTimeout: sleep } = require('node:timers/promises');
 const {
   AUDIO_BYTES,
   AUDIO_INTERVAL_MS,
+  BROADCAST_STREAM,
   HEADER_BYTES,
   INPUT_INTERVAL_MS,
   KIND,
@@ -26,6 +34,14 @@ const { bump } = require('./stats');
 const TICK_MS = 4;
 const PORT_TRIES_PER_CYCLE = 20;
 const MAX_CONSECUTIVE_BIND_FAILURES = 5;
+/** --drop: how often the drain wait looks at frames dropped natively (they raise no event). */
+const DROP_POLL_MS = 20;
+const TOPICS = ['video', 'audio'];
+
+/** --drop: the video subscription's bound (--max-backpressure, or two frames, at least 256 KiB). */
+function videoBound(o) {
+  return o.maxBackpressure ?? Math.max(256 * 1024, 2 * (o.videoBytes + HEADER_BYTES));
+}
 
 // ---------------------------------------------------------------------------
 // /proc: who holds a port (to tell a busy port from a bind bug)
@@ -113,12 +129,13 @@ function codeOf(err) {
 /**
  * The worker. `ctx`: { o, lws, client, payloads, stats, signal (AbortSignal to
  * stop early), listenerPorts (Set, shared with other workers via onPort),
- * onPort(port) }. Resolves when the run is over.
+ * onPort(port), onFrameLatency(us)? }. Runs cycles for `durationMs` (default
+ * --duration) and resolves with the time taken.
  */
-async function runWorker(ctx) {
+async function runWorker(ctx, durationMs = ctx.o.duration * 1000) {
   const { o, stats, signal } = ctx;
   const started = performance.now();
-  const deadline = started + o.duration * 1000;
+  const deadline = started + durationMs;
   ctx.random = prng(o.seed);
   ctx.ephemeral = ephemeralRange();
   ctx.samePort = null;
@@ -161,6 +178,9 @@ async function bindServer(ctx, index) {
     const t0 = performance.now();
     try {
       const server = await lws.listen({
+        ...(o.drop
+          ? { backpressurePolicy: 'drop', maxBackpressure: 4 * videoBound(o) }
+          : undefined),
         host: o.host,
         port,
         bindRetry: {
@@ -229,6 +249,10 @@ async function bindServer(ctx, index) {
   return null;
 }
 
+/**
+ * One client's frames of one kind: sent (for --broadcast: published while it was subscribed),
+ * next sequence number due, arrived intact and in order (--drop: after a gap too), corrupt.
+ */
 function newRec() {
   return { sent: 0, next: 0, good: 0, corrupt: 0 };
 }
@@ -246,7 +270,8 @@ async function runCycle(ctx, index, streamMs) {
   const fail = (what, extra = {}) => stats.fail(what, { cycle: index, port, ...extra });
 
   let phase = 'connect'; // connect -> stream -> drain -> closing -> closed
-  let pending = 0; // frames handed to send() and not arrived yet
+  let pending = 0; // frames handed to send() and not arrived yet (not the published ones)
+  const topicSeq = { video: 0, audio: 0 }; // --broadcast: frames published per topic
   let onSettled = null; // wakes the drain / close waits
   const wake = () => onSettled?.();
 
@@ -261,6 +286,9 @@ async function runCycle(ctx, index, streamMs) {
       closeInfo: null,
       s: null, // the server side
       recs: { video: newRec(), audio: newRec(), input: newRec() },
+      slow: id < o.slowClients,
+      slowBytes: 0,
+      slowTimer: null,
     });
   }
 
@@ -278,9 +306,11 @@ async function runCycle(ctx, index, streamMs) {
     const rec = cl.recs[kindName];
     k.received++;
     k.bytes += bytes;
-    pending--;
+    const published = o.broadcast && side === 'client';
+    const stream = published ? BROADCAST_STREAM : cl.id;
+    if (!published) pending--;
     const why = f.ok
-      ? wrongDirection || (f.streamId !== cl.id ? `wrong-stream ${f.streamId}` : '')
+      ? wrongDirection || (f.streamId !== stream ? `wrong-stream ${f.streamId}` : '')
       : f.why;
     if (why) {
       k.corrupt++;
@@ -290,16 +320,74 @@ async function runCycle(ctx, index, streamMs) {
       });
     } else {
       if (f.seq === rec.next) rec.good++;
-      else {
+      else if (published && o.drop && f.seq > rec.next) {
+        // node-lws dropped the frames in between for this slow subscriber: accountSubscriber()
+        // checks their number against conn.stats.dropped.
+        rec.good++;
+      } else {
         k.outOfOrder++;
         fail('out-of-order', {
           message: `${kindName} to ${side} of client ${cl.id}: seq ${f.seq}, expected ${rec.next}`,
         });
       }
       rec.next = Math.max(rec.next, f.seq + 1);
-      stats.latency[kindName].record(Number(process.hrtime.bigint() - f.sentAt) / 1000);
+      const us = Number(process.hrtime.bigint() - f.sentAt) / 1000;
+      stats.latency[kindName].record(us);
+      ctx.onFrameLatency?.(us);
     }
-    if (pending <= 0) wake();
+    wake();
+  };
+
+  /** --broadcast: one frame to every subscriber of its topic. */
+  const publish = (kind) => {
+    const name = KIND_NAMES[kind];
+    const seq = topicSeq[name]++;
+    const frame = encodeFrame(payloads, kind, seq, BROADCAST_STREAM);
+    let queued;
+    try {
+      queued = server.publish(name, frame, true);
+    } catch (err) {
+      fail('publish-threw', { code: codeOf(err), message: err.message });
+      return;
+    }
+    stats.broadcast.published[name]++;
+    let subscribers = 0;
+    for (const cl of clients) {
+      if (cl.s?.subscribed && !cl.s.closed) {
+        subscribers++;
+        cl.recs[name].sent++;
+        stats.kinds[name].sent++;
+      }
+    }
+    if (queued !== subscribers) {
+      fail('publish-count', {
+        message: `publish('${name}') seq ${seq} queued for ${queued} connections; ${subscribers} are subscribed`,
+      });
+    }
+  };
+
+  /** --slow-clients: pause a slow client that has read more than its rate allows so far. */
+  const slowRate = (o.slowMBps * 1e6) / 1000; // bytes per ms
+  const throttle = (cl, bytes) => {
+    if (!cl.slow || phase !== 'stream') return;
+    cl.slowBytes += bytes;
+    const ahead = cl.slowBytes / slowRate - (performance.now() - cl.t0);
+    if (ahead > 1 && cl.slowTimer === null && cl.open) {
+      cl.t.pause();
+      cl.slowTimer = setTimeout(() => {
+        cl.slowTimer = null;
+        if (cl.open) cl.t.resume();
+      }, ahead);
+    }
+  };
+  const unthrottle = () => {
+    for (const cl of clients) {
+      if (cl.slowTimer !== null) {
+        clearTimeout(cl.slowTimer);
+        cl.slowTimer = null;
+        if (cl.open) cl.t.resume();
+      }
+    }
   };
 
   const send = (transport, cl, kind, id) => {
@@ -330,7 +418,20 @@ async function runCycle(ctx, index, streamMs) {
     }
     const s = { conn, t0: performance.now(), videoTicks: 0, audioTicks: 0, blocked: false };
     s.closed = false;
+    s.subscribed = false;
     cl.s = s;
+    if (o.broadcast) {
+      // Due from now on: what is published from here (normally everything, from seq 0).
+      for (const name of TOPICS) cl.recs[name].next = topicSeq[name];
+      try {
+        conn.subscribe('audio');
+        conn.subscribe('video', o.drop ? { maxBackpressure: videoBound(o) } : undefined);
+        s.subscribed = true;
+        stats.broadcast.subscribers++;
+      } catch (err) {
+        fail('subscribe-threw', { code: codeOf(err), message: err.message });
+      }
+    }
     conn.on('drain', () => {
       s.blocked = false;
     });
@@ -392,7 +493,10 @@ async function runCycle(ctx, index, streamMs) {
     cl.t = t;
     cl.open = true;
     cl.t0 = performance.now();
-    t.on('message', (data) => receive(cl, data, 'client'));
+    t.on('message', (data) => {
+      receive(cl, data, 'client');
+      if (cl.slow) throttle(cl, typeof data === 'string' ? Buffer.byteLength(data) : data.length);
+    });
     t.on('error', (err) => fail('client-error', { code: codeOf(err), message: err.message }));
     t.on('close', (code, reason) => {
       cl.open = false;
@@ -411,11 +515,28 @@ async function runCycle(ctx, index, streamMs) {
 
   // Stream.
   phase = 'stream';
+  const streamT0 = performance.now();
+  const bc = { videoTicks: 0, audioTicks: 0 };
   const tick = () => {
     const now = performance.now();
+    if (o.broadcast) {
+      const el = now - streamT0;
+      if (o.fps > 0) {
+        const due = Math.floor((el * o.fps) / 1000) + 1;
+        while (bc.videoTicks < due) {
+          bc.videoTicks++;
+          publish(KIND.video);
+        }
+      }
+      const audioDue = Math.floor(el / AUDIO_INTERVAL_MS) + 1;
+      while (bc.audioTicks < audioDue) {
+        bc.audioTicks++;
+        publish(KIND.audio);
+      }
+    }
     for (const cl of clients) {
       const s = cl.s;
-      if (s && !s.closed && s.conn.isOpen) {
+      if (!o.broadcast && s && !s.closed && s.conn.isOpen) {
         const el = now - s.t0;
         if (o.fps > 0) {
           const due = Math.floor((el * o.fps) / 1000) + 1;
@@ -450,8 +571,9 @@ async function runCycle(ctx, index, streamMs) {
   }
   clearInterval(ticker);
 
-  // Wait for every frame in flight.
+  // Wait for every frame in flight (slow clients read at full speed from here).
   phase = 'drain';
+  unthrottle();
   const waitUntil = async (cond, label) => {
     if (cond()) return true;
     let timer;
@@ -466,10 +588,26 @@ async function runCycle(ctx, index, streamMs) {
     if (!ok) fail('timeout', { message: label() });
     return ok;
   };
+  // --broadcast: a subscriber is settled when every frame published to it arrived or was
+  // dropped for it natively (--drop; drops raise no event, hence the poll), or it closed.
+  const unsettled = () =>
+    clients.filter((cl) => {
+      if (!cl.s?.subscribed || cl.s.closed || !cl.open) return false;
+      let missing = 0;
+      for (const name of TOPICS) {
+        const r = cl.recs[name];
+        missing += r.sent - r.good - r.corrupt;
+      }
+      return missing > (o.drop ? cl.s.conn.stats.dropped : 0);
+    });
+  const poll = o.broadcast && o.drop ? setInterval(wake, DROP_POLL_MS) : undefined;
   await waitUntil(
-    () => pending <= 0,
-    () => `${pending} frames still in flight ${o.timeoutMs} ms after the senders stopped`,
+    () => pending <= 0 && (!o.broadcast || unsettled().length === 0),
+    () =>
+      `${pending} sent frames still in flight ${o.timeoutMs} ms after the senders stopped` +
+      (o.broadcast ? `; ${unsettled().length} subscribers still missing published frames` : ''),
   );
+  clearInterval(poll);
   for (const cl of clients) {
     if (cl.t && !cl.s) fail('server-missed-connection', { message: `client ${cl.id}` });
   }
@@ -527,7 +665,8 @@ async function runCycle(ctx, index, streamMs) {
 
   // Account: a frame handed to send() that did not arrive intact and in order is lost.
   for (const cl of clients) {
-    for (const name of ['video', 'audio', 'input']) {
+    if (o.broadcast && cl.s?.subscribed) accountSubscriber(ctx, cl, fail);
+    for (const name of o.broadcast ? ['input'] : ['video', 'audio', 'input']) {
       const r = cl.recs[name];
       const lost = Math.max(0, r.sent - r.good - r.corrupt);
       if (lost > 0) {
@@ -537,6 +676,60 @@ async function runCycle(ctx, index, streamMs) {
     }
   }
   if (stats.failureCount > failuresBefore) stats.cyclesFailed++;
+}
+
+/**
+ * --broadcast: what one subscriber missed. Without --drop every published frame must arrive.
+ * With it, the missing ones must be exactly those node-lws counted as dropped for this
+ * connection (conn.stats.dropped; attributed to video first, as the policy drops video
+ * first); a frame missing beyond that count is lost.
+ */
+function accountSubscriber(ctx, cl, fail) {
+  const { o, stats } = ctx;
+  const b = stats.broadcast;
+  const nativeDropped = cl.s.conn.stats.dropped;
+  const missing = {};
+  let missingAll = 0;
+  let expected = 0;
+  for (const name of TOPICS) {
+    const r = cl.recs[name];
+    missing[name] = Math.max(0, r.sent - r.good - r.corrupt);
+    missingAll += missing[name];
+    expected += r.sent;
+  }
+  b.deliveries += expected;
+  let droppedLeft = o.drop ? nativeDropped : 0;
+  let lost = 0;
+  for (const name of TOPICS) {
+    const d = Math.min(missing[name], droppedLeft);
+    droppedLeft -= d;
+    const k = stats.kinds[name];
+    k.sent -= d; // never written to this subscriber
+    k.dropped += d;
+    k.lost += missing[name] - d;
+    lost += missing[name] - d;
+  }
+  const dropped = missingAll - lost;
+  b.dropped += dropped;
+  b.lost += lost;
+  if (dropped > 0) b.subscribersWithDrops++;
+  b.maxDroppedPerSubscriber = Math.max(b.maxDroppedPerSubscriber, dropped);
+  if (lost > 0) {
+    b.subscribersWithLosses++;
+    fail('lost', {
+      message: `client ${cl.id} missed ${lost} published frames (video ${missing.video}, audio ${missing.audio} missing of ${cl.recs.video.sent} + ${cl.recs.audio.sent}; ${o.drop ? `node-lws dropped ${nativeDropped}` : 'no drop policy'})`,
+    });
+  }
+  if (!o.drop && nativeDropped > 0) {
+    fail('dropped-without-policy', {
+      message: `client ${cl.id}: conn.stats.dropped is ${nativeDropped} without a drop policy`,
+    });
+  }
+  if (o.drop && nativeDropped > missingAll) {
+    fail('drop-count', {
+      message: `client ${cl.id}: node-lws counted ${nativeDropped} dropped, but only ${missingAll} published frames are missing`,
+    });
+  }
 }
 
 module.exports = { runWorker, classifyBusyPort, socketsOnPort };

@@ -119,6 +119,8 @@ test('npm pack holds the build, the native sources and the install scripts, noth
     'scripts/install.cjs',
     'bin/node-lws-stress.js',
     'bin/stress/proc-net-tcp.js', // shared with the tests, so it must ship with the CLI
+    'bin/stress/flood-receiver.js', // forked by path (--flood)
+    'bin/stress/idle-holder.js', // forked by path (--idle)
   ];
   for (const f of must) assert.ok(files.includes(f), `${f} missing from the tarball`);
   const allowed =

@@ -2,7 +2,9 @@
 // settings: JSON summaries are sane (every frame sent arrived, none lost or
 // corrupt), each port mode and --processes work, a bad flag exits 2 with a
 // one-line error and the usage, SIGINT stops cleanly with the summary so far,
-// and an unexpected failure exits 1. Also the frame codec's corruption checks.
+// and an unexpected failure exits 1. The scenarios: --broadcast (with and
+// without --drop, beside a slow client), --idle N, --flood (both directions,
+// a ws receiver, the RSS limit, SIGINT). Also the frame codec's corruption checks.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -141,6 +143,15 @@ test('--help prints the usage on stdout and exits 0', async () => {
     '--same-port',
     '--processes',
     '--json',
+    '--broadcast',
+    '--drop',
+    '--slow-clients',
+    '--idle',
+    '--flood',
+    '--direction',
+    '--handler-us',
+    '--receiver',
+    '--max-rss-mb',
   ]) {
     assert.ok(r.out.includes(flag), `usage lacks ${flag}`);
   }
@@ -158,6 +169,24 @@ test('a bad flag: exit 2, one-line error, then the usage, on stderr only', async
     [['--client', 'curl'], /--client: 'curl'/],
     [['--json=yes'], /--json takes no value/],
     [['stray'], /unexpected argument 'stray'/],
+    [['--drop'], /--drop needs --broadcast/],
+    [['--broadcast', '--max-backpressure', '65536'], /--max-backpressure needs --drop/],
+    [['--slow-clients', '3', '--clients', '2'], /--slow-clients: 3 is more than --clients 2/],
+    [['--slow-mbps', '2'], /--slow-mbps needs --slow-clients/],
+    [['--idle', '-1'], /--idle: -1 is not in 0\.\.1000000/],
+    [['--idle', '5', '--processes', '2'], /--idle runs in one process/],
+    // More idle connections than this process may hold descriptors for.
+    [['--idle', '1000000'], /--idle: 1000000 idle connections need about \d+ descriptors/],
+    [['--flood', '--fps', '10'], /--fps does not apply to --flood/],
+    [['--flood', '--broadcast'], /--broadcast does not apply to --flood/],
+    [['--flood', '--direction', 'sideways'], /--direction: 'sideways' is not one of/],
+    [['--flood', '--receiver', 'curl'], /--receiver: 'curl' is not one of node-lws, ws/],
+    [
+      ['--flood', '--receiver', 'ws', '--receive-hwm', '4096'],
+      /--receive-hwm needs --receiver node-lws/,
+    ],
+    [['--flood', '--message-bytes', '10'], /--message-bytes: 10 is not in 64\.\./],
+    [['--handler-us', '10'], /--handler-us needs --flood/],
   ];
   for (const [args, re] of cases) {
     const r = await runCli(args);
@@ -315,6 +344,208 @@ test('an unexpected failure (cannot bind) exits 1 with the reason in the summary
   assert.ok(s.failures.count > 0);
   assert.ok(s.bind.failures.EADDRNOTAVAIL > 0, JSON.stringify(s.bind));
   assert.ok(s.failures.byKind['gave-up'] === 1, JSON.stringify(s.failures));
+});
+
+/** The checks every --broadcast run must pass: each subscriber got what was published to it. */
+function assertBroadcast(s, label) {
+  const b = s.broadcast;
+  const ctx = `${label}: ${JSON.stringify(b)}`;
+  assert.is(s.config.traffic, 'broadcast', ctx);
+  assert.ok(b.published.video > 0 && b.published.audio > 0, ctx);
+  // One subscription per client connection, each made before the cycle's first publish (the
+  // server's 'connection' comes before the client's open): every publish is due to every client.
+  assert.is(b.subscribers, s.connect.ok, ctx);
+  assert.is(b.deliveries, (b.published.video + b.published.audio) * s.config.clients, ctx);
+  assert.is(b.delivered + b.dropped + b.lost, b.deliveries, ctx);
+  assert.is(b.lost, 0, ctx);
+  assert.is(b.perSubscriber.withLosses, 0, ctx);
+  for (const t of ['video', 'audio']) {
+    assert.is(b.byTopic[t].published, b.published[t], ctx);
+    assert.is(b.byTopic[t].lost, 0, ctx);
+  }
+}
+
+test('--broadcast: frames published once reach every subscriber, a slow one too', async () => {
+  const s = await runJson([
+    '--duration',
+    '2.5',
+    '--clients',
+    '2',
+    '--broadcast',
+    '--slow-clients',
+    '1',
+    '--slow-mbps',
+    '2',
+  ]);
+  assertSane(s, 'broadcast');
+  assertBroadcast(s, 'broadcast');
+  assert.is(s.config.drop, null);
+  assert.is(s.config.slowClients, 1);
+  // No drop policy: every delivery arrives, however slow the subscriber.
+  assert.is(s.broadcast.dropped, 0);
+  assert.is(s.broadcast.delivered, s.broadcast.deliveries);
+  assert.is(s.frames.dropped, 0);
+  assert.is(s.frames.byKind.video.received, s.broadcast.byTopic.video.delivered);
+});
+
+test('--broadcast --drop: what node-lws drops for a slow subscriber is counted, not lost', async () => {
+  const s = await runJson([
+    '--duration',
+    '2.5',
+    '--clients',
+    '2',
+    '--broadcast',
+    '--drop',
+    '--slow-clients',
+    '1',
+    '--slow-mbps',
+    '0.5',
+  ]);
+  assertSane(s, 'broadcast --drop');
+  assertBroadcast(s, 'broadcast --drop');
+  assert.equal(s.config.drop, {
+    policy: 'drop',
+    videoMaxBackpressure: 2 * (307200 + 32),
+    maxBackpressure: 8 * (307200 + 32),
+  });
+  // The slow subscriber (0.5 MB/s against 18 MB/s of video) fell behind its bound.
+  const b = s.broadcast;
+  assert.ok(b.dropped > 0, JSON.stringify(b));
+  assert.ok(b.perSubscriber.withDrops >= 1, JSON.stringify(b));
+  assert.ok(b.perSubscriber.maxDropped > 0, JSON.stringify(b));
+  assert.is(s.frames.dropped, b.dropped);
+  assert.ok(b.byTopic.video.dropped > 0, JSON.stringify(b));
+});
+
+test('--idle N: idle connections beside the traffic, latency and CPU without and with them', async () => {
+  const s = await runJson(['--duration', '2', '--clients', '1', '--fps', '10', '--idle', '300']);
+  assertSane(s, 'idle');
+  const i = s.idle;
+  const ctx = JSON.stringify(i);
+  assert.is(s.config.idle, 300);
+  assert.is(i.connections, 300, ctx);
+  assert.is(i.opened, 300, ctx);
+  assert.is(i.failed, 0, ctx);
+  assert.is(i.closedEarly, 0, ctx);
+  assert.is(i.openAtEnd, 300, ctx);
+  assert.is(i.holders, 1, ctx);
+  assert.ok(i.fdLimit.soft >= 300, ctx);
+  assert.ok(i.echo.sent > 0, ctx);
+  assert.is(i.echo.received, i.echo.sent, ctx);
+  assert.is(i.echo.lost, 0, ctx);
+  for (const [name, idle] of [
+    ['without', 0],
+    ['with', 300],
+  ]) {
+    const p = i.phases[name];
+    assert.is(p.idle, idle, ctx);
+    assert.ok(p.seconds > 0.5, ctx);
+    assert.ok(p.echoMs.count > 0, `${name}: no echo: ${ctx}`);
+    assert.ok(p.echoMs.p50 > 0 && p.echoMs.p50 <= p.echoMs.p99, ctx);
+    assert.ok(p.frameLatencyMs.count > 0, ctx);
+    assert.type(p.cpuPercent, 'number', ctx);
+  }
+});
+
+/** The checks of one flood direction. */
+function assertFlood(d, s) {
+  const ctx = `${d.direction}: ${JSON.stringify(d)}`;
+  assert.is(d.ok, true, ctx);
+  assert.ok(d.sent > 1000, ctx);
+  assert.is(d.received, d.sent, ctx);
+  assert.is(d.lost, 0, ctx);
+  assert.is(d.corrupt, 0, ctx);
+  assert.is(d.outOfOrder, 0, ctx);
+  assert.type(d.drainMs, 'number', ctx);
+  assert.is(d.receiver.exitCode, 0, ctx);
+  assert.ok(d.receiver.pid > 0 && d.receiver.pid !== process.pid, ctx);
+  assert.ok(d.receiver.peakRssMiB > 0 && d.receiver.peakRssMiB <= s.config.maxRssMiB, ctx);
+  assert.ok(d.receiver.peakRssMiB >= d.receiver.rssBeforeMiB, ctx);
+  // TCP backpressure reached the sender: send() returned false and it waited for 'drain'.
+  assert.ok(d.sender.drainWaits > 0, ctx);
+  assert.ok(d.sender.peakBufferedAmount > 0, ctx);
+  assert.ok(d.queueDelayMs.p50 <= d.queueDelayMs.max, ctx);
+}
+
+test('--flood: both directions into a slow node-lws handler, nothing lost, memory bounded', async () => {
+  const s = await runJson(['--flood', '--duration', '3', '--handler-us', '50']);
+  assert.is(s.scenario, 'flood');
+  assert.is(s.ok, true);
+  assert.equal(
+    s.flood.directions.map((d) => d.direction),
+    ['to-server', 'to-client'],
+  );
+  for (const d of s.flood.directions) {
+    assertFlood(d, s);
+    assert.is(d.connections, 1);
+    assert.is(d.receiver.library, 'node-lws');
+    assert.type(d.receiver.peakReceivePendingMiB, 'number');
+    assert.type(d.receiver.eventLoopMaxLagMs, 'number');
+  }
+  assert.is(s.frames.lost, 0);
+  assert.is(s.frames.received, s.frames.sent);
+  assert.is(s.failures.count, 0);
+});
+
+test('--flood --receiver ws, several connections: the same checks against ws', async () => {
+  const s = await runJson([
+    '--flood',
+    '--receiver',
+    'ws',
+    '--direction',
+    'to-client',
+    '--clients',
+    '2',
+    '--duration',
+    '1.5',
+  ]);
+  assert.is(s.config.receiver, 'ws');
+  assert.is(s.flood.directions.length, 1);
+  const d = s.flood.directions[0];
+  assertFlood(d, s);
+  assert.is(d.connections, 2);
+  assert.is(d.receiver.library, 'ws');
+  assert.is(d.receiver.peakReceivePendingMiB, null);
+});
+
+test('--flood: a receiver over --max-rss-mb fails the run (exit 1)', async () => {
+  // Any Node process has more than 16 MiB resident.
+  const r = await runCli([
+    '--flood',
+    '--direction',
+    'to-server',
+    '--duration',
+    '0.5',
+    '--max-rss-mb',
+    '16',
+    '--json',
+  ]);
+  assert.is(r.code, 1, r.err);
+  const s = JSON.parse(r.out);
+  assert.is(s.ok, false);
+  assert.is(s.failures.byKind.rss, 1, JSON.stringify(s.failures));
+  const d = s.flood.directions[0];
+  assert.ok(d.receiver.peakRssMiB > 16, JSON.stringify(d));
+  assert.is(d.lost, 0);
+  assert.is(d.received, d.sent);
+});
+
+test('--flood: SIGINT stops the sender, drains, and prints the summary so far (exit 0)', async () => {
+  const child = startCli(['--flood', '--duration', '60', '--json', '--progress-ms', '100']);
+  await child.errLine(
+    (line) => /flood to-server flood .* received=[1-9]/.test(line),
+    20_000,
+    'a flood progress line with messages received',
+  );
+  child.kill('SIGINT');
+  const { code, signal } = await withTimeout(child.exited, 20_000, 'exit after SIGINT');
+  assert.is(signal, null);
+  const s = JSON.parse(child.out);
+  assert.is(code, 0, JSON.stringify(s.failures));
+  assert.is(s.interrupted, true);
+  assert.ok(s.elapsedSec < 30, `elapsed ${s.elapsedSec}`);
+  assert.is(s.flood.directions.length, 1, 'the second direction does not start');
+  assertFlood(s.flood.directions[0], s);
 });
 
 test('frame codec: intact frames pass; damaged, truncated and swapped ones are caught', () => {
