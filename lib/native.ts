@@ -120,8 +120,8 @@ export interface Binding {
   dropped(handle: ConnHandle): number;
   pause(handle: ConnHandle): void;
   resume(handle: ConnHandle): void;
-  /** JavaScript consumed `bytes` of messages it kept (see HELD_BIT). */
-  release(handle: ConnHandle, bytes: number): void;
+  /** JavaScript consumed `bytes` of messages it kept (see HELD_BIT); null: a gone connection. */
+  release(handle: ConnHandle | null, bytes: number): void;
   setReceiveLimit(bytes: number): void;
   memoryStats(): { receivePending: number; pooled: number };
   bufferedAmount(handle: ConnHandle): number;

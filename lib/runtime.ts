@@ -30,6 +30,8 @@ export interface ConnectionSink {
   readonly textAsBuffer: boolean;
   /** Returns true when the message is kept for later (its `cost` is released then). */
   _onMessage(data: Buffer | string, isBinary: boolean, cost: number): boolean;
+  /** Releases a charge the runtime kept for this connection (a deferred message). */
+  _releaseCharge(bytes: number): void;
   _onClose(code: number, reason: string, wasClean: boolean): void;
   _onDrain(): void;
   _onPing(data: Buffer): void;
@@ -40,6 +42,35 @@ export interface ConnectionSink {
 }
 
 const debug = debuglog('lws');
+
+/** How long one batch of events may run its listeners before the rest waits for a later turn. */
+const SLICE_MS = 4;
+
+interface Deferred {
+  recs: Uint32Array;
+  arena: Buffer | undefined;
+  objs: unknown[] | undefined;
+  at: number;
+}
+
+function isMessageEvent(type: number): boolean {
+  const t = type & ~HELD_BIT;
+  return (
+    t === Ev.Text ||
+    t === Ev.Binary ||
+    t === Ev.TextObj ||
+    t === Ev.BinaryObj ||
+    t === Ev.Ping ||
+    t === Ev.Pong
+  );
+}
+
+/** What native code charged for a message record (kEventCost and MessageCost in batch.h). */
+function messageCost(recs: Uint32Array, i: number): number {
+  const t = recs[i] & ~HELD_BIT;
+  const len = t === Ev.TextObj || t === Ev.BinaryObj ? recs[i + 2] : recs[i + 3];
+  return len + EVENT_COST;
+}
 const LEVEL_NAMES: Record<number, string> = {
   1: 'error',
   2: 'warn',
@@ -99,28 +130,91 @@ class Runtime {
     if (binding.deliverPending()) setImmediate(this.deliverMore);
   };
 
+  /**
+   * Events JavaScript has not dispatched yet: a batch that took longer than SLICE_MS is
+   * finished in later turns of the event loop, so timers and I/O run in between however slow
+   * the listeners are. Their message records were marked held, so native code keeps them
+   * charged until they are dispatched here.
+   */
+  private deferred: Deferred[] = [];
+
   private onEvents = (
     recs: Uint32Array,
     arenaBuffer: ArrayBuffer | undefined,
     objs: unknown[] | undefined,
   ) => {
+    if (this.deferred.length > 0) {
+      this.defer(recs, 0, arenaBuffer, objs); // behind what is already waiting: in order
+      return;
+    }
     // The arena is valid during this call only (native code detaches it and
     // reuses its memory afterwards): everything taken from it is copied.
     const arena = arenaBuffer === undefined ? undefined : Buffer.from(arenaBuffer);
+    const deadline = performance.now() + SLICE_MS;
     for (let i = 0; i < recs.length; i += 4) {
-      const type = recs[i];
-      const id = recs[i + 1];
-      const a = recs[i + 2];
-      const b = recs[i + 3];
-      try {
-        this.dispatch(recs, i, type, id, a, b, arena, objs);
-      } catch (err) {
-        // A throwing listener must not cost the rest of the batch; it still
-        // surfaces as an uncaught exception, as it would from any emitter.
-        process.nextTick(() => {
-          throw err;
-        });
+      if ((i & 255) === 0 && i > 0 && performance.now() > deadline) {
+        this.defer(recs, i, arenaBuffer, objs);
+        return;
       }
+      this.dispatchSafely(recs, i, arena, objs);
+    }
+  };
+
+  private dispatchSafely(
+    recs: Uint32Array,
+    i: number,
+    arena: Buffer | undefined,
+    objs: unknown[] | undefined,
+  ): void {
+    try {
+      this.dispatch(recs, i, recs[i], recs[i + 1], recs[i + 2], recs[i + 3], arena, objs);
+    } catch (err) {
+      // A throwing listener must not cost the rest of the batch; it still
+      // surfaces as an uncaught exception, as it would from any emitter.
+      process.nextTick(() => {
+        throw err;
+      });
+    }
+  }
+
+  /** Keeps records from `from` on (and a copy of the arena) for a later turn. */
+  private defer(
+    recs: Uint32Array,
+    from: number,
+    arenaBuffer: ArrayBuffer | undefined,
+    objs: unknown[] | undefined,
+  ): void {
+    const rest = recs.slice(from);
+    for (let j = from; j < recs.length; j += 4) if (isMessageEvent(recs[j])) recs[j] |= HELD_BIT;
+    this.deferred.push({
+      recs: rest,
+      arena: arenaBuffer === undefined ? undefined : Buffer.from(arenaBuffer.slice(0)),
+      objs,
+      at: 0,
+    });
+    if (this.deferred.length === 1) setImmediate(this.drainDeferred);
+  }
+
+  private drainDeferred = () => {
+    const deadline = performance.now() + SLICE_MS;
+    while (this.deferred.length > 0) {
+      const d = this.deferred[0];
+      for (; d.at < d.recs.length; d.at += 4) {
+        if ((d.at & 255) === 0 && performance.now() > deadline) {
+          setImmediate(this.drainDeferred);
+          return;
+        }
+        const type = d.recs[d.at];
+        this.dispatchSafely(d.recs, d.at, d.arena, d.objs);
+        if (isMessageEvent(type) && !(d.recs[d.at] & HELD_BIT)) {
+          // Dispatched and not kept: the charge the runtime held goes now.
+          const cost = messageCost(d.recs, d.at);
+          const conn = this.conns.get(d.recs[d.at + 1]);
+          if (conn) conn._releaseCharge(cost);
+          else binding.release(null, cost);
+        }
+      }
+      this.deferred.shift();
     }
   };
 

@@ -418,6 +418,10 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     return this as unknown as EventEmitter;
   }
 
+  /** @internal */ _releaseCharge(bytes: number): void {
+    binding.release(this.#handle ?? null, bytes);
+  }
+
   /** @internal */ get textAsBuffer(): boolean {
     return this.#bp.textAsBuffer;
   }

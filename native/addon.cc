@@ -594,12 +594,17 @@ class Addon : public Napi::Addon<Addon> {
 
   // release(handle, bytes): JavaScript consumed messages it had kept (marked
   // with kHeldBit when they were delivered).
+  // release(null, bytes): of a connection that is gone (the context's total only).
   Napi::Value Release(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     ConnShared* cs = HandleArg(info[0]);
-    if (!cs) return ThrowTypeError(env, "release: connection handle expected");
+    if (!cs && !info[0].IsNull()) return ThrowTypeError(env, "release: connection handle expected");
     int64_t bytes = static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue());
-    if (ctx_ && !ctx_->stopped()) ctx_->Release(cs, bytes);
+    if (!ctx_ || ctx_->stopped()) return env.Undefined();
+    if (cs)
+      ctx_->Release(cs, bytes);
+    else
+      ctx_->ReleaseTotal(bytes);
     return env.Undefined();
   }
 

@@ -108,10 +108,11 @@ class Context {
   void SetReceiveLimit(int64_t bytes) { rx_limit_.store(bytes); }
   // Bytes charged to the receive total: events not yet consumed by JavaScript.
   int64_t receive_pending() const { return rx_total_.load(); }
-  // Hands pending batches to JavaScript, for at most a few milliseconds:
-  // returns true when some are left, and the caller lets the event loop turn
-  // (timers, I/O) before it calls again (addon.cc: setImmediate). Batches
-  // that arrive meanwhile wait; the service thread queues no further call.
+  // Hands pending batches to JavaScript, for at most a few milliseconds.
+  // Returns true when it delivered anything: the caller then lets the event
+  // loop turn (timers, I/O) and calls again (lib/runtime.ts: setImmediate),
+  // until a call finds nothing; meanwhile the service thread queues no
+  // further thread-safe-function call.
   bool Deliver(napi_env env, napi_value cb);
   // The JS function that schedules the rest of a delivery.
   void SetScheduler(napi_env env, napi_value schedule);
