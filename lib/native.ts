@@ -98,8 +98,19 @@ export type EventsCallback = (
   objs: unknown[] | undefined,
 ) => void;
 
+/** The event loop a native context runs (binding.eventLoop()). */
+export interface NativeEventLoop {
+  /** 'libev': lws on a libev loop of the service thread; 'poll': lws's own poll() loop. */
+  loop: 'libev' | 'poll';
+  /** The kernel interface under it: 'epoll' on Linux with libev. */
+  backend: string;
+  /** Why libev could not start and the poll loop runs instead; null otherwise. */
+  fallback: string | null;
+}
+
 export interface Binding {
-  init(onEvents: EventsCallback, logLevel: number): void;
+  init(onEvents: EventsCallback, logLevel: number, loop: 'auto' | 'poll'): void;
+  eventLoop(): NativeEventLoop | null;
   bind(options: NativeBindOptions): NativeBound;
   closeFd(fd: number): void;
   startServer(id: number, fd: number, config: NativeServerConfig): void;

@@ -2,6 +2,7 @@
 // native context per environment). It owns the event dispatch loop, the id
 // maps, the event-loop reference count and the lws log channel.
 import { debuglog } from 'node:util';
+import { invalidArgValue } from './errors';
 import {
   binding,
   type ConnHandle,
@@ -45,6 +46,17 @@ const LEVEL_NAMES: Record<number, string> = {
   16: 'debug',
 };
 
+/**
+ * NODE_LWS_EVENT_LOOP=poll runs lws's poll() loop instead of libev (to compare, or to rule
+ * the event loop out when troubleshooting); unset or 'auto' picks libev when available.
+ */
+function eventLoopChoice(): 'auto' | 'poll' {
+  const v = process.env.NODE_LWS_EVENT_LOOP;
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  if (v === 'poll') return 'poll';
+  throw invalidArgValue('NODE_LWS_EVENT_LOOP', "must be 'auto' or 'poll'", v);
+}
+
 class Runtime {
   readonly servers = new Map<number, ServerSink>();
   readonly conns = new Map<number, ConnectionSink>();
@@ -58,8 +70,12 @@ class Runtime {
     const level = debug.enabled
       ? LogLevel.error | LogLevel.warn | LogLevel.notice | LogLevel.info
       : LogLevel.error | LogLevel.warn;
-    binding.init(this.onEvents, level);
+    binding.init(this.onEvents, level, eventLoopChoice());
     this.started = true;
+    const loop = binding.eventLoop();
+    if (loop?.fallback) {
+      process.emitWarning(`node-lws: ${loop.fallback}`, { code: 'NODE_LWS_POLL_FALLBACK' });
+    }
   }
 
   nextServerId(): number {

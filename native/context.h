@@ -25,6 +25,8 @@
 
 #include "deflate.h"
 
+struct ev_loop;  // libev (NLWS_WITH_LIBEV)
+
 namespace nlws {
 
 class Conn;
@@ -217,11 +219,18 @@ struct Command {
   ClientConfig* client = nullptr;  // kConnect (owned)
 };
 
+// The event loop a context's service thread runs (see ThreadMain).
+enum class LoopKind : uint8_t {
+  kAuto,  // libev (epoll on Linux) when this build and the system have it, else poll
+  kPoll,  // lws's own poll() loop
+};
+
 class Context {
  public:
   // Starts the service thread and creates the lws context on it. Returns null
   // and sets *error when lws could not be set up.
-  static Context* Create(Napi::Env env, Napi::Function on_events, std::string* error);
+  static Context* Create(Napi::Env env, Napi::Function on_events, LoopKind loop,
+                         std::string* error);
   ~Context();
 
   // ---- main thread ----
@@ -229,6 +238,12 @@ class Context {
   void SetRef(bool ref);
   void Stop();  // joins the service thread; idempotent
   bool stopped() const { return stopped_; }
+  // "libev" or "poll", and the kernel interface under it ("epoll", "poll", ...);
+  // fixed once Create() returned.
+  const char* loop_name() const { return ev_ ? "libev" : "poll"; }
+  const char* loop_backend() const { return backend_; }
+  // Why libev was asked for and the poll loop runs instead; empty otherwise.
+  const std::string& fallback_reason() const { return fallback_reason_; }
 
   // ---- service thread ----
   lws_context* lws_ctx() const { return lws_; }
@@ -244,9 +259,12 @@ class Context {
   // Closes conn's socket at the end of this service iteration (see RunKills).
   void ScheduleKill(Conn* conn);
   void CancelKill(Conn* conn);
-  // From lws timer callbacks, which run just before poll(): make poll() return
-  // at once so that what the timer did is flushed.
-  void WakeSelf() { lws_cancel_service(lws_); }
+  // From lws timer callbacks. In the poll loop they run just before poll():
+  // make poll() return at once so that what the timer did is flushed. Under
+  // libev they run inside ev_run(), which returns to FlushEvents() right after.
+  void WakeSelf() {
+    if (!ev_) lws_cancel_service(lws_);
+  }
   void ForgetDirty(Conn* conn);
   void ServerClosed(Listener* l);  // a listener has no connections left and is closing
 
@@ -262,7 +280,9 @@ class Context {
 
  private:
   Context() = default;
-  void ThreadMain(std::string* error, std::mutex* mu, std::condition_variable* cv, bool* ready);
+  void ThreadMain(LoopKind loop, std::string* error, std::mutex* mu, std::condition_variable* cv,
+                  bool* ready);
+  bool CreateLws(bool libev, std::string* why);
   static int Callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
   void RunCommands();
   void RunCommand(Command& cmd);
@@ -275,6 +295,11 @@ class Context {
   std::thread thread_;
   lws_context* lws_ = nullptr;
   lws_vhost* vhost_ = nullptr;
+  ev_loop* ev_ = nullptr;  // the libev loop this thread owns (a "foreign" loop to lws); or null
+  struct EvTimer;          // context.cc: keeps lws's timers on time under libev
+  EvTimer* ev_timer_ = nullptr;
+  const char* backend_ = "poll";
+  std::string fallback_reason_;
   lws_protocols protocols_[2] = {};
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;
