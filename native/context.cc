@@ -18,6 +18,7 @@
 #include "connection.h"
 #include "listener.h"
 #include "tls_client.h"
+#include "ws_protocol.h"
 
 namespace nlws {
 
@@ -64,69 +65,87 @@ unsigned FdLimit() {
 }  // namespace
 
 #if NLWS_WITH_LIBEV
+// Deadlines under libev: lws's timers and node-lws's TimerHeap.
+//
 // lws 4.1.6's libev glue keeps one ev_timer for all lws timers (lws_sul) and
 // re-arms it only from its own callbacks, with ev_timer_set() + ev_timer_start()
 // on a watcher that may still be running: a timer scheduled earlier than the
 // one it waits for is then not seen until the later one fires (a 100 ms
 // heartbeat waited for a 20 s handshake timeout). lws keeps its timers in one
-// sorted list per thread, whose head is the earliest deadline; this timer
+// sorted list per thread, whose head is the earliest deadline; lws_wake
 // follows that head after every loop iteration, and when the deadline comes
 // it wakes lws (lws_cancel_service), whose idle handler then runs every timer
 // that is due. The list is found through a probe entry scheduled once: a
 // scheduled lws_sorted_usec_list_t points at its owner list (lws-dll2.h).
-struct Context::EvTimer {
-  ev_timer timer;  // first member: the callback casts back
+//
+// heap follows Context::timers() and runs it itself.
+struct Context::EvTimers {
+  struct Deadline {
+    ev_timer w;  // first member: the callbacks cast back
+    EvTimers* self;
+    lws_usec_t armed = 0;  // the deadline w is set for (or, lws_wake, has woken lws for); 0: none
+  };
   Context* ctx;
-  lws_dll2_owner_t* list = nullptr;
-  lws_usec_t armed = 0;  // the deadline this timer is set for, or has woken lws for (0: none)
+  lws_dll2_owner_t* lws_list = nullptr;
+  Deadline lws_wake;
+  Deadline heap;
 
-  EvTimer(Context* c) : ctx(c) {
-    ev_init(&timer, OnTimer);
+  explicit EvTimers(Context* c) : ctx(c) {
+    ev_init(&lws_wake.w, OnLwsWake);
+    ev_init(&heap.w, OnHeap);
+    lws_wake.self = heap.self = this;
     lws_sorted_usec_list_t probe;
     memset(&probe, 0, sizeof probe);
     lws_sul_schedule(
         ctx->lws_, 0, &probe, [](lws_sorted_usec_list_t*) {}, 3600LL * 1000000);
-    list = const_cast<lws_dll2_owner_t*>(lws_dll2_owner(&probe.list));
+    lws_list = const_cast<lws_dll2_owner_t*>(lws_dll2_owner(&probe.list));
     lws_sul_cancel(&probe);
   }
 
-  lws_usec_t Head() const {
-    lws_dll2* h = lws_dll2_get_head(list);
+  lws_usec_t LwsHead() const {
+    lws_dll2* h = lws_dll2_get_head(lws_list);
     return h ? lws_container_of(h, lws_sorted_usec_list_t, list)->us : 0;
   }
 
-  // After each iteration: follow the earliest deadline.
+  // After each iteration: follow both earliest deadlines.
   void Arm() {
-    lws_usec_t due = Head();
-    if (due == armed) return;
-    Set(due);
+    lws_usec_t due = LwsHead();
+    if (due != lws_wake.armed) Set(&lws_wake, due);
+    due = ctx->timers_.earliest_us();
+    if (due != heap.armed) Set(&heap, due);
   }
 
-  void Set(lws_usec_t due) {
-    ev_timer_stop(ctx->ev_, &timer);
-    armed = due;
+  void Set(Deadline* d, lws_usec_t due) {
+    ev_timer_stop(ctx->ev_, &d->w);
+    d->armed = due;
     if (!due) return;
-    lws_usec_t now = lws_now_usecs();
-    ev_now_update(ctx->ev_);  // the timer counts from the loop's clock
-    ev_timer_set(&timer, due > now ? static_cast<double>(due - now) / 1e6 : 0., 0.);
-    ev_timer_start(ctx->ev_, &timer);
+    lws_usec_t now = MonotonicUs();  // lws_now_usecs() is the same clock
+    ev_now_update(ctx->ev_);         // the timer counts from the loop's clock
+    ev_timer_set(&d->w, due > now ? static_cast<double>(due - now) / 1e6 : 0., 0.);
+    ev_timer_start(ctx->ev_, &d->w);
   }
 
   void Stop() {
-    ev_timer_stop(ctx->ev_, &timer);
-    armed = 0;
+    ev_timer_stop(ctx->ev_, &lws_wake.w);
+    ev_timer_stop(ctx->ev_, &heap.w);
+    lws_wake.armed = heap.armed = 0;
   }
 
-  static void OnTimer(struct ev_loop*, ev_timer* w, int) {
-    auto* self = reinterpret_cast<EvTimer*>(w);
-    lws_usec_t now = lws_now_usecs();
-    if (self->armed > now) {  // libev's clock ran ahead of lws's: not due yet
-      self->Set(self->armed);
+  static void OnLwsWake(struct ev_loop*, ev_timer* w, int) {
+    auto* d = reinterpret_cast<Deadline*>(w);
+    if (d->armed > MonotonicUs()) {  // libev's clock ran ahead: not due yet
+      d->self->Set(d, d->armed);
       return;
     }
     // Due: lws runs it from its idle handler after this wake-up. `armed`
     // stays, so Arm() does not set the timer again for the same deadline.
-    lws_cancel_service(self->ctx->lws_);
+    lws_cancel_service(d->self->ctx->lws_);
+  }
+
+  static void OnHeap(struct ev_loop*, ev_timer* w, int) {
+    auto* d = reinterpret_cast<Deadline*>(w);
+    d->armed = 0;  // Arm() sets it for whatever is earliest afterwards
+    d->self->ctx->timers_.RunDue(MonotonicUs());
   }
 };
 #endif
@@ -328,7 +347,7 @@ bool Context::CreateLws(bool libev, std::string* why) {
   if (lws_ && vhost_) {
 #if NLWS_WITH_LIBEV
     if (ev_) {
-      ev_timer_ = new EvTimer(this);
+      ev_timers_ = new EvTimers(this);
       switch (ev_backend(ev_)) {
         case EVBACKEND_EPOLL:
           backend_ = "epoll";
@@ -406,12 +425,13 @@ void Context::ThreadMain(LoopKind loop, std::string* error, std::mutex* mu,
       // services those sockets and its timers), then back here.
       ev_run(ev_, EVRUN_ONCE);
       FlushEvents();
-      ev_timer_->Arm();
+      ev_timers_->Arm();
       continue;
     }
 #endif
     if (lws_service(lws_, 0) < 0) break;
     FlushEvents();
+    ArmHeapSul();
   }
 
   // Tear down on this thread: every lws call stays here.
@@ -419,12 +439,13 @@ void Context::ThreadMain(LoopKind loop, std::string* error, std::mutex* mu,
   // With a foreign libev loop this is complete when it returns (no second
   // call, unlike libuv): lws stops its watchers and timer on our loop.
 #if NLWS_WITH_LIBEV
-  if (ev_timer_) ev_timer_->Stop();
+  if (ev_timers_) ev_timers_->Stop();
 #endif
+  lws_sul_cancel(&heap_sul_.sul);
   lws_context_destroy(lws_);
 #if NLWS_WITH_LIBEV
-  delete ev_timer_;
-  ev_timer_ = nullptr;
+  delete ev_timers_;
+  ev_timers_ = nullptr;
   if (ev_) ev_loop_destroy(ev_);
   ev_ = nullptr;
 #endif
@@ -436,6 +457,30 @@ void Context::ThreadMain(LoopKind loop, std::string* error, std::mutex* mu,
   kills_.clear();
   local_.Clear();
   tls_ctx = nullptr;
+}
+
+// Under poll: one lws timer at the heap's earliest deadline. Its callback runs
+// inside lws_service(), before poll(), like any lws timer; what the heap's
+// callbacks do is flushed because they call WakeSelf() as they would from a
+// timer of their own.
+void Context::ArmHeapSul() {
+  int64_t due = timers_.earliest_us();
+  if (due == heap_sul_armed_) return;
+  heap_sul_armed_ = due;
+  if (!due) {
+    lws_sul_cancel(&heap_sul_.sul);
+    return;
+  }
+  heap_sul_.owner = this;
+  int64_t now = MonotonicUs();
+  lws_sul_schedule(lws_, 0, &heap_sul_.sul, OnHeapSul, due > now ? due - now : 0);
+}
+
+void Context::OnHeapSul(lws_sorted_usec_list_t* sul) {
+  Context* ctx = reinterpret_cast<decltype(heap_sul_)*>(sul)->owner;
+  ctx->heap_sul_armed_ = 0;
+  ctx->timers_.RunDue(MonotonicUs());
+  ctx->ArmHeapSul();  // lws runs it in this same pass if it is already due
 }
 
 void Context::SetRef(bool ref) {

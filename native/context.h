@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "deflate.h"
+#include "timers.h"
 
 struct ev_loop;  // libev (NLWS_WITH_LIBEV)
 
@@ -253,6 +254,10 @@ class Context {
   // A vhost serving TLS with this certificate; null (and *error set) when lws refuses it.
   lws_vhost* ServerTlsVhost(const ServerConfig& cfg, std::string* error);
   Batch& events() { return local_; }
+  // Connection timers (handshake, close, heartbeat): O(log n) to (re)schedule,
+  // driven by one deadline of the loop. Prefer it to lws_sul_schedule(), whose
+  // sorted list costs O(n) per schedule (timers.h).
+  TimerHeap& timers() { return timers_; }
   uint32_t NextConnId() { return last_conn_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
   bool shutting_down() const { return shutting_down_; }
   void MarkDirty(Conn* conn);
@@ -283,6 +288,8 @@ class Context {
   void ThreadMain(LoopKind loop, std::string* error, std::mutex* mu, std::condition_variable* cv,
                   bool* ready);
   bool CreateLws(bool libev, std::string* why);
+  void ArmHeapSul();
+  static void OnHeapSul(lws_sorted_usec_list_t* sul);
   static int Callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
   void RunCommands();
   void RunCommand(Command& cmd);
@@ -296,8 +303,14 @@ class Context {
   lws_context* lws_ = nullptr;
   lws_vhost* vhost_ = nullptr;
   ev_loop* ev_ = nullptr;  // the libev loop this thread owns (a "foreign" loop to lws); or null
-  struct EvTimer;          // context.cc: keeps lws's timers on time under libev
-  EvTimer* ev_timer_ = nullptr;
+  struct EvTimers;         // context.cc: lws's and timers_' deadlines under libev
+  EvTimers* ev_timers_ = nullptr;
+  TimerHeap timers_;  // service thread
+  struct {
+    lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
+    Context* owner;
+  } heap_sul_ = {};  // drives timers_ under poll
+  int64_t heap_sul_armed_ = 0;
   const char* backend_ = "poll";
   std::string fallback_reason_;
   lws_protocols protocols_[2] = {};
