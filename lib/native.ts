@@ -151,6 +151,7 @@ export const Ev = {
   Open: 16,
   ConnectError: 17,
   Upgrade: 18,
+  AcceptError: 19,
 } as const;
 
 /** lws log levels (LLL_*). */

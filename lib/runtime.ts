@@ -23,6 +23,7 @@ export interface ServerSink {
   _onServerClosed(): void;
   _onConnection(info: NativeRequestInfo): void;
   _onUpgrade(info: NativeRequestInfo): void;
+  _onAcceptError(errno: number, detail: { code: string; message: string }): void;
 }
 
 export interface ConnectionSink {
@@ -185,6 +186,11 @@ class Runtime {
         return;
       case Ev.ListenError:
         this.servers.get(id)?._onListenError(a, (objs as unknown[])[b] as string);
+        return;
+      case Ev.AcceptError:
+        this.servers
+          .get(id)
+          ?._onAcceptError(a, (objs as unknown[])[b] as { code: string; message: string });
         return;
       case Ev.ListenerClosed:
         this.servers.get(id)?._onListenerClosed();

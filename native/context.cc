@@ -51,7 +51,7 @@ bool UsesArena(uint32_t type) {
 bool UsesObj(uint32_t type) {
   return type == kEvListenError || type == kEvConnection || type == kEvTextObj ||
          type == kEvBinaryObj || type == kEvClose || type == kEvLog || type == kEvError ||
-         type == kEvOpen || type == kEvConnectError || type == kEvUpgrade;
+         type == kEvOpen || type == kEvConnectError || type == kEvUpgrade || type == kEvAcceptError;
 }
 
 unsigned FdLimit() {

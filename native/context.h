@@ -54,6 +54,7 @@ enum EventType : uint32_t {
   kEvOpen = 16,           // id=conn (client): handshake done, b=obj(response info)
   kEvConnectError = 17,   // id=conn (client): a=errno or 0, b=obj({ code, message, status })
   kEvUpgrade = 18,        // id=conn, a=server, b=obj(request info; protocol = offered list)
+  kEvAcceptError = 19,    // id=server, a=errno, b=obj({ code, message }): an EMFILE burst began
 };
 constexpr uint32_t kNoObj = 0xFFFFFFFFu;
 

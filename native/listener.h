@@ -41,6 +41,7 @@ class Listener {
 
  private:
   static void ResumeAccept(lws_sorted_usec_list_t* sul);
+  bool RefuseOne(int err);  // out of descriptors: accept one client and close it at once
 
   Context* ctx_;
   ServerConfig* cfg_;
@@ -53,6 +54,11 @@ class Listener {
     lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
     Listener* owner;
   } resume_timer_ = {};
+  // A descriptor kept in reserve (/dev/null) for accept() failing with EMFILE/ENFILE: closed to
+  // make room for one accept, whose client is answered (503) and closed at once, then reopened.
+  int spare_fd_ = -1;
+  bool fd_burst_ = false;  // out of descriptors since the last accept that succeeded
+  uint64_t refused_ = 0;   // clients refused in this burst
 };
 
 // JS: bind({ host, port, family, reuseAddr, reusePort, ipv6Only, backlog })
