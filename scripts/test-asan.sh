@@ -19,7 +19,7 @@
 # out because LD_PRELOAD would be inherited by chromium/python, and the soak test is left out
 # because ASan's quarantine makes its RSS bound meaningless):
 #   code41, server-basic, conformance, client, order, backpressure-basic, whatwg,
-#   workers, fuzz (FUZZ_SECONDS defaults to 20 here too)
+#   workers, event-loop, emfile, fuzz (FUZZ_SECONDS defaults to 20 here too)
 #
 # Env:
 #   ASAN_DETECT_LEAKS=1     run with detect_leaks=1 and scripts/lsan-node.supp (only node's
@@ -43,6 +43,8 @@ DEFAULT_FILES=(
   test/backpressure-basic.test.mjs
   test/whatwg.test.mjs
   test/workers.test.mjs
+  test/event-loop.test.mjs
+  test/emfile.test.mjs
   test/fuzz.test.mjs
 )
 

@@ -41,7 +41,8 @@ const SERVER = `
   });
   // readdir holds one descriptor of its own while it lists.
   out({ port: server.port, fds: fs.readdirSync('/proc/self/fd').length - 1 });
-  process.stdin.on('end', async () => { await server.close(); process.exit(0); });
+  // Stdin closing ends the child: the server closes and nothing keeps the process alive.
+  process.stdin.on('end', () => server.close());
   process.stdin.resume();
 `;
 

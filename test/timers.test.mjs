@@ -18,8 +18,12 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(here, '..');
 const SEED = Number(process.env.TIMERS_SEED ?? Math.floor(Math.random() * 2 ** 31)) >>> 0;
 
+// Without the sanitizer runtime the ASan test harness (scripts/test-asan.sh) preloads into node:
+// the compiler is not instrumented, and the check program links its own.
+const { LD_PRELOAD: _preload, ...ENV } = process.env;
+
 async function run(cmd, args, ms, label) {
-  const child = spawnProcess(cmd, args, { cwd: ROOT });
+  const child = spawnProcess(cmd, args, { cwd: ROOT, env: ENV });
   const exit = await withTimeout(child.exited, ms, label);
   if (exit.error) throw new Error(`${cmd}: ${exit.error.message} (g++ is part of build-essential)`);
   return { ...exit, stdout: child.stdoutText, stderr: child.stderrText };
