@@ -154,10 +154,11 @@ bool Listener::RefuseOne(int err) {
   int fd = accept4(cfg_->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   int accept_err = errno;
   if (fd >= 0) {
-    // Read what the client already sent, so that close() ends with a FIN
-    // after the answer rather than a reset that could discard it.
+    // Read what the client already sent (a request fits; a client that keeps
+    // sending is not waited for), so that close() ends with a FIN after the
+    // answer rather than a reset that could discard it.
     char buf[4096];
-    while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    for (int i = 0; i < 4 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
     }
     if (cfg_->tls_cert.empty()) {
       static const char kBusy[] =
