@@ -16,6 +16,7 @@
       ],
       "cflags": [
         "<!@(pkg-config --cflags libwebsockets)",
+        "<!@(node scripts/libev-flags.cjs --cflags)",
         "-Wall",
         "-Wextra",
         "-Wno-unused-parameter",
@@ -27,6 +28,7 @@
       "libraries": [
         "<!@(pkg-config --libs libwebsockets)",
         "-lwebsockets",
+        "<!@(node scripts/libev-flags.cjs --libs)",
         "-lssl",
         "-lcrypto",
         "-lz",
@@ -48,6 +50,7 @@
         "MACOSX_DEPLOYMENT_TARGET": "11.0",
         "OTHER_CFLAGS": [
           "<!@(pkg-config --cflags libwebsockets)",
+          "<!@(node scripts/libev-flags.cjs --cflags)",
           "-Wall",
           "-Wextra",
           "-Wno-unused-parameter",

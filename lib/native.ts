@@ -83,9 +83,25 @@ export type EventsCallback = (
   objs: unknown[] | undefined,
 ) => void;
 
+/** The event loop a native context runs (binding.eventLoop()). */
+export interface NativeEventLoop {
+  /** 'libev': lws on a libev loop of the service thread; 'poll': lws's own poll() loop. */
+  loop: 'libev' | 'poll';
+  /** The kernel interface under it: 'epoll' on Linux with libev. */
+  backend: string;
+  /** Why libev could not start and the poll loop runs instead; null otherwise. */
+  fallback: string | null;
+}
+
 export interface Binding {
   /** scheduleDelivery() must call deliverPending() in a later turn of the event loop. */
-  init(onEvents: EventsCallback, logLevel: number, scheduleDelivery: () => void): void;
+  init(
+    onEvents: EventsCallback,
+    logLevel: number,
+    scheduleDelivery: () => void,
+    loop: 'auto' | 'poll',
+  ): void;
+  eventLoop(): NativeEventLoop | null;
   /** The rest of a delivery; true when still more is left (schedule again). */
   deliverPending(): boolean;
   bind(options: NativeBindOptions): NativeBound;
@@ -148,6 +164,7 @@ export const Ev = {
   Open: 16,
   ConnectError: 17,
   Upgrade: 18,
+  AcceptError: 19,
 } as const;
 
 /** Set in a message record's type word by JavaScript when it keeps the message for later. */

@@ -2,6 +2,7 @@
 // native context per environment). It owns the event dispatch loop, the id
 // maps, the event-loop reference count and the lws log channel.
 import { debuglog } from 'node:util';
+import { invalidArgValue } from './errors';
 import {
   binding,
   type ConnHandle,
@@ -24,6 +25,7 @@ export interface ServerSink {
   _onServerClosed(): void;
   _onConnection(info: NativeRequestInfo): void;
   _onUpgrade(info: NativeRequestInfo): void;
+  _onAcceptError(errno: number, detail: { code: string; message: string }): void;
 }
 
 export interface ConnectionSink {
@@ -79,6 +81,17 @@ const LEVEL_NAMES: Record<number, string> = {
   16: 'debug',
 };
 
+/**
+ * NODE_LWS_EVENT_LOOP=poll runs lws's poll() loop instead of libev (to compare, or to rule
+ * the event loop out when troubleshooting); unset or 'auto' picks libev when available.
+ */
+function eventLoopChoice(): 'auto' | 'poll' {
+  const v = process.env.NODE_LWS_EVENT_LOOP;
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  if (v === 'poll') return 'poll';
+  throw invalidArgValue('NODE_LWS_EVENT_LOOP', "must be 'auto' or 'poll'", v);
+}
+
 class Runtime {
   readonly servers = new Map<number, ServerSink>();
   readonly conns = new Map<number, ConnectionSink>();
@@ -93,8 +106,12 @@ class Runtime {
     const level = debug.enabled
       ? LogLevel.error | LogLevel.warn | LogLevel.notice | LogLevel.info
       : LogLevel.error | LogLevel.warn;
-    binding.init(this.onEvents, level, this.scheduleDelivery);
+    binding.init(this.onEvents, level, this.scheduleDelivery, eventLoopChoice());
     this.started = true;
+    const loop = binding.eventLoop();
+    if (loop?.fallback) {
+      process.emitWarning(`node-lws: ${loop.fallback}`, { code: 'NODE_LWS_POLL_FALLBACK' });
+    }
     if (this.receiveLimit !== undefined) binding.setReceiveLimit(this.receiveLimit);
   }
 
@@ -293,6 +310,11 @@ class Runtime {
         return;
       case Ev.ListenError:
         this.servers.get(id)?._onListenError(a, (objs as unknown[])[b] as string);
+        return;
+      case Ev.AcceptError:
+        this.servers
+          .get(id)
+          ?._onAcceptError(a, (objs as unknown[])[b] as { code: string; message: string });
         return;
       case Ev.ListenerClosed:
         this.servers.get(id)?._onListenerClosed();

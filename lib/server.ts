@@ -509,6 +509,21 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
     );
   }
 
+  /**
+   * accept() ran out of descriptors (EMFILE / ENFILE): the first refusal of a burst. Clients are
+   * answered 503 and closed at once while it lasts; connections already open are not affected.
+   * Emitted as 'error' only when someone listens for it (it is not fatal to the server).
+   * @internal
+   */
+  _onAcceptError(errno: number, detail: { code: string; message: string }): void {
+    const err = Object.assign(new Error(detail.message), {
+      code: detail.code,
+      errno: -errno,
+      syscall: 'accept',
+    }) as SystemError;
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
   /** @internal */ _onListenerClosed(): void {
     this.#listenerOpen = false;
   }

@@ -61,6 +61,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("dropped", &Addon::Dropped),
                              InstanceMethod("setRef", &Addon::SetRef),
                              InstanceMethod("setLogLevel", &Addon::SetLogLevel),
+                             InstanceMethod("eventLoop", &Addon::EventLoop),
                          });
     napi_add_env_cleanup_hook(env, Cleanup, this);
   }
@@ -94,16 +95,19 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  // init(onEvents, logLevel, scheduleDelivery): scheduleDelivery() must arrange
-  // for deliverPending() to be called in a later turn of the event loop.
+  // init(onEvents, logLevel, scheduleDelivery, loop: 'auto' | 'poll'): scheduleDelivery() must
+  // arrange for deliverPending() to be called in a later turn of the event loop.
   Napi::Value InitContext(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (ctx_) return env.Undefined();
     if (!info[0].IsFunction() || !info[2].IsFunction())
       return ThrowTypeError(env, "init: callbacks expected");
     if (info[1].IsNumber()) lws_set_log_level(info[1].As<Napi::Number>().Int32Value(), LwsLogSink);
+    LoopKind loop = LoopKind::kAuto;
+    if (info[3].IsString() && info[3].As<Napi::String>().Utf8Value() == "poll")
+      loop = LoopKind::kPoll;
     std::string error;
-    ctx_ = Context::Create(env, info[0].As<Napi::Function>(), &error);
+    ctx_ = Context::Create(env, info[0].As<Napi::Function>(), loop, &error);
     if (!ctx_) {
       MakeCodedError(env, "ERR_LWS_INIT", "node-lws: " + error).ThrowAsJavaScriptException();
       return env.Undefined();
@@ -640,6 +644,21 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value SetRef(const Napi::CallbackInfo& info) {
     if (ctx_) ctx_->SetRef(info[0].ToBoolean().Value());
     return info.Env().Undefined();
+  }
+
+  // eventLoop() -> { loop: 'libev' | 'poll', backend: 'epoll' | 'poll' | ..., fallback } of
+  // the running context (fallback: why libev could not start, or null), or null before init.
+  Napi::Value EventLoop(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!ctx_ || ctx_->stopped()) return env.Null();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("loop", ctx_->loop_name());
+    o.Set("backend", ctx_->loop_backend());
+    if (ctx_->fallback_reason().empty())
+      o.Set("fallback", env.Null());
+    else
+      o.Set("fallback", ctx_->fallback_reason());
+    return o;
   }
 
   Napi::Value SetLogLevel(const Napi::CallbackInfo& info) {

@@ -41,8 +41,9 @@ enum EventType : uint32_t {
   kEvOpen = 16,           // id=conn (client): handshake done, b=obj(response info)
   kEvConnectError = 17,   // id=conn (client): a=errno or 0, b=obj({ code, message, status })
   kEvUpgrade = 18,        // id=conn, a=server, b=obj(request info; protocol = offered list)
+  kEvAcceptError = 19,    // id=server, a=errno, b=obj({ code, message }): an EMFILE burst began
 };
-constexpr uint32_t kEvLast = kEvUpgrade;
+constexpr uint32_t kEvLast = kEvAcceptError;
 
 // The names lib/native.ts gives them (Ev), for the test that checks both agree.
 struct EventName {
@@ -68,6 +69,7 @@ constexpr EventName kEventNames[] = {
     {"Open", kEvOpen},
     {"ConnectError", kEvConnectError},
     {"Upgrade", kEvUpgrade},
+    {"AcceptError", kEvAcceptError},
 };
 constexpr uint32_t kNoObj = 0xFFFFFFFFu;
 // JavaScript sets this bit in a message record's type word when it keeps the

@@ -49,10 +49,6 @@ Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, i
   else
     wire_.reset(new PlainWire(this, fd));
   server_hs_.reset(new ServerHandshake(std::move(remote_address), remote_port));
-  deadline_.fire = OnDeadline;
-  deadline_.owner = this;
-  heartbeat_.fire = OnHeartbeat;
-  heartbeat_.owner = this;
   ctx->AddConn(this);
 }
 
@@ -75,10 +71,6 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
   shared_->conn = this;
   shared_->rx_low_water = opts_->receive_high_water_mark / 2;
   text_as_buffer_ = opts_->text_as_buffer;
-  deadline_.fire = OnDeadline;
-  deadline_.owner = this;
-  heartbeat_.fire = OnHeartbeat;
-  heartbeat_.owner = this;
   ctx->AddConn(this);
 }
 
@@ -161,11 +153,12 @@ void Conn::SetDeadline(uint32_t ms) {
   if (!ms)
     ctx_->timers().Cancel(&deadline_);
   else
-    ctx_->timers().ScheduleIn(&deadline_, static_cast<int64_t>(ms) * 1000);
+    ctx_->timers().Schedule(&deadline_, MonotonicUs() + static_cast<int64_t>(ms) * 1000, OnDeadline,
+                            this);
 }
 
-void Conn::OnDeadline(Timer* t) {
-  auto* c = static_cast<Conn*>(t->owner);
+void Conn::OnDeadline(void* arg) {
+  auto* c = static_cast<Conn*>(arg);
   // Handshake not finished in time, or the peer never completed the close
   // handshake (or the lingering close): drop the TCP connection.
   if (c->state_ == State::kConnecting || c->state_ == State::kHandshake) c->timed_out_ = true;
@@ -568,11 +561,13 @@ void Conn::OpenEstablished() {
 void Conn::StartHeartbeat() {
   if (!opts_->heartbeat_interval_ms) return;
   last_rx_us_ = MonotonicUs();
-  ctx_->timers().ScheduleIn(&heartbeat_, static_cast<int64_t>(opts_->heartbeat_interval_ms) * 1000);
+  ctx_->timers().Schedule(&heartbeat_,
+                          last_rx_us_ + static_cast<int64_t>(opts_->heartbeat_interval_ms) * 1000,
+                          OnHeartbeat, this);
 }
 
-void Conn::OnHeartbeat(Timer* t) {
-  auto* c = static_cast<Conn*>(t->owner);
+void Conn::OnHeartbeat(void* arg) {
+  auto* c = static_cast<Conn*>(arg);
   if (c->state_ != State::kOpen || c->killed_) return;
   int64_t now = MonotonicUs();
   int64_t interval = static_cast<int64_t>(c->opts_->heartbeat_interval_ms) * 1000;
@@ -611,7 +606,7 @@ void Conn::OnHeartbeat(Timer* t) {
   } else {
     next = c->last_rx_us_ + interval - now;
   }
-  c->ctx_->timers().ScheduleIn(&c->heartbeat_, std::max<int64_t>(next, 1000));
+  c->ctx_->timers().Schedule(&c->heartbeat_, now + std::max<int64_t>(next, 1000), OnHeartbeat, c);
 }
 
 // ---- frames in (FrameSink) ------------------------------------------------------------

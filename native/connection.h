@@ -134,8 +134,8 @@ class Conn final : public FrameSink, public WireOwner {
   void QueueBlock(const std::string& bytes);
   // heartbeat and deadlines
   void StartHeartbeat();
-  static void OnHeartbeat(Timer* t);
-  static void OnDeadline(Timer* t);
+  static void OnHeartbeat(void* conn);
+  static void OnDeadline(void* conn);
   void SetDeadline(uint32_t ms);
   // close
   void Fail(uint16_t code, const char* why);  // sends a close frame, then drops TCP

@@ -6,6 +6,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
+
+#if NLWS_WITH_LIBEV
+#include <ev.h>
+#endif
 
 #include "buffers.h"
 #include "connection.h"
@@ -20,6 +25,8 @@ const char* Context::kProtocolName = "node-lws";
 namespace {
 
 thread_local Context* tls_ctx = nullptr;
+// While a libev context is being tried, lws's lines are kept here instead.
+thread_local std::vector<std::pair<int, std::string>>* tls_held_logs = nullptr;
 
 unsigned FdLimit() {
   struct rlimit rl;
@@ -32,11 +39,100 @@ unsigned FdLimit() {
 }  // namespace
 
 void LwsLogToContext(int level, const char* line) {
-  if (!tls_ctx) return;
+  if (!tls_ctx && !tls_held_logs) return;
   std::string s(line);
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
-  tls_ctx->Log(level, s.c_str());
+  if (tls_held_logs)
+    tls_held_logs->emplace_back(level, std::move(s));
+  else
+    tls_ctx->Log(level, s.c_str());
 }
+
+#if NLWS_WITH_LIBEV
+// Deadlines under libev: lws's timers and node-lws's TimerHeap.
+//
+// lws 4.1.6's libev glue keeps one ev_timer for all lws timers (lws_sul) and
+// re-arms it only from its own callbacks, with ev_timer_set() + ev_timer_start()
+// on a watcher that may still be running: a timer scheduled earlier than the
+// one it waits for is then not seen until the later one fires (a 100 ms
+// heartbeat waited for a 20 s handshake timeout). lws keeps its timers in one
+// sorted list per thread, whose head is the earliest deadline; lws_wake
+// follows that head after every loop iteration, and when the deadline comes
+// it wakes lws (lws_cancel_service), whose idle handler then runs every timer
+// that is due. The list is found through a probe entry scheduled once: a
+// scheduled lws_sorted_usec_list_t points at its owner list (lws-dll2.h).
+//
+// heap follows Context::timers() and runs it itself.
+struct Context::EvTimers {
+  struct Deadline {
+    ev_timer w;  // first member: the callbacks cast back
+    EvTimers* self;
+    lws_usec_t armed = 0;  // the deadline w is set for (or, lws_wake, has woken lws for); 0: none
+  };
+  Context* ctx;
+  lws_dll2_owner_t* lws_list = nullptr;
+  Deadline lws_wake;
+  Deadline heap;
+
+  explicit EvTimers(Context* c) : ctx(c) {
+    ev_init(&lws_wake.w, OnLwsWake);
+    ev_init(&heap.w, OnHeap);
+    lws_wake.self = heap.self = this;
+    lws_sorted_usec_list_t probe;
+    memset(&probe, 0, sizeof probe);
+    lws_sul_schedule(
+        ctx->lws_, 0, &probe, [](lws_sorted_usec_list_t*) {}, 3600LL * 1000000);
+    lws_list = const_cast<lws_dll2_owner_t*>(lws_dll2_owner(&probe.list));
+    lws_sul_cancel(&probe);
+  }
+
+  lws_usec_t LwsHead() const {
+    lws_dll2* h = lws_dll2_get_head(lws_list);
+    return h ? lws_container_of(h, lws_sorted_usec_list_t, list)->us : 0;
+  }
+
+  // After each iteration: follow both earliest deadlines.
+  void Arm() {
+    lws_usec_t due = LwsHead();
+    if (due != lws_wake.armed) Set(&lws_wake, due);
+    due = ctx->timers_.earliest_us();
+    if (due != heap.armed) Set(&heap, due);
+  }
+
+  void Set(Deadline* d, lws_usec_t due) {
+    ev_timer_stop(ctx->ev_, &d->w);
+    d->armed = due;
+    if (!due) return;
+    lws_usec_t now = MonotonicUs();  // lws_now_usecs() is the same clock
+    ev_now_update(ctx->ev_);         // the timer counts from the loop's clock
+    ev_timer_set(&d->w, due > now ? static_cast<double>(due - now) / 1e6 : 0., 0.);
+    ev_timer_start(ctx->ev_, &d->w);
+  }
+
+  void Stop() {
+    ev_timer_stop(ctx->ev_, &lws_wake.w);
+    ev_timer_stop(ctx->ev_, &heap.w);
+    lws_wake.armed = heap.armed = 0;
+  }
+
+  static void OnLwsWake(struct ev_loop*, ev_timer* w, int) {
+    auto* d = reinterpret_cast<Deadline*>(w);
+    if (d->armed > MonotonicUs()) {  // libev's clock ran ahead: not due yet
+      d->self->Set(d, d->armed);
+      return;
+    }
+    // Due: lws runs it from its idle handler after this wake-up. `armed`
+    // stays, so Arm() does not set the timer again for the same deadline.
+    lws_cancel_service(d->self->ctx->lws_);
+  }
+
+  static void OnHeap(struct ev_loop*, ev_timer* w, int) {
+    auto* d = reinterpret_cast<Deadline*>(w);
+    d->armed = 0;  // Arm() sets it for whatever is earliest afterwards
+    d->self->ctx->timers_.RunDue(MonotonicUs());
+  }
+};
+#endif
 
 ClientConfig::~ClientConfig() {
   if (fd >= 0) close(fd);
@@ -74,7 +170,8 @@ void DisposeCommand(Command& cmd) {
 
 // ---- lifecycle (main thread) ---------------------------------------------------------
 
-Context* Context::Create(Napi::Env env, Napi::Function on_events, std::string* error) {
+Context* Context::Create(Napi::Env env, Napi::Function on_events, LoopKind loop,
+                         std::string* error) {
   Context* ctx = new Context();
   ctx->env_ = env;
   ctx->tsfn_ = Napi::TypedThreadSafeFunction<Context, void, CallJs>::New(
@@ -84,7 +181,7 @@ Context* Context::Create(Napi::Env env, Napi::Function on_events, std::string* e
   std::mutex mu;
   std::condition_variable cv;
   bool ready = false;
-  ctx->thread_ = std::thread(&Context::ThreadMain, ctx, error, &mu, &cv, &ready);
+  ctx->thread_ = std::thread(&Context::ThreadMain, ctx, loop, error, &mu, &cv, &ready);
   {
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return ready; });
@@ -174,12 +271,9 @@ void Context::ReleaseTotal(int64_t bytes) {
 
 // ---- the service thread -------------------------------------------------------------
 
-void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_variable* cv,
-                         bool* ready) {
-  tls_ctx = this;
-  protocols_[0].name = kProtocolName;
-  protocols_[0].callback = Callback;
-
+// Creates the lws context and its plain vhost, on libev or on lws's poll()
+// loop. false: nothing is left behind; *why says what failed.
+bool Context::CreateLws(bool libev, std::string* why) {
   lws_context_creation_info info;
   memset(&info, 0, sizeof info);
   info.port = CONTEXT_PORT_NO_LISTEN;
@@ -195,6 +289,29 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
   info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS |
                  LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   info.fd_limit_per_thread = FdLimit();
+#if NLWS_WITH_LIBEV
+  void* loops[1] = {nullptr};
+  if (libev) {
+    // A loop of this thread's own, handed to lws as a foreign loop: lws then
+    // installs no SIGINT watcher (it would with a loop of its own), and never
+    // runs or destroys the loop; ThreadMain runs it and destroys it after lws.
+    // No signal mask changes, no environment, no inotify or timerfd: only the
+    // descriptors and timers lws gives it.
+    ev_ = ev_loop_new(EVFLAG_NOENV | EVFLAG_NOSIGMASK | EVFLAG_NOINOTIFY | EVFLAG_NOTIMERFD);
+    if (!ev_) {
+      *why = "ev_loop_new failed";
+      return false;
+    }
+    loops[0] = ev_;
+    info.foreign_loops = loops;
+    info.options |= LWS_SERVER_OPTION_LIBEV;
+  }
+#else
+  if (libev) {
+    *why = "this build of node-lws has no libev support";
+    return false;
+  }
+#endif
   lws_ = lws_create_context(&info);
   if (lws_) {
     lws_context_creation_info vi;
@@ -204,15 +321,76 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
     vi.protocols = protocols_;
     vhost_ = lws_create_vhost(lws_, &vi);
   }
-  if (!lws_ || !vhost_) {
-    *error = "lws_create_context failed";
-    if (lws_) lws_context_destroy(lws_);
-    lws_ = nullptr;
+  if (lws_ && vhost_) {
+#if NLWS_WITH_LIBEV
+    if (ev_) {
+      ev_timers_ = new EvTimers(this);
+      switch (ev_backend(ev_)) {
+        case EVBACKEND_EPOLL:
+          backend_ = "epoll";
+          break;
+        case EVBACKEND_KQUEUE:
+          backend_ = "kqueue";
+          break;
+        case EVBACKEND_POLL:
+          backend_ = "poll";
+          break;
+        case EVBACKEND_SELECT:
+          backend_ = "select";
+          break;
+        default:
+          backend_ = "other";
+      }
+    }
+#endif
+    return true;
   }
-  timers_.Init(lws_);
-  trim_.fire = OnTrim;
-  trim_.owner = this;
-  if (lws_) timers_.ScheduleIn(&trim_, 1000 * 1000);
+  *why = lws_ ? "lws_create_vhost failed" : "lws_create_context failed";
+  if (lws_) lws_context_destroy(lws_);
+  lws_ = nullptr;
+  vhost_ = nullptr;
+#if NLWS_WITH_LIBEV
+  if (ev_) ev_loop_destroy(ev_);
+  ev_ = nullptr;
+#endif
+  return false;
+}
+
+void Context::ThreadMain(LoopKind loop, std::string* error, std::mutex* mu,
+                         std::condition_variable* cv, bool* ready) {
+  tls_ctx = this;
+  protocols_[0].name = kProtocolName;
+  protocols_[0].callback = Callback;
+
+  bool created = false;
+#if NLWS_WITH_LIBEV
+  if (loop != LoopKind::kPoll) {
+    // lws's lines about a plugin it could not load are held, and summed up in
+    // one line below if the poll loop takes over.
+    std::vector<std::pair<int, std::string>> held;
+    tls_held_logs = &held;
+    std::string why;
+    created = CreateLws(true, &why);
+    tls_held_logs = nullptr;
+    if (created) {
+      for (auto& l : held) Log(l.first, l.second.c_str());
+    } else {
+      for (auto& l : held)
+        if (l.first & LLL_ERR) why = l.second;  // the last error line says the most
+      fallback_reason_ = "the libev event loop could not start (" + why +
+                         "); using lws's poll() loop, whose cost grows with the number of open "
+                         "connections. Debian/Ubuntu: apt-get install libwebsockets-evlib-ev";
+    }
+  }
+#else
+  (void)loop;
+#endif
+  if (!created) {
+    std::string why;
+    created = CreateLws(false, &why);
+    if (!created) *error = why;
+  }
+  if (created) timers_.Schedule(&trim_, MonotonicUs() + 1000 * 1000, OnTrim, this);
   {
     std::lock_guard<std::mutex> lock(*mu);
     *ready = true;
@@ -221,17 +399,43 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
   if (!lws_) return;
 
   while (!stopping_.load(std::memory_order_acquire)) {
+#if NLWS_WITH_LIBEV
+    if (ev_) {
+      // One iteration: epoll_wait (without waiting while connections have
+      // inflation left), then the callbacks of what is ready (lws services
+      // those sockets and its timers; the heap runs its due timers), then
+      // back here to flush what they produced.
+      ev_run(ev_, busy_.empty() ? EVRUN_ONCE : EVRUN_NOWAIT);
+      RunBusy();
+      FlushEvents();
+      ev_timers_->Arm();
+      continue;
+    }
+#endif
     if (lws_service(lws_, 0) < 0) break;
     RunBusy();
     FlushEvents();
+    ArmHeapSul();
     // Connections with inflation left: poll without waiting next time.
     if (!busy_.empty()) lws_cancel_service(lws_);
   }
 
   // Tear down on this thread: every lws call stays here.
   shutting_down_ = true;
-  timers_.Clear();
+  timers_.Cancel(&trim_);
+  // With a foreign libev loop this is complete when it returns (no second
+  // call, unlike libuv): lws stops its watchers and timer on our loop.
+#if NLWS_WITH_LIBEV
+  if (ev_timers_) ev_timers_->Stop();
+#endif
+  lws_sul_cancel(&heap_sul_.sul);
   lws_context_destroy(lws_);
+#if NLWS_WITH_LIBEV
+  delete ev_timers_;
+  ev_timers_ = nullptr;
+  if (ev_) ev_loop_destroy(ev_);
+  ev_ = nullptr;
+#endif
   for (auto& kv : listeners_) delete kv.second;
   listeners_.clear();
   for (auto& kv : client_tls_ctx_) SSL_CTX_free(kv.second);
@@ -241,6 +445,29 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
   kills_.clear();
   local_.Clear();
   tls_ctx = nullptr;
+}
+
+// Under poll: one lws timer at the heap's earliest deadline. Its callback runs
+// inside lws_service(), before poll(), like any lws timer; when the heap ran
+// anything, poll() is made to return at once so that it is flushed.
+void Context::ArmHeapSul() {
+  int64_t due = timers_.earliest_us();
+  if (due == heap_sul_armed_) return;
+  heap_sul_armed_ = due;
+  if (!due) {
+    lws_sul_cancel(&heap_sul_.sul);
+    return;
+  }
+  heap_sul_.owner = this;
+  int64_t now = MonotonicUs();
+  lws_sul_schedule(lws_, 0, &heap_sul_.sul, OnHeapSul, due > now ? due - now : 0);
+}
+
+void Context::OnHeapSul(lws_sorted_usec_list_t* sul) {
+  Context* ctx = reinterpret_cast<decltype(heap_sul_)*>(sul)->owner;
+  ctx->heap_sul_armed_ = 0;
+  if (ctx->timers_.RunDue(MonotonicUs())) lws_cancel_service(ctx->lws_);
+  ctx->ArmHeapSul();  // lws runs it in this same pass if it is already due
 }
 
 int Context::Callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len) {
@@ -645,11 +872,11 @@ void Context::HandOver() {
   }
 }
 
-void Context::OnTrim(Timer* t) {
-  auto* ctx = static_cast<Context*>(t->owner);
+void Context::OnTrim(void* arg) {
+  auto* ctx = static_cast<Context*>(arg);
   BufTrim();
   for (Conn* c = ctx->conns_; c; c = c->next) c->Trim();
-  ctx->timers_.ScheduleIn(&ctx->trim_, 1000 * 1000);
+  ctx->timers_.Schedule(&ctx->trim_, MonotonicUs() + 1000 * 1000, OnTrim, ctx);
 }
 
 void Context::CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused) {

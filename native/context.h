@@ -41,6 +41,8 @@
 #include "timers.h"
 #include "wire.h"
 
+struct ev_loop;  // libev (NLWS_WITH_LIBEV)
+
 namespace nlws {
 
 class Conn;
@@ -85,11 +87,18 @@ struct Command {
 // Frees a Command's resources (frame, references, server fd) without running it.
 void DisposeCommand(Command& cmd);
 
+// The event loop a context's service thread runs (see ThreadMain).
+enum class LoopKind : uint8_t {
+  kAuto,  // libev (epoll on Linux) when this build and the system have it, else poll
+  kPoll,  // lws's own poll() loop
+};
+
 class Context {
  public:
   // Starts the service thread and creates the lws context on it. Returns null
   // and sets *error when lws could not be set up. (main thread)
-  static Context* Create(Napi::Env env, Napi::Function on_events, std::string* error);
+  static Context* Create(Napi::Env env, Napi::Function on_events, LoopKind loop,
+                         std::string* error);
   ~Context();
 
   // ---- main thread ----
@@ -97,6 +106,12 @@ class Context {
   void SetRef(bool ref);
   void Stop();  // joins the service thread; idempotent
   bool stopped() const { return stopped_; }
+  // "libev" or "poll", and the kernel interface under it ("epoll", "poll", ...);
+  // fixed once Create() returned.
+  const char* loop_name() const { return ev_ ? "libev" : "poll"; }
+  const char* loop_backend() const { return backend_; }
+  // Why libev was asked for and the poll loop runs instead; empty otherwise.
+  const std::string& fallback_reason() const { return fallback_reason_; }
   // JavaScript consumed `bytes` it had been charged for: by a connection
   // (ReleaseConn) and in the context's total (ReleaseTotal); Release does both.
   void ReleaseConn(ConnShared* shared, int64_t bytes);
@@ -122,6 +137,9 @@ class Context {
   lws_context* lws_ctx() const { return lws_; }
   lws_vhost* vhost() const { return vhost_; }
   const lws_protocols* protocols() const { return protocols_; }
+  // Connection timers (handshake, close, heartbeat): O(log n) to (re)schedule,
+  // driven by one deadline of the loop. Prefer it to lws_sul_schedule(), whose
+  // sorted list costs O(n) per schedule (timers.h).
   TimerHeap& timers() { return timers_; }
   // An OpenSSL client context trusting the CAs in `ca` (PEM), cached per CA set.
   SSL_CTX* ClientTlsContext(const std::string& ca, std::string* error);
@@ -166,7 +184,11 @@ class Context {
 
  private:
   Context() = default;
-  void ThreadMain(std::string* error, std::mutex* mu, std::condition_variable* cv, bool* ready);
+  void ThreadMain(LoopKind loop, std::string* error, std::mutex* mu, std::condition_variable* cv,
+                  bool* ready);
+  bool CreateLws(bool libev, std::string* why);
+  void ArmHeapSul();
+  static void OnHeapSul(lws_sorted_usec_list_t* sul);
   static int Callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
   void RunCommands();
   void RunCommand(Command& cmd);
@@ -179,11 +201,21 @@ class Context {
   void ResumeAll();
   static void CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused);
   void DeliverOne(napi_env env, napi_value cb, Batch& b);
-  static void OnTrim(Timer* t);
+  static void OnTrim(void* ctx);
 
   std::thread thread_;
   lws_context* lws_ = nullptr;
   lws_vhost* vhost_ = nullptr;
+  ev_loop* ev_ = nullptr;  // the libev loop this thread owns (a "foreign" loop to lws); or null
+  struct EvTimers;         // context.cc: lws's and timers_' deadlines under libev
+  EvTimers* ev_timers_ = nullptr;
+  struct {
+    lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
+    Context* owner;
+  } heap_sul_ = {};  // drives timers_ under poll
+  int64_t heap_sul_armed_ = 0;
+  const char* backend_ = "poll";
+  std::string fallback_reason_;
   lws_protocols protocols_[2] = {};
   std::atomic<bool> stopping_{false};
   bool stopped_ = false;

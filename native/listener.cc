@@ -1,6 +1,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -13,13 +14,11 @@
 
 namespace nlws {
 
-Listener::Listener(Context* ctx, ServerConfig* cfg) : ctx_(ctx), cfg_(cfg) {
-  retry_.fire = ResumeAccept;
-  retry_.owner = this;
-}
+Listener::Listener(Context* ctx, ServerConfig* cfg) : ctx_(ctx), cfg_(cfg) {}
 
 Listener::~Listener() {
   ctx_->timers().Cancel(&retry_);
+  if (spare_fd_ >= 0) close(spare_fd_);
   if (!started_ && cfg_->fd >= 0) close(cfg_->fd);
   delete cfg_;
 }
@@ -39,6 +38,7 @@ bool Listener::Start(std::string* error) {
       return false;
     }
   }
+  spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);  // -1 is survivable: see RefuseOne
   lws_adopt_desc_t d;
   memset(&d, 0, sizeof d);
   d.vh = ctx_->vhost();
@@ -80,15 +80,24 @@ void Listener::Accept() {
       int err = errno;
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
       if (err == EAGAIN || err == EWOULDBLOCK) return;
-      // Out of descriptors or memory: stop polling the listener for a while
-      // rather than spinning on a socket that stays readable.
+      if ((err == EMFILE || err == ENFILE) && RefuseOne(err)) continue;
+      // Out of memory, or of descriptors with none in reserve: stop polling the
+      // listener for a while rather than spinning on a socket that stays readable.
       std::string line = "accept() on server " + std::to_string(cfg_->id) +
                          " failed: " + ErrnoName(err) + "; pausing accepts for 100 ms";
       ctx_->Log(LLL_WARN, line.c_str());
       backoff_ = true;
       UpdatePolling();
-      ctx_->timers().ScheduleIn(&retry_, 100 * 1000);
+      ctx_->timers().Schedule(&retry_, MonotonicUs() + 100 * 1000, ResumeAccept, this);
       return;
+    }
+    if (fd_burst_) {
+      std::string line = "server " + std::to_string(cfg_->id) +
+                         ": descriptors available again, accepting; " + std::to_string(refused_) +
+                         " client(s) were refused while the process was out of them";
+      ctx_->Log(LLL_WARN, line.c_str());
+      fd_burst_ = false;
+      refused_ = 0;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -120,8 +129,53 @@ void Listener::Accept() {
   }
 }
 
-void Listener::ResumeAccept(Timer* t) {
-  auto* l = static_cast<Listener*>(t->owner);
+// accept() failed with EMFILE/ENFILE. Left in the listen queue, the client
+// would wait until its own timeout; instead the reserve descriptor is closed to
+// make room for it, it is answered 503 (plain HTTP servers; TLS ones just
+// close) and closed, and the reserve is reopened. The first refusal of a burst
+// is reported to JavaScript. false: no reserve to use (the caller pauses).
+bool Listener::RefuseOne(int err) {
+  if (spare_fd_ < 0) spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (spare_fd_ < 0) return false;
+  close(spare_fd_);
+  spare_fd_ = -1;
+  int fd = accept4(cfg_->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int accept_err = errno;
+  if (fd >= 0) {
+    // Read what the client already sent, at most 16 KiB (a request fits; a
+    // client that keeps sending is not waited for), so that close() ends with
+    // a FIN after the answer rather than a reset that could discard it.
+    char buf[4096];
+    for (int i = 0; i < 4 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
+    }
+    if (cfg_->tls_cert.empty()) {
+      static const char kBusy[] =
+          "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
+          "Content-Type: text/plain\r\nContent-Length: 31\r\n\r\n"
+          "Server out of file descriptors\n";
+      // Best effort: an empty socket buffer takes it at once; if not, the close says it.
+      ssize_t sent = send(fd, kBusy, sizeof kBusy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+      (void)sent;
+    }
+    shutdown(fd, SHUT_WR);
+    close(fd);
+    refused_++;
+  }
+  spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return accept_err != EMFILE && accept_err != ENFILE;  // EAGAIN: the loop sees it
+  if (!fd_burst_) {
+    fd_burst_ = true;
+    std::string msg = std::string("accept() failed: ") + ErrnoName(err) + " (" + strerror(err) +
+                      "); clients are answered 503 and closed until descriptors are free again";
+    ctx_->Emit(kEvAcceptError, cfg_->id, static_cast<uint32_t>(err),
+               ctx_->AddError(ErrnoName(err), msg, 0));
+    ctx_->Log(LLL_WARN, ("server " + std::to_string(cfg_->id) + ": " + msg).c_str());
+  }
+  return true;
+}
+
+void Listener::ResumeAccept(void* arg) {
+  auto* l = static_cast<Listener*>(arg);
   l->backoff_ = false;
   l->UpdatePolling();
 }
@@ -130,6 +184,8 @@ void Listener::Close() {
   if (closing_) return;
   closing_ = true;
   ctx_->timers().Cancel(&retry_);
+  if (spare_fd_ >= 0) close(spare_fd_);
+  spare_fd_ = -1;
   if (wsi_) {
     // Synchronous: lws closes the listening fd before this returns, so the
     // port is free before JavaScript hears about it.

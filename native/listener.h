@@ -46,8 +46,9 @@ class Listener {
   int64_t started_us = 0;
 
  private:
-  static void ResumeAccept(Timer* t);
+  static void ResumeAccept(void* listener);
   void UpdatePolling();
+  bool RefuseOne(int err);  // out of descriptors: accept one client and close it at once
 
   Context* ctx_;
   ServerConfig* cfg_;
@@ -59,6 +60,11 @@ class Listener {
   bool paused_ = false;   // PauseAccept
   bool backoff_ = false;  // accept() failed: retry after a moment
   Timer retry_;
+  // A descriptor kept in reserve (/dev/null) for accept() failing with EMFILE/ENFILE: closed to
+  // make room for one accept, whose client is answered (503) and closed at once, then reopened.
+  int spare_fd_ = -1;
+  bool fd_burst_ = false;  // out of descriptors since the last accept that succeeded
+  uint64_t refused_ = 0;   // clients refused in this burst
   Topics topics_;
   SharedDeflaters deflaters_;  // for compressed frames shared by subscribers
 };

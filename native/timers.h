@@ -1,34 +1,48 @@
-// Deadlines on the service thread: a binary min-heap of timers driven by one
-// lws sul that is always set for the earliest deadline.
+// Timers of a service thread: a binary min-heap of deadlines.
 //
-// lws keeps its suls in a sorted linked list, so scheduling one costs a walk
-// over every other sul; with a heartbeat timer per connection that walk grew
-// with the connection count. Here scheduling, moving and cancelling a timer
-// cost O(log n) and a wake-up touches only the timers that are due.
+// lws 4.1.6 keeps its timers (lws_sul) in one sorted linked list, and every
+// lws_sul_schedule() walks it from the head to find its place: with 19,000
+// heartbeat timers one reschedule took ~1.5 ms (a cache miss per entry), and
+// a heartbeat every 30 s on each of them would need more than a core. Here a
+// schedule, reschedule or cancel is O(log n) on a contiguous array, and the
+// earliest deadline is O(1); the Context drives the whole heap with one
+// deadline of its event loop (Context::timers()).
 //
-// Service thread only.
+// Service thread only; no locking. A Timer is embedded in its owner, which
+// must Cancel() it (or let ~Timer do it) before it goes away.
 #pragma once
 
-#include <libwebsockets.h>
+#include <stddef.h>
+#include <stdint.h>
 
-#include <cstdint>
 #include <vector>
 
 namespace nlws {
 
-// Microseconds on the monotonic clock (any thread).
+// Microseconds on the monotonic clock, as lws_now_usecs() counts them (any thread).
 int64_t MonotonicUs();
 
 class TimerHeap;
 
-// Embedded in its owner; `fire` is called with it when it is due.
-struct Timer {
-  static constexpr uint32_t kIdle = 0xFFFFFFFFu;
-  int64_t at_us = 0;
-  void (*fire)(Timer*) = nullptr;
-  void* owner = nullptr;
-  uint32_t index = kIdle;  // position in the heap; kIdle when not scheduled
-  bool scheduled() const { return index != kIdle; }
+class Timer {
+ public:
+  using Callback = void (*)(void* arg);
+
+  Timer() = default;
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  ~Timer();  // cancels
+
+  bool scheduled() const { return heap_ != nullptr; }
+  int64_t due_us() const { return due_us_; }  // when scheduled
+
+ private:
+  friend class TimerHeap;
+  TimerHeap* heap_ = nullptr;
+  size_t index_ = 0;
+  int64_t due_us_ = 0;
+  Callback cb_ = nullptr;
+  void* arg_ = nullptr;
 };
 
 class TimerHeap {
@@ -36,36 +50,34 @@ class TimerHeap {
   TimerHeap() = default;
   TimerHeap(const TimerHeap&) = delete;
   TimerHeap& operator=(const TimerHeap&) = delete;
-  ~TimerHeap();
+  ~TimerHeap();  // unschedules what is left, without running it
 
-  void Init(lws_context* ctx) { lws_ = ctx; }
-  // (Re)schedules t to fire at `at_us` (MonotonicUs time).
-  void Schedule(Timer* t, int64_t at_us);
-  void ScheduleIn(Timer* t, int64_t delay_us) { Schedule(t, MonotonicUs() + delay_us); }
-  void Cancel(Timer* t);
+  // (Re)schedules t to run cb(arg) at due_us (MonotonicUs() clock). A timer
+  // scheduled on another heap is moved here.
+  void Schedule(Timer* t, int64_t due_us, Timer::Callback cb, void* arg);
+  void Cancel(Timer* t);  // no-op when not scheduled
+
+  bool empty() const { return heap_.empty(); }
   size_t size() const { return heap_.size(); }
-  // Drops every timer without firing (context teardown).
-  void Clear();
+  int64_t earliest_us() const { return heap_.empty() ? 0 : heap_[0].due_us; }  // 0: none
+
+  // Runs every timer due at or before now_us, earliest first. Each is
+  // unscheduled before its callback runs; a callback may schedule or cancel
+  // any timer (itself included). A timer a callback schedules for now_us or
+  // earlier also runs in this call. Returns how many ran.
+  size_t RunDue(int64_t now_us);
 
  private:
-  static void OnSul(lws_sorted_usec_list_t* sul);
-  void RunDue();
-  void Arm();
-  void Up(uint32_t i);
-  void Down(uint32_t i);
-  void Place(uint32_t i, Timer* t) {
-    heap_[i] = t;
-    t->index = i;
-  }
+  struct Entry {
+    int64_t due_us;  // a copy: comparisons stay in this array
+    Timer* timer;
+  };
+  void Place(size_t i, Entry e);  // heap_[i] = e, and the timer learns its index
+  void SiftUp(size_t i);
+  void SiftDown(size_t i);
+  void RemoveAt(size_t i);
 
-  lws_context* lws_ = nullptr;
-  std::vector<Timer*> heap_;
-  struct {
-    lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
-    TimerHeap* owner;
-  } sul_ = {};
-  int64_t armed_at_ = 0;  // deadline the sul is set for; 0: not set
-  bool running_ = false;  // inside RunDue
+  std::vector<Entry> heap_;
 };
 
 }  // namespace nlws

@@ -37,7 +37,10 @@ if [ "${CI:-}" = "true" ]; then DEV=1; fi
 # test/system/chromium.test.mjs (driven by the playwright-core devDependency through
 # executablePath /usr/bin/chromium; no browser download).
 # openssl: test/tls.test.mjs makes its certificates with the openssl command.
-EXTRA_APT_PACKAGES=(python3-websockets chromium openssl)
+# libwebsockets-evlib-ev + libev-dev: the service thread's libev event loop (lws loads the plugin,
+# the addon links libev; both are dependencies of libwebsockets-dev, named here so that a machine
+# where they went missing gets them back instead of silently running lws's poll() loop).
+EXTRA_APT_PACKAGES=(python3-websockets chromium openssl libwebsockets-evlib-ev libev-dev)
 # Same, but only with --dev / CI=true.
 EXTRA_APT_PACKAGES_DEV=()
 # ---------------------------------------------------------------------------------------------

@@ -4,28 +4,34 @@
 #   bash scripts/build-lws-static.sh          # reuse build/lws-static when it is up to date
 #   bash scripts/build-lws-static.sh --force  # rebuild from scratch
 #
-# Debian's libwebsockets.a is not PIC, so it cannot be linked into a .node. This script gets
-# lws from Debian's own source package (apt-get source, through a temporary deb-src list derived
-# from the machine's apt sources; the system apt configuration is not touched), applies the
-# Debian patches (dpkg-source -x), and builds it with cmake: static only, -fPIC,
-# -fvisibility=hidden, only the features node-lws uses (raw sockets / file descriptors, poll
-# loop, lws_sul, OpenSSL TLS server + client vhosts, lws_SHA1).
+# Debian's libwebsockets.a and libev.a are not PIC, so they cannot be linked into a .node. This
+# script gets lws and libev from Debian's own source packages (apt-get source, through a
+# temporary deb-src list derived from the machine's apt sources; the system apt configuration is
+# not touched), applies the Debian patches (dpkg-source -x), builds libev 4.33 with its own
+# configure (static, -fPIC, hidden symbols) and lws with cmake: static only, -fPIC,
+# -fvisibility=hidden, lws's libev event loop compiled in (not a plugin), and only the features
+# node-lws uses (raw sockets / file descriptors, libev and poll loops, lws_sul, OpenSSL TLS
+# server + client vhosts, lws_SHA1).
 #
-# Output (all under build/, which is gitignored; no lws source is ever committed):
-#   build/lws-src/                       apt work dir, extracted + patched source, cmake build dir
-#   build/lws-static/include/            lws headers (libwebsockets.h, lws_config.h, ...)
-#   build/lws-static/lib/libwebsockets.a (no .so next to it, so -lwebsockets picks the .a)
+# Output (all under build/, which is gitignored; no lws or libev source is ever committed):
+#   build/lws-src/                       apt work dir, extracted + patched sources, build dirs
+#   build/lws-static/include/            lws headers (libwebsockets.h, lws_config.h, ...), ev.h
+#   build/lws-static/lib/libwebsockets.a, libev.a
+#                                        (no .so next to them, so -lwebsockets -lev pick the .a)
 #   build/lws-static/pkgconfig/libwebsockets.pc
-#       a pkg-config file for the static lib; scripts/prebuild.sh puts this directory first in
+#       a pkg-config file for the static libs; scripts/prebuild.sh puts this directory first in
 #       PKG_CONFIG_PATH so binding.gyp's `pkg-config --cflags/--libs libwebsockets` (unchanged)
-#       compiles against these headers and links the .a, with -Wl,--exclude-libs,ALL so no lws
-#       symbol is exported from the addon.
+#       compiles against these headers and links the .a files, with -Wl,--exclude-libs,ALL so no
+#       lws or libev symbol is exported from the addon; scripts/libev-flags.cjs sees libev
+#       compiled into this lws and adds no -lev of its own.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 LWS_UPSTREAM_VERSION=4.1.6
+LIBEV_UPSTREAM_VERSION=4.33
+EV_CFLAGS="-O2 -fPIC -fvisibility=hidden -fno-strict-aliasing"
 WORK="$ROOT/build/lws-src"
 PREFIX="$ROOT/build/lws-static"
 FORCE=0
@@ -33,7 +39,7 @@ for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     -h | --help)
-      sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -119,9 +125,15 @@ CMAKE_OPTS=(
   -DLWS_WITH_ZIP_FOPS=OFF
   -DLWS_WITH_UDP=OFF
   -DLWS_WITH_EXTERNAL_POLL=OFF
-  # event loop: plain poll(), no event-lib backends or plugins
+  # event loop: libev compiled in (no plugin: nothing is dlopen'ed), against the static libev
+  # built below; lws's poll() loop stays available (NODE_LWS_EVENT_LOOP=poll)
+  -DLWS_WITH_LIBEV=ON
+  -DLIBEV_FOUND=ON
+  "-DLIBEV_INCLUDE_DIRS=$WORK/libev/include"
+  "-DLIBEV_LIBRARIES=$WORK/libev/lib/libev.a"
+  "-DLWS_LIBEV_INCLUDE_DIRS=$WORK/libev/include"
+  "-DLWS_LIBEV_LIBRARIES=$WORK/libev/lib/libev.a"
   -DLWS_WITH_LIBUV=OFF
-  -DLWS_WITH_LIBEV=OFF
   -DLWS_WITH_LIBEVENT=OFF
   -DLWS_WITH_GLIB=OFF
   -DLWS_WITH_EVLIB_PLUGINS=OFF
@@ -131,8 +143,9 @@ CMAKE_OPTS=(
 )
 
 STAMP="$PREFIX/.stamp"
-want_stamp="lws $LWS_UPSTREAM_VERSION $(printf '%s\n' "${CMAKE_OPTS[@]}" | sha256sum | cut -c1-16)"
-if [ "$FORCE" = 0 ] && [ -f "$PREFIX/lib/libwebsockets.a" ] && [ -f "$PREFIX/include/libwebsockets.h" ] &&
+want_stamp="lws $LWS_UPSTREAM_VERSION libev $LIBEV_UPSTREAM_VERSION $(printf '%s\n' "${CMAKE_OPTS[@]}" "$EV_CFLAGS" | sha256sum | cut -c1-16)"
+if [ "$FORCE" = 0 ] && [ -f "$PREFIX/lib/libwebsockets.a" ] && [ -f "$PREFIX/lib/libev.a" ] &&
+  [ -f "$PREFIX/include/libwebsockets.h" ] && [ -f "$PREFIX/include/ev.h" ] &&
   [ -f "$PREFIX/pkgconfig/libwebsockets.pc" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want_stamp" ]; then
   log "ok ($PREFIX is up to date)"
   exit 0
@@ -204,20 +217,14 @@ derive_source() {
 }
 
 mkdir -p "$WORK"
-dsc="$(ls "$WORK"/libwebsockets_"$LWS_UPSTREAM_VERSION"-*.dsc 2>/dev/null | head -n1 || true)"
-if [ -z "$dsc" ]; then
-  derive_source
-  log "deb-src: $SRC_URI $SRC_SUITE main"
+# fetch_dsc PACKAGE UPSTREAM_VERSION: downloads Debian's source package (.dsc, orig tarball,
+# debian tarball) into $WORK unless it is there already; sets DSC to the .dsc path.
+apt_ready=0
+fetch_dsc() {
+  local pkg="$1" version="$2"
+  DSC="$(ls "$WORK"/"$pkg"_"$version"-*.dsc 2>/dev/null | head -n1 || true)"
+  [ -n "$DSC" ] && return 0
   apt_tmp="$WORK/apt"
-  rm -rf "$apt_tmp"
-  mkdir -p "$apt_tmp/sources.list.d" "$apt_tmp/lists/partial" "$apt_tmp/cache/archives/partial"
-  cat >"$apt_tmp/sources.list.d/src.sources" <<EOF
-Types: deb-src
-URIs: $SRC_URI
-Suites: $SRC_SUITE
-Components: main
-Signed-By: $SRC_SIGNED
-EOF
   APT_OPTS=(
     -o Dir::Etc::SourceList=/dev/null
     -o Dir::Etc::SourceParts="$apt_tmp/sources.list.d"
@@ -226,37 +233,84 @@ EOF
     -o APT::Sandbox::User=root
     -q
   )
-  apt-get "${APT_OPTS[@]}" update >"$apt_tmp/update.log" 2>&1 || {
-    cat "$apt_tmp/update.log" >&2
-    die "apt-get update (deb-src) failed"
+  if [ "$apt_ready" = 0 ]; then
+    derive_source
+    log "deb-src: $SRC_URI $SRC_SUITE main"
+    rm -rf "$apt_tmp"
+    mkdir -p "$apt_tmp/sources.list.d" "$apt_tmp/lists/partial" "$apt_tmp/cache/archives/partial"
+    cat >"$apt_tmp/sources.list.d/src.sources" <<EOF
+Types: deb-src
+URIs: $SRC_URI
+Suites: $SRC_SUITE
+Components: main
+Signed-By: $SRC_SIGNED
+EOF
+    apt-get "${APT_OPTS[@]}" update >"$apt_tmp/update.log" 2>&1 || {
+      cat "$apt_tmp/update.log" >&2
+      die "apt-get update (deb-src) failed"
+    }
+    apt_ready=1
+  fi
+  (cd "$WORK" && apt-get "${APT_OPTS[@]}" source --download-only "$pkg") >"$apt_tmp/source-$pkg.log" 2>&1 || {
+    cat "$apt_tmp/source-$pkg.log" >&2
+    die "apt-get source --download-only $pkg failed"
   }
-  (cd "$WORK" && apt-get "${APT_OPTS[@]}" source --download-only "libwebsockets") >"$apt_tmp/source.log" 2>&1 || {
-    cat "$apt_tmp/source.log" >&2
-    die "apt-get source --download-only libwebsockets failed"
+  DSC="$(ls "$WORK"/"$pkg"_"$version"-*.dsc 2>/dev/null | head -n1 || true)"
+  [ -n "$DSC" ] || die "the source package is not $pkg $version: $(ls "$WORK")"
+}
+# unpack DSC DIR: the orig tarball with the Debian patches applied (3.0 quilt). The .dsc's files
+# were verified by apt (hashes from the signed Release); the .dsc signature itself is checked
+# when the uploader's key is available, a missing key is only a warning.
+unpack() {
+  local dsc="$1" dir="$2" name
+  name="$(basename "$dir")"
+  rm -rf "$dir"
+  dpkg-source --no-copy -x "$dsc" "$dir" >"$WORK/dpkg-source-$name.log" 2>&1 || {
+    cat "$WORK/dpkg-source-$name.log" >&2
+    die "dpkg-source -x $(basename "$dsc") failed"
   }
-  dsc="$(ls "$WORK"/libwebsockets_"$LWS_UPSTREAM_VERSION"-*.dsc 2>/dev/null | head -n1 || true)"
-  [ -n "$dsc" ] || die "the source package is not libwebsockets $LWS_UPSTREAM_VERSION: $(ls "$WORK")"
-  rm -rf "$apt_tmp"
-fi
-log "source package: $(basename "$dsc")"
+}
+
+fetch_dsc libwebsockets "$LWS_UPSTREAM_VERSION"
+dsc="$DSC"
+fetch_dsc libev "$LIBEV_UPSTREAM_VERSION"
+ev_dsc="$DSC"
+if [ "$apt_ready" = 1 ]; then rm -rf "$apt_tmp"; fi
+log "source packages: $(basename "$dsc"), $(basename "$ev_dsc")"
+
+# ---- libev, static and PIC --------------------------------------------------------------------
+# Debian's libev.a is not position-independent either (R_X86_64_PC32 against stderr), so
+# libev is built here with its own configure: static only, -fPIC, hidden symbols. lws is built
+# with its libev event loop compiled in (no plugin) against it, and the addon links both.
+EV_SRC="$WORK/libev-src"
+if [ "$FORCE" = 1 ] || [ ! -f "$EV_SRC/ev.c" ]; then unpack "$ev_dsc" "$EV_SRC"; fi
+EV_BLD="$WORK/libev-build"
+EV_PREFIX="$WORK/libev"
+rm -rf "$EV_BLD" "$EV_PREFIX"
+mkdir -p "$EV_BLD" "$EV_PREFIX/include" "$EV_PREFIX/lib"
+start=$(date +%s)
+log "libev: configure + make"
+(cd "$EV_BLD" && "$EV_SRC/configure" --disable-shared --enable-static --with-pic \
+  CFLAGS="$EV_CFLAGS") >"$WORK/libev-configure.log" 2>&1 || {
+  cat "$WORK/libev-configure.log" >&2
+  die "libev configure failed"
+}
+make -C "$EV_BLD" -j"$JOBS" >"$WORK/libev-make.log" 2>&1 || {
+  tail -n 40 "$WORK/libev-make.log" >&2
+  die "libev build failed (full log: $WORK/libev-make.log)"
+}
+ev_a="$(find "$EV_BLD" -name libev.a | head -n1)"
+[ -n "$ev_a" ] || die "no libev.a produced"
+cp "$EV_SRC/ev.h" "$EV_PREFIX/include/"
+cp "$ev_a" "$EV_PREFIX/lib/libev.a"
 
 SRC="$WORK/src"
-if [ "$FORCE" = 1 ] || [ ! -f "$SRC/CMakeLists.txt" ]; then
-  rm -rf "$SRC"
-  # Unpacks the orig tarball and applies debian/patches (3.0 quilt). The .dsc's files were
-  # already verified by apt (hashes from the signed Release); the .dsc signature itself is
-  # checked when the uploader's key is available, a missing key is only a warning.
-  dpkg-source --no-copy -x "$dsc" "$SRC" >"$WORK/dpkg-source.log" 2>&1 || {
-    cat "$WORK/dpkg-source.log" >&2
-    die "dpkg-source -x failed"
-  }
-fi
+if [ "$FORCE" = 1 ] || [ ! -f "$SRC/CMakeLists.txt" ]; then unpack "$dsc" "$SRC"; fi
 
 # ---- build ------------------------------------------------------------------------------------
 BLD="$WORK/build"
 rm -rf "$BLD" "$PREFIX"
 mkdir -p "$BLD"
-start=$(date +%s)
 log "cmake configure"
 (cd "$BLD" && cmake "$SRC" "${CMAKE_OPTS[@]}") >"$WORK/cmake.log" 2>&1 || {
   cat "$WORK/cmake.log" >&2
@@ -272,12 +326,20 @@ mkdir -p "$PREFIX/lib" "$PREFIX/include" "$PREFIX/pkgconfig"
 a="$(find "$BLD" -name libwebsockets.a | head -n1)"
 [ -n "$a" ] || die "no libwebsockets.a produced"
 cp "$a" "$PREFIX/lib/libwebsockets.a"
+cp "$EV_PREFIX/lib/libev.a" "$PREFIX/lib/libev.a"
 cp -r "$SRC/include/." "$PREFIX/include/"
+cp "$EV_PREFIX/include/ev.h" "$PREFIX/include/ev.h"
 cp "$BLD/lws_config.h" "$PREFIX/include/lws_config.h" 2>/dev/null ||
   cp "$(find "$BLD" -name lws_config.h | head -n1)" "$PREFIX/include/lws_config.h"
 # Every object must be position-independent (no absolute 32-bit relocations).
-if readelf -r "$PREFIX/lib/libwebsockets.a" 2>/dev/null | grep -q 'R_X86_64_32S\? '; then
-  die "libwebsockets.a contains non-PIC relocations"
+for lib in libwebsockets.a libev.a; do
+  if readelf -r "$PREFIX/lib/$lib" 2>/dev/null | grep -q 'R_X86_64_32S\? '; then
+    die "$lib contains non-PIC relocations"
+  fi
+done
+grep -q '^#define LWS_WITH_LIBEV' "$PREFIX/include/lws_config.h" || die "lws was built without libev"
+if grep -q '^#define LWS_WITH_EVLIB_PLUGINS' "$PREFIX/include/lws_config.h"; then
+  die "lws was built with event-lib plugins (libev must be compiled in)"
 fi
 cat >"$PREFIX/pkgconfig/libwebsockets.pc" <<EOF
 # Generated by scripts/build-lws-static.sh: static, PIC libwebsockets for node-lws prebuilds.
@@ -286,10 +348,10 @@ includedir=\${prefix}/include
 libdir=\${prefix}/lib
 
 Name: libwebsockets
-Description: libwebsockets $LWS_UPSTREAM_VERSION (static, PIC, hidden symbols)
+Description: libwebsockets $LWS_UPSTREAM_VERSION with libev $LIBEV_UPSTREAM_VERSION compiled in (static, PIC, hidden symbols)
 Version: $LWS_UPSTREAM_VERSION
 Cflags: -I\${includedir}
-Libs: -Wl,--exclude-libs,ALL -L\${libdir} -lwebsockets
+Libs: -Wl,--exclude-libs,ALL -L\${libdir} -lwebsockets -lev
 EOF
 echo "$want_stamp" >"$STAMP"
-log "done in $(($(date +%s) - start)) s: $PREFIX/lib/libwebsockets.a ($(du -k "$PREFIX/lib/libwebsockets.a" | cut -f1) KiB)"
+log "done in $(($(date +%s) - start)) s: $PREFIX/lib/libwebsockets.a ($(du -k "$PREFIX/lib/libwebsockets.a" | cut -f1) KiB), libev.a ($(du -k "$PREFIX/lib/libev.a" | cut -f1) KiB)"

@@ -22,7 +22,7 @@ if ! command -v "$CLANG_FORMAT" >/dev/null 2>&1; then
 fi
 
 shopt -s nullglob
-files=(native/*.cc native/*.h fuzz/*.cc bench/*.c bench/*.cc bench/*.cpp bench/*.h)
+files=(native/*.cc native/*.h test/native/*.cc fuzz/*.cc bench/*.c bench/*.cc bench/*.cpp bench/*.h)
 shopt -u nullglob
 
 if [ "${#files[@]}" -eq 0 ]; then

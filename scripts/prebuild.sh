@@ -11,8 +11,10 @@
 #    build/lws-static/pkgconfig first, so `pkg-config --cflags/--libs libwebsockets` give the
 #    static headers and `-Wl,--exclude-libs,ALL -L build/lws-static/lib -lwebsockets`; that
 #    directory holds only libwebsockets.a, so binding.gyp's own -lwebsockets resolves to it too.
-# 3. Checks the result: no NEEDED libwebsockets, no exported lws_* symbol, loads in Node.
-# libssl.so.3, libcrypto.so.3 and libz.so.1 stay dynamic (part of every Debian/Ubuntu system).
+# 3. Checks the result: no NEEDED libwebsockets or libev, no exported lws_* or ev_* symbol, loads
+#    in Node and runs its context on the libev loop compiled in (epoll).
+# libssl.so.3, libcrypto.so.3 and libz.so.1 stay dynamic (part of every Debian/Ubuntu system);
+# libev is linked in statically with lws (scripts/build-lws-static.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +37,8 @@ rm -rf "$STAGE"
 mkdir -p "$STAGE"
 cp package.json binding.gyp "$STAGE/"
 cp -r native "$STAGE/native"
+mkdir -p "$STAGE/scripts"
+cp scripts/libev-flags.cjs "$STAGE/scripts/" # binding.gyp asks it for libev flags
 
 # Node's own headers next to the running node (e.g. /usr/include/node): no header download.
 NODE_PREFIX="$(cd "$(dirname "$(readlink -f "$(command -v node)")")/.." && pwd)"
@@ -65,12 +69,25 @@ addon="$(ls "$PLATFORM_DIR"/*.node 2>/dev/null | head -n1 || true)"
 # ---- checks -----------------------------------------------------------------------------------
 needed="$(readelf -d "$addon" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 case "$needed" in *libwebsockets*) die "$addon still needs a shared libwebsockets: $needed" ;; esac
+case "$needed" in *libev*) die "$addon still needs a shared libev: $needed" ;; esac
 exported="$(nm -D --defined-only "$addon" | grep -c ' lws_' || true)"
 [ "$exported" = 0 ] || die "$addon exports $exported lws_* symbols (expected 0)"
+exported_ev="$(nm -D --defined-only "$addon" | grep -c ' ev_' || true)"
+[ "$exported_ev" = 0 ] || die "$addon exports $exported_ev ev_* symbols (expected 0)"
 undef_lws="$(nm -D --undefined-only "$addon" | grep -E ' (lws|lejp|_lws)' || true)"
 [ -z "$undef_lws" ] || die "$addon has unresolved lws symbols: $undef_lws"
 node -e 'require(process.argv[1])' "$addon" || die "$addon does not load"
+# The context runs on the libev loop compiled in (not poll, and no plugin to load).
+loop="$(node -e '
+  const b = require(process.argv[1]);
+  b.init(() => {}, 3, () => {}, "auto");
+  const l = b.eventLoop();
+  console.log(l ? `${l.loop}/${l.backend}${l.fallback ? ` (${l.fallback})` : ""}` : "none");
+  process.exit(0);
+' "$addon")" || die "$addon: the native context does not start"
+[ "$loop" = libev/epoll ] || die "$addon runs the $loop event loop (expected libev/epoll)"
 
 log "done in $(($(date +%s) - start)) s: ${addon#"$ROOT"/} ($(du -k "$addon" | cut -f1) KiB)"
 log "NEEDED: $needed"
-log "exported lws_* symbols: $exported"
+log "exported lws_* symbols: $exported, ev_* symbols: $exported_ev"
+log "event loop: $loop"

@@ -19,8 +19,8 @@
 # out because LD_PRELOAD would be inherited by chromium/python, and the soak test is left out
 # because ASan's quarantine makes its RSS bound meaningless):
 #   listen-close-cycles, server, rfc6455-conformance, client, message-order,
-#   send-backpressure, whatwg-websocket, worker-threads, system/network-fuzz
-#   (FUZZ_SECONDS defaults to 20 here too)
+#   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
+#   system/network-fuzz (FUZZ_SECONDS defaults to 20 here too)
 #
 # Env:
 #   ASAN_DETECT_LEAKS=1     run with detect_leaks=1 and scripts/lsan-node.supp (only node's
@@ -44,6 +44,9 @@ DEFAULT_FILES=(
   test/send-backpressure.test.mjs
   test/whatwg-websocket.test.mjs
   test/worker-threads.test.mjs
+  test/event-loop.test.mjs
+  test/emfile.test.mjs
+  test/publish-subscribe.test.mjs
   test/system/network-fuzz.test.mjs
 )
 

@@ -109,15 +109,19 @@ linuxTest('no NEEDED libwebsockets; only libc/libstdc++/OpenSSL/zlib', () => {
   assert.not.ok(/not found/.test(ldd), `ldd: a dependency is missing:\n${ldd}`);
 });
 
-linuxTest('lws symbols are linked in and hidden', () => {
+linuxTest('lws and libev symbols are linked in and hidden', () => {
   const defined = run('nm', ['-D', '--defined-only', addon]);
-  const exported = defined.split('\n').filter((l) => / lws_/.test(l));
-  assert.equal(exported.length, 0, `exported lws_* symbols:\n${exported.slice(0, 20).join('\n')}`);
+  const exported = defined.split('\n').filter((l) => / (lws|ev)_/.test(l));
+  assert.equal(
+    exported.length,
+    0,
+    `exported lws_* / ev_* symbols:\n${exported.slice(0, 20).join('\n')}`,
+  );
   assert.ok(/ napi_register_module_v1$/m.test(defined), 'napi_register_module_v1 not exported');
   const undef = run('nm', ['-D', '--undefined-only', addon])
     .split('\n')
-    .filter((l) => /\s(lws|_lws|lejp|lwsac)\w*$/.test(l));
-  assert.equal(undef, [], `lws symbols left for the loader to find:\n${undef.join('\n')}`);
+    .filter((l) => /\s(lws|_lws|lejp|lwsac)\w*$/.test(l) || /\sev_\w+$/.test(l));
+  assert.equal(undef, [], `lws / libev symbols left for the loader to find:\n${undef.join('\n')}`);
 });
 
 linuxTest('the loader never looks for libwebsockets when the addon loads', () => {
@@ -131,6 +135,24 @@ linuxTest('the loader never looks for libwebsockets when the addon loads', () =>
   assert.is(r.status, 0, `require(addon) failed:\n${r.stderr.slice(-2000)}`);
   assert.ok(r.stderr.includes(path.basename(addon)), 'LD_DEBUG trace does not show the addon load');
   assert.not.ok(/websockets/.test(r.stderr), 'the loader searched for libwebsockets');
+});
+
+linuxTest('the context runs on the libev loop compiled in: epoll, no plugin loaded', () => {
+  // LD_DEBUG=libs would show a dlopen of libwebsockets-evlib_ev.so (or of libev.so) if the
+  // prebuild needed either at run time.
+  const script = `
+    const b = require(process.argv[1]);
+    b.init(() => {}, 3, () => {}, 'auto');
+    console.log(JSON.stringify(b.eventLoop()));
+    process.exit(0);`;
+  const r = spawnSync(process.execPath, ['-e', script, addon], {
+    env: { ...process.env, LD_DEBUG: 'libs', LD_PRELOAD: '' },
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  assert.is(r.status, 0, `the context did not start:\n${r.stderr.slice(-2000)}`);
+  assert.equal(JSON.parse(r.stdout.trim()), { loop: 'libev', backend: 'epoll', fallback: null });
+  assert.not.ok(/evlib|libev\.so/.test(r.stderr), 'the loader searched for libev or an lws plugin');
 });
 
 linuxTest('npm pack tarball installs without building and echoes over ws:// and wss://', () => {
