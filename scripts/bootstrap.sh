@@ -37,7 +37,9 @@ if [ "${CI:-}" = "true" ]; then DEV=1; fi
 # test/system/chromium.test.mjs (driven by the playwright-core devDependency through
 # executablePath /usr/bin/chromium; no browser download).
 # openssl: test/tls.test.mjs makes its certificates with the openssl command.
-EXTRA_APT_PACKAGES=(python3-websockets chromium openssl)
+# tinyproxy: test/system/proxy.test.mjs starts it (its own config, a free port) as the HTTP
+# CONNECT proxy the client tunnels through.
+EXTRA_APT_PACKAGES=(python3-websockets chromium openssl tinyproxy)
 # Same, but only with --dev / CI=true.
 EXTRA_APT_PACKAGES_DEV=()
 # ---------------------------------------------------------------------------------------------
