@@ -623,6 +623,7 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
         bound.family === 'Unix'
           ? { ...o.config, unixPath: bound.address, unixDev: bound.dev, unixIno: bound.ino }
           : o.config;
+      if (bound.family === 'Unix') removeOnExit(this.#id, bound);
       bound = undefined; // the native side owns the fd (and a Unix socket's file) from here
       await new Promise<void>((resolve, reject) => {
         this.#started = { resolve, reject };
@@ -666,10 +667,12 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
 
   /** @internal */ _onListenerClosed(): void {
     this.#listenerOpen = false;
+    socketFiles.delete(this.#id); // native code removed it
   }
 
   /** @internal */ _onServerClosed(): void {
     runtime.servers.delete(this.#id);
+    socketFiles.delete(this.#id);
     if (this.#opts.logger) runtime.loggers.delete(this.#opts.logger);
     const refed = this.#refed || this.#started !== undefined;
     this.#started?.reject(codedError('ERR_SERVER_CLOSED', 'The server was closed while starting'));
@@ -846,6 +849,32 @@ function bindFirst(hosts: string[], o: Normalized) {
       if (!fallback || i + 1 >= hosts.length) throw e;
     }
   }
+}
+
+/**
+ * Unix socket files of listening servers, by server id. Native code removes each when its
+ * server closes or the environment is torn down; process.exit() skips the latter, so an 'exit'
+ * listener removes what is left (each only while the path still names the file bind() made).
+ */
+const socketFiles = new Map<number, { path: string; dev: string; ino: string }>();
+let exitListener = false;
+
+function removeOnExit(id: number, bound: { address: string; dev: string; ino: string }): void {
+  socketFiles.set(id, { path: bound.address, dev: bound.dev, ino: bound.ino });
+  if (exitListener) return;
+  exitListener = true;
+  process.on('exit', () => {
+    for (const f of socketFiles.values()) {
+      try {
+        const st = lstatSync(f.path, { bigint: true });
+        if (st.isSocket() && String(st.dev) === f.dev && String(st.ino) === f.ino)
+          unlinkSync(f.path);
+      } catch {
+        /* gone already */
+      }
+    }
+    socketFiles.clear();
+  });
 }
 
 /** What is at a Unix socket path that bind() found taken. */

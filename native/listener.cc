@@ -91,6 +91,7 @@ void Listener::Accept() {
   bool tls = !cfg_->tls_cert.empty();
   for (int i = 0; i < 128 && !ctx_->rx_global_paused(); i++) {
     sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);  // an unnamed Unix peer fills in no path at all
     socklen_t sl = sizeof ss;
     int fd = accept4(cfg_->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {

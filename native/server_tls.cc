@@ -133,10 +133,14 @@ std::unique_ptr<ServerTls> ServerTls::Create(const ServerConfig& cfg, std::strin
 }
 
 ServerTls::~ServerTls() {
-  // The vhost (and its SSL_CTX) outlives this server: its callback must not
-  // find us any more. Connections that switched to an SNI context hold their
-  // own reference to it.
-  if (vhost_ctx_) SSL_CTX_set_tlsext_servername_arg(vhost_ctx_, nullptr);
+  // The vhost (and its SSL_CTX) usually outlives this server: its callback
+  // must not find us any more. At context teardown lws has destroyed the
+  // vhost already; our own reference keeps the SSL_CTX valid until here.
+  // Connections that switched to an SNI context hold their own reference.
+  if (vhost_ctx_) {
+    SSL_CTX_set_tlsext_servername_arg(vhost_ctx_, nullptr);
+    SSL_CTX_free(vhost_ctx_);
+  }
   for (auto& kv : sni_) SSL_CTX_free(kv.second);
 }
 
@@ -168,6 +172,7 @@ bool ServerTls::ConfigureVerify(SSL_CTX* ctx) {
 }
 
 bool ServerTls::Configure(SSL_CTX* vhost_ctx) {
+  SSL_CTX_up_ref(vhost_ctx);
   vhost_ctx_ = vhost_ctx;
   if (!ConfigureVerify(vhost_ctx)) return false;
   SSL_CTX_set_tlsext_servername_callback(vhost_ctx, OnServername);

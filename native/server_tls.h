@@ -51,7 +51,7 @@ class ServerTls {
   bool request_cert_ = false;
   bool reject_unauthorized_ = true;
   std::string client_ca_;                              // PEM
-  SSL_CTX* vhost_ctx_ = nullptr;                       // lws's; not ours to free
+  SSL_CTX* vhost_ctx_ = nullptr;                       // lws's, and a reference of ours
   std::vector<std::pair<std::string, SSL_CTX*>> sni_;  // lower-case name -> context (ours)
 };
 

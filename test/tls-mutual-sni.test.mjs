@@ -17,6 +17,8 @@ import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import { issueCert, makeCa, makeCert } from './support/certs.mjs';
 import { attachEcho, listenFor, nextConnection, transportRoundTrip } from './support/lws.mjs';
+import { DIST_URL } from './support/paths.mjs';
+import { spawnNode } from './support/proc.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
 import { captureRejection, onceEvent, withTimeout } from './support/wait.mjs';
 import { WebSocket } from './support/ws-client.mjs';
@@ -302,6 +304,43 @@ test('bad SNI options fail listen() clearly', async () => {
     );
     assert.is(err.code, code, `${label}: ${err.code} ${err.message}`);
   }
+});
+
+test('a worker torn down with an SNI + requestCert server and a client still open ends cleanly', async () => {
+  // worker.terminate() runs the environment's teardown (unlike process.exit()): the native
+  // context goes with every listener, connection and SSL_CTX still open. (lws frees the vhost's
+  // SSL_CTX before the listener's own TLS state goes, which therefore holds a reference.)
+  const tls = {
+    cert: certDefault.cert,
+    key: certDefault.key,
+    ca: ca.cert,
+    requestCert: true,
+    sni: { 'a.example': certA, 'b.example': certB },
+  };
+  const clientTls = { ca: ca.cert, servername: 'a.example', cert: alice.cert, key: alice.key };
+  const workerCode = `
+const { parentPort } = require('node:worker_threads');
+import(${JSON.stringify(DIST_URL)}).then(async (lws) => {
+  const server = await lws.listen({ host: '127.0.0.1', port: 0, tls: ${JSON.stringify(tls)} });
+  server.on('connection', (c) => c.on('message', (d) => c.send(d)));
+  const client = await lws.connect('wss://127.0.0.1:' + server.port + '/', { tls: ${JSON.stringify(clientTls)} });
+  client.once('message', () => parentPort.postMessage('ready'));
+  client.send('x');
+});`;
+  const child = spawnNode([
+    '-e',
+    `
+const { Worker } = require('node:worker_threads');
+const w = new Worker(${JSON.stringify(workerCode)}, { eval: true });
+w.on('error', (e) => { console.error('worker error', e); process.exitCode = 2; });
+w.once('message', async () => { await w.terminate(); console.log('terminated'); });
+`,
+  ]);
+  cleanups.push(() => child.stop());
+  await child.line((l) => l === 'terminated', 15000, 'worker terminated');
+  const ex = await withTimeout(child.exited, 10000, 'child exit');
+  assert.is(ex.code, 0, `exit code ${ex.code}, signal ${ex.signal}, stderr: ${child.stderrText}`);
+  assert.is(child.stderrText.trim(), '', 'nothing on stderr');
 });
 
 test.after(exitWatchdog);

@@ -16,6 +16,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import { attachEcho, listenFor, nextConnection, transportRoundTrip } from './support/lws.mjs';
+import { DIST_URL } from './support/paths.mjs';
 import { describeFds, openFds, spawnNode } from './support/proc.mjs';
 import { acceptFor, OP, RawWsPeer } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
@@ -192,6 +193,26 @@ test('a stale socket file: ERR_SOCKET_STALE, and removeStaleSocket removes it an
   attachEcho(server);
   const c = await client(`ws+unix://${p}:/`);
   assert.is((await transportRoundTrip(c, 'revived')).data, 'revived');
+});
+
+test('process.exit() with a Unix socket server open removes the socket file', async () => {
+  const p = sockPath('exit');
+  const child = spawnNode([
+    '--input-type=module',
+    '-e',
+    `
+const lws = await import(${JSON.stringify(DIST_URL)});
+const server = await lws.listen({ socketPath: ${JSON.stringify(p)} });
+const client = await lws.connect('ws+unix://${p}:/');
+console.log('ready');
+setImmediate(() => process.exit(0));
+`,
+  ]);
+  cleanups.push(() => child.stop());
+  await child.line((l) => l === 'ready', 10000, 'child listening');
+  const ex = await withTimeout(child.exited, 10000, 'child exit');
+  assert.is(ex.code, 0, `exit code ${ex.code}, stderr: ${child.stderrText}`);
+  assert.not.ok(fs.existsSync(p), 'the socket file went with the process');
 });
 
 test('a path another process listens on: EADDRINUSE, and removeStaleSocket leaves it alone', async () => {
