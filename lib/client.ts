@@ -1,6 +1,7 @@
 // connect() and ClientTransport: the client half, with optional reconnect.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
+import { lstatSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import {
@@ -24,6 +25,7 @@ import {
   type PerMessageDeflateOptions,
   readPem,
 } from './options';
+import { chooseProxy, connectRequest, type ProxyTarget } from './proxy';
 import { runtime } from './runtime';
 import {
   type BackpressureOptions,
@@ -78,8 +80,41 @@ export interface ConnectOptions {
   textAs?: 'string' | 'buffer';
   /** Offer permessage-deflate (off by default): `true` or options. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
-  /** For wss:// URLs: `ca` (a file path or a Buffer with PEM) replaces Node's root certificates. */
-  tls?: { ca?: string | Buffer; rejectUnauthorized?: boolean };
+  /** For wss:// URLs (each PEM a file path or a Buffer). */
+  tls?: ClientTlsOptions;
+  /**
+   * Connect to this Unix domain socket instead of the URL's host and port (the URL still gives
+   * the Host header and the request path). `ws+unix:///path/to.sock:/request/path` says the same
+   * in the URL.
+   */
+  socketPath?: string;
+  /**
+   * Tunnel through an HTTP proxy with CONNECT: `'http://user:pass@host:port'`, or `'env'` for
+   * the environment's `HTTPS_PROXY` (wss://) / `HTTP_PROXY` (ws://, and wss:// without
+   * HTTPS_PROXY) unless `NO_PROXY` names the host. Default: no proxy.
+   */
+  proxy?: string;
+}
+
+export interface ClientTlsOptions {
+  /** CAs to trust instead of Node's root certificates. */
+  ca?: string | Buffer;
+  /** Check the server's certificate and host name (default true). */
+  rejectUnauthorized?: boolean;
+  /** A client certificate for servers that ask for one (mutual TLS), with `key`. */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** The passphrase of an encrypted `key`. */
+  passphrase?: string;
+  /** The name sent as SNI and checked against the certificate (default: the URL's host). */
+  servername?: string;
+}
+
+/** The server's answer to the upgrade request. */
+export interface UpgradeResponse {
+  status: number;
+  /** Header names in lower case; repeated headers joined with `, `, except `set-cookie` (a list). */
+  headers: Record<string, string | string[]>;
 }
 
 export interface ClientEvents extends TransportEvents {
@@ -94,6 +129,18 @@ interface Target {
   port: number;
   path: string;
   hostHeader: string;
+  /** A Unix socket to connect to instead of host and port. */
+  socketPath: string | undefined;
+  /** The URL's user:password as an Authorization header line, or ''. */
+  authorization: string;
+}
+
+interface NormalizedTls {
+  ca: string;
+  rejectUnauthorized: boolean;
+  cert: string | undefined;
+  key: string | undefined;
+  servername: string | undefined;
 }
 
 interface Normalized {
@@ -104,7 +151,8 @@ interface Normalized {
   conn: NativeConnOptions;
   backpressure: BackpressureOptions;
   signal: AbortSignal | undefined;
-  tls: { ca: string; rejectUnauthorized: boolean };
+  tls: NormalizedTls;
+  proxy: ProxyTarget | undefined;
   reconnect:
     | {
         retries: number;
@@ -146,11 +194,52 @@ export function parseTarget(url: string | URL): Target {
   } catch {
     throw invalidUrl(url, 'not a URL');
   }
-  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') {
-    throw invalidUrl(url, `the scheme must be ws: or wss:, not ${u.protocol}`);
+  const unix = u.protocol === 'ws+unix:' || u.protocol === 'wss+unix:';
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:' && !unix) {
+    throw invalidUrl(url, `the scheme must be ws:, wss:, ws+unix: or wss+unix:, not ${u.protocol}`);
   }
-  const secure = u.protocol === 'wss:';
+  const secure = u.protocol === 'wss:' || u.protocol === 'wss+unix:';
   if (u.hash) throw invalidUrl(url, 'a WebSocket URL has no fragment');
+  let authorization = '';
+  if (u.username || u.password) {
+    // As ws does: user:password in the URL becomes Basic authorization.
+    let user: string;
+    let pass: string;
+    try {
+      user = decodeURIComponent(u.username);
+      pass = decodeURIComponent(u.password);
+    } catch {
+      throw invalidUrl(url, 'malformed percent-encoding in the credentials');
+    }
+    authorization = `Authorization: Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}\r\n`;
+    u.username = '';
+    u.password = '';
+  }
+  if (unix) {
+    // ws's syntax: ws+unix:///path/to.sock:/request/path
+    if (u.host) throw invalidUrl(url, 'a ws+unix: URL has no host (ws+unix:///path/to.sock:/path)');
+    const colon = u.pathname.indexOf(':');
+    const encodedSocket = colon < 0 ? u.pathname : u.pathname.slice(0, colon);
+    let socketPath: string;
+    try {
+      socketPath = decodeURIComponent(encodedSocket);
+    } catch {
+      throw invalidUrl(url, 'malformed percent-encoding in the socket path');
+    }
+    if (!socketPath || socketPath === '/') throw invalidUrl(url, 'no socket path');
+    const path = colon < 0 ? '/' : u.pathname.slice(colon + 1) || '/';
+    if (!path.startsWith('/')) throw invalidUrl(url, 'the request path must start with /');
+    return {
+      url: u.href,
+      secure,
+      host: 'localhost',
+      port: 0,
+      path: path + u.search,
+      hostHeader: 'localhost',
+      socketPath,
+      authorization,
+    };
+  }
   if (!u.hostname) throw invalidUrl(url, 'no host');
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   return {
@@ -160,8 +249,31 @@ export function parseTarget(url: string | URL): Target {
     port: u.port ? Number(u.port) : secure ? 443 : 80,
     path: (u.pathname || '/') + u.search,
     hostHeader: u.host,
+    socketPath: undefined,
+    authorization,
   };
 }
+
+/** A socket path as bind() and connect() take it: at most 107 bytes, no NUL. */
+export function checkSocketPath(name: string, v: unknown, syscall: string): string {
+  if (typeof v !== 'string' || v === '') throw invalidArgType(name, 'a non-empty string', v);
+  if (v.includes('\0')) throw invalidArgValue(name, 'must not contain NUL bytes', v);
+  const bytes = Buffer.byteLength(v);
+  if (bytes > MAX_SOCKET_PATH) {
+    const err = codedError(
+      'ENAMETOOLONG',
+      `${syscall} ENAMETOOLONG ${v}: a Unix socket path is at most ${MAX_SOCKET_PATH} bytes (this one has ${bytes})`,
+    ) as SystemError;
+    err.errno = -36;
+    err.syscall = syscall;
+    err.address = v;
+    throw err;
+  }
+  return v;
+}
+
+/** sun_path holds 108 bytes on Linux, the last one a NUL. */
+export const MAX_SOCKET_PATH = 107;
 
 function normalize(url: string | URL, options: unknown): Normalized {
   const target = parseTarget(url);
@@ -171,7 +283,9 @@ function normalize(url: string | URL, options: unknown): Normalized {
   const o = options as Record<string, unknown>;
   let extraHeaders = '';
   const headers = optObject(o, 'headers');
+  let explicitAuthorization = false;
   for (const [name, value] of Object.entries(headers ?? {})) {
+    if (name.toLowerCase() === 'authorization') explicitAuthorization = true;
     if (!HEADER_NAME.test(name))
       throw invalidArgValue('headers', `has an invalid header name '${name}'`, name);
     if (RESERVED_HEADERS.has(name.toLowerCase())) {
@@ -187,6 +301,22 @@ function normalize(url: string | URL, options: unknown): Normalized {
     if (/[\r\n\0]/.test(origin))
       throw invalidArgValue('origin', 'has an invalid character', origin);
     extraHeaders += `Origin: ${origin}\r\n`;
+  }
+  // An explicit Authorization header wins over the URL's credentials (as in Node's http).
+  if (!explicitAuthorization) extraHeaders += target.authorization;
+  if (o.socketPath !== undefined) {
+    if (target.socketPath !== undefined)
+      throw invalidArgValue('socketPath', 'cannot be combined with a ws+unix: URL', o.socketPath);
+    target.socketPath = checkSocketPath('socketPath', o.socketPath, 'connect');
+  } else if (target.socketPath !== undefined) {
+    checkSocketPath('socketPath', target.socketPath, 'connect');
+  }
+  let proxy: ProxyTarget | undefined;
+  if (target.socketPath !== undefined) {
+    if (o.proxy !== undefined && o.proxy !== 'env')
+      throw invalidArgValue('proxy', 'cannot be used with a Unix socket', o.proxy);
+  } else {
+    proxy = chooseProxy(o.proxy, target.secure, target.host, target.port);
   }
   let reconnect: Normalized['reconnect'];
   if (o.reconnect === true || (typeof o.reconnect === 'object' && o.reconnect !== null)) {
@@ -229,6 +359,7 @@ function normalize(url: string | URL, options: unknown): Normalized {
     backpressure: optBackpressure(o),
     signal: optSignal(o),
     tls: clientTls(optObject(o, 'tls')),
+    proxy,
     reconnect,
   };
 }
@@ -236,18 +367,51 @@ function normalize(url: string | URL, options: unknown): Normalized {
 /** Node's own root certificates: the default trust for wss://, as for https. */
 let nodeRoots: string | undefined;
 
-function clientTls(t: Record<string, unknown> | undefined): {
-  ca: string;
-  rejectUnauthorized: boolean;
-} {
+function clientTls(t: Record<string, unknown> | undefined): NormalizedTls {
   if (!t || t.ca === undefined) nodeRoots ??= rootCertificates.join('\n');
-  if (!t) return { ca: nodeRoots as string, rejectUnauthorized: true };
+  if (!t)
+    return {
+      ca: nodeRoots as string,
+      rejectUnauthorized: true,
+      cert: undefined,
+      key: undefined,
+      servername: undefined,
+    };
   const ca = t.ca === undefined ? (nodeRoots as string) : readPem('tls.ca', t.ca);
   const rejectUnauthorized = t.rejectUnauthorized === undefined ? true : t.rejectUnauthorized;
   if (typeof rejectUnauthorized !== 'boolean') {
     throw invalidArgType('tls.rejectUnauthorized', 'of type boolean', rejectUnauthorized);
   }
-  return { ca, rejectUnauthorized };
+  const servername = t.servername;
+  if (servername !== undefined && (typeof servername !== 'string' || servername === '')) {
+    throw invalidArgType('tls.servername', 'a non-empty string', servername);
+  }
+  let cert: string | undefined;
+  let key: string | undefined;
+  if (t.cert !== undefined || t.key !== undefined) {
+    if (t.cert === undefined || t.key === undefined) {
+      throw invalidArgValue('tls', 'needs both cert and key for a client certificate', t);
+    }
+    cert = readPem('tls.cert', t.cert);
+    const keyPem = readPem('tls.key', t.key);
+    const passphrase = t.passphrase;
+    if (passphrase !== undefined && typeof passphrase !== 'string')
+      throw invalidArgType('tls.passphrase', 'of type string', passphrase);
+    try {
+      new X509Certificate(cert);
+      // Native code takes the key unencrypted.
+      key = createPrivateKey({ key: keyPem, passphrase }).export({
+        format: 'pem',
+        type: 'pkcs8',
+      }) as string;
+    } catch (e) {
+      throw codedError(
+        'ERR_TLS_CERT',
+        `Invalid TLS client certificate or key: ${(e as Error).message}`,
+      );
+    }
+  }
+  return { ca, rejectUnauthorized, cert, key, servername };
 }
 
 async function resolve(host: string): Promise<string[]> {
@@ -295,6 +459,8 @@ export class ClientTransport extends NativeTransport implements Transport {
   #attempt = 0;
   #timer: NodeJS.Timeout | undefined;
   #userClosed = false;
+  #upgradeResponse: UpgradeResponse | undefined;
+  #extensions = '';
   #last: { code: number; reason: string; wasClean: boolean } = {
     code: 1006,
     reason: '',
@@ -308,12 +474,32 @@ export class ClientTransport extends NativeTransport implements Transport {
     this.url = o.target.url;
   }
 
+  /** The status and headers of the server's 101 response (of the latest connection). */
+  get upgradeResponse(): UpgradeResponse | undefined {
+    return this.#upgradeResponse;
+  }
+
+  /** The extensions the server accepted (its Sec-WebSocket-Extensions), or ''. */
+  get extensions(): string {
+    return this.#extensions;
+  }
+
   /** @internal */
   async _dial(signal?: AbortSignal): Promise<void> {
     const o = this.#o;
     runtime.start();
     if (signal?.aborted) throw abortError(signal);
-    const addresses = await resolve(o.target.host);
+    if (o.target.socketPath !== undefined) {
+      try {
+        await this.#dialOne(o.target.socketPath, signal);
+      } catch (e) {
+        throw explainSocketError(e as SystemError, o.target.socketPath);
+      }
+      return;
+    }
+    // Through a proxy, the proxy resolves the target's name.
+    const host = o.proxy ? o.proxy.host : o.target.host;
+    const addresses = await resolve(host);
     let lastError: Error | undefined;
     for (const address of addresses) {
       if (signal?.aborted) throw abortError(signal);
@@ -322,11 +508,12 @@ export class ClientTransport extends NativeTransport implements Transport {
         return;
       } catch (e) {
         lastError = e as Error;
+        if (o.proxy) markProxyError(lastError, o.proxy);
         const code = (e as SystemError).code;
         if (!NEXT_ADDRESS.has(code)) throw e;
       }
     }
-    throw lastError ?? codedError('ENOTFOUND', `No address for ${o.target.host}`);
+    throw lastError ?? codedError('ENOTFOUND', `No address for ${host}`);
   }
 
   #dialOne(address: string, signal?: AbortSignal): Promise<void> {
@@ -341,20 +528,25 @@ export class ClientTransport extends NativeTransport implements Transport {
       `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n`;
     if (o.protocols.length) request += `Sec-WebSocket-Protocol: ${o.protocols.join(', ')}\r\n`;
     request += `${o.extraHeaders}\r\n`;
-    const port = o.target.port;
+    const unix = o.target.socketPath !== undefined;
+    const port = unix ? 0 : o.proxy ? o.proxy.port : o.target.port;
     let native: ReturnType<typeof binding.connect>;
     try {
       native = binding.connect({
-        address,
+        address: unix ? '' : address,
         port,
+        socketPath: unix ? address : '',
         request,
         accept,
         protocols: o.protocols,
         conn: o.conn,
+        proxyRequest: o.proxy ? connectRequest(o.proxy, o.target.host, o.target.port) : '',
         tls: o.target.secure,
-        host: o.target.host,
+        host: o.tls.servername ?? o.target.host,
         ca: o.tls.ca,
         rejectUnauthorized: o.tls.rejectUnauthorized,
+        cert: o.tls.cert,
+        key: o.tls.key,
       });
     } catch (e) {
       return Promise.reject(e);
@@ -389,6 +581,9 @@ export class ClientTransport extends NativeTransport implements Transport {
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.protocol = info.protocol;
+    this.#upgradeResponse = { status: info.status ?? 101, headers: info.headers };
+    const ext = info.headers['sec-websocket-extensions'];
+    this.#extensions = typeof ext === 'string' ? ext : '';
     this.state = 'open';
     this.#attempt = 0;
     // What was queued while disconnected goes first, in order.
@@ -412,12 +607,16 @@ export class ClientTransport extends NativeTransport implements Transport {
       e.errno = -errno;
       e.syscall = 'connect';
       e.address = p.address;
-      e.port = p.port;
+      if (this.#o.target.socketPath === undefined) e.port = p.port;
       err = e;
     } else {
       err = codedError(detail.code, detail.message);
-      if (detail.status !== undefined) (err as Error & { status?: number }).status = detail.status;
+      const extra = err as Error & { status?: number; headers?: UpgradeResponse['headers'] };
+      if (detail.status !== undefined) extra.status = detail.status;
+      if (detail.headers !== undefined) extra.headers = detail.headers;
     }
+    if (this.#o.proxy && (errno || detail.code.startsWith('ERR_PROXY')))
+      markProxyError(err, this.#o.proxy);
     p.reject(err);
   }
 
@@ -518,6 +717,39 @@ export class ClientTransport extends NativeTransport implements Transport {
     }
     super.terminate();
   }
+}
+
+/** Names the proxy in an error from the proxy stage (its credentials left out). */
+function markProxyError(err: Error, proxy: ProxyTarget): void {
+  const e = err as Error & { proxy?: string };
+  if (e.proxy !== undefined) return;
+  e.proxy = proxy.display;
+  const code = (err as SystemError).code;
+  if (code === 'ECONNREFUSED' || (err as SystemError).syscall === 'connect')
+    err.message += ` (the proxy ${proxy.display})`;
+  else if (code === 'ETIMEDOUT' || code?.startsWith('ERR_PROXY'))
+    err.message += ` (proxy ${proxy.display})`;
+}
+
+/** A refused Unix socket connect, told apart: nothing listens, or the path is not a socket. */
+function explainSocketError(err: SystemError, socketPath: string): Error {
+  if (err.code !== 'ECONNREFUSED') return err;
+  try {
+    if (!lstatSync(socketPath).isSocket()) {
+      const e = codedError(
+        'ENOTSOCK',
+        `connect ENOTSOCK ${socketPath}: the path exists and is not a socket`,
+      ) as SystemError;
+      e.errno = -88;
+      e.syscall = 'connect';
+      e.address = socketPath;
+      return e;
+    }
+    err.message += ': no process listens on this socket (a stale socket file?)';
+  } catch {
+    /* gone meanwhile: keep the refusal */
+  }
+  return err;
 }
 
 /**

@@ -1,4 +1,5 @@
 // A server-side WebSocket connection: the Transport the server hands out.
+import type { X509Certificate } from 'node:crypto';
 import { invalidArgType } from './errors';
 import { binding, type NativeRequestInfo } from './native';
 import { optInt } from './options';
@@ -19,6 +20,16 @@ export {
   type TransportEvents,
   type WebSocketData,
 } from './transport';
+
+/** What a TLS server with `requestCert` knows of its client's certificate. */
+export interface PeerTls {
+  /** The certificate the client presented (Node's X509Certificate: subject, issuer, ...). */
+  peerCertificate: X509Certificate | undefined;
+  /** True when it verified against the server's `tls.ca`. */
+  authorized: boolean;
+  /** Why it did not (OpenSSL's reason, or 'no client certificate'). */
+  authorizationError: string | undefined;
+}
 
 /** The HTTP upgrade request a connection was accepted with. */
 export interface UpgradeRequest {
@@ -77,17 +88,28 @@ export function checkTopic(topic: unknown): asserts topic is string {
 }
 
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: see the interface above
-export class Connection extends NativeTransport implements Transport {
+export class Connection extends NativeTransport implements Transport, PeerTls {
   readonly #hub: TopicHub;
+  readonly #tls: PeerTls;
   #topics: Set<string> | undefined;
+  /** What `verify` attached to this connection (`{ accept: true, data }`), else undefined. */
+  data: unknown;
 
   /** @internal */
-  constructor(info: NativeRequestInfo, bp: BackpressureOptions, hub: TopicHub) {
+  constructor(
+    info: NativeRequestInfo,
+    bp: BackpressureOptions,
+    hub: TopicHub,
+    data: unknown,
+    tls: PeerTls,
+  ) {
     super(bp, 'open');
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.protocol = info.protocol;
     this.#hub = hub;
+    this.data = data;
+    this.#tls = tls;
     this.attach(info.handle, info.id);
   }
 
@@ -143,6 +165,21 @@ export class Connection extends NativeTransport implements Transport {
   publish(topic: string, data: WebSocketData, isBinary?: boolean): number {
     checkTopic(topic);
     return this.#hub.publish(topic, data, isBinary, this);
+  }
+
+  /** The certificate the client presented (servers with `tls.requestCert`), else undefined. */
+  get peerCertificate(): X509Certificate | undefined {
+    return this.#tls.peerCertificate;
+  }
+
+  /** True when the client's certificate verified against the server's `tls.ca`. */
+  get authorized(): boolean {
+    return this.#tls.authorized;
+  }
+
+  /** Why it did not (OpenSSL's reason, or 'no client certificate'); undefined when it did. */
+  get authorizationError(): string | undefined {
+    return this.#tls.authorizationError;
   }
 
   /** @internal */ get nativeHandle() {

@@ -1,15 +1,17 @@
 // node-lws: WebSocket servers and clients on libwebsockets, driven from a native service thread.
 export {
   type ClientEvents,
+  type ClientTlsOptions,
   ClientTransport,
   type ConnectOptions,
   connect,
   type ReconnectOptions,
+  type UpgradeResponse,
 } from './client';
 export { configure, type GlobalOptions, type NativeMemory, nativeMemory } from './configure';
-export { Connection, type UpgradeRequest } from './connection';
+export { Connection, type PeerTls, type UpgradeRequest } from './connection';
 export type { SystemError } from './errors';
-export type { HeartbeatOptions, PerMessageDeflateOptions } from './options';
+export type { HeartbeatOptions, PerMessageDeflateOptions, ResponseHeaders } from './options';
 export type { Logger } from './runtime';
 export {
   type AddressInfo,
@@ -18,6 +20,8 @@ export {
   type ListenOptions,
   listen,
   Server,
+  type ServerTlsOptions,
+  type TlsCertificate,
   type VerifyRequest,
   type VerifyResult,
 } from './server';
@@ -31,4 +35,4 @@ export {
   type TransportStats,
   type WebSocketData,
 } from './transport';
-export { type BinaryType, CloseEvent, WebSocket } from './websocket';
+export { type BinaryType, CloseEvent, WebSocket, type WebSocketInit } from './websocket';

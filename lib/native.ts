@@ -16,10 +16,16 @@ export interface NativeRequestInfo {
   remoteAddress: string;
   remotePort: number;
   protocol: string;
+  /** TLS servers with requestCert: the client's certificate (DER), if it sent one. */
+  peerCertificate?: Buffer;
+  /** ... and why it did not verify, when it did not. */
+  authorizationError?: string;
 }
 
 export interface NativeBindOptions {
   host: string;
+  /** A Unix socket path instead of host and port. */
+  path?: string;
   port: number;
   reuseAddr: boolean;
   reusePort: boolean;
@@ -31,7 +37,17 @@ export interface NativeBound {
   fd: number;
   port: number;
   address: string;
-  family: 'IPv4' | 'IPv6';
+  family: 'IPv4' | 'IPv6' | 'Unix';
+  /** A Unix socket's file (decimal strings), for removing exactly that file later. */
+  dev: string;
+  ino: string;
+}
+
+export interface NativeSniCert {
+  name: string;
+  cert: string;
+  key: string;
+  chain: string;
 }
 
 export interface NativeServerConfig {
@@ -48,23 +64,39 @@ export interface NativeServerConfig {
   tlsKey: string;
   tlsPassphrase: string;
   tlsChain: string;
+  tlsRequestCert: boolean;
+  tlsRejectUnauthorized: boolean;
+  tlsClientCa: string;
+  tlsSni: NativeSniCert[];
+  /** Header lines added to every 101 response. */
+  upgradeHeaders: string;
+  unixPath: string;
+  unixDev: string;
+  unixIno: string;
 }
 
 export interface NativeConnectOptions {
   address: string;
   port: number;
+  /** A Unix socket to connect to instead of address and port ('' for none). */
+  socketPath: string;
   request: string;
   accept: string;
   protocols: string[];
   conn: NativeConnOptions;
+  /** The CONNECT request for an HTTP proxy at address:port ('' for none). */
+  proxyRequest: string;
   tls: boolean;
   host: string;
   ca: string;
   rejectUnauthorized: boolean;
+  cert: string | undefined;
+  key: string | undefined;
 }
 
 export interface NativeOpenInfo {
-  headers: Record<string, string>;
+  headers: Record<string, string | string[]>;
+  status?: number;
   remoteAddress: string;
   remotePort: number;
   protocol: string;
@@ -74,6 +106,8 @@ export interface NativeConnectError {
   code: string;
   message: string;
   status?: number;
+  /** The headers of the response that refused the upgrade or the tunnel. */
+  headers?: Record<string, string | string[]>;
 }
 
 export type EventsCallback = (
@@ -105,7 +139,8 @@ export interface Binding {
   /** The rest of a delivery; true when still more is left (schedule again). */
   deliverPending(): boolean;
   bind(options: NativeBindOptions): NativeBound;
-  closeFd(fd: number): void;
+  /** Closes a bound socket that never reached startServer (and a Unix socket's file). */
+  closeFd(fd: number, path?: string, dev?: string, ino?: string): void;
   startServer(id: number, fd: number, config: NativeServerConfig): void;
   closeServer(id: number): void;
   connect(options: NativeConnectOptions): { handle: ConnHandle; id: number };
@@ -118,8 +153,8 @@ export interface Binding {
   ): number;
   close(handle: ConnHandle, code: number, reason: string): void;
   terminate(handle: ConnHandle): void;
-  /** `protocol` null: native code picks from the server's `protocols`. */
-  accept(handle: ConnHandle, protocol: string | null): void;
+  /** `protocol` null: native code picks from the server's `protocols`; headerLines go in the 101. */
+  accept(handle: ConnHandle, protocol: string | null, headerLines: string): void;
   /** The event numbers native code uses (checked against Ev by a test). */
   eventTypes(): Record<string, number>;
   reject(handle: ConnHandle, status: number, headerLines: string, body: string): void;

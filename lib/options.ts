@@ -1,6 +1,6 @@
 // Option validation: every option is checked here, before native code sees it.
 import { readFileSync } from 'node:fs';
-import { invalidArgType, outOfRange } from './errors';
+import { invalidArgType, invalidArgValue, outOfRange } from './errors';
 
 export function optInt(
   obj: Record<string, unknown>,
@@ -240,4 +240,42 @@ export function optDeflate(obj: Record<string, unknown>): NativeDeflate | undefi
     serverNoContextTakeover: optBool(d, 'serverNoContextTakeover', false),
     clientNoContextTakeover: optBool(d, 'clientNoContextTakeover', false),
   };
+}
+
+/** Response headers a server adds to its 101: values are strings, numbers or lists of them. */
+export type ResponseHeaders = Record<string, string | number | readonly (string | number)[]>;
+
+// Headers node-lws writes itself in a 101 response (or that make no sense in one).
+const RESERVED_RESPONSE_HEADERS = new Set([
+  'upgrade',
+  'connection',
+  'sec-websocket-accept',
+  'sec-websocket-protocol',
+  'sec-websocket-extensions',
+  'content-length',
+  'transfer-encoding',
+]);
+
+/**
+ * Header lines ("Name: value\r\n") for a 101 response; a list value gives one line per item
+ * (several Set-Cookie headers). Throws ERR_INVALID_ARG_VALUE for a bad name or value or a
+ * header node-lws writes itself.
+ */
+export function responseHeaderLines(name: string, headers: unknown): string {
+  if (headers === undefined || headers === null) return '';
+  if (typeof headers !== 'object' || Array.isArray(headers))
+    throw invalidArgType(name, 'an object of header names and values', headers);
+  let lines = '';
+  for (const [key, value] of Object.entries(headers as Record<string, unknown>)) {
+    if (!TOKEN.test(key)) throw invalidArgValue(name, `has an invalid header name '${key}'`, key);
+    if (RESERVED_RESPONSE_HEADERS.has(key.toLowerCase()))
+      throw invalidArgValue(name, `may not set ${key}: node-lws writes it`, key);
+    const values = Array.isArray(value) ? value : [value];
+    for (const v of values) {
+      if ((typeof v !== 'string' && typeof v !== 'number') || /[\r\n\0]/.test(String(v)))
+        throw invalidArgValue(name, `has an invalid value for ${key}`, v);
+      lines += `${key}: ${v}\r\n`;
+    }
+  }
+  return lines;
 }

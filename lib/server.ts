@@ -1,12 +1,19 @@
 // listen() and Server: a WebSocket server whose listening socket node-lws owns.
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
-import { realpathSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { lstatSync, realpathSync, statSync, unlinkSync } from 'node:fs';
+import { isIP, connect as netConnect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createSecureContext } from 'node:tls';
-import { Connection, checkTopic, type TopicHub, type UpgradeRequest } from './connection';
+import { createSecureContext, rootCertificates } from 'node:tls';
+import { checkSocketPath } from './client';
+import {
+  Connection,
+  checkTopic,
+  type PeerTls,
+  type TopicHub,
+  type UpgradeRequest,
+} from './connection';
 import {
   abortError,
   codedError,
@@ -14,7 +21,14 @@ import {
   invalidArgValue,
   type SystemError,
 } from './errors';
-import { binding, type NativeRequestInfo, type NativeServerConfig } from './native';
+import {
+  binding,
+  type NativeConnectError,
+  type NativeOpenInfo,
+  type NativeRequestInfo,
+  type NativeServerConfig,
+  type NativeSniCert,
+} from './native';
 import {
   connOptions,
   type HeartbeatOptions,
@@ -28,9 +42,11 @@ import {
   optString,
   optStringList,
   type PerMessageDeflateOptions,
+  type ResponseHeaders,
   readPem,
+  responseHeaderLines,
 } from './options';
-import { type Logger, runtime, type ServerSink } from './runtime';
+import { type ConnectionSink, type Logger, runtime, type ServerSink } from './runtime';
 import type { BackpressureOptions, BackpressurePolicy, WebSocketData } from './transport';
 
 export interface BindRetryInfo {
@@ -55,6 +71,14 @@ export interface BindRetryOptions {
 export interface ListenOptions {
   /** TCP port; 0 (the default) lets the kernel choose. Read the real one from `server.port`. */
   port?: number;
+  /**
+   * Listen on this Unix domain socket path instead of a TCP port (at most 107 bytes). close()
+   * removes the socket file. A file left there by a process that is gone fails listen() with
+   * ERR_SOCKET_STALE unless `removeStaleSocket` is set; a file that is not a socket, ENOTSOCK.
+   */
+  socketPath?: string;
+  /** Remove a stale socket file at `socketPath` (one nothing listens on) and listen there. */
+  removeStaleSocket?: boolean;
   /**
    * Address to bind: an IPv4 or IPv6 literal, or a name resolved with dns.lookup.
    * Default '::' (all interfaces, dual-stack), falling back to '0.0.0.0' without IPv6.
@@ -102,10 +126,22 @@ export interface ListenOptions {
   /** Receives the lws log lines while this server is open. */
   logger?: Logger;
   /**
-   * Decides each upgrade before it is answered: `true` accepts, `false` answers 403, and
-   * `{ status, headers?, body? }` answers that HTTP status. May return a Promise.
+   * Decides each upgrade before it is answered: `true` accepts, `false` answers 403,
+   * `{ status, headers?, body? }` answers that HTTP status, and `{ accept: true, headers?, data? }`
+   * accepts with more 101 response headers (e.g. Set-Cookie) and `data` for `conn.data`.
+   * May return a Promise.
    */
   verify?: (request: VerifyRequest) => VerifyResult | Promise<VerifyResult>;
+  /**
+   * Headers added to every 101 response: an object (the same for every connection), or a
+   * function of the request (called once verify has accepted; may return a Promise). A list
+   * value gives one header line per item (several Set-Cookie headers).
+   */
+  headers?:
+    | ResponseHeaders
+    | ((
+        request: VerifyRequest,
+      ) => ResponseHeaders | undefined | Promise<ResponseHeaders | undefined>);
   /** Picks the subprotocol from the client's offer (in its order); `false` for none. */
   handleProtocols?: (
     offered: string[],
@@ -123,12 +159,8 @@ export interface ListenOptions {
   static?: { root: string; index?: string };
   /** Ping idle connections; drop those that stay silent (close code 1006). */
   heartbeat?: HeartbeatOptions;
-  /**
-   * Serve wss:// (TLS): each a file path or a Buffer with PEM. RSA and EC keys; an
-   * encrypted key needs its passphrase. Certificates after the first in `cert`, and
-   * those in `ca`, are sent as the chain (intermediates). No client certificates.
-   */
-  tls?: { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer; passphrase?: string };
+  /** Serve wss:// (TLS). */
+  tls?: ServerTlsOptions;
   /**
    * 'string' (default): text messages arrive as strings. 'buffer': as Buffers
    * (isBinary false) — no UTF-8 decoding, as ws does; send(buffer, false) sends text.
@@ -138,8 +170,40 @@ export interface ListenOptions {
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
 }
 
+/** A certificate and key (each a file path or a Buffer with PEM). */
+export interface TlsCertificate {
+  /** The certificate; more certificates after the first are sent as its chain. */
+  cert: string | Buffer;
+  /** Its key: RSA or EC; an encrypted key needs `passphrase`. */
+  key: string | Buffer;
+  passphrase?: string;
+  /** More certificates: those that issued `cert` are sent as its chain. */
+  ca?: string | Buffer;
+}
+
+export interface ServerTlsOptions extends TlsCertificate {
+  /**
+   * The certificates trusted for client certificates (`requestCert`; default Node's root
+   * certificates); those among them that issued `cert` are also sent as its chain.
+   */
+  ca?: string | Buffer;
+  /** Ask clients for a certificate (mutual TLS); see `conn.peerCertificate`. Default false. */
+  requestCert?: boolean;
+  /**
+   * With requestCert: refuse (in the TLS handshake) a client without a certificate that
+   * verifies against `ca` (default true); false accepts it and reports `conn.authorized`.
+   */
+  rejectUnauthorized?: boolean;
+  /**
+   * More certificates on the same port, chosen by the server name the client sends (SNI):
+   * `{ 'a.example': { cert, key }, '*.b.example': { cert, key } }`. Other names (and clients
+   * sending none) get `cert`. requestCert and rejectUnauthorized apply to every name.
+   */
+  sni?: Record<string, TlsCertificate>;
+}
+
 /** What verify() and handleProtocols() are given. */
-export interface VerifyRequest {
+export interface VerifyRequest extends PeerTls {
   path: string;
   headers: Record<string, string>;
   origin: string | undefined;
@@ -151,11 +215,13 @@ export interface VerifyRequest {
 
 export type VerifyResult =
   | boolean
-  | { status: number; headers?: Record<string, string>; body?: string };
+  | { accept?: false; status: number; headers?: ResponseHeaders; body?: string }
+  | { accept: true; headers?: ResponseHeaders; data?: unknown };
 
 export interface AddressInfo {
+  /** An IP address, or a Unix socket's path (family 'Unix', port 0). */
   address: string;
-  family: 'IPv4' | 'IPv6';
+  family: 'IPv4' | 'IPv6' | 'Unix';
   port: number;
 }
 
@@ -168,6 +234,8 @@ export interface ServerEvents {
 interface Normalized {
   port: number;
   host: string | undefined;
+  socketPath: string | undefined;
+  removeStaleSocket: boolean;
   reuseAddr: boolean;
   reusePort: boolean;
   ipv6Only: boolean;
@@ -181,6 +249,7 @@ interface Normalized {
   backpressure: BackpressureOptions;
   verify: ListenOptions['verify'];
   handleProtocols: ListenOptions['handleProtocols'];
+  headersHook: Exclude<ListenOptions['headers'], ResponseHeaders | undefined> | undefined;
   config: NativeServerConfig;
 }
 
@@ -192,6 +261,17 @@ function normalize(options: unknown): Normalized {
   const o = options as Record<string, unknown>;
   const verify = optFunction<ListenOptions['verify']>(o, 'verify');
   const handleProtocols = optFunction<ListenOptions['handleProtocols']>(o, 'handleProtocols');
+  const headersHook =
+    typeof o.headers === 'function' ? (o.headers as Normalized['headersHook']) : undefined;
+  const upgradeHeaders = headersHook ? '' : responseHeaderLines('headers', o.headers);
+  let socketPath: string | undefined;
+  if (o.socketPath !== undefined) {
+    socketPath = checkSocketPath('socketPath', o.socketPath, 'bind');
+    for (const name of ['host', 'port', 'reusePort', 'ipv6Only'] as const) {
+      if (o[name] !== undefined)
+        throw invalidArgValue(name, 'cannot be combined with socketPath', o[name]);
+    }
+  }
   const path = optString(o, 'path') ?? '';
   if (path !== '' && (!path.startsWith('/') || /[\s?#]/.test(path))) {
     throw invalidArgValue('path', "must start with '/' and contain no query", path);
@@ -230,6 +310,8 @@ function normalize(options: unknown): Normalized {
   return {
     port: optInt(o, 'port', 0, 0, 65535),
     host: optString(o, 'host'),
+    socketPath,
+    removeStaleSocket: optBool(o, 'removeStaleSocket', false),
     reuseAddr: optBool(o, 'reuseAddr', true),
     reusePort: optBool(o, 'reusePort', false),
     ipv6Only: optBool(o, 'ipv6Only', false),
@@ -243,52 +325,179 @@ function normalize(options: unknown): Normalized {
     backpressure: optBackpressure(o),
     verify,
     handleProtocols,
+    headersHook,
     config: {
       conn: connOptions(o, { name: 'handshakeTimeoutMs', def: 10_000 }),
       protocols: optProtocols(o),
-      verify: verify !== undefined || handleProtocols !== undefined,
+      verify: verify !== undefined || handleProtocols !== undefined || headersHook !== undefined,
       maxConnections: optInt(o, 'maxConnections', 0, 0, 2 ** 31 - 1),
       allowedOrigins: optStringList(o, 'allowedOrigins'),
       path,
       health: optBool(o, 'health', false),
       staticRoot,
       staticIndex,
+      upgradeHeaders,
+      unixPath: '',
+      unixDev: '',
+      unixIno: '',
       ...tlsMaterial,
     },
   };
 }
 
-/** Reads and checks the certificate and key with Node's own TLS, for a clear error. */
-function serverTls(t: Record<string, unknown> | undefined): {
-  tlsCert: string;
-  tlsKey: string;
-  tlsPassphrase: string;
-  tlsChain: string;
-} {
-  if (!t) return { tlsCert: '', tlsKey: '', tlsPassphrase: '', tlsChain: '' };
-  const certPem = readPem('tls.cert', t.cert);
-  // lws takes one certificate; the rest of a bundle, and tls.ca, form the chain.
-  const blocks =
-    certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+type TlsMaterial = Pick<
+  NativeServerConfig,
+  | 'tlsCert'
+  | 'tlsKey'
+  | 'tlsPassphrase'
+  | 'tlsChain'
+  | 'tlsRequestCert'
+  | 'tlsRejectUnauthorized'
+  | 'tlsClientCa'
+  | 'tlsSni'
+>;
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/**
+ * One certificate and key, read and checked with Node's own TLS for a clear error: the leaf,
+ * its chain (the rest of the bundle, then those `ca` certificates that issued it) and the key
+ * unencrypted in the classic PEM form for its type (which lws takes).
+ */
+function certificate(
+  name: string,
+  t: Record<string, unknown>,
+): { cert: string; chain: string; key: string } {
+  const certPem = readPem(`${name}.cert`, t.cert);
+  const blocks = certPem.match(PEM_CERT) ?? [];
   const cert = blocks[0] ?? certPem;
-  const extra = t.ca === undefined ? [] : [readPem('tls.ca', t.ca)];
-  const chain = [...blocks.slice(1), ...extra].join('\n');
-  const keyPem = readPem('tls.key', t.key);
+  const caPem = t.ca === undefined ? '' : readPem(`${name}.ca`, t.ca);
+  const keyPem = readPem(`${name}.key`, t.key);
   const passphrase = optString(t, 'passphrase');
-  let key: string;
   try {
-    createSecureContext({ cert: certPem, key: keyPem, passphrase, ca: chain || undefined });
+    createSecureContext({ cert: certPem, key: keyPem, passphrase, ca: caPem || undefined });
+    const chainBlocks = blocks.slice(1);
+    // The issuers of the last certificate so far, from ca, up to a root (not sent).
+    const pool = (caPem.match(PEM_CERT) ?? []).map((p) => ({ pem: p, x: new X509Certificate(p) }));
+    let last = new X509Certificate(chainBlocks[chainBlocks.length - 1] ?? cert);
+    for (let depth = 0; depth < 8; depth++) {
+      const issuer = pool.find((c) => last.checkIssued(c.x) && c.x.subject !== last.subject);
+      if (!issuer || issuer.x.checkIssued(issuer.x)) break;
+      if (!chainBlocks.includes(issuer.pem)) chainBlocks.push(issuer.pem);
+      last = issuer.x;
+    }
     const k = createPrivateKey({ key: keyPem, passphrase });
     const type = k.asymmetricKeyType;
     if (type !== 'rsa' && type !== 'ec') {
       throw new Error(`${type} keys are not supported by libwebsockets 4.1; use RSA or EC`);
     }
-    // lws takes the key unencrypted, in the classic PEM form for its type.
-    key = k.export({ format: 'pem', type: type === 'rsa' ? 'pkcs1' : 'sec1' }) as string;
+    const key = k.export({ format: 'pem', type: type === 'rsa' ? 'pkcs1' : 'sec1' }) as string;
+    return { cert, chain: chainBlocks.join('\n'), key };
   } catch (e) {
-    throw codedError('ERR_TLS_CERT', `Invalid TLS certificate or key: ${(e as Error).message}`);
+    throw codedError(
+      'ERR_TLS_CERT',
+      `Invalid TLS certificate or key${name === 'tls' ? '' : ` (${name})`}: ${(e as Error).message}`,
+    );
   }
-  return { tlsCert: cert, tlsKey: key, tlsPassphrase: '', tlsChain: chain };
+}
+
+// A server name for SNI: a host name, or a wildcard for one more label.
+const SNI_NAME =
+  /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+function serverTls(t: Record<string, unknown> | undefined): TlsMaterial {
+  const none: TlsMaterial = {
+    tlsCert: '',
+    tlsKey: '',
+    tlsPassphrase: '',
+    tlsChain: '',
+    tlsRequestCert: false,
+    tlsRejectUnauthorized: true,
+    tlsClientCa: '',
+    tlsSni: [],
+  };
+  if (!t) return none;
+  const main = certificate('tls', t);
+  const requestCert = optBool(t, 'requestCert', false);
+  const rejectUnauthorized =
+    t.rejectUnauthorized === undefined ? true : (t.rejectUnauthorized as unknown);
+  if (typeof rejectUnauthorized !== 'boolean')
+    throw invalidArgType('tls.rejectUnauthorized', 'of type boolean', rejectUnauthorized);
+  let clientCa = '';
+  if (requestCert) {
+    clientCa = t.ca === undefined ? rootCertificates.join('\n') : readPem('tls.ca', t.ca);
+    if (!clientCa.includes('-----BEGIN CERTIFICATE-----'))
+      throw codedError('ERR_TLS_CERT', 'tls.ca holds no certificate');
+  }
+  const sni: NativeSniCert[] = [];
+  const sniOption = t.sni;
+  if (sniOption !== undefined) {
+    if (sniOption === null || typeof sniOption !== 'object' || Array.isArray(sniOption))
+      throw invalidArgType('tls.sni', 'an object of server names and certificates', sniOption);
+    for (const [name, entry] of Object.entries(sniOption as Record<string, unknown>)) {
+      if (!SNI_NAME.test(name) || name.length > 253)
+        throw invalidArgValue('tls.sni', `has an invalid server name '${name}'`, name);
+      if (entry === null || typeof entry !== 'object')
+        throw invalidArgType(`tls.sni['${name}']`, 'an object with cert and key', entry);
+      const c = certificate(`tls.sni['${name}']`, entry as Record<string, unknown>);
+      sni.push({ name: name.toLowerCase(), ...c });
+    }
+  }
+  return {
+    tlsCert: main.cert,
+    tlsKey: main.key,
+    tlsPassphrase: '',
+    tlsChain: main.chain,
+    tlsRequestCert: requestCert,
+    tlsRejectUnauthorized: rejectUnauthorized,
+    tlsClientCa: clientCa,
+    tlsSni: sni,
+  };
+}
+
+/** Connections of servers without `requestCert` share this one. */
+const NO_PEER_TLS: PeerTls = Object.freeze({
+  peerCertificate: undefined,
+  authorized: false,
+  authorizationError: undefined,
+});
+
+/** What a connection knows of its client's certificate. */
+function peerTls(info: NativeRequestInfo, requestCert: boolean): PeerTls {
+  if (!requestCert) return NO_PEER_TLS;
+  let peerCertificate: X509Certificate | undefined;
+  if (info.peerCertificate) peerCertificate = new X509Certificate(info.peerCertificate);
+  const authorizationError =
+    info.authorizationError ?? (peerCertificate ? undefined : 'no client certificate');
+  return { peerCertificate, authorized: authorizationError === undefined, authorizationError };
+}
+
+/**
+ * An upgrade JavaScript was asked about (verify, handleProtocols or a headers hook): native code
+ * reports its end with a close event if it never becomes a connection, so its entry goes.
+ */
+class PendingUpgrade implements ConnectionSink {
+  readonly textAsBuffer = false;
+  gone = false;
+  data: unknown = undefined;
+  constructor(
+    readonly id: number,
+    readonly forget: (p: PendingUpgrade) => void,
+  ) {}
+  _onClose(): void {
+    this.gone = true;
+    this.forget(this);
+  }
+  _onMessage(): boolean {
+    return false;
+  }
+  _releaseCharge(): void {}
+  _onDrain(): void {}
+  _onPing(): void {}
+  _onPong(): void {}
+  _onError(): void {}
+  _onOpen(_info: NativeOpenInfo): void {}
+  _onConnectError(_errno: number, _detail: NativeConnectError): void {}
 }
 
 type State = 'binding' | 'listening' | 'closing' | 'closed';
@@ -297,6 +506,8 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
   readonly #id = runtime.nextServerId();
   readonly #opts: Normalized;
   readonly #conns = new Set<Connection>();
+  /** Upgrades JavaScript decides (verify and friends), by connection id. */
+  readonly #upgrades = new Map<number, PendingUpgrade>();
   #state: State = 'binding';
   #address: AddressInfo = { address: '', family: 'IPv4', port: 0 };
   #attempts = 0;
@@ -438,19 +649,20 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
     runtime.ref();
     let bound: ReturnType<typeof binding.bind> | undefined;
     try {
-      const hosts = await resolveHosts(o.host, o.signal);
+      const hosts = o.socketPath === undefined ? await resolveHosts(o.host, o.signal) : [];
       for (let attempt = 1; ; attempt++) {
         if (o.signal?.aborted) throw abortError(o.signal);
         if (this.#state !== 'binding')
           throw codedError('ERR_SERVER_CLOSED', 'The server was closed while starting');
         try {
-          bound = bindFirst(hosts, o);
+          bound =
+            o.socketPath === undefined ? bindFirst(hosts, o) : await bindUnix(o.socketPath, o);
           this.#attempts = attempt;
           break;
         } catch (e) {
           const err = e as SystemError;
           err.attempts = attempt;
-          if (err.code === 'EADDRINUSE' && o.port === 0) {
+          if (err.code === 'EADDRINUSE' && o.port === 0 && o.socketPath === undefined) {
             // Port 0 cannot be "in use": the kernel found no free ephemeral port.
             err.message +=
               ' — no free ephemeral port for port 0: the range in /proc/sys/net/ipv4/ip_local_port_range is exhausted (often by TIME_WAIT sockets)';
@@ -469,17 +681,23 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
       this.#address = { address: bound.address, family: bound.family, port: bound.port };
       runtime.servers.set(this.#id, this);
       const fd = bound.fd;
-      bound = undefined; // the native side owns the fd from here
+      const config =
+        bound.family === 'Unix'
+          ? { ...o.config, unixPath: bound.address, unixDev: bound.dev, unixIno: bound.ino }
+          : o.config;
+      if (bound.family === 'Unix') removeOnExit(this.#id, bound);
+      bound = undefined; // the native side owns the fd (and a Unix socket's file) from here
       await new Promise<void>((resolve, reject) => {
         this.#started = { resolve, reject };
-        binding.startServer(this.#id, fd, o.config);
+        binding.startServer(this.#id, fd, config);
       });
       this.#started = undefined;
       if (o.logger) runtime.loggers.add(o.logger);
       if (!this.#refed) runtime.unref();
     } catch (err) {
       this.#started = undefined;
-      if (bound) binding.closeFd(bound.fd);
+      if (bound?.family === 'Unix') binding.closeFd(bound.fd, bound.address, bound.dev, bound.ino);
+      else if (bound) binding.closeFd(bound.fd);
       if (runtime.servers.has(this.#id)) {
         // Started natively: close it there, and wait so the port is free.
         if (this.#state === 'binding') this.#state = 'closing';
@@ -526,10 +744,12 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
 
   /** @internal */ _onListenerClosed(): void {
     this.#listenerOpen = false;
+    socketFiles.delete(this.#id); // native code removed it
   }
 
   /** @internal */ _onServerClosed(): void {
     runtime.servers.delete(this.#id);
+    socketFiles.delete(this.#id);
     if (this.#opts.logger) runtime.loggers.delete(this.#opts.logger);
     const refed = this.#refed || this.#started !== undefined;
     this.#started?.reject(codedError('ERR_SERVER_CLOSED', 'The server was closed while starting'));
@@ -556,34 +776,67 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
       remoteAddress: info.remoteAddress,
       remotePort: info.remotePort,
       protocols: offered,
+      ...peerTls(info, this.#opts.config.tlsRequestCert),
     };
-    const { verify, handleProtocols } = this.#opts;
+    // Native code reports the end of an upgrade that never opens (rejected,
+    // timed out, dropped) with a close event for its id: the entry goes then.
+    const pending = new PendingUpgrade(info.id, (p) => {
+      if (this.#upgrades.get(p.id) === p) this.#upgrades.delete(p.id);
+      if (runtime.conns.get(p.id) === p) runtime.conns.delete(p.id);
+    });
+    this.#upgrades.set(info.id, pending);
+    runtime.conns.set(info.id, pending);
+    const { verify, handleProtocols, headersHook } = this.#opts;
     const decide = async (): Promise<void> => {
+      let headerLines = '';
       if (verify) {
         const result = await verify(request);
-        if (result !== true) {
-          const r = result === false || result == null ? { status: 403 } : result;
+        if (pending.gone) return;
+        const accepted =
+          result === true ||
+          (typeof result === 'object' && result !== null && result.accept === true);
+        if (!accepted) {
+          const r =
+            result === false || result == null || typeof result !== 'object'
+              ? { status: 403 }
+              : (result as { status?: number; headers?: unknown; body?: unknown });
           const status =
-            Number.isInteger(r.status) && r.status >= 400 && r.status <= 599 ? r.status : 403;
+            typeof r.status === 'number' &&
+            Number.isInteger(r.status) &&
+            r.status >= 400 &&
+            r.status <= 599
+              ? r.status
+              : 403;
           let lines = '';
-          for (const [k, v] of Object.entries(r.headers ?? {})) {
-            if (/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(k) && !/[\r\n]/.test(String(v)))
-              lines += `${k}: ${v}\r\n`;
+          try {
+            lines = responseHeaderLines('verify headers', r.headers);
+          } catch {
+            // A refusal still goes out, without the headers that cannot be written.
           }
           binding.reject(
             info.handle,
             status,
             lines,
-            r.body ?? `${status === 403 ? 'Forbidden' : 'Rejected'}\n`,
+            typeof r.body === 'string' ? r.body : `${status === 403 ? 'Forbidden' : 'Rejected'}\n`,
           );
           return;
         }
+        if (typeof result === 'object' && result !== null) {
+          headerLines += responseHeaderLines('verify headers', result.headers);
+          pending.data = result.data;
+        }
+      }
+      if (headersHook) {
+        const extra = await headersHook(request);
+        if (pending.gone) return;
+        headerLines += responseHeaderLines('headers', extra);
       }
       // Without handleProtocols, native code picks from `protocols` (as it
       // does when there is no verify at all): one rule, in one place.
       let protocol: string | null = null;
       if (handleProtocols) {
         const chosen = await handleProtocols(offered, request);
+        if (pending.gone) return;
         protocol = '';
         if (chosen !== false) {
           if (!offered.includes(chosen))
@@ -591,7 +844,7 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
           protocol = chosen;
         }
       }
-      binding.accept(info.handle, protocol);
+      binding.accept(info.handle, protocol, headerLines);
     };
     decide().catch((err: Error) => {
       binding.reject(info.handle, 500, '', 'Internal Server Error\n');
@@ -600,7 +853,15 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
   }
 
   /** @internal */ _onConnection(info: NativeRequestInfo): void {
-    const conn = new Connection(info, this.#opts.backpressure, this.#hub);
+    const pending = this.#upgrades.get(info.id);
+    if (pending) this.#upgrades.delete(info.id);
+    const conn = new Connection(
+      info,
+      this.#opts.backpressure,
+      this.#hub,
+      pending?.data,
+      peerTls(info, this.#opts.config.tlsRequestCert),
+    );
     this.#conns.add(conn);
     const request: UpgradeRequest = {
       path: info.path,
@@ -663,6 +924,109 @@ function bindFirst(hosts: string[], o: Normalized) {
       const code = (e as SystemError).code;
       const fallback = code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL';
       if (!fallback || i + 1 >= hosts.length) throw e;
+    }
+  }
+}
+
+/**
+ * Unix socket files of listening servers, by server id. Native code removes each when its
+ * server closes or the environment is torn down; process.exit() skips the latter, so an 'exit'
+ * listener removes what is left (each only while the path still names the file bind() made).
+ */
+const socketFiles = new Map<number, { path: string; dev: string; ino: string }>();
+let exitListener = false;
+
+function removeOnExit(id: number, bound: { address: string; dev: string; ino: string }): void {
+  socketFiles.set(id, { path: bound.address, dev: bound.dev, ino: bound.ino });
+  if (exitListener) return;
+  exitListener = true;
+  process.on('exit', () => {
+    for (const f of socketFiles.values()) {
+      try {
+        const st = lstatSync(f.path, { bigint: true });
+        if (st.isSocket() && String(st.dev) === f.dev && String(st.ino) === f.ino)
+          unlinkSync(f.path);
+      } catch {
+        /* gone already */
+      }
+    }
+    socketFiles.clear();
+  });
+}
+
+/** What is at a Unix socket path that bind() found taken. */
+async function probeSocketPath(path: string): Promise<'gone' | 'not-socket' | 'stale' | 'live'> {
+  try {
+    if (!lstatSync(path).isSocket()) return 'not-socket';
+  } catch {
+    return 'gone';
+  }
+  return new Promise((resolve) => {
+    const s = netConnect(path);
+    const done = (state: 'stale' | 'live') => {
+      s.destroy();
+      resolve(state);
+    };
+    s.once('connect', () => done('live'));
+    // Refused: nothing accepts on it (its process is gone). Anything else: assume in use.
+    s.once('error', (e: SystemError) => done(e.code === 'ECONNREFUSED' ? 'stale' : 'live'));
+  });
+}
+
+function socketPathError(code: string, errno: number, path: string, message: string): SystemError {
+  const err = codedError(code, `listen ${code} ${path}: ${message}`) as SystemError;
+  err.errno = errno;
+  err.syscall = 'listen';
+  err.address = path;
+  return err;
+}
+
+/**
+ * bind() on a Unix socket path; when the path is taken, says why: another process listens
+ * there (EADDRINUSE, retried like a busy port), a socket file nothing listens on (left by a
+ * process that died: ERR_SOCKET_STALE, or removed with removeStaleSocket), or not a socket at
+ * all (ENOTSOCK: never removed).
+ */
+async function bindUnix(path: string, o: Normalized): Promise<ReturnType<typeof binding.bind>> {
+  for (let tries = 0; ; tries++) {
+    try {
+      return binding.bind({
+        host: '',
+        path,
+        port: 0,
+        reuseAddr: false,
+        reusePort: false,
+        ipv6Only: false,
+        backlog: o.backlog,
+      });
+    } catch (e) {
+      const err = e as SystemError;
+      if (err.code !== 'EADDRINUSE' || tries >= 3) throw err;
+      const state = await probeSocketPath(path);
+      if (state === 'gone') continue;
+      if (state === 'not-socket')
+        throw socketPathError(
+          'ENOTSOCK',
+          -88,
+          path,
+          'the path exists and is not a socket (node-lws never removes it)',
+        );
+      if (state === 'live') {
+        err.message = `listen EADDRINUSE ${path}: another process is listening on this socket`;
+        throw err;
+      }
+      if (!o.removeStaleSocket)
+        throw socketPathError(
+          'ERR_SOCKET_STALE',
+          -98,
+          path,
+          'a stale socket file: nothing listens on it (its process has gone). Remove it, or pass removeStaleSocket: true',
+        );
+      try {
+        unlinkSync(path);
+      } catch (u) {
+        if ((u as SystemError).code !== 'ENOENT') throw u;
+      }
     }
   }
 }

@@ -1,9 +1,20 @@
 // A WHATWG-style WebSocket for code written against the browser API, on the
 // same core as ClientTransport.
-import { type ClientTransport, connect } from './client';
+import { type ClientTransport, type ConnectOptions, connect } from './client';
+import { invalidArgType } from './errors';
 import { isValidCloseCode } from './transport';
 
-export type BinaryType = 'nodebuffer' | 'arraybuffer';
+export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'blob';
+
+/**
+ * The second argument of `new WebSocket(url, init)` as undici takes it (`protocols`, `headers`),
+ * plus node-lws's connect options. permessage-deflate is offered by default, as browsers do.
+ */
+export interface WebSocketInit extends Omit<ConnectOptions, 'protocols' | 'signal' | 'reconnect'> {
+  protocols?: string | string[];
+}
+
+const BINARY_TYPES = new Set<string>(['nodebuffer', 'arraybuffer', 'blob']);
 
 /** The 'close' event (Node 20 has no global CloseEvent). */
 export class CloseEvent extends Event {
@@ -36,17 +47,27 @@ export class WebSocket extends EventTarget {
   readonly CLOSED = CLOSED;
 
   readonly url: string;
-  readonly extensions = '';
-  binaryType: BinaryType = 'nodebuffer';
+  #binaryType: BinaryType = 'nodebuffer';
   #readyState: number = CONNECTING;
   #t: ClientTransport | undefined;
   #protocol = '';
+  #extensions = '';
+  /** Sends waiting behind a Blob whose bytes are being read (sends keep their order). */
+  #sendQueue: { data: Blob | string | ArrayBuffer | ArrayBufferView; bytes: number }[] = [];
+  #queuedBytes = 0;
   #abort = new AbortController();
   #pendingClose: { code: number; reason: string } | undefined;
   #handlers = new Map<string, (ev: Event) => void>();
 
-  constructor(url: string | URL, protocols?: string | string[]) {
+  constructor(url: string | URL, protocols?: string | string[] | WebSocketInit) {
     super();
+    let init: WebSocketInit = {};
+    if (protocols !== undefined && typeof protocols === 'object' && !Array.isArray(protocols)) {
+      if (protocols === null)
+        throw invalidArgType('protocols', 'a string, an array or an object', protocols);
+      init = protocols;
+      protocols = init.protocols;
+    }
     const list =
       protocols === undefined ? [] : typeof protocols === 'string' ? [protocols] : protocols;
     if (new Set(list).size !== list.length) {
@@ -59,10 +80,31 @@ export class WebSocket extends EventTarget {
       throw new DOMException(`Invalid URL: ${String(url)}`, 'SyntaxError');
     }
     this.url = href;
-    connect(href, { protocols: list, signal: this.#abort.signal }).then(
+    const { protocols: _, ...rest } = init;
+    connect(href, {
+      perMessageDeflate: true,
+      ...rest,
+      protocols: list,
+      signal: this.#abort.signal,
+    }).then(
       (t) => this.#opened(t),
       () => this.#failed(),
     );
+  }
+
+  /** How binary messages arrive: 'nodebuffer' (default), 'arraybuffer' or 'blob'. */
+  get binaryType(): BinaryType {
+    return this.#binaryType;
+  }
+
+  set binaryType(type: BinaryType) {
+    // As in browsers, an unknown value is ignored.
+    if (BINARY_TYPES.has(type)) this.#binaryType = type;
+  }
+
+  /** The extensions the server accepted (e.g. permessage-deflate), or ''. */
+  get extensions(): string {
+    return this.#extensions;
   }
 
   get readyState(): number {
@@ -74,7 +116,7 @@ export class WebSocket extends EventTarget {
   }
 
   get bufferedAmount(): number {
-    return this.#t?.bufferedAmount ?? 0;
+    return (this.#t?.bufferedAmount ?? 0) + this.#queuedBytes;
   }
 
   send(data: string | ArrayBufferLike | ArrayBufferView | Blob): void {
@@ -82,10 +124,48 @@ export class WebSocket extends EventTarget {
       throw new DOMException('WebSocket is still CONNECTING', 'InvalidStateError');
     }
     if (this.#readyState !== OPEN || !this.#t) return; // discarded, as in browsers
-    if (typeof Blob !== 'undefined' && data instanceof Blob) {
-      throw new TypeError('Blob payloads are not supported; send an ArrayBuffer');
+    const isBlob = data instanceof Blob;
+    if (!isBlob && this.#sendQueue.length === 0) {
+      this.#t.send(data as string | ArrayBuffer | ArrayBufferView);
+      return;
     }
-    this.#t.send(data as string | ArrayBuffer | ArrayBufferView);
+    // A Blob's bytes come asynchronously: it, and every send after it, wait in order.
+    const bytes = isBlob
+      ? (data as Blob).size
+      : typeof data === 'string'
+        ? Buffer.byteLength(data)
+        : (data as ArrayBufferView | ArrayBuffer).byteLength;
+    this.#sendQueue.push({ data: data as Blob | string | ArrayBuffer | ArrayBufferView, bytes });
+    this.#queuedBytes += bytes;
+    if (this.#sendQueue.length === 1) void this.#drainSendQueue();
+  }
+
+  async #drainSendQueue(): Promise<void> {
+    while (this.#sendQueue.length > 0) {
+      const head = this.#sendQueue[0];
+      let payload: string | ArrayBuffer | ArrayBufferView;
+      if (head.data instanceof Blob) {
+        try {
+          payload = await head.data.arrayBuffer();
+        } catch {
+          // An unreadable Blob fails the connection, as in browsers.
+          this.#sendQueue = [];
+          this.#queuedBytes = 0;
+          this.#t?.close(1011, 'Could not read a Blob');
+          return;
+        }
+      } else {
+        payload = head.data;
+      }
+      this.#sendQueue.shift();
+      this.#queuedBytes -= head.bytes;
+      if (this.#readyState !== OPEN || !this.#t) {
+        this.#sendQueue = [];
+        this.#queuedBytes = 0;
+        return;
+      }
+      this.#t.send(payload);
+    }
   }
 
   close(code?: number, reason?: string): void {
@@ -109,11 +189,15 @@ export class WebSocket extends EventTarget {
   #opened(t: ClientTransport): void {
     this.#t = t;
     this.#protocol = t.protocol;
+    this.#extensions = t.extensions;
     t.on('message', (data, isBinary) => {
       let payload: unknown = data;
-      if (isBinary && this.binaryType === 'arraybuffer') {
+      if (isBinary && this.#binaryType === 'arraybuffer') {
         const b = data as Buffer;
         payload = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+      } else if (isBinary && this.#binaryType === 'blob') {
+        // Received bytes are never in a SharedArrayBuffer.
+        payload = new Blob([data as Buffer as Uint8Array<ArrayBuffer>]);
       }
       this.dispatchEvent(
         new MessageEvent('message', { data: payload, origin: new URL(this.url).origin }),

@@ -124,16 +124,20 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Boolean::New(env, ctx_->Deliver(env, dispatch_.Value()));
   }
 
-  // bind({ host, port, reuseAddr, reusePort, ipv6Only, backlog })
-  //   -> { fd, port, address, family }; throws a system error (code, errno,
-  //   syscall, address, port).
+  // bind({ host, port, reuseAddr, reusePort, ipv6Only, backlog, path })
+  //   -> { fd, port, address, family, dev, ino }; throws a system error (code,
+  //   errno, syscall, address, port). A non-empty `path` binds a Unix socket
+  //   there (family 'Unix'; dev and ino, as decimal strings, name the file).
   Napi::Value Bind(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) return ThrowTypeError(env, "bind: options object expected");
     Napi::Object o = info[0].As<Napi::Object>();
     ListenSpec spec;
-    spec.host = o.Get("host").As<Napi::String>().Utf8Value();
-    spec.port = o.Get("port").As<Napi::Number>().Int32Value();
+    if (o.Get("path").IsString()) spec.path = o.Get("path").As<Napi::String>().Utf8Value();
+    if (spec.path.empty()) {
+      spec.host = o.Get("host").As<Napi::String>().Utf8Value();
+      spec.port = o.Get("port").As<Napi::Number>().Int32Value();
+    }
     spec.reuse_addr = o.Get("reuseAddr").ToBoolean().Value();
     spec.reuse_port = o.Get("reusePort").ToBoolean().Value();
     spec.ipv6_only = o.Get("ipv6Only").ToBoolean().Value();
@@ -147,26 +151,37 @@ class Addon : public Napi::Addon<Addon> {
       return env.Undefined();
     }
     if (err) {
-      MakeSystemError(env, err, syscall, spec.host, spec.port).ThrowAsJavaScriptException();
+      if (spec.path.empty())
+        MakeSystemError(env, err, syscall, spec.host, spec.port).ThrowAsJavaScriptException();
+      else
+        MakeSystemError(env, err, syscall, spec.path, -1).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Napi::Object r = Napi::Object::New(env);
     r.Set("fd", bound.fd);
     r.Set("port", bound.port);
     r.Set("address", bound.address);
-    r.Set("family", bound.ipv6 ? "IPv6" : "IPv4");
+    r.Set("family", !spec.path.empty() ? "Unix" : bound.ipv6 ? "IPv6" : "IPv4");
+    r.Set("dev", std::to_string(bound.dev));
+    r.Set("ino", std::to_string(bound.ino));
     return r;
   }
 
-  // closeFd(fd): for a bound socket that never reached the service thread.
+  // closeFd(fd, path?, dev?, ino?): for a bound socket that never reached the
+  // service thread; a Unix socket's file goes with it.
   Napi::Value CloseFd(const Napi::CallbackInfo& info) {
     int fd = info[0].As<Napi::Number>().Int32Value();
     if (fd >= 0) close(fd);
+    if (info.Length() > 3 && info[1].IsString())
+      RemoveUnixSocket(info[1].As<Napi::String>().Utf8Value(),
+                       std::stoull(info[2].As<Napi::String>().Utf8Value()),
+                       std::stoull(info[3].As<Napi::String>().Utf8Value()));
     return info.Env().Undefined();
   }
 
   // startServer(id, fd, { conn, protocols, verify, maxConnections, allowedOrigins,
-  //                       path, health, staticRoot, staticIndex, tls* })
+  //                       path, health, staticRoot, staticIndex, upgradeHeaders,
+  //                       unixPath, unixDev, unixIno, tls* })
   Napi::Value StartServer(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Context* ctx = Ctx(env);
@@ -188,6 +203,28 @@ class Addon : public Napi::Addon<Addon> {
     cfg->tls_key = o.Get("tlsKey").As<Napi::String>().Utf8Value();
     cfg->tls_passphrase = o.Get("tlsPassphrase").As<Napi::String>().Utf8Value();
     cfg->tls_chain = o.Get("tlsChain").As<Napi::String>().Utf8Value();
+    cfg->upgrade_headers = o.Get("upgradeHeaders").As<Napi::String>().Utf8Value();
+    cfg->unix_path = o.Get("unixPath").As<Napi::String>().Utf8Value();
+    if (!cfg->unix_path.empty()) {
+      cfg->unix_dev = std::stoull(o.Get("unixDev").As<Napi::String>().Utf8Value());
+      cfg->unix_ino = std::stoull(o.Get("unixIno").As<Napi::String>().Utf8Value());
+    }
+    cfg->tls_request_cert = o.Get("tlsRequestCert").ToBoolean().Value();
+    cfg->tls_reject_unauthorized = o.Get("tlsRejectUnauthorized").ToBoolean().Value();
+    cfg->tls_client_ca = o.Get("tlsClientCa").As<Napi::String>().Utf8Value();
+    Napi::Value sni = o.Get("tlsSni");
+    if (sni.IsArray()) {
+      Napi::Array a = sni.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Object e = a.Get(i).As<Napi::Object>();
+        ServerConfig::SniCert sc;
+        sc.name = e.Get("name").As<Napi::String>().Utf8Value();
+        sc.cert = e.Get("cert").As<Napi::String>().Utf8Value();
+        sc.key = e.Get("key").As<Napi::String>().Utf8Value();
+        sc.chain = e.Get("chain").As<Napi::String>().Utf8Value();
+        cfg->tls_sni.push_back(std::move(sc));
+      }
+    }
     Command c{};
     c.type = Command::kStartServer;
     c.server = cfg;
@@ -206,31 +243,49 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  // connect({ address, port, request, accept, protocols, conn, tls, host, ca,
-  //           rejectUnauthorized }) -> { handle, id }
-  // Starts a non-blocking connect() here and hands the socket to the service
-  // thread. An immediate failure (ECONNREFUSED on loopback, ENETUNREACH, ...)
-  // throws a system error at once.
+  // connect({ address, port, socketPath, request, accept, protocols, conn,
+  //           proxyRequest, tls, host, ca, rejectUnauthorized, cert, key })
+  //   -> { handle, id }
+  // Starts a non-blocking connect() here (to `socketPath` when it is not
+  // empty) and hands the socket to the service thread. An immediate failure
+  // (ECONNREFUSED on loopback, ENETUNREACH, ENOENT, ...) throws a system
+  // error at once. With `proxyRequest`, address and port are the proxy's and
+  // the CONNECT request goes first.
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Context* ctx = Ctx(env);
     if (!ctx) return env.Undefined();
     if (!info[0].IsObject()) return ThrowTypeError(env, "connect: options object expected");
     Napi::Object o = info[0].As<Napi::Object>();
-    std::string address = o.Get("address").As<Napi::String>().Utf8Value();
-    int port = o.Get("port").As<Napi::Number>().Int32Value();
+    std::string socket_path;
+    if (o.Get("socketPath").IsString())
+      socket_path = o.Get("socketPath").As<Napi::String>().Utf8Value();
+    std::string address = socket_path;
+    int port = 0;
     sockaddr_storage ss;
     socklen_t sl;
-    if (!ParseAddress(address, port, &ss, &sl)) {
-      MakeCodedError(env, "ERR_INVALID_IP_ADDRESS", "Invalid IP address: " + address)
-          .ThrowAsJavaScriptException();
-      return env.Undefined();
+    if (!socket_path.empty()) {
+      if (!UnixAddress(socket_path, &ss, &sl)) {
+        MakeSystemError(env, socket_path.size() > kMaxUnixPath ? ENAMETOOLONG : EINVAL, "connect",
+                        socket_path, -1)
+            .ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+    } else {
+      address = o.Get("address").As<Napi::String>().Utf8Value();
+      port = o.Get("port").As<Napi::Number>().Int32Value();
+      if (!ParseAddress(address, port, &ss, &sl)) {
+        MakeCodedError(env, "ERR_INVALID_IP_ADDRESS", "Invalid IP address: " + address)
+            .ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
     }
     int err;
     const char* syscall;
     int fd = ConnectSocket(ss, sl, &err, &syscall);
     if (fd < 0) {
-      MakeSystemError(env, err, syscall, address, port).ThrowAsJavaScriptException();
+      MakeSystemError(env, err, syscall, address, socket_path.empty() ? port : -1)
+          .ThrowAsJavaScriptException();
       return env.Undefined();
     }
     auto* cfg = new ClientConfig();
@@ -243,14 +298,21 @@ class Addon : public Napi::Addon<Addon> {
     cfg->fd = fd;
     cfg->address = address;
     cfg->port = port;
+    cfg->unix_socket = !socket_path.empty();
     cfg->request = o.Get("request").As<Napi::String>().Utf8Value();
     cfg->accept = o.Get("accept").As<Napi::String>().Utf8Value();
     cfg->protocols = StringList(o.Get("protocols"));
+    if (o.Get("proxyRequest").IsString())
+      cfg->proxy_request = o.Get("proxyRequest").As<Napi::String>().Utf8Value();
     cfg->tls = o.Get("tls").ToBoolean().Value();  // wss: TLS over this same socket
     if (cfg->tls) {
       cfg->host = o.Get("host").As<Napi::String>().Utf8Value();
       cfg->ca = o.Get("ca").As<Napi::String>().Utf8Value();
       cfg->reject_unauthorized = o.Get("rejectUnauthorized").ToBoolean().Value();
+      if (o.Get("cert").IsString()) {
+        cfg->cert = o.Get("cert").As<Napi::String>().Utf8Value();
+        cfg->key = o.Get("key").As<Napi::String>().Utf8Value();
+      }
     }
     shared->Ref();  // for the JS handle
     Napi::Object r = Napi::Object::New(env);
@@ -460,8 +522,9 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
-  // accept(handle, protocol): completes an upgrade held for verify();
-  // protocol null: the server's own choice from its `protocols`.
+  // accept(handle, protocol, headerLines): completes an upgrade held for
+  // verify(); protocol null: the server's own choice from its `protocols`.
+  // headerLines ("Name: value\r\n"...) go into the 101 response.
   Napi::Value Accept(const Napi::CallbackInfo& info) {
     Command c{};
     Context* ctx;
@@ -470,6 +533,7 @@ class Addon : public Napi::Addon<Addon> {
         c.text = info[1].As<Napi::String>().Utf8Value();
       else
         c.code = 1;  // choose
+      if (info.Length() > 2 && info[2].IsString()) c.text2 = info[2].As<Napi::String>().Utf8Value();
       ctx->Push(std::move(c));
     }
     return info.Env().Undefined();

@@ -103,6 +103,13 @@ struct ConnInfo {
   std::string remote_address;
   int remote_port = 0;
   std::string protocol;
+  // Client: the status of the upgrade response (its Set-Cookie headers reach
+  // JavaScript as a list, as Node's http gives them); 0 for a request.
+  int status = 0;
+  // Server TLS with client certificates: the client's certificate (DER;
+  // empty: none) and why it did not verify (empty: it did).
+  std::string peer_cert;
+  std::string peer_verify_error;
   ~ConnInfo();
 };
 
@@ -112,7 +119,7 @@ struct ObjItem {
   std::string str;          // kString; kError: message
   uint8_t* data = nullptr;  // kBuffer, kUtf8: BufAlloc'd bytes, owned until handed to JS
   size_t len = 0;
-  std::unique_ptr<ConnInfo> info;  // kInfo
+  std::unique_ptr<ConnInfo> info;  // kInfo; kError: the refusing response's headers, if any
   std::string code;                // kError
   int status = 0;                  // kError: HTTP status of a refused handshake
   ~ObjItem();

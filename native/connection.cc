@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "http_responder.h"
 #include "listener.h"
+#include "server_tls.h"
 
 namespace nlws {
 
@@ -66,6 +67,11 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
                                        std::move(cfg->protocols), cfg->conn.deflate));
   client_hs_->address = cfg->address;
   client_hs_->port = cfg->port;
+  client_hs_->unix_socket = cfg->unix_socket;
+  if (!cfg->proxy_request.empty()) {
+    proxy_request_ = std::move(cfg->proxy_request);
+    proxy_hs_.reset(new ProxyHandshake());
+  }
   cfg->shared = nullptr;  // ours now
   cfg->fd = -1;
   shared_->conn = this;
@@ -78,12 +84,22 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
   Conn* c = new Conn(ctx, cfg);
   std::string tls_error;
   std::unique_ptr<TlsClient> tls;
+  const char* tls_code = "ERR_TLS_CA";
   if (cfg->tls) {
     SSL_CTX* tls_ctx = ctx->ClientTlsContext(cfg->ca, &tls_error);
-    if (tls_ctx) tls = TlsClient::Create(tls_ctx, cfg->host, cfg->reject_unauthorized, &tls_error);
+    if (tls_ctx)
+      tls = TlsClient::Create(tls_ctx, cfg->host, cfg->reject_unauthorized, cfg->cert, cfg->key,
+                              &tls_error, &tls_code);
+    // The key is in the SSL object now; do not keep a copy.
+    std::fill(cfg->key.begin(), cfg->key.end(), '\0');
+    cfg->key.clear();
   }
   bool tls_failed = cfg->tls && !tls;
-  if (tls) {
+  if (tls && c->proxy_hs_) {
+    // The CONNECT exchange is plain text: TLS starts once the tunnel is up.
+    c->tunnel_tls_ = std::move(tls);
+    c->wire_.reset(new PlainWire(c, c->fd_));
+  } else if (tls) {
     c->tls_client_ = new ClientTlsWire(c, c->fd_, std::move(tls));
     c->wire_.reset(c->tls_client_);
   } else {
@@ -93,7 +109,7 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
   if (tls_failed) {
     close(c->fd_);
     c->fd_ = -1;
-    c->FailConnect("ERR_TLS_CA", tls_error);
+    c->FailConnect(tls_code, tls_error);
     c->EmitConnectError();
     delete c;
     return;
@@ -161,7 +177,9 @@ void Conn::OnDeadline(void* arg) {
   auto* c = static_cast<Conn*>(arg);
   // Handshake not finished in time, or the peer never completed the close
   // handshake (or the lingering close): drop the TCP connection.
-  if (c->state_ == State::kConnecting || c->state_ == State::kHandshake) c->timed_out_ = true;
+  if (c->state_ == State::kConnecting || c->state_ == State::kProxy ||
+      c->state_ == State::kHandshake)
+    c->timed_out_ = true;
   c->Kill();
 }
 
@@ -180,8 +198,12 @@ void Conn::OnClosed() {
     closed_in_adopt = true;
     return;
   }
-  if (shared_->client && (state_ == State::kConnecting || state_ == State::kHandshake)) {
+  if (shared_->client && state_ != State::kOpen && state_ != State::kClosed) {
     EmitConnectError();
+  } else if (state_ == State::kVerifying) {
+    // JavaScript was told of this upgrade (kEvUpgrade) and never of a
+    // connection: this close lets it forget the request.
+    ctx_->Emit(kEvClose, shared_->id, kCloseAbnormal, kNoObj);
   } else if (state_ == State::kOpen) {
     uint16_t code;
     bool clean;
@@ -214,22 +236,30 @@ void Conn::FailConnect(const char* code, std::string message, int status) {
 }
 
 void Conn::EmitConnectError() {
-  const ClientHandshake& hs = *client_hs_;
+  ClientHandshake& hs = *client_hs_;
   std::string where =
-      (hs.address.find(':') != std::string::npos ? "[" + hs.address + "]" : hs.address) + ":" +
-      std::to_string(hs.port);
+      hs.unix_socket
+          ? hs.address
+          : (hs.address.find(':') != std::string::npos ? "[" + hs.address + "]" : hs.address) +
+                ":" + std::to_string(hs.port);
   int err = connect_errno_;
   if (!hs.error_code.empty()) {
-    ctx_->Emit(kEvConnectError, shared_->id, 0,
-               ctx_->AddError(hs.error_code.c_str(), hs.error_message, hs.error_status));
+    uint32_t obj = ctx_->AddError(hs.error_code.c_str(), hs.error_message, hs.error_status);
+    if (!hs.error_headers.empty()) {
+      // The refusing response's headers (e.g. Proxy-Authenticate, Set-Cookie).
+      auto info = std::make_unique<ConnInfo>();
+      info->headers = std::move(hs.error_headers);
+      ctx_->events().objs[obj].info = std::move(info);
+    }
+    ctx_->Emit(kEvConnectError, shared_->id, 0, obj);
     return;
   }
   if (timed_out_) {
+    const char* stage = state_ == State::kConnecting ? "connect"
+                        : state_ == State::kProxy    ? "proxy CONNECT"
+                                                     : "handshake";
     ctx_->Emit(kEvConnectError, shared_->id, ETIMEDOUT,
-               ctx_->AddError("ETIMEDOUT",
-                              std::string(state_ == State::kConnecting ? "connect" : "handshake") +
-                                  " ETIMEDOUT " + where,
-                              0));
+               ctx_->AddError("ETIMEDOUT", std::string(stage) + " ETIMEDOUT " + where, 0));
     return;
   }
   if (!err && state_ == State::kConnecting && fd_ >= 0) {
@@ -241,6 +271,13 @@ void Conn::EmitConnectError() {
     ctx_->Emit(
         kEvConnectError, shared_->id, static_cast<uint32_t>(err),
         ctx_->AddError(ErrnoName(err), std::string("connect ") + ErrnoName(err) + " " + where, 0));
+    return;
+  }
+  if (state_ == State::kProxy) {
+    ctx_->Emit(kEvConnectError, shared_->id, 0,
+               ctx_->AddError(
+                   "ERR_PROXY_TUNNEL",
+                   "The proxy closed the connection before answering CONNECT (" + where + ")", 0));
     return;
   }
   ctx_->Emit(kEvConnectError, shared_->id, static_cast<uint32_t>(ECONNRESET),
@@ -283,6 +320,9 @@ void Conn::Input(const uint8_t* p, size_t n) {
     return;
   }
   switch (state_) {
+    case State::kProxy:
+      ProxyInput(p, n);
+      return;
     case State::kHandshake:
       if (shared_->client)
         ClientInput(p, n);
@@ -476,20 +516,26 @@ void Conn::ServerInput(const uint8_t* p, size_t n) {
     info->remote_address = hs.remote_address;
     info->remote_port = hs.remote_port;
     info->protocol = hs.offered;
+    AddPeerCertificate(info.get());
     ctx_->Emit(kEvUpgrade, shared_->id, server_->id(), ctx_->AddInfo(std::move(info)));
     return;
   }
-  CompleteUpgrade(ChooseProtocol(cfg.protocols, hs.offered));
+  CompleteUpgrade(ChooseProtocol(cfg.protocols, hs.offered), std::string());
 }
 
-void Conn::AcceptUpgrade(const std::string& protocol, bool choose) {
+void Conn::AddPeerCertificate(ConnInfo* info) {
+  if (server_->config().tls_request_cert)
+    PeerCertificate(wsi_, &info->peer_cert, &info->peer_verify_error);
+}
+
+void Conn::AcceptUpgrade(const std::string& protocol, bool choose, const std::string& headers) {
   if (state_ != State::kVerifying || killed_) return;
   const ServerConfig& cfg = server_->config();
   if (cfg.max_connections && server_->open_connections >= cfg.max_connections) {
     SendHttpAndClose(HttpErrorReply(503, "Too many connections", "Retry-After: 1\r\n"));
     return;
   }
-  CompleteUpgrade(choose ? ChooseProtocol(cfg.protocols, server_hs_->offered) : protocol);
+  CompleteUpgrade(choose ? ChooseProtocol(cfg.protocols, server_hs_->offered) : protocol, headers);
   ResumeRx(kRxVerify);
   ChargeRx();
 }
@@ -499,9 +545,10 @@ void Conn::RejectUpgrade(int status, const std::string& headers, const std::stri
   SendHttpAndClose(HttpReply(status, "text/plain; charset=utf-8", body, headers));
 }
 
-void Conn::CompleteUpgrade(const std::string& protocol) {
+void Conn::CompleteUpgrade(const std::string& protocol, const std::string& headers) {
   ServerHandshake& hs = *server_hs_;
-  QueueBlock(UpgradeResponse(hs.key, protocol, hs.ext_response));
+  QueueBlock(UpgradeResponse(hs.key, protocol, hs.ext_response,
+                             server_->config().upgrade_headers + headers));
   OpenEstablished();
   auto info = std::make_unique<ConnInfo>();
   shared_->Ref();
@@ -511,6 +558,7 @@ void Conn::CompleteUpgrade(const std::string& protocol) {
   info->remote_address = std::move(hs.remote_address);
   info->remote_port = hs.remote_port;
   info->protocol = protocol;
+  AddPeerCertificate(info.get());
   ctx_->Emit(kEvConnection, shared_->id, server_->id(), ctx_->AddInfo(std::move(info)));
   server_hs_.reset();
   Flush();
@@ -537,6 +585,7 @@ void Conn::ClientInput(const uint8_t* p, size_t n) {
   shared_->Ref();
   info->shared = shared_;
   info->headers = std::move(hs.headers);
+  info->status = hs.status;
   info->remote_address = hs.address;
   info->remote_port = hs.port;
   info->protocol = std::move(hs.protocol);
@@ -544,6 +593,51 @@ void Conn::ClientInput(const uint8_t* p, size_t n) {
   std::string rest = std::move(hs.rest);
   client_hs_.reset();
   if (!rest.empty()) Input(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
+}
+
+void Conn::ProxyInput(const uint8_t* p, size_t n) {
+  ProxyHandshake& ph = *proxy_hs_;
+  switch (ph.Feed(p, n, opts_->max_header_bytes)) {
+    case ProxyHandshake::Result::kMore:
+      return;
+    case ProxyHandshake::Result::kFail:
+      client_hs_->error_headers = std::move(ph.headers);
+      FailConnect(ph.error_code.c_str(), ph.error_message, ph.error_status);
+      return;
+    case ProxyHandshake::Result::kTunnel:
+      break;
+  }
+  std::string rest = std::move(ph.rest);
+  proxy_hs_.reset();
+  if (tunnel_tls_) {
+    if (!wire_->empty()) {
+      // Impossible with a proxy that answered after reading our request.
+      FailConnect("ERR_PROXY_TUNNEL", "The proxy answered before it had the whole CONNECT request");
+      return;
+    }
+    // From here every byte on the socket is TLS.
+    wire_->Drop(false);
+    tls_client_ = new ClientTlsWire(this, fd_, std::move(tunnel_tls_));
+    wire_.reset(tls_client_);
+    wire_->Attach(wsi_);
+  }
+  StartHandshake();
+  if (!rest.empty() && !killed_) {
+    if (tls_client_)
+      ReadTls(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
+    else
+      Input(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
+  }
+}
+
+void Conn::StartHandshake() {
+  state_ = State::kHandshake;
+  if (tls_client_) {
+    ReadTls(nullptr, 0);  // sends the ClientHello
+    return;
+  }
+  QueueBlock(client_hs_->request);
+  Flush();
 }
 
 void Conn::OpenEstablished() {
@@ -926,13 +1020,19 @@ void Conn::OnWritable() {
       Kill();
       return;
     }
-    state_ = State::kHandshake;
-    ResumeRx(kRxConnecting);
-    if (tls_client_) {
-      ReadTls(nullptr, 0);  // sends the ClientHello
+    // The state first: ResumeRx may feed input that arrived meanwhile.
+    if (proxy_hs_) {
+      state_ = State::kProxy;
+      QueueBlock(proxy_request_);
+      std::string().swap(proxy_request_);
+      ResumeRx(kRxConnecting);
+      Flush();
       return;
     }
-    QueueBlock(client_hs_->request);
+    state_ = State::kHandshake;
+    ResumeRx(kRxConnecting);
+    StartHandshake();
+    return;
   }
   Flush();
 }

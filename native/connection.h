@@ -31,6 +31,7 @@ namespace nlws {
 
 class Context;
 class Listener;
+struct ConnInfo;
 
 class Conn final : public FrameSink, public WireOwner {
  public:
@@ -64,8 +65,8 @@ class Conn final : public FrameSink, public WireOwner {
   void CloseFromJs(uint8_t* frame, size_t len);
   void Terminate() { Kill(); }
   // After JavaScript's verify(): with `protocol`, or (choose) the server's
-  // own pick from its protocols.
-  void AcceptUpgrade(const std::string& protocol, bool choose);
+  // own pick from its protocols; `headers` (complete lines) go into the 101.
+  void AcceptUpgrade(const std::string& protocol, bool choose, const std::string& headers);
   void RejectUpgrade(int status, const std::string& headers, const std::string& body);
   void PauseRx(uint8_t reason);
   void ResumeRx(uint8_t reason);
@@ -113,7 +114,8 @@ class Conn final : public FrameSink, public WireOwner {
   void FrameDone(const OutFrame& f, bool written) override;
 
  private:
-  enum class State : uint8_t { kConnecting, kHandshake, kVerifying, kOpen, kClosed };
+  // kProxy: a client through an HTTP proxy, waiting for its answer to CONNECT.
+  enum class State : uint8_t { kConnecting, kProxy, kHandshake, kVerifying, kOpen, kClosed };
 
   Conn(Context* ctx, ClientConfig* cfg);
   // input
@@ -126,7 +128,10 @@ class Conn final : public FrameSink, public WireOwner {
   // handshake
   void ServerInput(const uint8_t* p, size_t n);
   void ClientInput(const uint8_t* p, size_t n);
-  void CompleteUpgrade(const std::string& protocol);
+  void ProxyInput(const uint8_t* p, size_t n);
+  void StartHandshake();  // client: TLS (if any) then the upgrade request
+  void CompleteUpgrade(const std::string& protocol, const std::string& headers);
+  void AddPeerCertificate(ConnInfo* info);
   void OpenEstablished();
   void SendHttpAndClose(const std::string& response);
   void EmitConnectError();
@@ -159,6 +164,9 @@ class Conn final : public FrameSink, public WireOwner {
   ClientTlsWire* tls_client_ = nullptr;          // wire_ when this is a wss client
   std::unique_ptr<ServerHandshake> server_hs_;   // until open or answered
   std::unique_ptr<ClientHandshake> client_hs_;   // until open
+  std::unique_ptr<ProxyHandshake> proxy_hs_;     // through a proxy: until the tunnel is up
+  std::string proxy_request_;                    // the CONNECT request
+  std::unique_ptr<TlsClient> tunnel_tls_;        // wss through a proxy: TLS once the tunnel is up
   std::unique_ptr<std::string> stash_;           // input not processed yet
   std::unique_ptr<Topics::Memberships> topics_;  // server: the topics subscribed to
   Timer deadline_;

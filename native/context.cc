@@ -602,7 +602,7 @@ void Context::RunCommand(Command& c) {
       if (conn) conn->Terminate();
       return;
     case Command::kAccept:
-      if (conn) conn->AcceptUpgrade(c.text, c.code == 1);
+      if (conn) conn->AcceptUpgrade(c.text, c.code == 1, c.text2);
       return;
     case Command::kReject:
       if (conn) conn->RejectUpgrade(c.code, c.text, c.text2);

@@ -57,7 +57,7 @@ struct Command {
     kSend,
     kClose,
     kTerminate,
-    kAccept,       // text = subprotocol
+    kAccept,       // text = subprotocol, text2 = extra 101 header lines
     kReject,       // code = HTTP status, text = extra header lines, text2 = body
     kPauseRx,      // pause() (code = Conn::RxPause reason)
     kResumeRx,     // resume() or a flow-control release (code = reason)
@@ -78,7 +78,7 @@ struct Command {
   bool compress = false;           // kSend: data is a bare payload to deflate; code = opcode
   uint16_t code = 0;               // kClose, kReject (HTTP status), kPauseRx/kResumeRx (reason)
   std::string text;                // kAccept: subprotocol; kReject: extra header lines
-  std::string text2;               // kReject: body
+  std::string text2;               // kAccept: extra 101 header lines; kReject: body
   ServerConfig* server = nullptr;  // kStartServer (owned)
   ClientConfig* client = nullptr;  // kConnect (owned)
   SharedFrame* frame = nullptr;    // kPublish (owns one reference)

@@ -46,6 +46,41 @@ bool ExternalBuffer(napi_env env, uint8_t* data, size_t len, napi_value* out) {
   return true;
 }
 
+// Header names (lower case) -> values. Repeated headers are joined with
+// ", ", as Node's http module does; in a response, Set-Cookie values stay a
+// list (they may contain commas).
+bool MakeHeaders(napi_env env, std::vector<std::pair<std::string, std::string>>& list,
+                 bool response, napi_value* out) {
+  napi_value v;
+  NLWS_OK(napi_create_object(env, out));
+  std::vector<std::pair<std::string, std::string>> merged;
+  std::vector<std::string> cookies;
+  for (auto& kv : list) {
+    if (response && kv.first == "set-cookie") {
+      cookies.push_back(std::move(kv.second));
+      continue;
+    }
+    auto it = std::find_if(merged.begin(), merged.end(),
+                           [&](const auto& m) { return m.first == kv.first; });
+    if (it == merged.end())
+      merged.emplace_back(std::move(kv.first), std::move(kv.second));
+    else
+      it->second += ", " + kv.second;
+  }
+  for (const auto& kv : merged)
+    if (!Str(env, kv.second, &v) || !SetNamed(env, *out, kv.first.c_str(), v)) return false;
+  if (!cookies.empty()) {
+    NLWS_OK(napi_create_array_with_length(env, cookies.size(), &v));
+    for (size_t i = 0; i < cookies.size(); i++) {
+      napi_value c;
+      if (!Str(env, cookies[i], &c)) return false;
+      NLWS_OK(napi_set_element(env, v, static_cast<uint32_t>(i), c));
+    }
+    if (!SetNamed(env, *out, "set-cookie", v)) return false;
+  }
+  return true;
+}
+
 bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
   napi_value o, v, headers;
   NLWS_OK(napi_create_object(env, &o));
@@ -58,24 +93,25 @@ bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
   NLWS_OK(napi_create_uint32(env, shared->id, &v));
   if (!SetNamed(env, o, "id", v) || !Str(env, info->path, &v) || !SetNamed(env, o, "path", v))
     return false;
-  NLWS_OK(napi_create_object(env, &headers));
-  // Repeated headers are joined with ", ", as Node's http module does.
-  std::vector<std::pair<std::string, std::string>> merged;
-  for (auto& kv : info->headers) {
-    auto it = std::find_if(merged.begin(), merged.end(),
-                           [&](const auto& m) { return m.first == kv.first; });
-    if (it == merged.end())
-      merged.emplace_back(std::move(kv.first), std::move(kv.second));
-    else
-      it->second += ", " + kv.second;
-  }
-  for (const auto& kv : merged)
-    if (!Str(env, kv.second, &v) || !SetNamed(env, headers, kv.first.c_str(), v)) return false;
+  if (!MakeHeaders(env, info->headers, info->status != 0, &headers)) return false;
   if (!SetNamed(env, o, "headers", headers)) return false;
   if (!Str(env, info->remote_address, &v) || !SetNamed(env, o, "remoteAddress", v)) return false;
   NLWS_OK(napi_create_int32(env, info->remote_port, &v));
   if (!SetNamed(env, o, "remotePort", v)) return false;
   if (!Str(env, info->protocol, &v) || !SetNamed(env, o, "protocol", v)) return false;
+  if (info->status) {
+    NLWS_OK(napi_create_int32(env, info->status, &v));
+    if (!SetNamed(env, o, "status", v)) return false;
+  }
+  if (!info->peer_cert.empty()) {
+    NLWS_OK(
+        napi_create_buffer_copy(env, info->peer_cert.size(), info->peer_cert.data(), nullptr, &v));
+    if (!SetNamed(env, o, "peerCertificate", v)) return false;
+  }
+  if (!info->peer_verify_error.empty()) {
+    if (!Str(env, info->peer_verify_error, &v) || !SetNamed(env, o, "authorizationError", v))
+      return false;
+  }
   *out = o;
   return true;
 }
@@ -106,6 +142,10 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
       if (item.status) {
         NLWS_OK(napi_create_int32(env, item.status, &v));
         if (!SetNamed(env, *out, "status", v)) return false;
+      }
+      if (item.info) {
+        if (!MakeHeaders(env, item.info->headers, true, &v)) return false;
+        if (!SetNamed(env, *out, "headers", v)) return false;
       }
       return true;
     }

@@ -40,6 +40,10 @@ const char* ErrnoName(int err) {
     NLWS_ERRNO(EINTR)
     NLWS_ERRNO(ENOENT)
     NLWS_ERRNO(ENOSPC)
+    NLWS_ERRNO(ENAMETOOLONG)
+    NLWS_ERRNO(ENOTDIR)
+    NLWS_ERRNO(EROFS)
+    NLWS_ERRNO(ELOOP)
 #undef NLWS_ERRNO
     default:
       return "UNKNOWN";

@@ -116,15 +116,57 @@ std::string ChooseProtocol(const std::vector<std::string>& accepted, const std::
 }
 
 std::string UpgradeResponse(const std::string& key, const std::string& protocol,
-                            const std::string& ext_response) {
+                            const std::string& ext_response, const std::string& extra_headers) {
   std::string resp =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " +
       WebSocketAccept(key) + "\r\n";
   if (!protocol.empty()) resp += "Sec-WebSocket-Protocol: " + protocol + "\r\n";
   if (!ext_response.empty()) resp += "Sec-WebSocket-Extensions: " + ext_response + "\r\n";
+  resp += extra_headers;
   resp += "\r\n";
   return resp;
+}
+
+// ---- proxy -------------------------------------------------------------------------
+
+ProxyHandshake::Result ProxyHandshake::Fail(const char* code, std::string message, int status) {
+  error_code = code;
+  error_message = std::move(message);
+  error_status = status;
+  buf_.clear();
+  buf_.shrink_to_fit();
+  return Result::kFail;
+}
+
+ProxyHandshake::Result ProxyHandshake::Feed(const uint8_t* in, size_t len,
+                                            size_t max_header_bytes) {
+  size_t scan_from = buf_.size() > 3 ? buf_.size() - 3 : 0;
+  buf_.append(reinterpret_cast<const char*>(in), len);
+  size_t end = FindHeaderEnd(buf_.data() + scan_from, buf_.size() - scan_from);
+  if (end) end += scan_from;
+  if ((!end && buf_.size() > max_header_bytes) || end > max_header_bytes + 4)
+    return Fail("ERR_PROXY_TUNNEL",
+                "The proxy's response to CONNECT is larger than maxHeaderBytes (" +
+                    std::to_string(max_header_bytes) + " bytes)");
+  if (!end) return Result::kMore;
+  HttpResponse res;
+  if (!ParseHttpResponse(buf_.data(), end, &res))
+    return Fail("ERR_PROXY_TUNNEL", "Malformed HTTP response from the proxy to CONNECT");
+  if (res.status < 200 || res.status > 299) {
+    headers = std::move(res.headers.list);
+    std::string why = std::to_string(res.status) + (res.reason.empty() ? "" : " " + res.reason);
+    // 407 is the proxy's own; some proxies (tinyproxy) answer bad credentials with 401.
+    if (res.status == 407 || res.status == 401)
+      return Fail("ERR_PROXY_AUTH_REQUIRED",
+                  "The proxy requires authentication, or refused the credentials (" + why + ")",
+                  res.status);
+    return Fail("ERR_PROXY_TUNNEL", "The proxy refused the tunnel: " + why, res.status);
+  }
+  rest = buf_.substr(end);
+  buf_.clear();
+  buf_.shrink_to_fit();
+  return Result::kTunnel;
 }
 
 // ---- client ------------------------------------------------------------------------
@@ -162,6 +204,7 @@ ClientHandshake::Result ClientHandshake::Feed(const uint8_t* in, size_t len,
   if (!ParseHttpResponse(buf_.data(), end, &res))
     return Fail("ERR_HANDSHAKE", "Malformed HTTP response to the upgrade request");
   if (res.status != 101) {
+    error_headers = std::move(res.headers.list);
     return Fail("ERR_HANDSHAKE",
                 "Unexpected server response: " + std::to_string(res.status) +
                     (res.reason.empty() ? "" : " " + res.reason),
@@ -196,6 +239,7 @@ ClientHandshake::Result ClientHandshake::Feed(const uint8_t* in, size_t len,
   } else if (!offered_.empty()) {
     return Fail("ERR_PROTOCOL", "The server accepted none of the offered subprotocols");
   }
+  status = res.status;
   headers = std::move(res.headers.list);
   rest = buf_.substr(end);
   buf_.clear();

@@ -70,9 +70,30 @@ class ServerHandshake {
 // accepts; empty when none.
 std::string ChooseProtocol(const std::vector<std::string>& accepted, const std::string& offered);
 
-// The 101 response.
+// The 101 response; extra_headers are complete header lines ("Name: value\r\n").
 std::string UpgradeResponse(const std::string& key, const std::string& protocol,
-                            const std::string& ext_response);
+                            const std::string& ext_response, const std::string& extra_headers);
+
+// The proxy's answer to our CONNECT request (a client through an HTTP proxy):
+// a 2xx opens the tunnel, anything else fails the connection.
+class ProxyHandshake {
+ public:
+  enum class Result : uint8_t { kMore, kFail, kTunnel };
+
+  Result Feed(const uint8_t* p, size_t n, size_t max_header_bytes);
+
+  // kFail
+  std::string error_code;
+  std::string error_message;
+  int error_status = 0;
+  HeaderList headers;  // of a refusal (e.g. Proxy-Authenticate)
+  // kTunnel: bytes already received through the tunnel
+  std::string rest;
+
+ private:
+  Result Fail(const char* code, std::string message, int status = 0);
+  std::string buf_;
+};
 
 class ClientHandshake {
  public:
@@ -85,13 +106,16 @@ class ClientHandshake {
 
   // The request to send (with the permessage-deflate offer when enabled).
   std::string request;
-  std::string address;  // the server's, for error messages
+  std::string address;  // the server's (or its Unix socket's path), for error messages
   int port = 0;
+  bool unix_socket = false;
   // kFail
   std::string error_code;
   std::string error_message;
   int error_status = 0;
+  HeaderList error_headers;  // of a response that refused the upgrade
   // kOpen
+  int status = 0;
   std::string protocol;
   HeaderList headers;
   std::unique_ptr<PerMessageDeflate> pmd;

@@ -20,20 +20,36 @@ Listener::~Listener() {
   ctx_->timers().Cancel(&retry_);
   if (spare_fd_ >= 0) close(spare_fd_);
   if (!started_ && cfg_->fd >= 0) close(cfg_->fd);
+  RemoveSocketFile();  // context teardown: lws has closed the fd by now
   delete cfg_;
+}
+
+void Listener::RemoveSocketFile() {
+  if (cfg_->unix_path.empty()) return;
+  RemoveUnixSocket(cfg_->unix_path, cfg_->unix_dev, cfg_->unix_ino);
+  cfg_->unix_path.clear();
 }
 
 bool Listener::Start(std::string* error) {
   vhost_ = ctx_->vhost();
   if (!cfg_->tls_cert.empty()) {
-    vhost_ = ctx_->ServerTlsVhost(*cfg_, error);
-    // The key material is in lws's SSL_CTX now; do not keep a copy.
+    tls_ = ServerTls::Create(*cfg_, error);
+    if (tls_) {
+      ServerTls::Pending pending(tls_.get());
+      vhost_ = ctx_->ServerTlsVhost(*cfg_, error);
+    } else {
+      vhost_ = nullptr;
+    }
+    // The key material is in the SSL_CTXs now; do not keep a copy.
     std::fill(cfg_->tls_key.begin(), cfg_->tls_key.end(), '\0');
     cfg_->tls_key.clear();
     cfg_->tls_passphrase.clear();
+    for (ServerConfig::SniCert& sc : cfg_->tls_sni) std::fill(sc.key.begin(), sc.key.end(), '\0');
+    cfg_->tls_sni.clear();
     if (!vhost_) {
       close(cfg_->fd);
       cfg_->fd = -1;
+      RemoveSocketFile();
       started_ = true;
       return false;
     }
@@ -53,6 +69,7 @@ bool Listener::Start(std::string* error) {
     // lws does not close a file descriptor it failed to adopt.
     close(cfg_->fd);
     cfg_->fd = -1;
+    RemoveSocketFile();
     *error = "lws could not adopt the listening socket";
     return false;
   }
@@ -74,6 +91,7 @@ void Listener::Accept() {
   bool tls = !cfg_->tls_cert.empty();
   for (int i = 0; i < 128 && !ctx_->rx_global_paused(); i++) {
     sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);  // an unnamed Unix peer fills in no path at all
     socklen_t sl = sizeof ss;
     int fd = accept4(cfg_->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -100,7 +118,7 @@ void Listener::Accept() {
       refused_ = 0;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (ss.ss_family != AF_UNIX) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     std::string host;
     int port = 0;
     FormatAddress(ss, &host, &port);
@@ -193,6 +211,7 @@ void Listener::Close() {
     wsi_ = nullptr;
   }
   cfg_->fd = -1;
+  RemoveSocketFile();  // the path is free as the port would be
   ctx_->Emit(kEvListenerClosed, cfg_->id);
   if (conns_ == 0) {
     ctx_->ServerClosed(this);  // deletes this

@@ -3,18 +3,20 @@
 // socket.cc binds it on the main thread (with the real errno); the fd is then
 // handed to the service thread, where lws polls it as a raw file descriptor
 // and Accept() adopts each accepted socket into lws as a Conn. Closing the
-// Listener closes the fd at once, so the port is free before JavaScript hears
-// that the server closed.
+// Listener closes the fd at once (and removes a Unix socket's file), so the
+// address is free before JavaScript hears that the server closed.
 //
 // Service thread.
 #pragma once
 
 #include <libwebsockets.h>
 
+#include <memory>
 #include <string>
 
 #include "context.h"
 #include "deflate.h"
+#include "server_tls.h"
 #include "timers.h"
 #include "topics.h"
 
@@ -49,9 +51,11 @@ class Listener {
   static void ResumeAccept(void* listener);
   void UpdatePolling();
   bool RefuseOne(int err);  // out of descriptors: accept one client and close it at once
+  void RemoveSocketFile();  // a Unix socket server's file, once
 
   Context* ctx_;
   ServerConfig* cfg_;
+  std::unique_ptr<ServerTls> tls_;  // TLS settings beyond lws's vhost
   lws* wsi_ = nullptr;
   lws_vhost* vhost_ = nullptr;  // the context's, or this server's TLS vhost
   size_t conns_ = 0;            // connections not yet deleted

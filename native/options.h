@@ -47,29 +47,54 @@ struct ServerConfig {
   bool health = false;      // GET /health answers JSON
   std::string static_root;  // real path of a folder served over HTTP; empty: none
   std::string static_index;
+  // Header lines ("Name: value\r\n") added to every 101 response.
+  std::string upgrade_headers;
+  // A Unix socket server: the socket file to remove on close (empty: TCP).
+  std::string unix_path;
+  uint64_t unix_dev = 0;
+  uint64_t unix_ino = 0;
   // TLS: PEM text; an empty cert means plain TCP.
   std::string tls_cert;
   std::string tls_key;
   std::string tls_passphrase;
   std::string tls_chain;  // PEM: intermediate / CA certificates sent after the leaf
+  // Client certificates (mutual TLS): ask for one; refuse a client without a
+  // valid one (reject_unauthorized) or let JavaScript see the verify result.
+  bool tls_request_cert = false;
+  bool tls_reject_unauthorized = true;
+  std::string tls_client_ca;  // PEM: the CAs client certificates must chain to
+  // More certificates chosen by the server name a client sends (SNI).
+  struct SniCert {
+    std::string name;  // a host name, or "*.example.com"
+    std::string cert;  // PEM: the leaf
+    std::string key;   // PEM, unencrypted
+    std::string chain;
+  };
+  std::vector<SniCert> tls_sni;
 };
 
 // A client connection to start: its socket is already connecting.
 struct ClientConfig {
   ConnShared* shared = nullptr;  // owns one reference
   int fd = -1;
-  std::string address;
+  std::string address;  // an IP literal, or the path of a Unix socket (unix_socket)
   int port = 0;
+  bool unix_socket = false;
   std::string request;  // the HTTP upgrade request, sent once connected
   std::string accept;   // the Sec-WebSocket-Accept value to expect
   std::vector<std::string> protocols;
   ConnOptions conn;  // handshake_timeout_ms covers connect + handshake
+  // Through an HTTP proxy: the CONNECT request to send first (empty: direct);
+  // address and port are then the proxy's.
+  std::string proxy_request;
   // wss: TLS over our own socket (tls_client.h).
   bool tls = false;
   std::string host;  // SNI and certificate host name
   std::string ca;    // PEM: the CAs to trust (Node's root certificates unless given)
   bool reject_unauthorized = true;
-  ~ClientConfig();  // closes fd and drops the reference when not handed over
+  std::string cert;  // PEM: a client certificate (mutual TLS); empty: none
+  std::string key;   // PEM, unencrypted: its key
+  ~ClientConfig();   // closes fd and drops the reference when not handed over
 };
 
 }  // namespace nlws

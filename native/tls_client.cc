@@ -49,8 +49,44 @@ SSL_CTX* NewClientTlsContext(const std::string& ca_pem, std::string* error) {
   return ctx;
 }
 
+namespace {
+
+// The client certificate (and its chain) and key on one SSL object.
+bool UseClientCertificate(SSL* ssl, const std::string& cert_pem, const std::string& key_pem,
+                          std::string* error) {
+  BIO* bio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
+  X509* leaf = bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
+  bool ok = leaf && SSL_use_certificate(ssl, leaf) == 1;
+  if (leaf) X509_free(leaf);
+  while (ok) {
+    X509* extra = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    if (!extra) break;
+    if (SSL_add0_chain_cert(ssl, extra) != 1) {  // takes ownership on success
+      X509_free(extra);
+      ok = false;
+    }
+  }
+  if (bio) BIO_free(bio);
+  ERR_clear_error();  // the read loop ends on an expected "no start line"
+  if (!ok) {
+    *error = "tls.cert: no usable certificate";
+    return false;
+  }
+  bio = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  EVP_PKEY* key = bio ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr) : nullptr;
+  if (bio) BIO_free(bio);
+  ok = key && SSL_use_PrivateKey(ssl, key) == 1 && SSL_check_private_key(ssl) == 1;
+  if (key) EVP_PKEY_free(key);
+  if (!ok) *error = "tls.key: " + LastSslError();
+  return ok;
+}
+
+}  // namespace
+
 std::unique_ptr<TlsClient> TlsClient::Create(SSL_CTX* ctx, const std::string& host, bool verify,
-                                             std::string* error) {
+                                             const std::string& cert, const std::string& key,
+                                             std::string* error, const char** code) {
+  *code = "ERR_TLS_HANDSHAKE";
   std::unique_ptr<TlsClient> t(new TlsClient());
   t->verify_ = verify;
   t->ssl_ = SSL_new(ctx);
@@ -64,6 +100,10 @@ std::unique_ptr<TlsClient> TlsClient::Create(SSL_CTX* ctx, const std::string& ho
   }
   SSL_set_bio(t->ssl_, t->rbio_, t->wbio_);
   SSL_set_connect_state(t->ssl_);
+  if (!cert.empty() && !UseClientCertificate(t->ssl_, cert, key, error)) {
+    *code = "ERR_TLS_CERT";
+    return nullptr;
+  }
   bool ip = IsIpLiteral(host);
   if (!ip) SSL_set_tlsext_host_name(t->ssl_, host.c_str());
   if (verify) {

@@ -24,9 +24,13 @@ SSL_CTX* NewClientTlsContext(const std::string& ca_pem, std::string* error);
 class TlsClient {
  public:
   // `host` is sent as SNI (unless it is an IP literal) and checked against the
-  // certificate when `verify`.
+  // certificate when `verify`. `cert` (PEM: the leaf, then its chain) and
+  // `key` (PEM, unencrypted), when not empty, are this connection's client
+  // certificate: set on the SSL object, so that no SSL_CTX (they are cached
+  // per CA set) keeps a private key. Null, *error and *code on failure.
   static std::unique_ptr<TlsClient> Create(SSL_CTX* ctx, const std::string& host, bool verify,
-                                           std::string* error);
+                                           const std::string& cert, const std::string& key,
+                                           std::string* error, const char** code);
   ~TlsClient();
 
   void Feed(const uint8_t* p, size_t n);

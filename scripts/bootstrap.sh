@@ -40,7 +40,9 @@ if [ "${CI:-}" = "true" ]; then DEV=1; fi
 # libwebsockets-evlib-ev + libev-dev: the service thread's libev event loop (lws loads the plugin,
 # the addon links libev; both are dependencies of libwebsockets-dev, named here so that a machine
 # where they went missing gets them back instead of silently running lws's poll() loop).
-EXTRA_APT_PACKAGES=(python3-websockets chromium openssl libwebsockets-evlib-ev libev-dev)
+# tinyproxy: test/system/proxy.test.mjs starts it (its own config, a free port) as the HTTP
+# CONNECT proxy the client tunnels through.
+EXTRA_APT_PACKAGES=(python3-websockets chromium openssl libwebsockets-evlib-ev libev-dev tinyproxy)
 # Same, but only with --dev / CI=true.
 EXTRA_APT_PACKAGES_DEV=()
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@
 # because ASan's quarantine makes its RSS bound meaningless):
 #   listen-close-cycles, server, rfc6455-conformance, client, message-order,
 #   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
-#   system/network-fuzz (FUZZ_SECONDS defaults to 20 here too)
+#   handshake-headers, unix-socket, proxy-errors, system/network-fuzz
+#   (FUZZ_SECONDS defaults to 20 here too)
 #
 # Env:
 #   ASAN_DETECT_LEAKS=1     run with detect_leaks=1 and scripts/lsan-node.supp (only node's
@@ -47,6 +48,9 @@ DEFAULT_FILES=(
   test/event-loop.test.mjs
   test/emfile.test.mjs
   test/publish-subscribe.test.mjs
+  test/handshake-headers.test.mjs
+  test/unix-socket.test.mjs
+  test/proxy-errors.test.mjs
   test/system/network-fuzz.test.mjs
 )
 

@@ -169,6 +169,62 @@ test("binaryType 'arraybuffer' gives ArrayBuffer (1 MiB content intact); sends o
   assert.is(msgs[5].toString(), 'buf');
 });
 
+test("binaryType 'blob': binary messages arrive as Blobs; sent Blobs go out in order with the rest", async () => {
+  const { url, received } = await server();
+  const ws = open(url);
+  ws.binaryType = 'blob';
+  assert.is(ws.binaryType, 'blob');
+  ws.binaryType = 'fragments'; // unknown values are ignored, as in browsers
+  assert.is(ws.binaryType, 'blob');
+  await nextEvent(ws, 'open');
+  const big = patternBytes(MiB, 8);
+  const msgs = [];
+  ws.onmessage = (ev) => msgs.push(ev.data);
+  // A Blob's bytes are read asynchronously; what is sent after it must not overtake it.
+  ws.send(new Blob([big]));
+  ws.send('after the big blob');
+  ws.send(new Blob(['text in a blob ', new Uint8Array([0xe2, 0x9c, 0x93])]));
+  ws.send(new Uint8Array([1, 2, 3]));
+  assert.ok(ws.bufferedAmount >= MiB, `bufferedAmount ${ws.bufferedAmount} counts the queued Blob`);
+  await waitFor(() => msgs.length === 4, {
+    timeout: 10000,
+    label: 'echoes',
+    describe: () => `${msgs.length}/4`,
+  });
+  assert.equal(
+    received.map((r) => r.isBinary),
+    [true, false, true, true],
+  );
+  assert.is(received[1].data, 'after the big blob');
+  assert.instance(msgs[0], Blob);
+  assert.is(msgs[0].size, MiB);
+  assert.is(sha256(Buffer.from(await msgs[0].arrayBuffer())), sha256(big));
+  assert.is(msgs[1], 'after the big blob', 'text stays a string');
+  assert.is(await msgs[2].text(), 'text in a blob ✓');
+  assert.equal([...new Uint8Array(await msgs[3].arrayBuffer())], [1, 2, 3]);
+  await waitFor(() => ws.bufferedAmount === 0, { label: 'bufferedAmount back to 0' });
+});
+
+test('extensions: permessage-deflate is offered (as browsers do) and reported when the server accepts it', async () => {
+  const deflating = await server({ perMessageDeflate: true });
+  const ws = open(deflating.url);
+  assert.is(ws.extensions, '', 'nothing before open');
+  await nextEvent(ws, 'open');
+  assert.match(ws.extensions, /^permessage-deflate/);
+  const text = 'compress me '.repeat(2000);
+  const got = nextEvent(ws, 'message');
+  ws.send(text);
+  assert.is((await got).data, text);
+  const plain = await server();
+  const ws2 = open(plain.url);
+  await nextEvent(ws2, 'open');
+  assert.is(ws2.extensions, '', 'declined by a server without perMessageDeflate');
+  const ws3 = new lws.WebSocket(deflating.url, { perMessageDeflate: false });
+  cleanups.push(async () => ws3.close());
+  await nextEvent(ws3, 'open');
+  assert.is(ws3.extensions, '', 'perMessageDeflate: false offers nothing');
+});
+
 test("protocol: offered ['x','acip'] (array) and 'acip' (string) → 'acip'", async () => {
   const { url, conns } = await server({ protocols: ['acip'] });
   const a = open(url, ['x', 'acip']);

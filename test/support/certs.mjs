@@ -1,6 +1,7 @@
 // Certificates for the TLS tests, made with Debian's openssl command into a folder the test
-// owns: self-signed ones (RSA or EC, optionally with an encrypted key) and a root CA ->
-// intermediate CA -> leaf chain.
+// owns: self-signed ones (RSA or EC, optionally with an encrypted key), a root CA ->
+// intermediate CA -> leaf chain, and a CA issuing server and client certificates (mutual TLS,
+// several names on one port).
 //
 // Layer 1 of test/support/: imports nothing from the suite.
 
@@ -113,4 +114,80 @@ export function makeChain(dir) {
   issue('inter', 'node-lws test intermediate', 'root', 'ca');
   issue('leaf', 'localhost', 'inter', 'leaf');
   return { root: f('root.crt'), inter: f('inter.crt'), leaf: f('leaf.crt'), key: f('leaf.key') };
+}
+
+/** A self-signed CA (EC P-256) in `dir`. Returns `{ cert, key }` paths. */
+export function makeCa(dir, name, { cn = `node-lws test CA ${name}` } = {}) {
+  const key = path.join(dir, `${name}.key`);
+  const cert = path.join(dir, `${name}.crt`);
+  openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-subj',
+    `/CN=${cn}`,
+    '-days',
+    '2',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=keyCertSign,cRLSign',
+  ]);
+  return { cert, key };
+}
+
+/**
+ * A certificate for `cn` (EC P-256 key) issued by `ca` (from makeCa): a server certificate
+ * for the names in `san` (`usage: 'serverAuth'`) or a client certificate (`'clientAuth'`);
+ * the key encrypted with `pass` if given. Returns `{ cert, key }` paths.
+ */
+export function issueCert(dir, name, ca, { cn = name, san, usage = 'serverAuth', pass } = {}) {
+  const f = (n) => path.join(dir, n);
+  const ext = f(`${name}.ext`);
+  fs.writeFileSync(
+    ext,
+    `[leaf]\nbasicConstraints=CA:FALSE\nextendedKeyUsage=${usage}\n${san ? `subjectAltName=${san}\n` : ''}`,
+  );
+  openssl([
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    ...(pass ? ['-passout', `pass:${pass}`] : ['-nodes']),
+    '-subj',
+    `/CN=${cn}`,
+    '-keyout',
+    f(`${name}.key`),
+    '-out',
+    f(`${name}.csr`),
+  ]);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    f(`${name}.csr`),
+    '-CA',
+    ca.cert,
+    '-CAkey',
+    ca.key,
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+    '-extensions',
+    'leaf',
+    '-out',
+    f(`${name}.crt`),
+  ]);
+  return { cert: f(`${name}.crt`), key: f(`${name}.key`) };
 }

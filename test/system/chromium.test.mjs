@@ -287,6 +287,59 @@ window.__result = new Promise((resolve, reject) => {
   assert.ok(result.same, `echo differs (length ${result.length})`);
 });
 
+test('Set-Cookie in the 101 reaches Chromium: the page sees the cookie, the next upgrade sends it back', async () => {
+  const www = pageFolder(`<!doctype html><html><body><script>
+window.__result = new Promise((resolve, reject) => {
+  const before = document.cookie;
+  const ws = new WebSocket('ws://' + location.host + '/ws');
+  ws.onopen = () => {
+    const afterOpen = document.cookie;
+    ws.onmessage = (e) => {
+      ws.close();
+      const again = new WebSocket('ws://' + location.host + '/ws');
+      again.onopen = () => again.send('second');
+      again.onmessage = (e2) => { again.close(); resolve({ before, afterOpen, first: e.data, second: e2.data }); };
+      again.onerror = () => reject(new Error('second websocket error'));
+    };
+    ws.send('first');
+  };
+  ws.onerror = () => reject(new Error('websocket error'));
+});
+</script></body></html>`);
+  const cookies = [];
+  let n = 0;
+  const server = await lws.listen({
+    host: HOST,
+    port: 0,
+    static: { root: www },
+    path: '/ws',
+    verify: (req) => {
+      cookies.push(req.headers.cookie ?? '');
+      n++;
+      return {
+        accept: true,
+        headers: {
+          'Set-Cookie': [
+            `ws_session=s${n}; Path=/; SameSite=Lax`,
+            `ws_secret=h${n}; Path=/; HttpOnly`,
+          ],
+        },
+        data: { n },
+      };
+    },
+  });
+  cleanups.push(() => server.close());
+  // The handler answers with what verify attached to its connection.
+  server.on('connection', (c) => c.on('message', (d) => c.send(`${d} on connection ${c.data.n}`)));
+  const result = await chromiumPageResult(`http://${HOST}:${server.port}/`);
+  assert.is(result.before, '');
+  assert.is(result.afterOpen, 'ws_session=s1', 'the page sees the cookie (not the HttpOnly one)');
+  assert.is(result.first, 'first on connection 1');
+  assert.is(result.second, 'second on connection 2');
+  assert.is(cookies[0], '');
+  assert.is(cookies[1], 'ws_session=s1; ws_secret=h1', 'the browser sent both cookies back');
+});
+
 test('Chromium loads a page over https and talks wss to the same node-lws server', async () => {
   const certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-chromium-tls-'));
   cleanups.push(async () => fs.rmSync(certDir, { recursive: true, force: true }));

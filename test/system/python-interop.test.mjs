@@ -1,6 +1,7 @@
 // Interoperability with independent WebSocket implementations:
 //  - Debian's python3-websockets (asyncio API): a python echo server ↔ the
-//    node-lws client, and a python client ↔ the node-lws server;
+//    node-lws client, and a python client ↔ the node-lws server; both also over
+//    a Unix domain socket (unix_serve / unix_connect);
 //  - the `ws` client ↔ the node-lws server, with permessage-deflate off and
 //    offered by the client (node-lws declines the extension).
 // Python scripts are written to a temp directory, print their port (after
@@ -112,6 +113,36 @@ async def main():
         await ws.close(4002, 'python done')
         out['close'] = {'code': ws.close_code, 'reason': ws.close_reason}
     emit(out)
+
+asyncio.run(main())
+`;
+
+// Over a Unix domain socket: unix_serve (an echo server at argv[1]) and unix_connect.
+const PY_UNIX_SERVER = `${PY_COMMON}
+async def handler(ws, *rest):
+    p = getattr(ws, 'path', None)
+    emit({'event': 'connect', 'path': p if p is not None else ws.request.path})
+    async for msg in ws:
+        await ws.send(msg)
+
+async def main():
+    async with websockets.unix_serve(handler, sys.argv[1], max_size=64 * 1024 * 1024):
+        emit({'event': 'listening'})
+        await asyncio.Future()
+
+asyncio.run(main())
+`;
+
+const PY_UNIX_CLIENT = `${PY_COMMON}
+async def main():
+    async with websockets.unix_connect(sys.argv[1], 'ws://localhost/over-unix?q=1',
+                                       max_size=64 * 1024 * 1024, open_timeout=10) as ws:
+        replies = []
+        for payload in ['unix \u2713', pattern(256 * 1024, 9)]:
+            await ws.send(payload)
+            replies.append(digest(await asyncio.wait_for(ws.recv(), 10)))
+        await ws.close(4003, 'unix done')
+        emit({'replies': replies, 'close': ws.close_code})
 
 asyncio.run(main())
 `;
@@ -332,6 +363,52 @@ test('python client ↔ node-lws server: text, binary, empty, 1 MiB, ping, subpr
   assert.is(out.close.code, 4002, 'node-lws echoes the close code');
   const sc = await serverClose;
   assert.equal(sc, { code: 4002, reason: 'python done', wasClean: true });
+});
+
+test('over a Unix socket: node-lws client ↔ python unix_serve, python unix_connect ↔ node-lws server', async () => {
+  const sock = path.join(tmpDir, 'py-server.sock');
+  const child = spawnProcess(await python(), [writeScript('unix_server.py', PY_UNIX_SERVER), sock]);
+  cleanups.push(() => child.stop());
+  await jsonLine(child, 'listening', 20000);
+  const t = track(await lws.connect(`ws+unix://${sock}:/from-node`));
+  assert.is((await jsonLine(child, 'connect')).path, '/from-node');
+  assert.equal(await transportRoundTrip(t, 'node over unix', 10000), {
+    data: 'node over unix',
+    isBinary: false,
+  });
+  const bin = patternBytes(512 * 1024, 4);
+  const reply = await transportRoundTrip(t, bin, 10000);
+  assert.is(sha256(reply.data), sha256(bin));
+  const byOption = track(await lws.connect('ws://py.local/by-option', { socketPath: sock }));
+  assert.is((await jsonLine(child, 'connect')).path, '/by-option');
+  assert.is((await transportRoundTrip(byOption, 'again', 10000)).data, 'again');
+
+  const own = path.join(tmpDir, 'node-server.sock');
+  const server = await lws.listen({ socketPath: own });
+  cleanups.push(() => server.close());
+  let request;
+  let serverClose;
+  server.on('connection', (conn, req) => {
+    request = req;
+    serverClose = connClosed(conn, 20000);
+    conn.on('message', (data, isBinary) => conn.send(data, isBinary));
+  });
+  const client = spawnProcess(await python(), [writeScript('unix_client.py', PY_UNIX_CLIENT), own]);
+  cleanups.push(() => client.stop());
+  const out = await jsonLine(client, undefined, 30000);
+  assert.is(request.path, '/over-unix?q=1');
+  assert.is(request.headers.host, 'localhost');
+  assert.equal(out.replies[0], {
+    type: 'text',
+    len: Buffer.byteLength('unix ✓'),
+    sha256: sha256(Buffer.from('unix ✓')),
+    text: 'unix ✓',
+  });
+  assert.is(out.replies[1].sha256, sha256(patternBytes(256 * 1024, 9)));
+  assert.is(out.close, 4003);
+  assert.equal(await serverClose, { code: 4003, reason: 'unix done', wasClean: true });
+  await server.close();
+  assert.not.ok(fs.existsSync(own), 'the socket file is gone after close()');
 });
 
 // ---------------------------------------------------------------------------
