@@ -332,8 +332,10 @@ void Conn::Input(const uint8_t* p, size_t n) {
     case State::kOpen: {
       size_t used = reader_.Feed(p, n);
       if (used < n || reader_.busy()) {
-        // The inflation budget ran out: the rest waits for the next turn of
-        // the service loop, so that other connections are served meanwhile.
+        // The inflation budget ran out, or the receive budget (the reader
+        // yielded): the rest waits for the next turn of the service loop, so
+        // that other connections are served meanwhile; by then ChargeRx has
+        // paused reading if JavaScript has not caught up.
         Stash(p + used, n - used);
         PauseRx(kRxInflate);
         ctx_->MarkBusy(this);
@@ -735,7 +737,17 @@ bool Conn::OnMessage(ReadMessage& m) {
   int64_t cost = static_cast<int64_t>(m.len) + kEventCost;
   ctx_->Charge(shared_, cost);
   rx_charge_ += cost;
+  YieldIfSpent();
   return !killed_;
+}
+
+// A read may hold far more events than the receive budget (a 256 KiB read
+// holds ~43,000 empty pings): the reader stops at the budget, and the rest of
+// the read waits, stashed, like any input behind a pause.
+void Conn::YieldIfSpent() {
+  if (shared_->rx_pending.load(std::memory_order_relaxed) + rx_charge_ >
+      opts_->receive_high_water_mark)
+    reader_.Yield();
 }
 
 void Conn::OnPing(const uint8_t* p, size_t n) {
@@ -760,6 +772,7 @@ void Conn::OnPing(const uint8_t* p, size_t n) {
   ctx_->Emit(kEvPing, shared_->id, off, static_cast<uint32_t>(n));
   ctx_->Charge(shared_, static_cast<int64_t>(n) + kEventCost);
   rx_charge_ += static_cast<int64_t>(n) + kEventCost;
+  YieldIfSpent();
 }
 
 void Conn::OnPong(const uint8_t* p, size_t n) {
@@ -771,6 +784,7 @@ void Conn::OnPong(const uint8_t* p, size_t n) {
   ctx_->Emit(kEvPong, shared_->id, off, static_cast<uint32_t>(n));
   ctx_->Charge(shared_, static_cast<int64_t>(n) + kEventCost);
   rx_charge_ += static_cast<int64_t>(n) + kEventCost;
+  YieldIfSpent();
 }
 
 void Conn::OnCloseFrame(uint16_t code, const uint8_t* reason, size_t n) {

@@ -107,6 +107,7 @@ class Conn final : public FrameSink, public WireOwner {
   uint8_t* MessageRoom(size_t len) override;
   bool OnMessage(ReadMessage& m) override;
   void OnPing(const uint8_t* p, size_t n) override;
+  void YieldIfSpent();  // the receive budget is spent: the reader stops after this event
   void OnPong(const uint8_t* p, size_t n) override;
   void OnCloseFrame(uint16_t code, const uint8_t* reason, size_t n) override;
   void OnReadError(uint16_t close_code, const char* why) override;

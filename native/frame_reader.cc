@@ -55,6 +55,10 @@ size_t FrameReader::Feed(const uint8_t* p, size_t n) {
     }
   }
   while (n > 0 && !done_) {
+    if (yield_) {
+      yield_ = false;
+      return total - n;
+    }
     if (!in_frame_) {
       int r;
       if (hdr_have_ == 0) {
@@ -157,6 +161,7 @@ size_t FrameReader::Feed(const uint8_t* p, size_t n) {
       return total - n;  // the budget ran out inside a compressed frame
     }
   }
+  yield_ = false;  // the input ended with the event that asked for it
   return total;
 }
 

@@ -65,11 +65,16 @@ class FrameReader {
   bool deflate() const { return pmd_ != nullptr; }
   PerMessageDeflate* pmd() const { return pmd_.get(); }
 
-  // Parses up to n bytes; returns how many it consumed. Fewer than n only
-  // when this call's inflate budget ran out (busy() is then true: call again
-  // with the rest, or with nothing). After a close frame or an error it
-  // consumes everything and reports nothing more.
+  // Parses up to n bytes; returns how many it consumed. Fewer than n when
+  // this call's inflate budget ran out (busy() is then true: call again with
+  // the rest, or with nothing), or when the sink called Yield() (call again
+  // with the rest). After a close frame or an error it consumes everything
+  // and reports nothing more.
   size_t Feed(const uint8_t* p, size_t n);
+  // From a sink callback: stop after the event being reported. A read of
+  // 256 KiB holds ~43,000 empty pings; the sink yields when its receive
+  // budget is spent, so one read never queues more than that budget.
+  void Yield() { yield_ = true; }
   bool busy() const { return zoff_ < zin_.size() || z_more_; }
   bool done() const { return done_; }  // a close frame or an error was seen
   // Between messages: gives back the reassembly buffer kept for the next one.
@@ -89,6 +94,7 @@ class FrameReader {
   uint64_t max_payload_;
   bool client_;
   bool done_ = false;
+  bool yield_ = false;  // Yield() was called: Feed() returns at the next event boundary
   // frame being parsed
   uint8_t hdr_have_ = 0;
   uint8_t hdr_buf_[kMaxFrameHeader];
