@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,22 +33,33 @@ uint8_t* CopyBlock(const void* p, size_t n) {
 // ---- construction ------------------------------------------------------------------
 
 Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, int remote_port,
-           bool tls)
+           bool tls, ConnShared* handed_over)
     : ctx_(ctx),
       server_(server),
-      shared_(new ConnShared),
+      shared_(handed_over ? handed_over : new ConnShared),
       opts_(&server->config().conn),
       fd_(fd),
-      reader_(this, false, server->config().conn.max_payload) {
-  shared_->id = ctx->NextConnId();
+      reader_(this, false, server->config().conn.max_payload),
+      handed_over_(handed_over != nullptr) {
+  if (handed_over) {
+    // JavaScript made it (and its id) when it handed the request over; it
+    // reads none of the fields set below before the connection is announced.
+    shared_->Ref();
+  } else {
+    shared_->id = ctx->NextConnId();
+  }
   shared_->conn = this;
   shared_->high_water_mark = opts_->high_water_mark;
   shared_->rx_low_water = opts_->receive_high_water_mark / 2;
   text_as_buffer_ = opts_->text_as_buffer;
-  if (tls)
+  if (tls) {
     wire_.reset(new LwsTlsWire(this));
-  else
+  } else if (fd >= 0) {
     wire_.reset(new PlainWire(this, fd));
+  } else {
+    js_wire_ = new JsWire(this, ctx, shared_->id);
+    wire_.reset(js_wire_);
+  }
   server_hs_.reset(new ServerHandshake(std::move(remote_address), remote_port));
   deadline_.fire = OnDeadline;
   deadline_.owner = this;
@@ -154,6 +166,11 @@ void Conn::Attach(lws* wsi) {
   if (rx_pause_) SetRxPause(rx_pause_);  // paused before lws knew it (a global pause)
 }
 
+void Conn::AttachJs() {
+  SetDeadline(opts_->handshake_timeout_ms);
+  if (rx_pause_) SetRxPause(rx_pause_);
+}
+
 // ---- timers and teardown -------------------------------------------------------
 
 void Conn::SetDeadline(uint32_t ms) {
@@ -172,13 +189,18 @@ void Conn::OnDeadline(Timer* t) {
 }
 
 void Conn::Kill() {
-  if (killed_ || !wsi_) return;
+  if (killed_ || !HasTransport()) return;
   killed_ = true;
   ctx_->ScheduleKill(this);
 }
 
 void Conn::CloseSocketNow() {
-  if (wsi_) lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+  if (wsi_) {
+    lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+  } else if (js_wire_) {
+    js_wire_->Closed();  // JavaScript destroys its stream
+    OnClosed();
+  }
 }
 
 void Conn::OnClosed() {
@@ -204,6 +226,8 @@ void Conn::OnClosed() {
     }
     uint32_t obj = reason_.empty() ? kNoObj : ctx_->AddString(reason_);
     ctx_->Emit(kEvClose, shared_->id, code | (clean ? 1u << 16 : 0u), obj);
+  } else if (handed_over_) {
+    EmitHandoverEnd();
   }
   state_ = State::kClosed;
   wsi_ = nullptr;
@@ -255,6 +279,21 @@ void Conn::EmitConnectError() {
                             "completed (" +
                                 where + ")",
                             0));
+}
+
+void Conn::EmitHandoverEnd() {
+  uint32_t obj;
+  if (answered_) {
+    obj = ctx_->AddError("ERR_UPGRADE_REFUSED",
+                         "The upgrade request was answered with HTTP " + std::to_string(answered_),
+                         answered_);
+  } else if (timed_out_) {
+    obj = ctx_->AddError("ETIMEDOUT",
+                         "The upgrade request was not complete within the handshake timeout", 0);
+  } else {
+    obj = ctx_->AddError("ECONNRESET", "The connection closed before the upgrade completed", 0);
+  }
+  ctx_->Emit(kEvConnectError, shared_->id, 0, obj);
 }
 
 // ---- input and receive flow control ----------------------------------------------------
@@ -321,9 +360,12 @@ void Conn::Pump() {
 void Conn::SetRxPause(uint8_t bits) {
   rx_pause_ = bits;
   bool want = bits != 0;
-  if (want != lws_paused_ && wsi_ && !killed_) {
+  if (want != lws_paused_ && HasTransport() && !killed_) {
     lws_paused_ = want;
-    lws_rx_flow_control(wsi_, want ? 0 : 1);
+    if (js_wire_)
+      js_wire_->SetReading(!want);
+    else
+      lws_rx_flow_control(wsi_, want ? 0 : 1);
   }
 }
 
@@ -437,6 +479,8 @@ void Conn::QueueBlock(const std::string& bytes) {
 }
 
 void Conn::SendHttpAndClose(const std::string& response) {
+  // "HTTP/1.1 404 ...": what a handed-over connection reports to JavaScript.
+  if (response.size() > 12) answered_ = static_cast<uint16_t>(atoi(response.c_str() + 9));
   QueueBlock(response);
   server_hs_.reset();
   stash_.reset();
@@ -488,14 +532,16 @@ void Conn::ServerInput(const uint8_t* p, size_t n) {
   CompleteUpgrade(ChooseProtocol(cfg.protocols, hs.offered));
 }
 
-void Conn::AcceptUpgrade(const std::string& protocol, bool choose) {
+void Conn::AcceptUpgrade(const std::string& protocol, bool choose,
+                         const std::string& extra_headers) {
   if (state_ != State::kVerifying || killed_) return;
   const ServerConfig& cfg = server_->config();
   if (cfg.max_connections && server_->open_connections >= cfg.max_connections) {
     SendHttpAndClose(HttpErrorReply(503, "Too many connections", "Retry-After: 1\r\n"));
     return;
   }
-  CompleteUpgrade(choose ? ChooseProtocol(cfg.protocols, server_hs_->offered) : protocol);
+  CompleteUpgrade(choose ? ChooseProtocol(cfg.protocols, server_hs_->offered) : protocol,
+                  extra_headers);
   ResumeRx(kRxVerify);
   ChargeRx();
 }
@@ -505,9 +551,11 @@ void Conn::RejectUpgrade(int status, const std::string& headers, const std::stri
   SendHttpAndClose(HttpReply(status, "text/plain; charset=utf-8", body, headers));
 }
 
-void Conn::CompleteUpgrade(const std::string& protocol) {
+void Conn::CompleteUpgrade(const std::string& protocol, const std::string& extra_headers) {
   ServerHandshake& hs = *server_hs_;
-  QueueBlock(UpgradeResponse(hs.key, protocol, hs.ext_response));
+  std::string response = UpgradeResponse(hs.key, protocol, hs.ext_response);
+  if (!extra_headers.empty()) response.insert(response.size() - 2, extra_headers);
+  QueueBlock(response);
   OpenEstablished();
   auto info = std::make_unique<ConnInfo>();
   shared_->Ref();
@@ -846,6 +894,12 @@ void Conn::FrameDone(const OutFrame& f, bool written) {
 
 void Conn::DropQueue(bool keep_partial) { wire_->Drop(keep_partial); }
 
+void Conn::JsAck(size_t n) {
+  if (!js_wire_) return;
+  js_wire_->Ack(n);
+  OnWritable();
+}
+
 void Conn::OnWritable() {
   wire_->WritableArrived();
   if (state_ == State::kConnecting) {
@@ -869,7 +923,7 @@ void Conn::OnWritable() {
 }
 
 void Conn::Flush() {
-  if (killed_ || !wsi_ || state_ == State::kConnecting) return;
+  if (killed_ || !HasTransport() || state_ == State::kConnecting) return;
   Wire::Status s = wire_->Flush();
   if (s == Wire::Status::kBroken) {
     // The peer is gone (EPIPE, ECONNRESET, ...): nothing more can be sent.

@@ -60,6 +60,10 @@ void DisposeCommand(Command& cmd) {
     delete cmd.client;  // closes the socket if it was not handed over
     cmd.client = nullptr;
   }
+  if (cmd.fd >= 0) {
+    close(cmd.fd);  // kAdopt that did not run
+    cmd.fd = -1;
+  }
 }
 
 // ---- lifecycle (main thread) ---------------------------------------------------------
@@ -348,7 +352,7 @@ void Context::RunCommand(Command& c) {
       if (conn) conn->Terminate();
       return;
     case Command::kAccept:
-      if (conn) conn->AcceptUpgrade(c.text, c.code == 1);
+      if (conn) conn->AcceptUpgrade(c.text, c.code == 1, c.text2);
       return;
     case Command::kReject:
       if (conn) conn->RejectUpgrade(c.code, c.text, c.text2);
@@ -362,6 +366,30 @@ void Context::RunCommand(Command& c) {
         conn->CheckRxFlow();
       else
         conn->ResumeRx(static_cast<uint8_t>(c.code));
+      return;
+    case Command::kAdopt: {
+      auto it = listeners_.find(c.id);
+      if (it == listeners_.end() || it->second->closing()) {
+        // The server closed meanwhile: DisposeCommand closes the socket.
+        Emit(kEvConnectError, c.conn->id, 0,
+             AddError("ERR_SERVER_CLOSED", "The server was closed before the upgrade", 0));
+        return;
+      }
+      int fd = c.fd;
+      c.fd = -1;  // the listener's now
+      it->second->Adopt(c.conn, fd, std::move(c.text), c.code, c.data, c.len);
+      CheckRxTotal();
+      return;
+    }
+    case Command::kWireIn:
+      if (!conn) return;
+      if (c.len)
+        conn->OnReadable(c.data, c.len);
+      else
+        conn->Terminate();  // the stream ended: as when lws sees a socket close
+      return;
+    case Command::kWireAck:
+      if (conn) conn->JsAck(c.len);
       return;
     case Command::kResumeAll:
       if (rx_global_paused_ &&

@@ -53,11 +53,15 @@ struct Command {
     kSend,
     kClose,
     kTerminate,
-    kAccept,     // text = subprotocol
+    kAccept,     // text = subprotocol, text2 = extra header lines for the 101 response
     kReject,     // code = HTTP status, text = extra header lines, text2 = body
     kPauseRx,    // pause() (code = Conn::RxPause reason)
     kResumeRx,   // resume() or a flow-control release (code = reason)
     kResumeAll,  // the receive total fell below its resume mark
+    kAdopt,      // server.handleUpgrade: conn = a new ConnShared, fd (or -1: JsWire), data =
+                 // the request head and what followed it, text = remote address, code = port
+    kWireIn,     // JsWire: bytes JavaScript read from its stream (data, len); none: it ended
+    kWireAck,    // JsWire: JavaScript's stream took `len` more bytes
   } type;
   uint32_t id = 0;                 // server id
   ConnShared* conn = nullptr;      // holds a reference
@@ -67,12 +71,13 @@ struct Command {
   bool compress = false;           // kSend: data is a bare payload to deflate; code = opcode
   uint16_t code = 0;               // kClose, kReject (HTTP status), kPauseRx/kResumeRx (reason)
   std::string text;                // kAccept: subprotocol; kReject: extra header lines
-  std::string text2;               // kReject: body
+  std::string text2;               // kReject: body; kAccept: extra header lines
   ServerConfig* server = nullptr;  // kStartServer (owned)
   ClientConfig* client = nullptr;  // kConnect (owned)
+  int fd = -1;                     // kAdopt: a socket descriptor, owned until adopted
 };
 
-// Frees a Command's resources (frame, references, server fd) without running it.
+// Frees a Command's resources (frame, references, server fd, adopted fd) without running it.
 void DisposeCommand(Command& cmd);
 
 class Context {

@@ -6,6 +6,11 @@
 // Listener closes the fd at once, so the port is free before JavaScript hears
 // that the server closed.
 //
+// A server without a socket of its own (fd -1: createServer() / attach() in
+// JavaScript) only gets connections through Adopt(): upgrade requests Node's
+// HTTP server parsed and JavaScript handed over (server.handleUpgrade). Any
+// server may take those.
+//
 // Service thread.
 #pragma once
 
@@ -27,6 +32,12 @@ class Listener {
 
   bool Start(std::string* error);  // adopts the fd into lws; false (fd closed) on failure
   void Accept();
+  // A connection handed over by JavaScript (kAdopt), with the ConnShared
+  // JavaScript already holds: a socket whose descriptor is ours now (fd >= 0),
+  // or a stream JavaScript pumps (fd < 0: JsWire). `head` holds the request
+  // head and whatever followed it; it is fed before anything else is read.
+  void Adopt(ConnShared* shared, int fd, std::string remote_address, int remote_port,
+             const uint8_t* head, size_t len);
   void Close();  // stops listening now, closes connections with 1001
   void ListenerWsiClosed();
   // Stops (or resumes) accepting while the context's receive total is over
@@ -43,6 +54,8 @@ class Listener {
  private:
   static void ResumeAccept(Timer* t);
   void UpdatePolling();
+  // Adopts an accepted socket into lws as a Conn; null (socket closed) when lws refuses it.
+  Conn* AdoptSocket(int fd, std::string host, int port, bool tls, ConnShared* handed_over);
 
   Context* ctx_;
   ServerConfig* cfg_;
