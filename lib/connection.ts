@@ -1,4 +1,5 @@
 // A server-side WebSocket connection: the Transport the server hands out.
+import type { IncomingMessage } from 'node:http';
 import type { NativeRequestInfo } from './native';
 import {
   type BackpressureOptions,
@@ -25,6 +26,8 @@ export interface UpgradeRequest {
   headers: Record<string, string>;
   remoteAddress: string;
   remotePort: number;
+  /** The request as Node's HTTP server parsed it, when it came through handleUpgrade(). */
+  httpRequest?: IncomingMessage;
 }
 
 // Typed event overloads for the class below (declaration merging adds no members).

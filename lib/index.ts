@@ -9,15 +9,22 @@ export {
 export { configure, type GlobalOptions, type NativeMemory, nativeMemory } from './configure';
 export { Connection, type UpgradeRequest } from './connection';
 export type { SystemError } from './errors';
+export type { UpgradeError } from './handover';
 export type { HeartbeatOptions, PerMessageDeflateOptions } from './options';
 export type { Logger } from './runtime';
 export {
   type AddressInfo,
+  type AttachOptions,
+  attach,
   type BindRetryInfo,
   type BindRetryOptions,
+  type CreateServerOptions,
+  createServer,
+  type HandleUpgradeCallback,
   type ListenOptions,
   listen,
   Server,
+  type UpgradeHeaders,
   type VerifyRequest,
   type VerifyResult,
 } from './server';

@@ -91,6 +91,24 @@ export interface Binding {
   closeServer(id: number): void;
   connect(options: NativeConnectOptions): { handle: ConnHandle; id: number };
   ping(handle: ConnHandle, data: ArrayBufferView | undefined): void;
+  pong(handle: ConnHandle, data: ArrayBufferView | undefined): void;
+  /**
+   * server.handleUpgrade: hands an upgrade request Node's HTTP server parsed to server `serverId`.
+   * `fd` >= 0: the descriptor of Node's TCP socket, dup()ed natively (the caller then destroys
+   * Node's handle); -1: JavaScript pumps the bytes of its stream (wireInput / wireAck, and the
+   * WireOut / WireCtl events). `head`: the rebuilt request head and every byte read after it.
+   */
+  adopt(
+    serverId: number,
+    fd: number,
+    head: Buffer,
+    remoteAddress: string,
+    remotePort: number,
+  ): { handle: ConnHandle; id: number };
+  /** Bytes read from the stream of a pumped connection; null: the stream ended. */
+  wireInput(handle: ConnHandle, data: Buffer | Buffer[] | null): void;
+  /** The stream of a pumped connection took `bytes` more of what WireOut handed over. */
+  wireAck(handle: ConnHandle, bytes: number): void;
   send(
     handle: ConnHandle,
     data: string | ArrayBuffer | ArrayBufferView,
@@ -99,8 +117,11 @@ export interface Binding {
   ): number;
   close(handle: ConnHandle, code: number, reason: string): void;
   terminate(handle: ConnHandle): void;
-  /** `protocol` null: native code picks from the server's `protocols`. */
-  accept(handle: ConnHandle, protocol: string | null): void;
+  /**
+   * `protocol` null: native code picks from the server's `protocols`. `headerLines`: more
+   * "Name: value\r\n" lines for the 101 response.
+   */
+  accept(handle: ConnHandle, protocol: string | null, headerLines?: string): void;
   /** The event numbers native code uses (checked against Ev by a test). */
   eventTypes(): Record<string, number>;
   reject(handle: ConnHandle, status: number, headerLines: string, body: string): void;
@@ -134,6 +155,16 @@ export const Ev = {
   Open: 16,
   ConnectError: 17,
   Upgrade: 18,
+  WireOut: 19,
+  WireCtl: 20,
+} as const;
+
+/** What a WireCtl event asks of the stream of a pumped connection (native WireCtl). */
+export const WireCtl = {
+  Pause: 1,
+  Resume: 2,
+  End: 3,
+  Destroy: 4,
 } as const;
 
 /** Set in a message record's type word by JavaScript when it keeps the message for later. */
