@@ -288,6 +288,8 @@ export interface ClientTransport {
 export class ClientTransport extends NativeTransport implements Transport {
   /** The URL connected to (normalized). */
   readonly url: string;
+  /** The Sec-WebSocket-Extensions value the server answered with ('' when none). */
+  extensions = '';
   readonly #o: Normalized;
   #pending: Pending | undefined;
   #queue: { data: WebSocketData; isBinary: boolean | undefined; bytes: number }[] = [];
@@ -389,6 +391,7 @@ export class ClientTransport extends NativeTransport implements Transport {
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.protocol = info.protocol;
+    this.extensions = info.headers['sec-websocket-extensions'] ?? '';
     this.state = 'open';
     this.#attempt = 0;
     // What was queued while disconnected goes first, in order.
