@@ -128,6 +128,8 @@ export class Handover implements HandoverSink {
   /** Pumped streams: bytes written while write() said "full", acknowledged at 'drain'. */
   #awaitingDrain = 0;
   #streamDone = false;
+  /** Pumped streams: chunks read in this tick, not handed to native code yet. */
+  #input: Buffer[] = [];
 
   /**
    * Hands the connection over (the arguments are checked already). Throws only when native
@@ -203,16 +205,24 @@ export class Handover implements HandoverSink {
     s.resume();
   }
 
+  // The chunks of one read of the stream (a TLS socket emits a 'data' per 16 KiB record)
+  // go to native code as one batch, at the end of the tick.
   #onData = (chunk: Buffer | string): void => {
-    binding.wireInput(
-      this.handle,
-      typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : (chunk as Buffer),
-    );
+    this.#input.push(typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk);
+    if (this.#input.length === 1) process.nextTick(this.#flushInput);
+  };
+
+  #flushInput = (): void => {
+    const chunks = this.#input;
+    if (chunks.length === 0) return;
+    this.#input = [];
+    binding.wireInput(this.handle, chunks.length === 1 ? chunks[0] : chunks);
   };
 
   #onEnd = (): void => {
     if (this.#streamDone) return;
     this.#streamDone = true;
+    this.#flushInput();
     binding.wireInput(this.handle, null);
   };
 
