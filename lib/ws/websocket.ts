@@ -164,7 +164,7 @@ export class WebSocket extends EventEmitter {
   #afterClose = 0;
   #wasClean = false;
   /** send() callbacks waiting for the buffer to fall below the high-water mark. */
-  #drainCallbacks: ((err?: Error) => void)[] = [];
+  #drainCallbacks: ((err?: Error | null) => void)[] = [];
   /** send(..., { fin: false }) fragments, sent as one message with the last one. */
   #fragments: Buffer[] = [];
   #fragmentsBinary = false;
@@ -247,7 +247,9 @@ export class WebSocket extends EventEmitter {
 
   #opened(t: ClientTransport): void {
     if (this.#readyState !== CONNECTING) {
+      // close() or terminate() came while the handshake finished.
       t.terminate();
+      this.#failed(Object.assign(new Error('aborted'), { code: 'ABORT_ERR' }));
       return;
     }
     this.#extensions = extensionNames(t.extensions);
@@ -319,7 +321,7 @@ export class WebSocket extends EventEmitter {
   #flushCallbacks(err?: Error): void {
     const cbs = this.#drainCallbacks;
     this.#drainCallbacks = [];
-    for (const cb of cbs) cb(err ?? (null as unknown as undefined));
+    for (const cb of cbs) cb(err ?? null);
   }
 
   get binaryType(): BinaryType {
@@ -347,18 +349,18 @@ export class WebSocket extends EventEmitter {
     return this.#url;
   }
 
-  send(data: Data, cb?: (err?: Error) => void): void;
+  send(data: Data, cb?: (err?: Error | null) => void): void;
   send(
     data: Data,
     options: { binary?: boolean; compress?: boolean; fin?: boolean; mask?: boolean },
-    cb?: (err?: Error) => void,
+    cb?: (err?: Error | null) => void,
   ): void;
   send(
     data: Data,
     options?:
       | { binary?: boolean; compress?: boolean; fin?: boolean; mask?: boolean }
-      | ((err?: Error) => void),
-    cb?: (err?: Error) => void,
+      | ((err?: Error | null) => void),
+    cb?: (err?: Error | null) => void,
   ): void {
     if (this.#readyState === CONNECTING) throw this.#notOpen();
     if (typeof options === 'function') {
@@ -366,7 +368,8 @@ export class WebSocket extends EventEmitter {
       options = {};
     }
     const value = typeof data === 'number' ? data.toString() : data;
-    if (this.#readyState !== OPEN || !this.#t) {
+    // (The transport may be closing on its own: lws.maxBackpressure with policy 'close'.)
+    if (this.#readyState !== OPEN || !this.#t || this.#t.readyState !== 'open') {
       this.#sendAfterClose(value, cb);
       return;
     }
@@ -393,34 +396,42 @@ export class WebSocket extends EventEmitter {
     else this.#drainCallbacks.push(cb);
   }
 
-  #sendAfterClose(data: unknown, cb?: (err?: Error) => void): void {
+  #sendAfterClose(data: unknown, cb?: (err?: Error | null) => void): void {
     if (data) this.#afterClose += toBuffer(data).length;
     if (cb) process.nextTick(cb, this.#notOpen());
   }
 
-  ping(data?: unknown, mask?: boolean | ((err?: Error) => void), cb?: (err?: Error) => void): void {
+  ping(
+    data?: unknown,
+    mask?: boolean | ((err?: Error | null) => void),
+    cb?: (err?: Error | null) => void,
+  ): void {
     this.#control('ping', data, mask, cb);
   }
 
-  pong(data?: unknown, mask?: boolean | ((err?: Error) => void), cb?: (err?: Error) => void): void {
+  pong(
+    data?: unknown,
+    mask?: boolean | ((err?: Error | null) => void),
+    cb?: (err?: Error | null) => void,
+  ): void {
     this.#control('pong', data, mask, cb);
   }
 
   #control(
     kind: 'ping' | 'pong',
     data: unknown,
-    mask: boolean | ((err?: Error) => void) | undefined,
-    cb: ((err?: Error) => void) | undefined,
+    mask: boolean | ((err?: Error | null) => void) | undefined,
+    cb: ((err?: Error | null) => void) | undefined,
   ): void {
     if (this.#readyState === CONNECTING) throw this.#notOpen();
     if (typeof data === 'function') {
-      cb = data as (err?: Error) => void;
+      cb = data as (err?: Error | null) => void;
       data = undefined;
     } else if (typeof mask === 'function') {
       cb = mask;
     }
     if (typeof data === 'number') data = data.toString();
-    if (this.#readyState !== OPEN || !this.#t) {
+    if (this.#readyState !== OPEN || !this.#t || this.#t.readyState !== 'open') {
       this.#sendAfterClose(data, cb);
       return;
     }
