@@ -19,7 +19,8 @@
 # out because LD_PRELOAD would be inherited by chromium/python, and the soak test is left out
 # because ASan's quarantine makes its RSS bound meaningless):
 #   listen-close-cycles, server, rfc6455-conformance, client, message-order,
-#   send-backpressure, whatwg-websocket, worker-threads, system/network-fuzz
+#   send-backpressure, whatwg-websocket, worker-threads, handle-upgrade, ws-api,
+#   system/network-fuzz
 #   (FUZZ_SECONDS defaults to 20 here too)
 #
 # Env:
@@ -44,6 +45,8 @@ DEFAULT_FILES=(
   test/send-backpressure.test.mjs
   test/whatwg-websocket.test.mjs
   test/worker-threads.test.mjs
+  test/handle-upgrade.test.mjs
+  test/ws-api.test.mjs
   test/system/network-fuzz.test.mjs
 )
 
