@@ -181,6 +181,8 @@ class Conn final : public FrameSink, public WireOwner {
   bool kill_after_flush_ = false;
   bool lingering_ = false;  // our FIN is sent; waiting for the peer's
 
+  bool lws_timeout_cleared_ = false;  // lws's own pending timeout (see OnReadable)
+
   // Handed over by JavaScript (kAdopt): it hears how a connection that never opened ended.
   bool handed_over_ = false;
   uint16_t answered_ = 0;  // the HTTP status answered instead of an upgrade
