@@ -89,6 +89,7 @@ class Conn final : public FrameSink, public WireOwner {
   void CloseSocketNow();  // LWS_TO_KILL_SYNC: OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
   Listener* server() const { return server_; }
+  bool js_pumped() const { return js_wire_ != nullptr; }  // no wsi: JavaScript has the stream
   bool open() const { return state_ == State::kOpen; }
 
   // Context bookkeeping (service thread).

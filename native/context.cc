@@ -225,6 +225,12 @@ void Context::ThreadMain(std::string* error, std::mutex* mu, std::condition_vari
   // Tear down on this thread: every lws call stays here.
   shutting_down_ = true;
   timers_.Clear();
+  // Connections JavaScript pumps have no wsi that lws_context_destroy would close.
+  for (Conn* c = conns_; c;) {
+    Conn* next = c->next;
+    if (c->js_pumped()) c->CloseSocketNow();  // deletes c
+    c = next;
+  }
   lws_context_destroy(lws_);
   for (auto& kv : listeners_) delete kv.second;
   listeners_.clear();

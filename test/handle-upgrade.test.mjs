@@ -513,6 +513,50 @@ test('an upgrade pending in verify when the server closes, and handleUpgrade aft
   assert.is((await closedErr)[0].code, 'ERR_SERVER_CLOSED');
 });
 
+test('a worker ending with a pumped connection open: the peer sees the close, fds come back', async () => {
+  const { Worker } = await import('node:worker_threads');
+  const baseline = openFds();
+  // The worker's node-lws context is torn down with a JsWire connection open (it has no lws
+  // wsi for lws_context_destroy to close: the teardown closes it).
+  const worker = new Worker(
+    `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const http = require('node:http');
+    const { Duplex } = require('node:stream');
+    const lws = require(workerData.dist);
+    const wss = lws.createServer();
+    wss.on('connection', (c) => c.on('message', (d, b) => c.send(d, b)));
+    const srv = http.createServer();
+    srv.on('upgrade', (req, socket, head) => {
+      const d = new Duplex({
+        read() { socket.resume(); },
+        write(chunk, _e, cb) { socket.write(chunk, cb); },
+        final(cb) { socket.end(); cb(); },
+        destroy(err, cb) { socket.destroy(); cb(err); },
+      });
+      socket.on('data', (c) => { if (!d.push(c)) socket.pause(); });
+      socket.on('end', () => d.push(null));
+      socket.on('error', () => d.destroy());
+      wss.handleUpgrade(req, d, head);
+    });
+    srv.listen(0, '127.0.0.1', () => parentPort.postMessage(srv.address().port));
+    `,
+    { eval: true, workerData: { dist: path.join(process.cwd(), 'dist', 'index.js') } },
+  );
+  const exited = new Promise((resolve) => worker.once('exit', resolve));
+  const [port] = await onceEvent(worker, 'message', 10000, 'worker listening');
+  const ws = await wsConnect(`ws://127.0.0.1:${port}/`);
+  assert.is((await echoRoundTrip(ws, 'through the worker')).data.toString(), 'through the worker');
+  await worker.terminate();
+  await withTimeout(exited, 5000, 'worker exit');
+  const { code } = await withTimeout(ws.closed, 5000, 'client sees the close');
+  assert.is(code, 1006, 'dropped with the worker: no closing handshake');
+  await waitFor(() => openFds() <= baseline, {
+    label: `fds back to ${baseline}`,
+    describe: () => `${openFds()} open: ${describeFds()}`,
+  });
+});
+
 test('options: socket options are refused without a socket; attach() checks its server', () => {
   for (const [name, value] of [
     ['port', 1234],
