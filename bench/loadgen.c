@@ -24,6 +24,8 @@
 //           or until a line (or EOF) on standard input. It then prints
 //           {"ok":true,"sent":M,...} (M whole messages written) and holds the connection open
 //           until standard input closes. The server checks what arrives (bench/server-*.mjs).
+// --tls (ws mode): wss, OpenSSL on the same non-blocking sockets (the server's certificate is
+// not verified: the bench makes its own); a "message" is the same frame, inside TLS records.
 // Connections to 127.x come from source addresses 127.0.0.1..8 (--src-ips), so that a machine
 // whose ephemeral ports are mostly in TIME_WAIT still has room for 19k connections.
 // Every reply is checked: opcode, length and payload bytes (server frames must be unmasked).
@@ -38,6 +40,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -57,6 +61,8 @@ enum { ROLE_ECHO, ROLE_SUB, ROLE_PUB };
 
 typedef struct {
   int fd, state, role;
+  SSL *ssl;  // --tls
+  int tls_up;
   uint32_t events;
   int dirty;
   // handshake
@@ -92,6 +98,8 @@ static uint64_t size = 64;
 static double rate = 0;
 static uint64_t warmup_ns = 1000000000ull, duration_ns = 3000000000ull, hold_ns = 120000000000ull;
 static int npids = 0;
+static int use_tls = 0;
+static SSL_CTX *tls_ctx;
 static int pids[16];
 
 // ---- state ----
@@ -168,6 +176,34 @@ static void die(const char *fmt, ...) {
 }
 
 static int cid(const conn_t *c) { return (int)(c - conns); }
+
+// send() / read() on a connection, through TLS with --tls. -1 with errno EAGAIN when the
+// socket (or TLS) cannot go on now, 0 when the peer ended the stream.
+static ssize_t io_send(conn_t *c, const void *p, size_t n) {
+  if (!c->ssl) return send(c->fd, p, n, MSG_NOSIGNAL);
+  if (n > (1u << 30)) n = 1u << 30;
+  ERR_clear_error();
+  int r = SSL_write(c->ssl, p, (int)n);
+  if (r > 0) return r;
+  int e = SSL_get_error(c->ssl, r);
+  errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPIPE;
+  return -1;
+}
+
+static ssize_t io_recv(conn_t *c, void *p, size_t n) {
+  if (!c->ssl) return read(c->fd, p, n);
+  ERR_clear_error();
+  int r = SSL_read(c->ssl, p, (int)n);
+  if (r > 0) return r;
+  int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  if (e == SSL_ERROR_ZERO_RETURN) return 0;
+  errno = ECONNRESET;
+  return -1;
+}
 
 static void set_events(conn_t *c, uint32_t ev) {
   if (c->events == ev) return;
@@ -288,8 +324,7 @@ static uint64_t percentile(double p) {
 // Writes the pending pong, if any; returns 0 when the socket is full (EPOLLOUT is then armed).
 static int write_pong(conn_t *c) {
   while (c->pong_off < c->pong_len) {
-    ssize_t w =
-        send(c->fd, c->pong + c->pong_off, (size_t)(c->pong_len - c->pong_off), MSG_NOSIGNAL);
+    ssize_t w = io_send(c, c->pong + c->pong_off, (size_t)(c->pong_len - c->pong_off));
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         set_events(c, EPOLLIN | EPOLLOUT);
@@ -312,7 +347,7 @@ static void flush(conn_t *c) {
     uint64_t pos = c->out_total % patlen;
     uint64_t n = patlen - pos;
     if (n > c->out_pending) n = c->out_pending;
-    ssize_t w = send(c->fd, pattern + pos, n, MSG_NOSIGNAL);
+    ssize_t w = io_send(c, pattern + pos, n);
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         set_events(c, EPOLLIN | EPOLLOUT);
@@ -629,9 +664,11 @@ static void parse(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
 }
 
 // ---- connections ----
+static void on_readable(conn_t *c);
+
 static void on_handshake_readable(conn_t *c) {
   int ci = cid(c);
-  ssize_t r = read(c->fd, c->hbuf + c->hlen, 2047 - c->hlen);
+  ssize_t r = io_recv(c, c->hbuf + c->hlen, 2047 - (size_t)c->hlen);
   if (r == 0) die("server closed connection %d during the handshake", ci);
   if (r < 0) {
     if (errno == EAGAIN || errno == EINTR) return;
@@ -653,6 +690,7 @@ static void on_handshake_readable(conn_t *c) {
   memcpy(tmp, end + 4, extra);
   conn_opened(c);
   if (extra) parse(c, tmp, extra, now_ns());
+  if (c->ssl && SSL_pending(c->ssl)) on_readable(c);
 }
 
 static void on_connect_writable(conn_t *c) {
@@ -664,8 +702,28 @@ static void on_connect_writable(conn_t *c) {
     conn_opened(c);
     return;
   }
+  if (use_tls && !c->tls_up) {
+    if (!c->ssl) {
+      c->ssl = SSL_new(tls_ctx);
+      if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) die("SSL_new failed");
+    }
+    ERR_clear_error();
+    int r = SSL_connect(c->ssl);
+    if (r != 1) {
+      int e = SSL_get_error(c->ssl, r);
+      if (e == SSL_ERROR_WANT_READ)
+        set_events(c, EPOLLIN);
+      else if (e == SSL_ERROR_WANT_WRITE)
+        set_events(c, EPOLLOUT);
+      else
+        die("TLS handshake on connection %d failed: %s", cid(c),
+            ERR_reason_error_string(ERR_get_error()));
+      return;
+    }
+    c->tls_up = 1;
+  }
   while (c->req_off < c->req_len) {
-    ssize_t w = send(c->fd, c->req + c->req_off, c->req_len - c->req_off, MSG_NOSIGNAL);
+    ssize_t w = io_send(c, c->req + c->req_off, c->req_len - c->req_off);
     if (w < 0) {
       if (errno == EAGAIN) return;
       die("send handshake: %s", strerror(errno));
@@ -676,11 +734,13 @@ static void on_connect_writable(conn_t *c) {
   c->hlen = 0;
   c->state = ST_HANDSHAKE;
   set_events(c, EPOLLIN);
+  // TLS may hold the response already (epoll would not say so).
+  if (c->ssl && SSL_pending(c->ssl)) on_handshake_readable(c);
 }
 
 static void on_readable(conn_t *c) {
   for (;;) {
-    ssize_t r = read(c->fd, rbuf, RBUF);
+    ssize_t r = io_recv(c, rbuf, RBUF);
     if (r == 0) die("server closed connection %d", cid(c));
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -688,7 +748,8 @@ static void on_readable(conn_t *c) {
       die("read on connection %d: %s", cid(c), strerror(errno));
     }
     parse(c, rbuf, (size_t)r, now_ns());
-    if ((size_t)r < RBUF) return;
+    // TLS: read until it says "want more" (records it holds are invisible to epoll).
+    if ((size_t)r < RBUF && !c->ssl) return;
   }
 }
 
@@ -698,7 +759,8 @@ static void handle(struct epoll_event *e) {
   if (e->data.u32 == STDIN_TAG) return;  // handled by the caller
   conn_t *c = &conns[e->data.u32];
   if (c->state == ST_CONNECTING) {
-    if (e->events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connect_writable(c);
+    // (EPOLLIN is armed only while a TLS handshake waits for the server.)
+    if (e->events & (EPOLLOUT | EPOLLIN | EPOLLERR | EPOLLHUP)) on_connect_writable(c);
     return;
   }
   if (c->state == ST_HANDSHAKE) {
@@ -996,7 +1058,7 @@ static void usage(void) {
           "usage: loadgen --port P [--mode ws|raw|idle|fanout|flood] [--host 127.0.0.1]\n"
           "  [--conns N] [--inflight K] [--size BYTES] [--binary] [--rate MSG_PER_S]\n"
           "  [--window W] [--warmup-ms MS] [--duration-ms MS] [--hold-ms MS]\n"
-          "  [--connect-batch N] [--src-ips N] [--pids PID,PID]\n");
+          "  [--connect-batch N] [--src-ips N] [--pids PID,PID] [--tls]\n");
   exit(1);
 }
 
@@ -1043,6 +1105,8 @@ int main(int argc, char **argv) {
         pids[npids++] = atoi(t);
     } else if (!strcmp(a, "--binary"))
       binary = 1;
+    else if (!strcmp(a, "--tls"))
+      use_tls = 1;
     else
       usage();
 #undef ARG
@@ -1059,7 +1123,17 @@ int main(int argc, char **argv) {
     }
   }
   if (mode == MODE_FLOOD) nconns = 1;
+  if (use_tls && mode != MODE_WS) {
+    fprintf(stderr, "loadgen: --tls is for --mode ws only\n");
+    exit(1);
+  }
   signal(SIGPIPE, SIG_IGN);
+  if (use_tls) {
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx) die("SSL_CTX_new failed");
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  }
 
   // Payload, as echoed: printable ASCII for text (valid UTF-8), all byte values for binary.
   expected = malloc(size);

@@ -21,6 +21,10 @@
 //   --stats-file PATH       flood mode: where the checker keeps its counts (JSON, rewritten in
 //                           place every 256 messages and every 50 ms), readable while the
 //                           server's event loop is busy
+//   --tls-cert P --tls-key P  serve wss:// with this certificate and key (PEM files)
+//   --attach                node-lws only: a Node http.Server (https.Server with --tls-*)
+//                           listens, and node-lws takes its upgrades (attach(): a plain socket
+//                           is handed over to node-lws, a TLS socket is pumped by JavaScript)
 import fs from 'node:fs';
 
 export function parseArgs(argv = process.argv.slice(2)) {
@@ -33,6 +37,9 @@ export function parseArgs(argv = process.argv.slice(2)) {
     heartbeatMs: 0,
     handlerUs: 50,
     statsFile: '',
+    tlsCert: '',
+    tlsKey: '',
+    attach: false,
   };
   const num = (i) => {
     const v = Number(argv[i]);
@@ -49,12 +56,16 @@ export function parseArgs(argv = process.argv.slice(2)) {
     else if (a === '--heartbeat-ms') o.heartbeatMs = num(++i);
     else if (a === '--handler-us') o.handlerUs = num(++i);
     else if (a === '--stats-file') o.statsFile = argv[++i];
+    else if (a === '--tls-cert') o.tlsCert = argv[++i];
+    else if (a === '--tls-key') o.tlsKey = argv[++i];
+    else if (a === '--attach') o.attach = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (!['echo', 'fanout', 'flood'].includes(o.mode))
     throw new Error(`--mode is echo, fanout or flood, not ${o.mode}`);
   if (!['buffer', 'string'].includes(o.textAs))
     throw new Error(`--text-as is buffer or string, not ${o.textAs}`);
+  if (!o.tlsCert !== !o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
   return o;
 }
 

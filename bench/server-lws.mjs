@@ -1,24 +1,46 @@
 // node-lws server for bench/run.mjs: prints {"pid","port","impl",...} once listening.
 // Usage: node --expose-gc bench/server-lws.mjs [--port P] [--host H] [--reuse-port]
 //          [--mode echo|fanout|flood] [--text-as buffer|string] [--heartbeat-ms N]
+//          [--tls-cert P --tls-key P] [--attach]
 // (see bench/server-common.mjs). Fan-out uses server.publish(topic, data, isBinary) with
 // conn.subscribe(topic) when node-lws has them, else a loop over server.connections.
-import { Connection, listen } from '../dist/index.mjs';
+// --attach: a Node http.Server / https.Server listens and node-lws takes its upgrades.
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { attach, Connection, listen } from '../dist/index.mjs';
 import { floodChecker, MAX_PAYLOAD, parseArgs, serve, TOPIC } from './server-common.mjs';
 
 const o = parseArgs();
-const server = await listen({
-  host: o.host,
-  port: o.port,
-  reusePort: o.reusePort,
+const common = {
   maxPayload: MAX_PAYLOAD,
-  bindRetry: false,
   // Text as bytes unless --text-as string (text16kstr): the echo rows echo the bytes as
   // received, as ws does by default (its text messages are Buffers too); textAs: 'string'
   // (node-lws's default) decodes and re-encodes UTF-8.
   textAs: o.textAs,
   ...(o.heartbeatMs ? { heartbeat: { intervalMs: o.heartbeatMs } } : {}),
-});
+};
+let httpServer;
+let server;
+if (o.attach) {
+  httpServer = o.tlsCert
+    ? https.createServer({ cert: fs.readFileSync(o.tlsCert), key: fs.readFileSync(o.tlsKey) })
+    : http.createServer();
+  await new Promise((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(o.port, o.host, resolve);
+  });
+  server = attach(httpServer, common);
+} else {
+  server = await listen({
+    host: o.host,
+    port: o.port,
+    reusePort: o.reusePort,
+    bindRetry: false,
+    ...(o.tlsCert ? { tls: { cert: o.tlsCert, key: o.tlsKey } } : {}),
+    ...common,
+  });
+}
 
 const hasPublish = typeof server.publish === 'function';
 const hasSubscribe = typeof Connection.prototype.subscribe === 'function';
@@ -46,11 +68,16 @@ server.on('connection', (conn, request) => {
 });
 serve(
   {
-    port: server.port,
+    port: httpServer ? httpServer.address().port : server.port,
     impl: 'node-lws',
     mode: o.mode,
     textAs: o.textAs,
+    accept: o.attach ? `${o.tlsCert ? 'https' : 'http'}.Server + attach()` : 'listen()',
+    tls: !!o.tlsCert,
     ...(o.mode === 'fanout' ? { fanout: pubsub ? 'publish/subscribe' : 'send loop' } : {}),
   },
-  () => server.close(),
+  async () => {
+    await server.close();
+    httpServer?.close();
+  },
 );

@@ -2,9 +2,12 @@
 // "mask" tells which masking code ws loaded: "bufferutil" (native) or "js" (WS_NO_BUFFER_UTIL=1).
 // Usage: node --expose-gc bench/server-ws.mjs [--port P] [--host H]
 //          [--mode echo|fanout|flood] [--text-as buffer|string] [--heartbeat-ms N]
+//          [--tls-cert P --tls-key P]   (wss: ws on an https.Server)
 // (see bench/server-common.mjs). Fan-out is a loop over the subscribers calling send(); the
 // heartbeat is the one ws documents: every N ms, terminate the clients that did not answer the
 // previous ping, ping the others.
+import fs from 'node:fs';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import { WebSocketServer } from 'ws';
 import { floodChecker, MAX_PAYLOAD, parseArgs, serve } from './server-common.mjs';
@@ -22,12 +25,16 @@ if (!process.env.WS_NO_BUFFER_UTIL) {
 
 const o = parseArgs();
 if (o.reusePort) throw new Error('--reuse-port: not with ws');
+if (o.attach) throw new Error('--attach: node-lws only');
+const tlsServer = o.tlsCert
+  ? https.createServer({ cert: fs.readFileSync(o.tlsCert), key: fs.readFileSync(o.tlsKey) })
+  : undefined;
 const wss = new WebSocketServer({
-  host: o.host,
-  port: o.port,
+  ...(tlsServer ? { server: tlsServer } : { host: o.host, port: o.port }),
   perMessageDeflate: false,
   maxPayload: MAX_PAYLOAD,
 });
+tlsServer?.listen(o.port, o.host);
 const flood = floodChecker(o.handlerUs, o.statsFile);
 const subscribers = new Set();
 const alive = new WeakSet();
@@ -71,7 +78,18 @@ if (o.heartbeatMs) {
 }
 wss.once('listening', () => {
   serve(
-    { port: wss.address().port, impl: 'ws', mask, mode: o.mode, textAs: o.textAs },
-    () => new Promise((r) => wss.close(r)),
+    {
+      port: wss.address().port,
+      impl: 'ws',
+      mask,
+      mode: o.mode,
+      textAs: o.textAs,
+      tls: !!tlsServer,
+    },
+    () =>
+      new Promise((r) => {
+        wss.close(r);
+        tlsServer?.close();
+      }),
   );
 });

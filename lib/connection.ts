@@ -1,5 +1,6 @@
 // A server-side WebSocket connection: the Transport the server hands out.
 import type { X509Certificate } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { invalidArgType } from './errors';
 import { binding, type NativeRequestInfo } from './native';
 import { optInt } from './options';
@@ -39,6 +40,8 @@ export interface UpgradeRequest {
   headers: Record<string, string>;
   remoteAddress: string;
   remotePort: number;
+  /** The request as Node's HTTP server parsed it, when it came through handleUpgrade(). */
+  httpRequest?: IncomingMessage;
 }
 
 // Typed event overloads for the class below (declaration merging adds no members).

@@ -11,12 +11,18 @@ export {
 export { configure, type GlobalOptions, type NativeMemory, nativeMemory } from './configure';
 export { Connection, type PeerTls, type UpgradeRequest } from './connection';
 export type { SystemError } from './errors';
+export type { UpgradeError } from './handover';
 export type { HeartbeatOptions, PerMessageDeflateOptions, ResponseHeaders } from './options';
 export type { Logger } from './runtime';
 export {
   type AddressInfo,
+  type AttachOptions,
+  attach,
   type BindRetryInfo,
   type BindRetryOptions,
+  type CreateServerOptions,
+  createServer,
+  type HandleUpgradeCallback,
   type ListenOptions,
   listen,
   Server,

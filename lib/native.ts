@@ -145,6 +145,24 @@ export interface Binding {
   closeServer(id: number): void;
   connect(options: NativeConnectOptions): { handle: ConnHandle; id: number };
   ping(handle: ConnHandle, data: ArrayBufferView | undefined): void;
+  pong(handle: ConnHandle, data: ArrayBufferView | undefined): void;
+  /**
+   * server.handleUpgrade: hands an upgrade request Node's HTTP server parsed to server `serverId`.
+   * `fd` >= 0: the descriptor of Node's TCP socket, dup()ed natively (the caller then destroys
+   * Node's handle); -1: JavaScript pumps the bytes of its stream (wireInput / wireAck, and the
+   * WireOut / WireCtl events). `head`: the rebuilt request head and every byte read after it.
+   */
+  adopt(
+    serverId: number,
+    fd: number,
+    head: Buffer,
+    remoteAddress: string,
+    remotePort: number,
+  ): { handle: ConnHandle; id: number };
+  /** Bytes read from the stream of a pumped connection; null: the stream ended. */
+  wireInput(handle: ConnHandle, data: Buffer | Buffer[] | null): void;
+  /** The stream of a pumped connection took `bytes` more of what WireOut handed over. */
+  wireAck(handle: ConnHandle, bytes: number): void;
   send(
     handle: ConnHandle,
     data: string | ArrayBuffer | ArrayBufferView,
@@ -200,6 +218,16 @@ export const Ev = {
   ConnectError: 17,
   Upgrade: 18,
   AcceptError: 19,
+  WireOut: 20,
+  WireCtl: 21,
+} as const;
+
+/** What a WireCtl event asks of the stream of a pumped connection (native WireCtl). */
+export const WireCtl = {
+  Pause: 1,
+  Resume: 2,
+  End: 3,
+  Destroy: 4,
 } as const;
 
 /** Set in a message record's type word by JavaScript when it keeps the message for later. */

@@ -257,6 +257,20 @@ const RESERVED_RESPONSE_HEADERS = new Set([
 ]);
 
 /**
+ * The headers of `headers` that responseHeaderLines() accepts; the others are left out (for
+ * header lines written by code that expects them to be taken as they are, as ws does).
+ */
+export function writableResponseHeaders(headers: Record<string, string[]>): ResponseHeaders {
+  const out: Record<string, string[]> = {};
+  for (const [key, values] of Object.entries(headers)) {
+    if (!TOKEN.test(key) || RESERVED_RESPONSE_HEADERS.has(key.toLowerCase())) continue;
+    const ok = values.filter((v) => !/[\r\n\0]/.test(v));
+    if (ok.length) out[key] = ok;
+  }
+  return out;
+}
+
+/**
  * Header lines ("Name: value\r\n") for a 101 response; a list value gives one line per item
  * (several Set-Cookie headers). Throws ERR_INVALID_ARG_VALUE for a bad name or value or a
  * header node-lws writes itself.

@@ -43,6 +43,19 @@ export interface ConnectionSink {
   _onConnectError(errno: number, detail: NativeConnectError): void;
 }
 
+/**
+ * A connection handed over by server.handleUpgrade, from the hand-over until it opens (or, when
+ * JavaScript pumps its stream, until the stream is destroyed).
+ */
+export interface HandoverSink {
+  /** The connection closed before it opened: refused with an HTTP status, timed out, reset. */
+  _onHandoverEnd(detail: NativeConnectError): void;
+  /** Bytes for the stream (pumped connections). */
+  _onWireOut(data: Buffer): void;
+  /** Pause / resume reading the stream, end it, destroy it (WireCtl). */
+  _onWireCtl(op: number): void;
+}
+
 const debug = debuglog('lws');
 
 /** How long one batch of events may run its listeners before the rest waits for a later turn. */
@@ -95,6 +108,7 @@ function eventLoopChoice(): 'auto' | 'poll' {
 class Runtime {
   readonly servers = new Map<number, ServerSink>();
   readonly conns = new Map<number, ConnectionSink>();
+  readonly handovers = new Map<number, HandoverSink>();
   readonly loggers = new Set<Logger>();
   private started = false;
   private refs = 0;
@@ -302,8 +316,18 @@ class Runtime {
       case Ev.Open:
         this.conns.get(id)?._onOpen((objs as unknown[])[b] as NativeOpenInfo);
         return;
-      case Ev.ConnectError:
-        this.conns.get(id)?._onConnectError(a, (objs as unknown[])[b] as NativeConnectError);
+      case Ev.ConnectError: {
+        const detail = (objs as unknown[])[b] as NativeConnectError;
+        const handover = this.handovers.get(id);
+        if (handover) handover._onHandoverEnd(detail);
+        else this.conns.get(id)?._onConnectError(a, detail);
+        return;
+      }
+      case Ev.WireOut:
+        this.handovers.get(id)?._onWireOut((objs as unknown[])[b] as Buffer);
+        return;
+      case Ev.WireCtl:
+        this.handovers.get(id)?._onWireCtl(a);
         return;
       case Ev.Listening:
         this.servers.get(id)?._onListening();

@@ -3,9 +3,12 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { lstatSync, realpathSync, statSync, unlinkSync } from 'node:fs';
+import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import { isIP, connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSecureContext, rootCertificates } from 'node:tls';
+import { attachRouter, detachRouter } from './attach';
 import { checkSocketPath } from './client';
 import {
   Connection,
@@ -21,6 +24,13 @@ import {
   invalidArgValue,
   type SystemError,
 } from './errors';
+import {
+  checkHandover,
+  Handover,
+  type HandoverOwner,
+  socketGone,
+  type UpgradeError,
+} from './handover';
 import {
   binding,
   type NativeConnectError,
@@ -134,13 +144,15 @@ export interface ListenOptions {
   verify?: (request: VerifyRequest) => VerifyResult | Promise<VerifyResult>;
   /**
    * Headers added to every 101 response: an object (the same for every connection), or a
-   * function of the request (called once verify has accepted; may return a Promise). A list
-   * value gives one header line per item (several Set-Cookie headers).
+   * function of the request and the subprotocol the response will carry ('' for none), called
+   * once verify and the subprotocol choice have accepted the upgrade (may return a Promise). A
+   * list value gives one header line per item (several Set-Cookie headers).
    */
   headers?:
     | ResponseHeaders
     | ((
         request: VerifyRequest,
+        protocol: string,
       ) => ResponseHeaders | undefined | Promise<ResponseHeaders | undefined>);
   /** Picks the subprotocol from the client's offer (in its order); `false` for none. */
   handleProtocols?: (
@@ -211,7 +223,36 @@ export interface VerifyRequest extends PeerTls {
   remotePort: number;
   /** Subprotocols the client offered, in its order. */
   protocols: string[];
+  /** The request as Node's HTTP server parsed it, when it came through handleUpgrade(). */
+  httpRequest?: IncomingMessage;
 }
+
+/** A server without a listening socket of its own: createServer() and attach(). */
+export type CreateServerOptions = Omit<
+  ListenOptions,
+  | 'port'
+  | 'host'
+  | 'reuseAddr'
+  | 'reusePort'
+  | 'ipv6Only'
+  | 'backlog'
+  | 'bindRetry'
+  | 'signal'
+  | 'tls'
+  | 'socketPath'
+  | 'removeStaleSocket'
+>;
+
+export interface AttachOptions extends CreateServerOptions {
+  /**
+   * Take upgrades for this path only (`/ws`; the query is ignored). Without it the server takes
+   * every upgrade request that no other attached node-lws server claims by its path.
+   */
+  path?: string;
+}
+
+/** The callback of handleUpgrade(): the connection is open. */
+export type HandleUpgradeCallback = (conn: Connection, request: UpgradeRequest) => void;
 
 export type VerifyResult =
   | boolean
@@ -229,6 +270,12 @@ export interface ServerEvents {
   connection: [conn: Connection, request: UpgradeRequest];
   close: [];
   error: [err: Error];
+  /**
+   * An upgrade handed over by handleUpgrade() did not become a connection: refused with an HTTP
+   * status (`err.status`; node-lws has answered it), timed out, reset by the client, or its
+   * socket was destroyed already.
+   */
+  upgradeError: [err: UpgradeError, request: IncomingMessage];
 }
 
 interface Normalized {
@@ -252,6 +299,21 @@ interface Normalized {
   headersHook: Exclude<ListenOptions['headers'], ResponseHeaders | undefined> | undefined;
   config: NativeServerConfig;
 }
+
+/** Options of listen() that need a socket of the server's own. */
+const SOCKET_OPTIONS = [
+  'port',
+  'host',
+  'reuseAddr',
+  'reusePort',
+  'ipv6Only',
+  'backlog',
+  'bindRetry',
+  'signal',
+  'tls',
+  'socketPath',
+  'removeStaleSocket',
+] as const;
 
 function normalize(options: unknown): Normalized {
   if (options === undefined) options = {};
@@ -502,17 +564,25 @@ class PendingUpgrade implements ConnectionSink {
 
 type State = 'binding' | 'listening' | 'closing' | 'closed';
 
-export class Server extends EventEmitter<ServerEvents> implements ServerSink {
+export class Server extends EventEmitter<ServerEvents> implements ServerSink, HandoverOwner {
   readonly #id = runtime.nextServerId();
   readonly #opts: Normalized;
+  /** false: no listening socket of its own (createServer(), attach()). */
+  readonly #own: boolean;
   readonly #conns = new Set<Connection>();
   /** Upgrades JavaScript decides (verify and friends), by connection id. */
   readonly #upgrades = new Map<number, PendingUpgrade>();
+  /** Upgrades handed over by handleUpgrade() and not open yet, by connection id. */
+  readonly #handovers = new Map<number, { h: Handover; callback?: HandleUpgradeCallback }>();
+  /** HTTP servers whose 'upgrade' requests attach() routes here. */
+  readonly #httpServers = new Set<HttpServer>();
   #state: State = 'binding';
   #address: AddressInfo = { address: '', family: 'IPv4', port: 0 };
   #attempts = 0;
   #refed = true;
   #listenerOpen = false;
+  /** An unref'd server holds a reference while its close() is in progress. */
+  #closeRef = false;
   #started?: { resolve: () => void; reject: (err: Error) => void };
   #closed?: Promise<void>;
   #resolveClosed?: () => void;
@@ -523,10 +593,12 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
     gone: (conn) => this.#conns.delete(conn),
   };
 
-  /** @internal Use listen(). */
-  constructor(opts: Normalized) {
+  /** @internal Use listen(), createServer() or attach(). */
+  constructor(opts: Normalized, own = true) {
     super();
     this.#opts = opts;
+    this.#own = own;
+    if (!own) this.#refed = false; // no socket of its own to keep the process alive for
   }
 
   /** The port the server listens on (the kernel's choice when 0 was asked). */
@@ -582,7 +654,14 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
     this.#closed = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
     });
-    if (this.#state === 'binding') {
+    for (const http of this.#httpServers) detachRouter(http, this);
+    this.#httpServers.clear();
+    if (!this.#refed) {
+      // The promise settles on a native event: keep the process alive until it does.
+      runtime.ref();
+      this.#closeRef = true;
+    }
+    if (this.#state === 'binding' && this.#own) {
       // listen() has not finished: it rejects, and the close completes with it.
       this.#state = 'closing';
       this.#started?.reject(
@@ -639,6 +718,77 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /**
+   * Takes over an upgrade request that a Node HTTP server parsed (its 'upgrade' event): the
+   * request goes through the same checks as on node-lws's own listener (path, Origin,
+   * maxConnections, verify, subprotocols, permessage-deflate) and is answered by node-lws. A
+   * plain TCP socket moves to node-lws's service thread (Node's handle is destroyed); a TLS
+   * socket or any other Duplex stays in JavaScript, which pumps its bytes.
+   *
+   * The connection is announced by `callback(conn, request)` when given, else by the
+   * 'connection' event. An upgrade that does not become a connection is reported by
+   * 'upgradeError'. Throws (TypeError) for arguments that are not a request, a stream and a
+   * Buffer, and (ERR_SOCKET_HANDED_OVER) for a socket that was handed over already.
+   */
+  handleUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head?: Buffer,
+    callback?: HandleUpgradeCallback,
+  ): void {
+    checkHandover(req, socket, head);
+    if (callback !== undefined && typeof callback !== 'function') {
+      throw invalidArgType('callback', 'a function', callback);
+    }
+    if (this.#state === 'closing' || this.#state === 'closed') {
+      refuse(socket, 503);
+      this.#emitUpgradeError(
+        codedError('ERR_SERVER_CLOSED', 'The server is closed') as UpgradeError,
+        req,
+        503,
+      );
+      return;
+    }
+    if (socketGone(socket)) {
+      socket.destroy();
+      this.#emitUpgradeError(
+        codedError(
+          'ERR_SOCKET_CLOSED',
+          'The socket of the upgrade request is closed already',
+        ) as UpgradeError,
+        req,
+      );
+      return;
+    }
+    const h = new Handover(this, this.#id, req, socket, head);
+    this.#handovers.set(h.id, { h, callback });
+  }
+
+  #emitUpgradeError(err: UpgradeError, req: IncomingMessage, status?: number): void {
+    if (status !== undefined) err.status = status;
+    this.emit('upgradeError', err, req);
+  }
+
+  /** @internal */ _handoverEnded(h: Handover, err: UpgradeError): void {
+    this.#handovers.delete(h.id);
+    this.emit('upgradeError', err, h.req);
+  }
+
+  /** @internal attach(): `http`'s upgrades for this server's path come here. */
+  _attachTo(http: HttpServer, path: string | undefined): void {
+    attachRouter(http, this, path);
+    this.#httpServers.add(http);
+  }
+
+  /** @internal createServer(): starts the native server, which has no socket of its own. */
+  _startWithoutSocket(): void {
+    runtime.start();
+    runtime.servers.set(this.#id, this);
+    // Commands keep their order: handleUpgrade() may hand connections over at once.
+    binding.startServer(this.#id, -1, this.#opts.config);
+    if (this.#opts.logger) runtime.loggers.add(this.#opts.logger);
   }
 
   /** @internal */
@@ -760,6 +910,10 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     if (refed) runtime.unref();
+    if (this.#closeRef) {
+      this.#closeRef = false;
+      runtime.unref();
+    }
     this.#resolveClosed?.();
     this.emit('close');
   }
@@ -778,6 +932,8 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
       protocols: offered,
       ...peerTls(info, this.#opts.config.tlsRequestCert),
     };
+    const httpRequest = this.#handovers.get(info.id)?.h.req;
+    if (httpRequest) request.httpRequest = httpRequest;
     // Native code reports the end of an upgrade that never opens (rejected,
     // timed out, dropped) with a close event for its id: the entry goes then.
     const pending = new PendingUpgrade(info.id, (p) => {
@@ -826,11 +982,6 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
           pending.data = result.data;
         }
       }
-      if (headersHook) {
-        const extra = await headersHook(request);
-        if (pending.gone) return;
-        headerLines += responseHeaderLines('headers', extra);
-      }
       // Without handleProtocols, native code picks from `protocols` (as it
       // does when there is no verify at all): one rule, in one place.
       let protocol: string | null = null;
@@ -843,6 +994,13 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
             throw new Error(`handleProtocols returned '${chosen}', which the client did not offer`);
           protocol = chosen;
         }
+      }
+      if (headersHook) {
+        // The protocol the 101 will carry: handleProtocols' answer, or the native rule's.
+        const chosen = protocol ?? chooseProtocol(this.#opts.config.protocols, offered) ?? '';
+        const extra = await headersHook(request, chosen);
+        if (pending.gone) return;
+        headerLines += responseHeaderLines('headers', extra);
       }
       binding.accept(info.handle, protocol, headerLines);
     };
@@ -869,8 +1027,80 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink {
       remoteAddress: info.remoteAddress,
       remotePort: info.remotePort,
     };
+    const handed = this.#handovers.get(info.id);
+    if (handed) {
+      this.#handovers.delete(info.id);
+      handed.h.opened();
+      request.httpRequest = handed.h.req;
+      if (handed.callback) {
+        handed.callback(conn, request);
+        return;
+      }
+    }
     this.emit('connection', conn, request);
   }
+}
+
+/** The native rule (ChooseProtocol): the client's first offer the server accepts. */
+function chooseProtocol(accepted: string[], offered: string[]): string | undefined {
+  return offered.find((p) => accepted.includes(p));
+}
+
+/** Answers a request that no WebSocket will come of, on a socket node-lws has not taken. */
+function refuse(socket: Duplex, status: number): void {
+  const text = status === 503 ? 'Service Unavailable' : 'Bad Request';
+  socket.on('error', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length + 1}\r\n\r\n${text}\n`,
+  );
+  socket.once('finish', () => socket.destroy());
+}
+
+function normalizeWithoutSocket(options: unknown): Normalized {
+  if (options !== undefined && options !== null && typeof options === 'object') {
+    for (const name of SOCKET_OPTIONS) {
+      if ((options as Record<string, unknown>)[name] !== undefined) {
+        throw invalidArgValue(
+          name,
+          'does not apply to a server without a socket of its own (createServer, attach)',
+          (options as Record<string, unknown>)[name],
+        );
+      }
+    }
+  }
+  return normalize(options);
+}
+
+/**
+ * A WebSocket server without a listening socket of its own: connections come from Node HTTP
+ * servers through server.handleUpgrade(). It does not keep the process alive by itself.
+ */
+export function createServer(options?: CreateServerOptions): Server {
+  const server = new Server(normalizeWithoutSocket(options), false);
+  server._startWithoutSocket();
+  return server;
+}
+
+/**
+ * createServer(options), fed with the 'upgrade' requests of `httpServer` for `options.path`
+ * (every path when none is given). Upgrade requests no attached server takes, and every other
+ * request, stay with the HTTP server: when nothing else listens for 'upgrade', such a request
+ * reaches the 'request' handlers (Express, Fastify, ...) like any other, which answer it (e.g.
+ * 404). server.close() detaches it from `httpServer`.
+ */
+export function attach(httpServer: HttpServer, options?: AttachOptions): Server {
+  const h = httpServer as Partial<HttpServer> | null;
+  if (
+    h === null ||
+    typeof h !== 'object' ||
+    typeof h.on !== 'function' ||
+    typeof h.listeners !== 'function'
+  ) {
+    throw invalidArgType('httpServer', 'an http.Server or https.Server', httpServer);
+  }
+  const server = createServer(options);
+  server._attachTo(httpServer, options?.path || undefined);
+  return server;
 }
 
 /** Starts a WebSocket server. Rejects with a Node-style system error when it cannot bind. */

@@ -68,6 +68,8 @@ export interface Transport {
   close(code?: number, reason?: string): void;
   terminate(): void;
   ping(data?: Buffer | string): void;
+  /** Sends an unsolicited pong (pings are answered automatically). */
+  pong(data?: Buffer | string): void;
   /** Stops reading: no 'message' until resume(); the peer is slowed down by TCP. */
   pause(): void;
   resume(): void;
@@ -296,21 +298,40 @@ export abstract class NativeTransport extends EventEmitter implements Connection
 
   /** Sends a ping (at most 125 bytes); the peer's pong arrives as a 'pong' event. */
   ping(data?: Buffer | string): void {
+    binding.ping(this.#handle as ConnHandle, this.#controlPayload('ping', data));
+  }
+
+  /**
+   * Sends a pong (at most 125 bytes) without a ping to answer, e.g. as a unidirectional
+   * heartbeat (RFC 6455 5.5.3). Pings are answered automatically.
+   */
+  pong(data?: Buffer | string): void {
+    binding.pong(this.#handle as ConnHandle, this.#controlPayload('pong', data));
+  }
+
+  #controlPayload(what: string, data: Buffer | string | undefined): Buffer | undefined {
     if (this.state !== 'open' || this.#handle === undefined) {
-      throw codedError('ERR_CONNECTION_CLOSED', `Cannot ping: the connection is ${this.state}`);
+      throw codedError('ERR_CONNECTION_CLOSED', `Cannot ${what}: the connection is ${this.state}`);
     }
     const payload = typeof data === 'string' ? Buffer.from(data) : data;
     if (payload !== undefined && !ArrayBuffer.isView(payload)) {
-      const err = new TypeError('The ping payload must be a Buffer or a string') as TypeError & {
+      const err = new TypeError(`The ${what} payload must be a Buffer or a string`) as TypeError & {
         code: string;
       };
       err.code = 'ERR_INVALID_ARG_TYPE';
       throw err;
     }
     if (payload && payload.byteLength > 125) {
-      throw codedError('ERR_OUT_OF_RANGE', 'A ping payload is at most 125 bytes');
+      throw codedError('ERR_OUT_OF_RANGE', `A ${what} payload is at most 125 bytes`);
     }
-    binding.ping(this.#handle, payload);
+    return payload;
+  }
+
+  /** @internal Starts the closing handshake with a close frame that has no status code. */
+  _closeWithoutStatus(): void {
+    if (this.state !== 'open' || this.#handle === undefined) return;
+    this.state = 'closing';
+    binding.close(this.#handle, 0, '');
   }
 
   /**

@@ -6,11 +6,17 @@
 //
 // Main thread.
 #include <errno.h>
+#include <fcntl.h>
 #include <napi.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "buffers.h"
 #include "context.h"
@@ -44,6 +50,10 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("connect", &Addon::Connect),
                              InstanceMethod("send", &Addon::Send),
                              InstanceMethod("ping", &Addon::Ping),
+                             InstanceMethod("pong", &Addon::Pong),
+                             InstanceMethod("adopt", &Addon::Adopt),
+                             InstanceMethod("wireInput", &Addon::WireInput),
+                             InstanceMethod("wireAck", &Addon::WireAck),
                              InstanceMethod("close", &Addon::Close),
                              InstanceMethod("terminate", &Addon::Terminate),
                              InstanceMethod("accept", &Addon::Accept),
@@ -449,27 +459,157 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Number::New(env, static_cast<double>(buffered));
   }
 
-  // ping(handle, data): a ping frame after the messages already queued.
-  Napi::Value Ping(const Napi::CallbackInfo& info) {
+  // ping(handle, data) / pong(handle, data): a control frame after the
+  // messages already queued.
+  Napi::Value Ping(const Napi::CallbackInfo& info) { return Control(info, "ping", kOpPing); }
+  Napi::Value Pong(const Napi::CallbackInfo& info) { return Control(info, "pong", kOpPong); }
+
+  Napi::Value Control(const Napi::CallbackInfo& info, const char* what, uint8_t opcode) {
     Napi::Env env = info.Env();
     ConnShared* cs = HandleArg(info[0]);
-    if (!cs) return ThrowTypeError(env, "ping: connection handle expected");
+    if (!cs) return ThrowTypeError(env, std::string(what) + ": connection handle expected");
     Context* ctx = Ctx(env);
     if (!ctx || cs->gone.load()) return env.Undefined();
     const uint8_t* data = nullptr;
     size_t len = 0;
     if (!info[1].IsUndefined() && !PayloadOf(env, info[1], &data, &len))
-      return ThrowTypeError(env, "ping: Buffer expected");
+      return ThrowTypeError(env, std::string(what) + ": Buffer expected");
     if (len > 125) {
-      MakeCodedError(env, "ERR_OUT_OF_RANGE", "A ping payload is at most 125 bytes")
+      MakeCodedError(env, "ERR_OUT_OF_RANGE",
+                     std::string("A ") + what + " payload is at most 125 bytes")
           .ThrowAsJavaScriptException();
       return env.Undefined();
     }
     size_t flen;
-    uint8_t* frame = NewFrame(cs->client, kOpPing, data, len, &flen);
+    uint8_t* frame = NewFrame(cs->client, opcode, data, len, &flen);
     if (!frame) return OutOfMemory(env);
-    PushFrame(ctx, cs, Command::kSend, frame, flen, 0, kOpPing);
+    PushFrame(ctx, cs, Command::kSend, frame, flen, 0, opcode);
     return env.Undefined();
+  }
+
+  // adopt(serverId, fd, head, remoteAddress, remotePort) -> { handle, id }
+  // server.handleUpgrade: hands an upgrade request Node's HTTP server parsed
+  // to server `serverId`. fd >= 0 is the descriptor of Node's socket: it is
+  // dup()ed here, and the caller then destroys Node's handle (closing only
+  // Node's copy). fd < 0: JavaScript keeps its stream and pumps the bytes
+  // (wireInput / wireAck, kEvWireOut / kEvWireCtl). `head`: the request head
+  // rebuilt from Node's request, and every byte read after it.
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Context* ctx = Ctx(env);
+    if (!ctx) return env.Undefined();
+    uint32_t server = info[0].As<Napi::Number>().Uint32Value();
+    int node_fd = info[1].As<Napi::Number>().Int32Value();
+    const uint8_t* head = nullptr;
+    size_t head_len = 0;
+    if (!PayloadOf(env, info[2], &head, &head_len))
+      return ThrowTypeError(env, "adopt: Buffer expected");
+    std::string address = info[3].As<Napi::String>().Utf8Value();
+    int port = info[4].As<Napi::Number>().Int32Value();
+    int fd = -1;
+    if (node_fd >= 0) {
+      int type = 0;
+      socklen_t tl = sizeof type;
+      if (getsockopt(node_fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM) {
+        MakeCodedError(env, "ERR_INVALID_ARG_VALUE", "adopt: not a stream socket")
+            .ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      fd = fcntl(node_fd, F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) {
+        MakeSystemError(env, errno, "dup").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      int flags = fcntl(fd, F_GETFL);
+      if (flags >= 0 && !(flags & O_NONBLOCK)) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    uint8_t* copy = BufAlloc(head_len ? head_len : 1);
+    if (!copy) {
+      if (fd >= 0) close(fd);
+      return OutOfMemory(env);
+    }
+    if (head_len) memcpy(copy, head, head_len);
+    auto* shared = new ConnShared();  // this reference goes with the command
+    shared->id = ctx->NextConnId();
+    shared->Ref();  // for the JS handle
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("handle", Napi::External<ConnShared>::New(env, shared,
+                                                    [](Napi::Env, ConnShared* s) { s->Unref(); }));
+    r.Set("id", Napi::Number::New(env, shared->id));
+    Command c{};
+    c.type = Command::kAdopt;
+    c.id = server;
+    c.conn = shared;
+    c.fd = fd;
+    c.data = copy;
+    c.len = head_len;
+    c.text = std::move(address);
+    c.code = static_cast<uint16_t>(port);
+    ctx->Push(std::move(c));
+    return r;
+  }
+
+  // wireInput(handle, data): bytes JavaScript read from the stream of a
+  // connection it pumps (a Buffer, or an array of them, sent as one batch);
+  // null: the stream ended.
+  Napi::Value WireInput(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    ConnShared* cs = HandleArg(info[0]);
+    if (!cs) return ThrowTypeError(env, "wireInput: connection handle expected");
+    Context* ctx = Ctx(env);
+    if (!ctx || cs->gone.load()) return env.Undefined();
+    uint8_t* copy = nullptr;
+    size_t total = 0;
+    if (!info[1].IsNull() && !info[1].IsUndefined()) {
+      std::vector<std::pair<const uint8_t*, size_t>> parts;
+      if (info[1].IsArray()) {
+        Napi::Array a = info[1].As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); i++) {
+          const uint8_t* p;
+          size_t n;
+          if (!PayloadOf(env, a.Get(i), &p, &n))
+            return ThrowTypeError(env, "wireInput: Buffers expected");
+          parts.emplace_back(p, n);
+          total += n;
+        }
+      } else {
+        const uint8_t* p;
+        size_t n;
+        if (!PayloadOf(env, info[1], &p, &n))
+          return ThrowTypeError(env, "wireInput: Buffer expected");
+        parts.emplace_back(p, n);
+        total = n;
+      }
+      if (total == 0) return env.Undefined();  // nothing read; an end is null
+      copy = BufAlloc(total);
+      if (!copy) return OutOfMemory(env);
+      size_t off = 0;
+      for (const auto& part : parts) {
+        if (part.second) memcpy(copy + off, part.first, part.second);
+        off += part.second;
+      }
+    }
+    cs->Ref();
+    Command c{};
+    c.type = Command::kWireIn;
+    c.conn = cs;
+    c.data = copy;
+    c.len = total;
+    ctx->Push(std::move(c));
+    return env.Undefined();
+  }
+
+  // wireAck(handle, bytes): the stream took `bytes` more of what kEvWireOut handed over.
+  Napi::Value WireAck(const Napi::CallbackInfo& info) {
+    Command c{};
+    Context* ctx;
+    if (BeginConnCommand(info, "wireAck", Command::kWireAck, &c, &ctx)) {
+      c.len = static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue());
+      ctx->Push(std::move(c));
+    }
+    return info.Env().Undefined();
   }
 
   // close(handle, code, reason): code 0 sends a close frame with no payload.

@@ -39,11 +39,22 @@ enum EventType : uint32_t {
   kEvLog = 14,            // id=lws log level, b=obj(line)
   kEvError = 15,          // id=conn, a=close code sent, b=obj(message)
   kEvOpen = 16,           // id=conn (client): handshake done, b=obj(response info)
-  kEvConnectError = 17,   // id=conn (client): a=errno or 0, b=obj({ code, message, status })
+  kEvConnectError = 17,   // id=conn (client, or a handed-over server connection that never
+                          // opened): a=errno or 0, b=obj({ code, message, status })
   kEvUpgrade = 18,        // id=conn, a=server, b=obj(request info; protocol = offered list)
   kEvAcceptError = 19,    // id=server, a=errno, b=obj({ code, message }): an EMFILE burst began
+  kEvWireOut = 20,        // id=conn (JsWire): a=length, b=obj(Buffer): bytes for its stream
+  kEvWireCtl = 21,        // id=conn (JsWire): a=WireCtl: pause / resume reading, end, destroy
 };
-constexpr uint32_t kEvLast = kEvAcceptError;
+constexpr uint32_t kEvLast = kEvWireCtl;
+
+// What kEvWireCtl asks JavaScript to do with the stream of a JsWire connection.
+enum WireCtl : uint32_t {
+  kWirePause = 1,    // stop reading it (receive flow control)
+  kWireResume = 2,   // read it again
+  kWireEnd = 3,      // end() it after the bytes already handed over (our FIN)
+  kWireDestroy = 4,  // destroy() it: the connection is gone
+};
 
 // The names lib/native.ts gives them (Ev), for the test that checks both agree.
 struct EventName {
@@ -70,6 +81,8 @@ constexpr EventName kEventNames[] = {
     {"ConnectError", kEvConnectError},
     {"Upgrade", kEvUpgrade},
     {"AcceptError", kEvAcceptError},
+    {"WireOut", kEvWireOut},
+    {"WireCtl", kEvWireCtl},
 };
 constexpr uint32_t kNoObj = 0xFFFFFFFFu;
 // JavaScript sets this bit in a message record's type word when it keeps the

@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -33,22 +34,33 @@ uint8_t* CopyBlock(const void* p, size_t n) {
 // ---- construction ------------------------------------------------------------------
 
 Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, int remote_port,
-           bool tls)
+           bool tls, ConnShared* handed_over)
     : ctx_(ctx),
       server_(server),
-      shared_(new ConnShared),
+      shared_(handed_over ? handed_over : new ConnShared),
       opts_(&server->config().conn),
       fd_(fd),
-      reader_(this, false, server->config().conn.max_payload) {
-  shared_->id = ctx->NextConnId();
+      reader_(this, false, server->config().conn.max_payload),
+      handed_over_(handed_over != nullptr) {
+  if (handed_over) {
+    // JavaScript made it (and its id) when it handed the request over; it
+    // reads none of the fields set below before the connection is announced.
+    shared_->Ref();
+  } else {
+    shared_->id = ctx->NextConnId();
+  }
   shared_->conn = this;
   shared_->high_water_mark = opts_->high_water_mark;
   shared_->rx_low_water = opts_->receive_high_water_mark / 2;
   text_as_buffer_ = opts_->text_as_buffer;
-  if (tls)
+  if (tls) {
     wire_.reset(new LwsTlsWire(this));
-  else
+  } else if (fd >= 0) {
     wire_.reset(new PlainWire(this, fd));
+  } else {
+    js_wire_ = new JsWire(this, ctx, shared_->id);
+    wire_.reset(js_wire_);
+  }
   server_hs_.reset(new ServerHandshake(std::move(remote_address), remote_port));
   ctx->AddConn(this);
 }
@@ -163,6 +175,11 @@ void Conn::Attach(lws* wsi) {
   if (rx_pause_) SetRxPause(rx_pause_);  // paused before lws knew it (a global pause)
 }
 
+void Conn::AttachJs() {
+  SetDeadline(opts_->handshake_timeout_ms);
+  if (rx_pause_) SetRxPause(rx_pause_);
+}
+
 // ---- timers and teardown -------------------------------------------------------
 
 void Conn::SetDeadline(uint32_t ms) {
@@ -184,13 +201,18 @@ void Conn::OnDeadline(void* arg) {
 }
 
 void Conn::Kill() {
-  if (killed_ || !wsi_) return;
+  if (killed_ || !HasTransport()) return;
   killed_ = true;
   ctx_->ScheduleKill(this);
 }
 
 void Conn::CloseSocketNow() {
-  if (wsi_) lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+  if (wsi_) {
+    lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+  } else if (js_wire_) {
+    js_wire_->Closed();  // JavaScript destroys its stream
+    OnClosed();
+  }
 }
 
 void Conn::OnClosed() {
@@ -204,6 +226,7 @@ void Conn::OnClosed() {
     // JavaScript was told of this upgrade (kEvUpgrade) and never of a
     // connection: this close lets it forget the request.
     ctx_->Emit(kEvClose, shared_->id, kCloseAbnormal, kNoObj);
+    if (handed_over_) EmitHandoverEnd();  // and handleUpgrade() reports its end
   } else if (state_ == State::kOpen) {
     uint16_t code;
     bool clean;
@@ -220,6 +243,8 @@ void Conn::OnClosed() {
     }
     uint32_t obj = !reason_ || reason_->empty() ? kNoObj : ctx_->AddString(*reason_);
     ctx_->Emit(kEvClose, shared_->id, code | (clean ? 1u << 16 : 0u), obj);
+  } else if (handed_over_) {
+    EmitHandoverEnd();
   }
   state_ = State::kClosed;
   wsi_ = nullptr;
@@ -288,10 +313,32 @@ void Conn::EmitConnectError() {
                             0));
 }
 
+void Conn::EmitHandoverEnd() {
+  uint32_t obj;
+  if (answered_) {
+    obj = ctx_->AddError("ERR_UPGRADE_REFUSED",
+                         "The upgrade request was answered with HTTP " + std::to_string(answered_),
+                         answered_);
+  } else if (timed_out_) {
+    obj = ctx_->AddError("ETIMEDOUT",
+                         "The upgrade request was not complete within the handshake timeout", 0);
+  } else {
+    obj = ctx_->AddError("ECONNRESET", "The connection closed before the upgrade completed", 0);
+  }
+  ctx_->Emit(kEvConnectError, shared_->id, 0, obj);
+}
+
 // ---- input and receive flow control ----------------------------------------------------
 
 void Conn::OnReadable(const uint8_t* in, size_t len) {
   if (killed_) return;
+  if (!lws_timeout_cleared_ && wsi_) {
+    // lws arms a 5 s "establish" timeout when it adopts a socket with TLS and never clears
+    // it for a raw socket: every wss:// connection of listen({ tls }) dropped after 5 s.
+    // Deadlines are ours (handshake, close, heartbeat): lws's goes once data flows.
+    lws_timeout_cleared_ = true;
+    lws_set_timeout(wsi_, NO_PENDING_TIMEOUT, 0);
+  }
   if (opts_->heartbeat_interval_ms) {
     last_rx_us_ = MonotonicUs();
     ping_outstanding_ = false;
@@ -357,9 +404,12 @@ void Conn::Pump() {
 void Conn::SetRxPause(uint8_t bits) {
   rx_pause_ = bits;
   bool want = bits != 0;
-  if (want != lws_paused_ && wsi_ && !killed_) {
+  if (want != lws_paused_ && HasTransport() && !killed_) {
     lws_paused_ = want;
-    lws_rx_flow_control(wsi_, want ? 0 : 1);
+    if (js_wire_)
+      js_wire_->SetReading(!want);
+    else
+      lws_rx_flow_control(wsi_, want ? 0 : 1);
   }
 }
 
@@ -473,6 +523,8 @@ void Conn::QueueBlock(const std::string& bytes) {
 }
 
 void Conn::SendHttpAndClose(const std::string& response) {
+  // "HTTP/1.1 404 ...": what a handed-over connection reports to JavaScript.
+  if (response.size() > 12) answered_ = static_cast<uint16_t>(atoi(response.c_str() + 9));
   QueueBlock(response);
   server_hs_.reset();
   stash_.reset();
@@ -888,7 +940,7 @@ void Conn::Shutdown() {
 }
 
 void Conn::Trim() {
-  if (killed_ || !wsi_) return;
+  if (killed_ || !HasTransport()) return;
   if (wire_->empty()) wire_->Trim();
   reader_.Trim();
 }
@@ -1023,6 +1075,12 @@ void Conn::FrameDone(const OutFrame& f, bool written) {
 
 void Conn::DropQueue(bool keep_partial) { wire_->Drop(keep_partial); }
 
+void Conn::JsAck(size_t n) {
+  if (!js_wire_) return;
+  js_wire_->Ack(n);
+  OnWritable();
+}
+
 void Conn::OnWritable() {
   wire_->WritableArrived();
   if (state_ == State::kConnecting) {
@@ -1052,7 +1110,7 @@ void Conn::OnWritable() {
 }
 
 void Conn::Flush() {
-  if (killed_ || !wsi_ || state_ == State::kConnecting) return;
+  if (killed_ || !HasTransport() || state_ == State::kConnecting) return;
   Wire::Status s = wire_->Flush();
   if (s == Wire::Status::kBroken) {
     // The peer is gone (EPIPE, ECONNRESET, ...): nothing more can be sent.

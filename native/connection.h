@@ -45,15 +45,20 @@ class Conn final : public FrameSink, public WireOwner {
     kRxConnecting = 32,  // client: connect() is not finished (SO_ERROR must survive)
   };
 
-  // An accepted socket of `server`; Listener adopts it into lws.
+  // An accepted socket of `server`; Listener adopts it into lws. With
+  // `handed_over`, a connection JavaScript handed over (server.handleUpgrade)
+  // under the ConnShared it already holds; fd -1 then means a stream that
+  // JavaScript pumps (JsWire) instead of a socket.
   Conn(Context* ctx, Listener* server, int fd, std::string remote_address, int remote_port,
-       bool tls);
+       bool tls, ConnShared* handed_over = nullptr);
   ~Conn() override;
   // Adopts a connecting client socket (kConnect); takes ownership of cfg.
   static void StartClient(Context* ctx, ClientConfig* cfg);
 
   // lws callbacks
   void Attach(lws* wsi);
+  // The JsWire counterpart of Attach: the connection starts without a wsi.
+  void AttachJs();
   void OnReadable(const uint8_t* in, size_t len);
   void OnWritable();
   void OnClosed();  // deletes this
@@ -73,6 +78,8 @@ class Conn final : public FrameSink, public WireOwner {
   // kResumeRx from the main thread after a release: resume when JavaScript
   // holds little enough again.
   void CheckRxFlow();
+  // JsWire: JavaScript's stream took n more bytes (kWireAck).
+  void JsAck(size_t n);
 
   // From the server: close with 1001 (or drop a connection still in its handshake).
   void Shutdown();
@@ -92,6 +99,7 @@ class Conn final : public FrameSink, public WireOwner {
   void CloseSocketNow();  // LWS_TO_KILL_SYNC: OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
   Listener* server() const { return server_; }
+  bool js_pumped() const { return js_wire_ != nullptr; }  // no wsi: JavaScript has the stream
   bool open() const { return state_ == State::kOpen; }
 
   // Context bookkeeping (service thread).
@@ -136,6 +144,8 @@ class Conn final : public FrameSink, public WireOwner {
   void OpenEstablished();
   void SendHttpAndClose(const std::string& response);
   void EmitConnectError();
+  void EmitHandoverEnd();  // a handed-over connection closed before it opened
+  bool HasTransport() const { return wsi_ || js_wire_; }
   void FailConnect(const char* code, std::string message, int status = 0);
   void QueueBlock(const std::string& bytes);
   // heartbeat and deadlines
@@ -163,6 +173,7 @@ class Conn final : public FrameSink, public WireOwner {
   FrameReader reader_;
   std::unique_ptr<Wire> wire_;
   ClientTlsWire* tls_client_ = nullptr;          // wire_ when this is a wss client
+  JsWire* js_wire_ = nullptr;                    // wire_ when JavaScript pumps the bytes
   std::unique_ptr<ServerHandshake> server_hs_;   // until open or answered
   std::unique_ptr<ClientHandshake> client_hs_;   // until open
   std::unique_ptr<ProxyHandshake> proxy_hs_;     // through a proxy: until the tunnel is up
@@ -192,6 +203,12 @@ class Conn final : public FrameSink, public WireOwner {
   bool close_received_ = false;
   bool kill_after_flush_ = false;
   bool lingering_ = false;  // our FIN is sent; waiting for the peer's
+
+  bool lws_timeout_cleared_ = false;  // lws's own pending timeout (see OnReadable)
+
+  // Handed over by JavaScript (kAdopt): it hears how a connection that never opened ended.
+  bool handed_over_ = false;
+  uint16_t answered_ = 0;  // the HTTP status answered instead of an upgrade
 };
 
 }  // namespace nlws

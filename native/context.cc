@@ -166,6 +166,10 @@ void DisposeCommand(Command& cmd) {
     cmd.frame->Unref();
     cmd.frame = nullptr;
   }
+  if (cmd.fd >= 0) {
+    close(cmd.fd);  // kAdopt that did not run
+    cmd.fd = -1;
+  }
 }
 
 // ---- lifecycle (main thread) ---------------------------------------------------------
@@ -422,6 +426,12 @@ void Context::ThreadMain(LoopKind loop, std::string* error, std::mutex* mu,
 
   // Tear down on this thread: every lws call stays here.
   shutting_down_ = true;
+  // Connections JavaScript pumps have no wsi that lws_context_destroy would close.
+  for (Conn* c = conns_; c;) {
+    Conn* next = c->next;
+    if (c->js_pumped()) c->CloseSocketNow();  // deletes c
+    c = next;
+  }
   timers_.Cancel(&trim_);
   // With a foreign libev loop this is complete when it returns (no second
   // call, unlike libuv): lws stops its watchers and timer on our loop.
@@ -628,6 +638,30 @@ void Context::RunCommand(Command& c) {
       if (it != listeners_.end()) it->second->Publish(c.text, c.frame, c.conn);
       return;  // DisposeCommand drops the command's reference to the frame
     }
+    case Command::kAdopt: {
+      auto it = listeners_.find(c.id);
+      if (it == listeners_.end() || it->second->closing()) {
+        // The server closed meanwhile: DisposeCommand closes the socket.
+        Emit(kEvConnectError, c.conn->id, 0,
+             AddError("ERR_SERVER_CLOSED", "The server was closed before the upgrade", 0));
+        return;
+      }
+      int fd = c.fd;
+      c.fd = -1;  // the listener's now
+      it->second->Adopt(c.conn, fd, std::move(c.text), c.code, c.data, c.len);
+      CheckRxTotal();
+      return;
+    }
+    case Command::kWireIn:
+      if (!conn) return;
+      if (c.len)
+        conn->OnReadable(c.data, c.len);
+      else
+        conn->Terminate();  // the stream ended: as when lws sees a socket close
+      return;
+    case Command::kWireAck:
+      if (conn) conn->JsAck(c.len);
+      return;
     case Command::kResumeAll:
       if (rx_global_paused_ &&
           rx_total_.load() + local_.cost <= rx_limit_.load(std::memory_order_relaxed) / 2)

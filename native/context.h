@@ -65,6 +65,10 @@ struct Command {
     kSubscribe,    // text = topic, len = maxBackpressure for it (0: the connection's)
     kUnsubscribe,  // text = topic
     kPublish,      // id = server, text = topic, frame, conn = a connection to skip (or null)
+    kAdopt,        // server.handleUpgrade: conn = a new ConnShared, fd (or -1: JsWire), data =
+                   // the request head and what followed it, text = remote address, code = port
+    kWireIn,       // JsWire: bytes JavaScript read from its stream (data, len); none: it ended
+    kWireAck,      // JsWire: JavaScript's stream took `len` more bytes
   } type;
   uint32_t id = 0;                // server id
   ConnShared* conn = nullptr;     // holds a reference
@@ -82,9 +86,10 @@ struct Command {
   ServerConfig* server = nullptr;  // kStartServer (owned)
   ClientConfig* client = nullptr;  // kConnect (owned)
   SharedFrame* frame = nullptr;    // kPublish (owns one reference)
+  int fd = -1;                     // kAdopt: a socket descriptor, owned until adopted
 };
 
-// Frees a Command's resources (frame, references, server fd) without running it.
+// Frees a Command's resources (frame, references, server fd, adopted fd) without running it.
 void DisposeCommand(Command& cmd);
 
 // The event loop a context's service thread runs (see ThreadMain).

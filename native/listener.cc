@@ -32,6 +32,12 @@ void Listener::RemoveSocketFile() {
 
 bool Listener::Start(std::string* error) {
   vhost_ = ctx_->vhost();
+  if (cfg_->fd < 0) {
+    // No socket of its own: connections come only through Adopt().
+    started_ = true;
+    started_us = MonotonicUs();
+    return true;
+  }
   if (!cfg_->tls_cert.empty()) {
     tls_ = ServerTls::Create(*cfg_, error);
     if (tls_) {
@@ -123,27 +129,7 @@ void Listener::Accept() {
     int port = 0;
     FormatAddress(ss, &host, &port);
 
-    Conn* conn = new Conn(ctx_, this, fd, std::move(host), port, tls);
-    conns_++;
-    lws_adopt_desc_t d;
-    memset(&d, 0, sizeof d);
-    d.vh = vhost_;
-    d.type = static_cast<lws_adoption_type>(tls ? LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL
-                                                : LWS_ADOPT_SOCKET);
-    d.fd.sockfd = fd;
-    d.vh_prot_name = Context::kProtocolName;
-    d.opaque = conn;
-    conn->adopting = true;
-    lws* wsi = lws_adopt_descriptor_vhost_via_info(&d);
-    conn->adopting = false;
-    if (!wsi || conn->closed_in_adopt) {
-      // lws closed the socket; the connection never reached JavaScript.
-      delete conn;  // ConnGone() follows
-      ctx_->Log(LLL_WARN, "lws could not adopt an accepted socket");
-      continue;
-    }
-    conn->Attach(wsi);
-    ctx_->CheckRxTotal();
+    if (AdoptSocket(fd, std::move(host), port, tls, nullptr)) ctx_->CheckRxTotal();
   }
 }
 
@@ -190,6 +176,52 @@ bool Listener::RefuseOne(int err) {
     ctx_->Log(LLL_WARN, ("server " + std::to_string(cfg_->id) + ": " + msg).c_str());
   }
   return true;
+}
+
+Conn* Listener::AdoptSocket(int fd, std::string host, int port, bool tls, ConnShared* handed_over) {
+  Conn* conn = new Conn(ctx_, this, fd, std::move(host), port, tls, handed_over);
+  conns_++;
+  lws_adopt_desc_t d;
+  memset(&d, 0, sizeof d);
+  d.vh = tls ? vhost_ : ctx_->vhost();
+  d.type = static_cast<lws_adoption_type>(tls ? LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL
+                                              : LWS_ADOPT_SOCKET);
+  d.fd.sockfd = fd;
+  d.vh_prot_name = Context::kProtocolName;
+  d.opaque = conn;
+  conn->adopting = true;
+  lws* wsi = lws_adopt_descriptor_vhost_via_info(&d);
+  conn->adopting = false;
+  if (!wsi || conn->closed_in_adopt) {
+    // lws closed the socket; the connection never reached JavaScript.
+    delete conn;  // ConnGone() follows
+    ctx_->Log(LLL_WARN, "lws could not adopt an accepted socket");
+    return nullptr;
+  }
+  conn->Attach(wsi);
+  return conn;
+}
+
+void Listener::Adopt(ConnShared* shared, int fd, std::string remote_address, int remote_port,
+                     const uint8_t* head, size_t len) {
+  uint32_t id = shared->id;
+  Conn* conn;
+  if (fd >= 0) {
+    conn = AdoptSocket(fd, std::move(remote_address), remote_port, false, shared);
+  } else {
+    conn = new Conn(ctx_, this, -1, std::move(remote_address), remote_port, false, shared);
+    conns_++;
+    conn->AttachJs();
+  }
+  if (!conn) {
+    ctx_->Emit(kEvConnectError, id, 0,
+               ctx_->AddError("ERR_LWS", "lws could not adopt the handed-over socket", 0));
+    return;
+  }
+  // Accept() takes no socket during a global receive pause; this one is taken
+  // already, so it waits (its head stashed) until the pause ends.
+  if (ctx_->rx_global_paused()) conn->PauseRx(Conn::kRxGlobal);
+  if (len) conn->OnReadable(head, len);
 }
 
 void Listener::ResumeAccept(void* arg) {

@@ -6,6 +6,11 @@
 // Listener closes the fd at once (and removes a Unix socket's file), so the
 // address is free before JavaScript hears that the server closed.
 //
+// A server without a socket of its own (fd -1: createServer() / attach() in
+// JavaScript) only gets connections through Adopt(): upgrade requests Node's
+// HTTP server parsed and JavaScript handed over (server.handleUpgrade). Any
+// server may take those.
+//
 // Service thread.
 #pragma once
 
@@ -31,6 +36,12 @@ class Listener {
 
   bool Start(std::string* error);  // adopts the fd into lws; false (fd closed) on failure
   void Accept();
+  // A connection handed over by JavaScript (kAdopt), with the ConnShared
+  // JavaScript already holds: a socket whose descriptor is ours now (fd >= 0),
+  // or a stream JavaScript pumps (fd < 0: JsWire). `head` holds the request
+  // head and whatever followed it; it is fed before anything else is read.
+  void Adopt(ConnShared* shared, int fd, std::string remote_address, int remote_port,
+             const uint8_t* head, size_t len);
   void Close();  // stops listening now, closes connections with 1001
   void ListenerWsiClosed();
   // Stops (or resumes) accepting while the context's receive total is over
@@ -52,6 +63,8 @@ class Listener {
   void UpdatePolling();
   bool RefuseOne(int err);  // out of descriptors: accept one client and close it at once
   void RemoveSocketFile();  // a Unix socket server's file, once
+  // Adopts an accepted socket into lws as a Conn; null (socket closed) when lws refuses it.
+  Conn* AdoptSocket(int fd, std::string host, int port, bool tls, ConnShared* handed_over);
 
   Context* ctx_;
   ServerConfig* cfg_;

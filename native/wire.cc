@@ -1,11 +1,13 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 
 #include "buffers.h"
+#include "context.h"
 
 namespace nlws {
 
@@ -277,5 +279,38 @@ ssize_t ClientTlsWire::Write(const iovec* iov, int n, bool* full) {
   }
   return static_cast<ssize_t>(taken);
 }
+
+ssize_t JsWire::Write(const iovec* iov, int n, bool* full) {
+  if (unacked_ >= kJsWireWindow) {
+    *full = true;
+    return 0;
+  }
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += iov[i].iov_len;
+  size_t take = std::min(total, kJsWireWindow - unacked_);
+  uint8_t* block = BufAlloc(take ? take : 1);
+  if (!block) return -1;
+  size_t off = 0;
+  for (int i = 0; i < n && off < take; i++) {
+    size_t c = std::min(iov[i].iov_len, take - off);
+    memcpy(block + off, iov[i].iov_base, c);
+    off += c;
+  }
+  // The Buffer JavaScript gets owns the block from here.
+  ctx_->Emit(kEvWireOut, id_, static_cast<uint32_t>(take),
+             ctx_->AddBlob(ObjItem::kBuffer, block, take));
+  unacked_ += take;
+  if (take < total) *full = true;
+  return static_cast<ssize_t>(take);
+}
+
+bool JsWire::HalfClose() {
+  ctx_->Emit(kEvWireCtl, id_, kWireEnd);
+  return true;
+}
+
+void JsWire::SetReading(bool on) { ctx_->Emit(kEvWireCtl, id_, on ? kWireResume : kWirePause); }
+
+void JsWire::Closed() { ctx_->Emit(kEvWireCtl, id_, kWireDestroy); }
 
 }  // namespace nlws

@@ -1,13 +1,16 @@
 // Every byte a connection writes goes through its Wire: one write queue
 // (control frames ahead of queued data, never inside a partly written frame)
-// and one of three transports behind it:
+// and one of four transports behind it:
 //
 //   PlainWire      writev() straight to the socket: many queued frames leave
 //                  in one system call;
 //   LwsTlsWire     server TLS: lws_write() on the lws wsi, which encrypts and
 //                  keeps what the socket does not take;
 //   ClientTlsWire  wss:// clients: OpenSSL over memory BIOs (tls_client.h),
-//                  ciphertext sent on our own socket.
+//                  ciphertext sent on our own socket;
+//   JsWire         a stream that lives in JavaScript (a TLS socket of Node's
+//                  https.Server handed over by server.handleUpgrade, or any
+//                  Duplex): bytes go to JavaScript as events.
 //
 // "Write everything, then close" means the same on each: Flush() reports
 // kIdle only once the transport holds nothing more either.
@@ -27,6 +30,8 @@
 #include "tls_client.h"
 
 namespace nlws {
+
+class Context;
 
 // A frame built once and queued on many connections (publish): reference
 // counted by the queues holding it, freed when the last one has written or
@@ -194,6 +199,38 @@ class ClientTlsWire : public Wire {
   bool up_ = false;
   std::string cipher_;  // ciphertext waiting for the socket
   size_t cipher_off_ = 0;
+};
+
+// JsWire: Write() copies the bytes into one buffer and hands it to
+// JavaScript (kEvWireOut), which writes it to its stream and acknowledges it
+// (Ack, from a kWireAck command) as soon as the stream took it: write()
+// returned true, or 'drain' followed a false. At most kJsWireWindow bytes are
+// unacknowledged; past that the transport is full, as a socket is at EAGAIN,
+// and the next Ack resumes the Flush. Events keep their order, so everything
+// handed over is written to the stream before the end() that HalfClose() asks
+// for: "flush then close" holds as on the other wires.
+//
+// The stream's reading is JavaScript's too: SetReading() asks it to pause or
+// resume (receive flow control), Closed() to destroy it.
+class JsWire : public Wire {
+ public:
+  static constexpr size_t kJsWireWindow = 1024 * 1024;
+
+  JsWire(WireOwner* owner, Context* ctx, uint32_t id) : Wire(owner), ctx_(ctx), id_(id) {}
+  // Ends the stream after the bytes already handed over, then lingers as
+  // PlainWire does (the peer's end arrives as the end of the input).
+  bool HalfClose() override;
+  void Ack(size_t n) { unacked_ = n < unacked_ ? unacked_ - n : 0; }
+  void SetReading(bool on);
+  void Closed();  // the connection is gone: JavaScript destroys the stream
+
+ protected:
+  ssize_t Write(const iovec* iov, int n, bool* full) override;
+
+ private:
+  Context* ctx_;
+  uint32_t id_;
+  size_t unacked_ = 0;  // handed to JavaScript, not yet taken by its stream
 };
 
 // Frees what a frame owns (its block, or its reference to a shared frame; a

@@ -20,7 +20,7 @@
 # because ASan's quarantine makes its RSS bound meaningless):
 #   listen-close-cycles, server, rfc6455-conformance, client, message-order,
 #   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
-#   handshake-headers, unix-socket, proxy-errors, system/network-fuzz
+#   handshake-headers, unix-socket, proxy-errors, handle-upgrade, ws-api, system/network-fuzz
 #   (FUZZ_SECONDS defaults to 20 here too)
 #
 # Env:
@@ -51,6 +51,8 @@ DEFAULT_FILES=(
   test/handshake-headers.test.mjs
   test/unix-socket.test.mjs
   test/proxy-errors.test.mjs
+  test/handle-upgrade.test.mjs
+  test/ws-api.test.mjs
   test/system/network-fuzz.test.mjs
 )
 

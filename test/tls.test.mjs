@@ -59,6 +59,31 @@ test('wss server (cert and key as paths) ↔ ws client: text and 1 MiB binary', 
   }
 });
 
+test("a wss connection outlives lws's 5 s adoption timeout (echoes for 6.5 s)", async () => {
+  const server = await echoServer({ cert: main.cert, key: main.key });
+  try {
+    const ws = new WebSocket(`wss://localhost:${server.port}/`, { ca: fs.readFileSync(main.cert) });
+    await onceEvent(ws, 'open', 5000, 'ws client open over TLS');
+    let closed = false;
+    ws.on('close', () => {
+      closed = true;
+    });
+    // One echo every 500 ms, each awaited: the connection must carry them past the 5 s mark.
+    const t0 = Date.now();
+    for (let i = 0; Date.now() - t0 < 6500; i++) {
+      const echo = new Promise((r) => ws.once('message', (d) => r(String(d))));
+      ws.send(`tick ${i}`);
+      assert.is(await withTimeout(echo, 2000, `echo ${i} at ${Date.now() - t0} ms`), `tick ${i}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.not.ok(closed, 'still open');
+    ws.close();
+    await onceEvent(ws, 'close');
+  } finally {
+    await server.close();
+  }
+});
+
 test('node-lws wss client ↔ node-lws wss server: 16 MiB intact, close handshake', async () => {
   const server = await echoServer({
     cert: fs.readFileSync(main.cert),

@@ -12,6 +12,7 @@ export function loadArgs(w, port) {
   const a = ['--mode', w.raw ? 'raw' : 'ws', '--port', String(port), '--conns', String(w.conns)];
   a.push('--inflight', String(w.inflight ?? 1), '--size', String(w.size));
   if (w.binary) a.push('--binary');
+  if (w.tls) a.push('--tls');
   if (w.rate) a.push('--rate', String(w.rate));
   a.push(
     '--warmup-ms',

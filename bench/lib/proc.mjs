@@ -9,14 +9,14 @@ import { BUILD, CLIENT_CORE, ECHO_RAW, HERE, LOADGEN, log, PIN, ROOT } from './c
 /** Builds bench/build/{loadgen,echo-raw} when missing or older than their source. */
 export function build() {
   fs.mkdirSync(BUILD, { recursive: true });
-  for (const [src, out] of [
-    ['loadgen.c', LOADGEN],
-    ['echo-raw.c', ECHO_RAW],
+  for (const [src, out, libs] of [
+    ['loadgen.c', LOADGEN, ['-lssl', '-lcrypto']], // --tls: the system's OpenSSL (libssl-dev)
+    ['echo-raw.c', ECHO_RAW, []],
   ]) {
     const srcPath = path.join(HERE, src);
     if (fs.existsSync(out) && fs.statSync(out).mtimeMs >= fs.statSync(srcPath).mtimeMs) continue;
     log(`bench: cc -O2 ${path.relative(ROOT, srcPath)} -> ${path.relative(ROOT, out)}`);
-    execFileSync('cc', ['-O2', '-Wall', '-o', out, srcPath], { stdio: 'inherit' });
+    execFileSync('cc', ['-O2', '-Wall', '-o', out, srcPath, ...libs], { stdio: 'inherit' });
   }
   if (!fs.existsSync(path.join(ROOT, 'dist/index.mjs')))
     throw new Error(

@@ -46,7 +46,10 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
       fmt,
     });
   }
+  // Workloads of their own section (other servers than the main table's columns).
+  const handover = selected.filter((w) => w.section === 'handover');
   for (const w of selected) {
+    if (w.section) continue;
     if (w.type === 'echo') {
       if (w.id === 'latency') {
         row(w, 'p50 RTT', 'p50_us', 'µs', 'lower', f0);
@@ -130,7 +133,7 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
     : undefined;
 
   // Largest peak RSS over the echo/latency workloads, per server (per run, then median).
-  const rssIds = selected.filter((w) => w.type === 'echo').map((w) => w.id);
+  const rssIds = selected.filter((w) => w.type === 'echo' && !w.section).map((w) => w.id);
   const maxRss = (run, kind) => Math.max(...rssIds.map((id) => get(run, id, kind, 'peak_rss_mb')));
   const peakRss = rssIds.length
     ? {
@@ -282,6 +285,19 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
     );
   }
 
+  // Issue 13: a socket handed over by a Node HTTP server against node-lws's own listener.
+  const ratioOf = (wid, a, b, key) =>
+    median(runs.map((run) => get(run, wid, a, key) / get(run, wid, b, key)));
+  for (const w of handover.filter((x) => x.servers.includes('lwsat'))) {
+    const r = ratioOf(w.id, 'lwsat', 'lws', w.main);
+    target(
+      `issue 13: ${w.id}: handed-over socket ≥ 0.9× listen()`,
+      r,
+      r >= 0.9,
+      `${f2(r)}× (${w.main === 'msgs_per_s' ? f0(med(w.id, 'lwsat', w.main)) : f1(med(w.id, 'lwsat', w.main))} vs ${w.main === 'msgs_per_s' ? f0(med(w.id, 'lws', w.main)) : f1(med(w.id, 'lws', w.main))} ${w.main === 'msgs_per_s' ? 'msg/s' : 'MB/s'})`,
+    );
+  }
+
   // ---- warnings ------------------------------------------------------------------------------
   for (const [i, run] of runs.entries())
     for (const [wid, byKind] of Object.entries(run))
@@ -392,6 +408,25 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
     );
   }
   const label = (k) => SERVERS[k].label;
+  if (handover.length) {
+    p();
+    p(
+      'Hand-over from a Node HTTP server (issue 13): node-lws attach()ed to an http.Server (the socket moves to node-lws) against listen(); wss:// with node-lws on an https.Server (Node does TLS, JavaScript pumps the bytes) against node-lws listen({ tls }) (lws does TLS) and ws + bufferutil on the same kind of https.Server. Ratios within each run.',
+    );
+    for (const w of handover) {
+      const unit = w.main === 'msgs_per_s' ? 'msg/s' : 'MB/s';
+      const fmt = w.main === 'msgs_per_s' ? f0 : f1;
+      const base = w.servers[0];
+      p(`  ${w.title}`);
+      for (const k of w.servers) {
+        const ratios =
+          k === base ? '' : `  (${base} ÷ this: ${f2(ratioOf(w.id, base, k, w.main))}×)`;
+        p(
+          `    ${label(k).padEnd(44)} ${fmt(med(w.id, k, w.main)).padStart(10)} ${unit}, server ${f2(med(w.id, k, 'cpu_us_per_msg'))} µs/msg, RSS ${f1(med(w.id, k, 'peak_rss_mb'))} MB${ratios}`,
+        );
+      }
+    }
+  }
   const idleRuns = runs.map((run) => run.idle10k).filter(Boolean);
   if (idleRuns.length) {
     p();
@@ -511,6 +546,19 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
   );
   mdRow('receive flood, 50 µs handler: server peak RSS (MB)', R('flood', 'peak_rss_mb'));
   md.push('');
+  if (handover.length) {
+    md.push('| workload (issue 13) | server | figure | server CPU per message (µs) |');
+    md.push('| --- | --- | ---: | ---: |');
+    for (const w of handover)
+      for (const k of w.servers) {
+        const fmt = w.main === 'msgs_per_s' ? f0 : f1;
+        const unit = w.main === 'msgs_per_s' ? 'msg/s' : 'MB/s';
+        md.push(
+          `| ${w.title} | ${label(k)} | ${fmt(med(w.id, k, w.main))} ${unit} | ${f2(med(w.id, k, 'cpu_us_per_msg'))} |`,
+        );
+      }
+    md.push('');
+  }
   if (has('bin1m'))
     md.push(
       `The ceiling: a C epoll echo server on loopback TCP moves ${f1(rawMb)} MB/s under the same 1 MiB load; node-lws reaches ${f1(100 * lwsOfRaw)}% of it, ws + bufferutil ${f1(100 * wsbuOfRaw)}%.`,

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { ECHO_RAW, ROOT, SERVER_CORE } from './config.mjs';
 import { collectStderr, lines, pinned } from './proc.mjs';
+import { tlsArgs } from './tls.mjs';
 import { locateUws } from './uws.mjs';
 
 export const SERVERS = {
@@ -15,6 +16,27 @@ export const SERVERS = {
   },
   uws: { label: 'uWebSockets.js', script: 'bench/server-uws.mjs', env: {} },
   raw: { label: 'raw TCP echo (C)', bin: ECHO_RAW, env: {} },
+  // Upgrades handed over by a Node HTTP server (attach), and wss:// (the load client's --tls).
+  lwsat: {
+    label: 'node-lws, socket handed over by http.Server',
+    script: 'bench/server-lws.mjs',
+    args: ['--attach'],
+    env: {},
+  },
+  lwstls: { label: 'node-lws TLS (lws)', script: 'bench/server-lws.mjs', tls: true, env: {} },
+  lwsattls: {
+    label: 'node-lws on https.Server (JS-pumped)',
+    script: 'bench/server-lws.mjs',
+    args: ['--attach'],
+    tls: true,
+    env: {},
+  },
+  wsbutls: {
+    label: 'ws+bufferutil on https.Server',
+    script: 'bench/server-ws.mjs',
+    tls: true,
+    env: {},
+  },
 };
 
 /**
@@ -45,7 +67,10 @@ export async function startServer(kind, extra = []) {
   const s = SERVERS[kind];
   const env = { ...process.env, ...s.env };
   if (!s.env.WS_NO_BUFFER_UTIL) delete env.WS_NO_BUFFER_UTIL;
-  const args = s.bin ? [s.bin, ...extra] : [process.execPath, '--expose-gc', s.script, ...extra];
+  const own = [...(s.args ?? []), ...(s.tls ? tlsArgs() : [])];
+  const args = s.bin
+    ? [s.bin, ...extra]
+    : [process.execPath, '--expose-gc', s.script, ...own, ...extra];
   const child = pinned(SERVER_CORE, args, { env });
   const err = collectStderr(child);
   const rd = lines(child);
@@ -66,7 +91,7 @@ export async function startServer(kind, extra = []) {
     child.kill('SIGKILL');
     throw e;
   }
-  if (kind === 'wsbu' && info.mask !== 'bufferutil')
+  if ((kind === 'wsbu' || kind === 'wsbutls') && info.mask !== 'bufferutil')
     throw new Error(`ws+bufferutil server did not load bufferutil (mask: ${info.mask})`);
   if (kind === 'ws' && info.mask !== 'js')
     throw new Error(`ws server without bufferutil reports mask ${info.mask}`);

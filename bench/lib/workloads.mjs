@@ -132,6 +132,57 @@ export const WORKLOADS = [
     title: 'receive flood: 1 KiB messages, handler busy 50 µs each',
     servers: PEERS3,
   },
+  // Issue 13: connections handed over by a Node HTTP server (attach / handleUpgrade) against
+  // node-lws's own listener, and wss:// behind Node's TLS (the JavaScript pump) against lws's
+  // TLS and ws on the same https.Server.
+  {
+    id: 'handover64x16',
+    type: 'echo',
+    section: 'handover',
+    title: '64 B echo, 100 conns × 16 in flight: handed over by http.Server vs listen()',
+    conns: 100,
+    inflight: 16,
+    size: 64,
+    main: 'msgs_per_s',
+    servers: ['lws', 'lwsat'],
+  },
+  {
+    id: 'handover1m',
+    type: 'echo',
+    section: 'handover',
+    title: '1 MiB binary echo, 10 conns: handed over by http.Server vs listen()',
+    conns: 10,
+    inflight: 1,
+    size: 1 << 20,
+    binary: true,
+    main: 'mb_per_s',
+    servers: ['lws', 'lwsat'],
+  },
+  {
+    id: 'wss64x16',
+    type: 'echo',
+    section: 'handover',
+    title: 'wss 64 B echo, 100 conns × 16 in flight',
+    conns: 100,
+    inflight: 16,
+    size: 64,
+    tls: true,
+    main: 'msgs_per_s',
+    servers: ['lwsattls', 'lwstls', 'wsbutls'],
+  },
+  {
+    id: 'wss1m',
+    type: 'echo',
+    section: 'handover',
+    title: 'wss 1 MiB binary echo, 10 conns',
+    conns: 10,
+    inflight: 1,
+    size: 1 << 20,
+    binary: true,
+    tls: true,
+    main: 'mb_per_s',
+    servers: ['lwsattls', 'lwstls', 'wsbutls'],
+  },
 ];
 
 /** Workloads to run: those named by --only, else every one not marked optional. */
