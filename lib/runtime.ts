@@ -68,6 +68,16 @@ interface Deferred {
   at: number;
 }
 
+/**
+ * A copy of n bytes of the lent arena. Buffer.allocUnsafe: small ones share Node's pool slab, and
+ * none is zero-filled first (Buffer.copyBytesFrom fills a fresh ArrayBuffer with zeros).
+ */
+function copyOut(src: Buffer, at: number, n: number): Buffer {
+  const out = Buffer.allocUnsafe(n);
+  out.set(src.subarray(at, at + n));
+  return out;
+}
+
 function isMessageEvent(type: number): boolean {
   const t = type & ~HELD_BIT;
   return (
@@ -266,7 +276,7 @@ class Runtime {
         // An empty message has no bytes in the arena (which may be absent).
         const buf = arena as Buffer;
         let data: Buffer | string;
-        if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : Buffer.copyBytesFrom(buf, a, b);
+        if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : copyOut(buf, a, b);
         else data = b === 0 ? '' : buf.toString('utf8', a, a + b);
         if (conn._onMessage(data, false, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
@@ -275,7 +285,7 @@ class Runtime {
         const conn = this.conns.get(id);
         if (!conn) return;
         const buf = arena as Buffer;
-        const data = b === 0 ? Buffer.alloc(0) : Buffer.copyBytesFrom(buf, a, b);
+        const data = b === 0 ? Buffer.alloc(0) : copyOut(buf, a, b);
         if (conn._onMessage(data, true, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
       }
@@ -305,7 +315,7 @@ class Runtime {
       case Ev.Pong: {
         const conn = this.conns.get(id);
         if (!conn) return;
-        const data = b === 0 ? Buffer.alloc(0) : Buffer.copyBytesFrom(arena as Buffer, a, b);
+        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Buffer, a, b);
         if (type === Ev.Ping) conn._onPing(data);
         else conn._onPong(data);
         return;

@@ -14,7 +14,9 @@ namespace {
 
 constexpr size_t kHeader = 16;  // capacity, then padding (keeps 16-byte alignment)
 constexpr size_t kPoolMin = 16 * 1024;
-constexpr int kClasses = 32;
+// Size classes in quarter steps between powers of two (16, 20, 24, 28, 32
+// KiB, ...): a 1 MiB message with its header takes a 1.25 MiB block, not 2 MiB.
+constexpr int kClasses = 4 * 40;
 constexpr size_t kPerClass = 32;
 constexpr size_t kPoolMax = 32 * 1024 * 1024;
 // Blocks of at least this capacity are mapped (not malloc'd), so that growing
@@ -47,10 +49,20 @@ Pool& pool() {
   return *p;
 }
 
+// Class c is (4 + c % 4) / 4 * 2^(c / 4) bytes.
+size_t ClassSize(int c) {
+  int k = c >> 2;
+  return (size_t{1} << k) + static_cast<size_t>(c & 3) * (size_t{1} << (k - 2));
+}
+
+// The smallest class that holds cap bytes (cap >= kPoolMin).
 int ClassOf(size_t cap) {
-  int c = 0;
-  while ((size_t{1} << c) < cap) c++;
-  return c;
+  int k = 63 - __builtin_clzll(cap);  // 2^k <= cap < 2^(k+1)
+  size_t base = size_t{1} << k;
+  if (cap == base) return 4 * k;
+  size_t step = base >> 2;
+  size_t q = (cap - base + step - 1) / step;  // 1..4
+  return 4 * k + static_cast<int>(q);         // q == 4 is the next power of two
 }
 
 }  // namespace
@@ -67,7 +79,7 @@ uint8_t* BufAlloc(size_t n) {
   size_t cap;
   if (total >= kPoolMin) {
     int c = ClassOf(total);
-    cap = size_t{1} << c;
+    cap = ClassSize(c);
     Pool& p = pool();
     std::lock_guard<std::mutex> lock(p.mu);
     if (c < kClasses && !p.free[c].empty()) {
@@ -117,9 +129,9 @@ size_t BufTrim() {
     for (int c = 0; c < kClasses; c++) {
       std::vector<uint8_t*>& v = p.free[c];
       size_t n = std::min(p.unused[c], v.size());
-      for (size_t i = 0; i < n; i++) drop.emplace_back(v[i], size_t{1} << c);
+      for (size_t i = 0; i < n; i++) drop.emplace_back(v[i], ClassSize(c));
       v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
-      p.bytes -= n << c;
+      p.bytes -= n * ClassSize(c);
       p.unused[c] = v.size();
     }
   }
@@ -137,7 +149,7 @@ uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep) {
     // Both mapped: move the pages.
     uint8_t* raw = p - kHeader;
     size_t old_cap = BufCapacity(p) + kHeader;
-    size_t cap = size_t{1} << ClassOf(n + kHeader);
+    size_t cap = ClassSize(ClassOf(n + kHeader));
     void* q = mremap(raw, old_cap, cap, MREMAP_MAYMOVE);
     if (q == MAP_FAILED) return nullptr;
     memcpy(q, &cap, sizeof cap);

@@ -824,7 +824,6 @@ void Context::Emit(uint32_t type, uint32_t id, uint32_t a, uint32_t b) {
 }
 
 uint8_t* Context::ArenaRoom(size_t n) {
-  constexpr size_t kArenaHandOver = 1024 * 1024;
   if (local_.arena.len > 0 && local_.arena.len + n > kArenaHandOver) HandOver();
   return local_.arena.Room(n);
 }

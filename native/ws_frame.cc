@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <cctype>
 
@@ -64,11 +67,26 @@ size_t EncodeFrameHeader(uint8_t* out, bool fin, uint8_t opcode, uint64_t length
 }
 
 void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase) {
-  uint8_t m[8];
-  for (int i = 0; i < 8; i++) m[i] = mask[(phase + i) & 3];
+  uint8_t m[16];
+  for (int i = 0; i < 16; i++) m[i] = mask[(phase + i) & 3];
+  size_t i = 0;
+#if defined(__SSE2__)
+  // 64 bytes a step: at -O2 the compiler leaves the 8-byte loop below
+  // scalar, and unmasking a 1 MiB message was 15% of the service thread.
+  const __m128i mv = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
+  for (; i + 64 <= n; i += 64) {
+    const __m128i* s = reinterpret_cast<const __m128i*>(src + i);
+    __m128i* d = reinterpret_cast<__m128i*>(dst + i);
+    __m128i a = _mm_loadu_si128(s), b = _mm_loadu_si128(s + 1);
+    __m128i c = _mm_loadu_si128(s + 2), e = _mm_loadu_si128(s + 3);
+    _mm_storeu_si128(d, _mm_xor_si128(a, mv));
+    _mm_storeu_si128(d + 1, _mm_xor_si128(b, mv));
+    _mm_storeu_si128(d + 2, _mm_xor_si128(c, mv));
+    _mm_storeu_si128(d + 3, _mm_xor_si128(e, mv));
+  }
+#endif
   uint64_t m64;
   memcpy(&m64, m, 8);
-  size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     uint64_t v;
     memcpy(&v, src + i, 8);
