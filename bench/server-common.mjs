@@ -21,6 +21,11 @@
 //   --stats-file PATH       flood mode: where the checker keeps its counts (JSON, rewritten in
 //                           place every 256 messages and every 50 ms), readable while the
 //                           server's event loop is busy
+//   --redis URL             fanout mode: share the topic with the other server processes on this
+//                           Redis (node-lws: node-lws/redis; socket.io: @socket.io/redis-adapter)
+//   --redis-subscribers N   with --redis: a subscriber's hello is echoed once N servers are
+//                           subscribed to the topic in Redis (so that no message is published
+//                           before every server receives it); default 1
 import fs from 'node:fs';
 
 export function parseArgs(argv = process.argv.slice(2)) {
@@ -33,6 +38,8 @@ export function parseArgs(argv = process.argv.slice(2)) {
     heartbeatMs: 0,
     handlerUs: 50,
     statsFile: '',
+    redis: '',
+    redisSubscribers: 1,
   };
   const num = (i) => {
     const v = Number(argv[i]);
@@ -49,6 +56,8 @@ export function parseArgs(argv = process.argv.slice(2)) {
     else if (a === '--heartbeat-ms') o.heartbeatMs = num(++i);
     else if (a === '--handler-us') o.handlerUs = num(++i);
     else if (a === '--stats-file') o.statsFile = argv[++i];
+    else if (a === '--redis') o.redis = argv[++i];
+    else if (a === '--redis-subscribers') o.redisSubscribers = num(++i);
     else throw new Error(`unknown argument ${a}`);
   }
   if (!['echo', 'fanout', 'flood'].includes(o.mode))

@@ -1,13 +1,22 @@
 // node-lws server for bench/run.mjs: prints {"pid","port","impl",...} once listening.
 // Usage: node --expose-gc bench/server-lws.mjs [--port P] [--host H] [--reuse-port]
 //          [--mode echo|fanout|flood] [--text-as buffer|string] [--heartbeat-ms N]
+//          [--redis URL [--redis-subscribers N]]
 // (see bench/server-common.mjs). Fan-out uses server.publish(topic, data, isBinary) with
-// conn.subscribe(topic) when node-lws has them, else a loop over server.connections.
+// conn.subscribe(topic) when node-lws has them, else a loop over server.connections; with
+// --redis, through a Redis adapter (node-lws/redis) to the other server processes too.
 import { Connection, listen } from '../dist/index.mjs';
 import { floodChecker, MAX_PAYLOAD, parseArgs, serve, TOPIC } from './server-common.mjs';
 
 const o = parseArgs();
+let adapter;
+let subscribed; // with --redis: every server process subscribed to TOPIC in Redis
+if (o.redis) {
+  const { createRedisAdapter } = await import('../dist/redis.mjs');
+  adapter = createRedisAdapter({ url: o.redis });
+}
 const server = await listen({
+  ...(adapter ? { adapter } : {}),
   host: o.host,
   port: o.port,
   reusePort: o.reusePort,
@@ -39,6 +48,13 @@ server.on('connection', (conn, request) => {
       conn.on('message', (d, b) => {
         for (const c of server.connections) if (c !== conn) c.send(d, b);
       });
+  } else if (o.mode === 'fanout' && adapter) {
+    conn.subscribe(TOPIC);
+    // The hello is echoed once every server receives what the others publish.
+    subscribed ??= import('./server-redis.mjs').then((m) =>
+      m.redisSubscribers(o.redis, `${adapter.prefix}${TOPIC}`, o.redisSubscribers),
+    );
+    conn.on('message', (d, b) => subscribed.then(() => conn.send(d, b)));
   } else {
     if (o.mode === 'fanout' && pubsub) conn.subscribe(TOPIC);
     conn.on('message', (d, b) => conn.send(d, b));
@@ -50,7 +66,15 @@ serve(
     impl: 'node-lws',
     mode: o.mode,
     textAs: o.textAs,
-    ...(o.mode === 'fanout' ? { fanout: pubsub ? 'publish/subscribe' : 'send loop' } : {}),
+    ...(o.mode === 'fanout'
+      ? {
+          fanout: adapter
+            ? 'publish/subscribe + node-lws/redis'
+            : pubsub
+              ? 'publish/subscribe'
+              : 'send loop',
+        }
+      : {}),
   },
   () => server.close(),
 );
