@@ -9,6 +9,15 @@
 //
 // Everything here runs on the JavaScript thread of the server's environment (main thread or
 // worker): the adapter's methods are called there, and it must call the sink there too.
+//
+// Why this shape: the adapter is created by the user (with its engine's options) before the
+// server exists, and gets its sink in `attach()` once the server listens — so it opens no
+// connection for a listen() that fails, listen() can wait for it, and a second server cannot
+// take it (ERR_ADAPTER_IN_USE). Topics, not connections, cross the boundary: the server keeps
+// subscriber counts and tells the adapter only about first and last subscribers, so an engine
+// never sees a connection and never sends anything per subscriber. Payloads cross as bytes plus
+// a binary flag, so an engine never has to encode strings or frames. Failures are events and
+// counters, not exceptions: the server's own publishing never depends on the broker.
 
 /** What a server gives its adapter: the way back in for messages published on other servers. */
 export interface AdapterSink {
