@@ -19,6 +19,17 @@
 //           then a pattern that depends on it; every subscriber checks every message: exactly
 //           once, in order, length and every byte. A "message" in the output is one delivery
 //           (one message to one subscriber); latency is publish (queued) to delivery.
+//           --port2 P: subscribers 1, 3, 5, ... connect to port P instead (two server processes
+//           that share their topics, e.g. through Redis; the publisher connects to --port).
+//           --rate R: the publisher queues message s at start + s / R (open loop, still at
+//           most --window outstanding); latency is taken from that scheduled time.
+//           --proto sio: the same over Socket.IO 5 / Engine.IO 4 (GET /socket.io/?EIO=4&
+//           transport=websocket&role=sub|pub): each connection sends the namespace CONNECT
+//           ("40") and waits for its acknowledgement; a message is an event whose Buffer
+//           argument is a binary attachment: a text frame 451-["name",{"_placeholder":...}]
+//           then a binary frame; the hello is event "hello" (echoed), the publisher's messages
+//           event "pub", and the binary frames are checked as above (text frames are headers;
+//           Engine.IO pings "2" are answered "3").
 //   flood   one connection sends binary messages of --size bytes (sequence number, 8 bytes big
 //           endian, then bytes (i * 31 + 7) & 255) as fast as TCP takes them, for --duration-ms
 //           or until a line (or EOF) on standard input. It then prints
@@ -87,6 +98,9 @@ typedef struct {
   // fan-out subscriber: the next sequence number due, the one being read, hello echoed
   uint64_t next_seq, cur_seq;
   int acked;
+  // --proto sio: the text message being read (its start), namespace CONNECT acknowledged
+  char text[256];
+  int text_len, sio_ok;
 } conn_t;
 
 // ---- configuration ----
@@ -101,6 +115,8 @@ static int npids = 0;
 static int use_tls = 0;
 static SSL_CTX *tls_ctx;
 static int pids[16];
+static int port2 = 0;      // fan-out: odd subscribers connect here (0: all on --port)
+static int proto_sio = 0;  // fan-out over Socket.IO (see the top of the file)
 
 // ---- state ----
 static conn_t *conns;
@@ -140,6 +156,10 @@ static uint64_t pub_off;
 static uint32_t *fan_cnt;  // [window] subscribers that received message s, at s % window
 static uint64_t *fan_ts;   // [window] when message s was queued
 static uint64_t fan_completed = 0, acks = 0;
+// --proto sio: the publisher's text frame before each binary attachment (masked)
+static uint8_t pub_pre[64];
+static uint64_t pub_pre_len = 0;
+static int sio_connected = 0;
 
 // flood
 static uint8_t *fl_buf;  // whole frames, sequence numbers fl_base.. from fl_off on
@@ -252,7 +272,8 @@ static void start_connect(int i) {
   if (fd < 0) die("socket: %s (raise ulimit -n?)", strerror(errno));
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  int p = mode == MODE_FANOUT && port2 && i < nconns && i % 2 == 1 ? port2 : port;
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
   if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) die("bad host %s", host);
   if (src_ips > 1 && (ntohl(sa.sin_addr.s_addr) >> 24) == 127) {
     // Spread the connections over source addresses 127.0.0.1..N (the port is picked at
@@ -264,7 +285,7 @@ static void start_connect(int i) {
     if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) die("bind source: %s", strerror(errno));
   }
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)
-    die("connect: %s", strerror(errno));
+    die("connect to port %d: %s", p, strerror(errno));
   c->fd = fd;
   c->state = ST_CONNECTING;
   c->hdr_need = 2;
@@ -282,6 +303,15 @@ static void start_connect(int i) {
   connecting_now++;
 }
 
+// A masked frame of `n` <= 125 bytes into `f` (6 + n bytes); returns its length.
+static int small_frame(uint8_t *f, uint8_t op, const char *data, int n) {
+  f[0] = (uint8_t)(0x80 | op);
+  f[1] = (uint8_t)(0x80 | n);
+  memcpy(f + 2, MASK, 4);
+  for (int i = 0; i < n; i++) f[6 + i] = (uint8_t)data[i] ^ MASK[i & 3];
+  return 6 + n;
+}
+
 static void conn_opened(conn_t *c) {
   c->state = ST_OPEN;
   free(c->hbuf);
@@ -289,6 +319,13 @@ static void conn_opened(conn_t *c) {
   connecting_now--;
   opened++;
   set_events(c, EPOLLIN);
+  if (proto_sio) {
+    // Socket.IO: CONNECT to the main namespace (a fresh socket takes 8 bytes at once).
+    uint8_t f[16];
+    int n = small_frame(f, 1, "40", 2);
+    if (send(c->fd, f, (size_t)n, MSG_NOSIGNAL) != n)
+      die("could not send the Socket.IO CONNECT on connection %d", cid(c));
+  }
 }
 
 static void record_latency(uint64_t ns) {
@@ -377,11 +414,14 @@ static void flush_pub(conn_t *c) {
     if (pub_written == pub_next) break;
     uint8_t head[32];
     seq_head(head, pub_written);
-    struct iovec iov[2];
+    struct iovec iov[3];
     int n = 0;
     uint64_t hlen = hl + 8;
-    if (pub_off < hlen) iov[n++] = (struct iovec){head + pub_off, hlen - pub_off};
-    uint64_t body_off = pub_off < hlen ? 8 : pub_off - hl;  // payload offset
+    // --proto sio: the event's text frame first (pub_pre_len is 0 otherwise)
+    if (pub_off < pub_pre_len) iov[n++] = (struct iovec){pub_pre + pub_off, pub_pre_len - pub_off};
+    uint64_t o = pub_off > pub_pre_len ? pub_off - pub_pre_len : 0;  // offset in the frame
+    if (o < hlen) iov[n++] = (struct iovec){head + o, hlen - o};
+    uint64_t body_off = o < hlen ? 8 : o - hl;  // payload offset
     iov[n++] = (struct iovec){fan_patm + fan_shift(pub_written) + body_off, size - body_off};
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
@@ -394,7 +434,7 @@ static void flush_pub(conn_t *c) {
       die("send on the publisher: %s", strerror(errno));
     }
     pub_off += (uint64_t)w;
-    if (pub_off == flen) {
+    if (pub_off == pub_pre_len + flen) {
       pub_written++;
       pub_off = 0;
     }
@@ -452,6 +492,34 @@ static void queue_pong(conn_t *c) {
   if (!(c->events & EPOLLOUT)) flush_conn(c);
 }
 
+// --proto sio: answers an Engine.IO ping ("2") with a pong ("3"), between two messages.
+static void queue_sio_pong(conn_t *c) {
+  pings++;
+  if (c->pong_off) return;
+  c->pong_len = small_frame(c->pong, 1, "3", 1);
+  if (!(c->events & EPOLLOUT)) flush_conn(c);
+}
+
+// --proto sio: a whole text message (Engine.IO / Socket.IO packet) from the server.
+static void sio_text(conn_t *c) {
+  const char *t = c->text;
+  int n = c->text_len;
+  c->text_len = 0;
+  if (n >= 2 && t[0] == '4' && t[1] == '0') {
+    if (!c->sio_ok) {
+      c->sio_ok = 1;
+      sio_connected++;
+    }
+  } else if (n == 1 && t[0] == '2') {
+    queue_sio_pong(c);
+  } else if (n >= 2 && t[0] == '4' && (t[1] == '1' || t[1] == '4')) {
+    die("Socket.IO %s on connection %d: %.100s", t[1] == '1' ? "disconnect" : "connect error",
+        cid(c), t);
+  }
+  // '0{...}' (Engine.IO open), '451-[...]' (the header of a binary event, whose attachment is
+  // the next binary message): nothing to do.
+}
+
 // ---- ws/raw echo ----
 // Queue one more message on c, sent at (or scheduled for) `ts`.
 static int enqueue(conn_t *c, uint64_t ts) {
@@ -484,11 +552,19 @@ static void echo_done(conn_t *c, uint64_t now) {
 }
 
 // ---- fan-out ----
+// When message `seq` is due with --rate.
+static uint64_t pub_due(uint64_t seq) { return t_start + (uint64_t)((double)seq * 1e9 / rate); }
+
 static void pub_fill(uint64_t now) {
   if (!sending) return;
   uint64_t before = pub_next;
   while (pub_next < pub_done + (uint64_t)window) {
-    fan_ts[pub_next % (uint64_t)window] = now;
+    uint64_t at = now;
+    if (rate > 0) {
+      at = pub_due(pub_next);
+      if (at > now) break;
+    }
+    fan_ts[pub_next % (uint64_t)window] = at;
     fan_cnt[pub_next % (uint64_t)window] = 0;
     pub_next++;
   }
@@ -548,6 +624,10 @@ static void fan_payload(conn_t *c, const uint8_t *p, uint64_t n) {
 // ---- frames from the server ----
 static void message_end(conn_t *c, uint64_t now) {
   int ci = cid(c);
+  if (proto_sio && c->msg_op == 1) {
+    sio_text(c);
+    return;
+  }
   if (mode == MODE_FANOUT) {
     uint64_t want = c->cur_seq == FAN_HELLO ? 8 : size;
     if (c->msg_off != want)
@@ -568,6 +648,14 @@ static void message_end(conn_t *c, uint64_t now) {
 
 static void payload(conn_t *c, const uint8_t *p, uint64_t n) {
   int ci = cid(c);
+  if (proto_sio && c->msg_op == 1) {
+    uint64_t room = sizeof c->text - 1 - (uint64_t)c->text_len;
+    uint64_t k = n < room ? n : room;  // the start of a long text is enough
+    memcpy(c->text + c->text_len, p, k);
+    c->text_len += (int)k;
+    c->text[c->text_len] = 0;
+    return;
+  }
   if (mode == MODE_FANOUT) {
     fan_payload(c, p, n);
     return;
@@ -633,10 +721,11 @@ static void parse(conn_t *c, const uint8_t *p, size_t n, uint64_t now) {
       } else if (op == 1 || op == 2) {
         if (c->msg_op) die("new message inside a fragmented one on connection %d", ci);
         int want = binary ? 2 : 1;
-        if (mode != MODE_IDLE && op != want)
+        if (mode != MODE_IDLE && op != want && !(proto_sio && op == 1))
           die("opcode %d, expected %d, on connection %d", op, want, ci);
         c->msg_op = op;
         c->msg_off = 0;
+        c->text_len = 0;
       } else {
         die("unknown opcode %d on connection %d", op, ci);
       }
@@ -946,14 +1035,33 @@ static void run_echo(void) {
 
 static void run_fanout(void) {
   struct epoll_event evs[1024];
-  // Every subscriber says hello; the server's echo proves it has registered the subscriber.
-  uint8_t hello[14] = {0x82, 0x88};
-  memcpy(hello + 2, MASK, 4);
-  for (int k = 0; k < 8; k++) hello[6 + k] = 0xff ^ MASK[k & 3];
-  for (int i = 0; i < nconns; i++)
-    if (send(conns[i].fd, hello, sizeof hello, MSG_NOSIGNAL) != (ssize_t)sizeof hello)
-      die("could not send the hello on subscriber %d", i);
   uint64_t t0 = now_ns();
+  if (proto_sio) {
+    // Socket.IO: every connection's namespace CONNECT acknowledged before anything else.
+    while (sio_connected < ntotal) {
+      int n = wait_events(evs, 1024, 100000000ull);
+      for (int i = 0; i < n; i++) handle(&evs[i]);
+      if (now_ns() - t0 > 30000000000ull)
+        die("only %d of %d Socket.IO connections acknowledged within 30 s", sio_connected, ntotal);
+    }
+  }
+  // Every subscriber says hello; the server's echo proves it has registered the subscriber.
+  uint8_t hello[96];
+  int hello_len = 0;
+  if (proto_sio) {
+    static const char ev[] = "451-[\"hello\",{\"_placeholder\":true,\"num\":0}]";
+    hello_len = small_frame(hello, 1, ev, (int)strlen(ev));
+  }
+  uint8_t *h = hello + hello_len;
+  h[0] = 0x82;
+  h[1] = 0x88;
+  memcpy(h + 2, MASK, 4);
+  for (int k = 0; k < 8; k++) h[6 + k] = 0xff ^ MASK[k & 3];
+  hello_len += 14;
+  for (int i = 0; i < nconns; i++)
+    if (send(conns[i].fd, hello, (size_t)hello_len, MSG_NOSIGNAL) != hello_len)
+      die("could not send the hello on subscriber %d", i);
+  t0 = now_ns();
   while (acks < (uint64_t)nconns) {
     int n = wait_events(evs, 1024, 100000000ull);
     for (int i = 0; i < n; i++) handle(&evs[i]);
@@ -981,6 +1089,11 @@ static void run_fanout(void) {
     if (!finished_sending) {
       uint64_t edge = measuring ? t_meas_end : t_warm_end;
       timeout = edge > now ? edge - now : 0;
+      if (rate > 0 && pub_next < pub_done + (uint64_t)window) {
+        uint64_t due = pub_due(pub_next);
+        uint64_t until = due > now ? due - now : 0;
+        if (until < timeout) timeout = until;
+      }
     }
     int n = wait_events(evs, 1024, timeout);
     for (int i = 0; i < n; i++) handle(&evs[i]);
@@ -991,9 +1104,9 @@ static void run_fanout(void) {
   char extra[256];
   snprintf(extra, sizeof extra,
            ",\"subscribers\":%d,\"window\":%d,\"published\":%llu,\"completed_in_window\":%llu,"
-           "\"missing\":%llu",
+           "\"missing\":%llu,\"proto\":\"%s\",\"port2\":%d",
            nconns, window, (unsigned long long)pub_next, (unsigned long long)fan_completed,
-           (unsigned long long)missing);
+           (unsigned long long)missing, proto_sio ? "sio" : "ws", port2);
   print_result(&w, pub_next - pub_done, extra);
 }
 
@@ -1058,7 +1171,8 @@ static void usage(void) {
           "usage: loadgen --port P [--mode ws|raw|idle|fanout|flood] [--host 127.0.0.1]\n"
           "  [--conns N] [--inflight K] [--size BYTES] [--binary] [--rate MSG_PER_S]\n"
           "  [--window W] [--warmup-ms MS] [--duration-ms MS] [--hold-ms MS]\n"
-          "  [--connect-batch N] [--src-ips N] [--pids PID,PID] [--tls]\n");
+          "  [--connect-batch N] [--src-ips N] [--pids PID,PID] [--tls]\n"
+          "  fanout: [--port2 P] [--proto ws|sio]\n");
   exit(1);
 }
 
@@ -1079,7 +1193,12 @@ int main(int argc, char **argv) {
       host = v;
     else if (ARG("--port"))
       port = atoi(v);
-    else if (ARG("--conns"))
+    else if (ARG("--port2"))
+      port2 = atoi(v);
+    else if (ARG("--proto")) {
+      if (strcmp(v, "ws") && strcmp(v, "sio")) usage();
+      proto_sio = !strcmp(v, "sio");
+    } else if (ARG("--conns"))
       nconns = atoi(v);
     else if (ARG("--inflight"))
       inflight = atoi(v);
@@ -1114,6 +1233,7 @@ int main(int argc, char **argv) {
   if (port <= 0 || nconns <= 0 || inflight <= 0 || size == 0 || connect_batch <= 0 || window <= 0 ||
       src_ips <= 0)
     usage();
+  if ((port2 || proto_sio) && mode != MODE_FANOUT) usage();
   if (mode == MODE_FANOUT || mode == MODE_FLOOD) {
     binary = 1;
     if (size < 16) {
@@ -1184,8 +1304,14 @@ int main(int argc, char **argv) {
   }
   rbuf = malloc(RBUF);
   req_root_len = make_request(req_root, sizeof req_root, "/");
-  req_sub_len = make_request(req_sub, sizeof req_sub, "/sub");
-  req_pub_len = make_request(req_pub, sizeof req_pub, "/pub");
+  req_sub_len = make_request(req_sub, sizeof req_sub,
+                             proto_sio ? "/socket.io/?EIO=4&transport=websocket&role=sub" : "/sub");
+  req_pub_len = make_request(req_pub, sizeof req_pub,
+                             proto_sio ? "/socket.io/?EIO=4&transport=websocket&role=pub" : "/pub");
+  if (proto_sio) {
+    static const char ev[] = "451-[\"pub\",{\"_placeholder\":true,\"num\":0}]";
+    pub_pre_len = (uint64_t)small_frame(pub_pre, 1, ev, (int)strlen(ev));
+  }
 
   ntotal = nconns + (mode == MODE_FANOUT ? 1 : 0);
   conns = calloc((size_t)ntotal, sizeof *conns);

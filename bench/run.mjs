@@ -47,6 +47,14 @@
 //                       one (exactly once, in order, intact); peak RSS, messages delivered. The
 //                       sender stops early when the server's RSS passes 1 GiB (that server is
 //                       then killed, not drained); node-lws, ws+bufferutil, uWS
+//   redisfanout1k, redisfanout64k
+//                       cross-process fan-out through Redis: 2 server processes × 100
+//                       subscribers, the publisher on the first (loadgen --port2), 1 KiB / 64 KiB,
+//                       closed loop (window 16 / 4); node-lws with node-lws/redis against
+//                       socket.io 4 + @socket.io/redis-adapter (loadgen --proto sio); a
+//                       redis-server of its own per cell (bench/lib/redisfanout.mjs)
+//   redislatency        the same at 100 msg/s (open loop), 1 KiB: publish → delivery latency
+//                       through Redis next to one process without Redis (node-lws, socket.io)
 //
 // uWebSockets.js comes from the optional dev dependency @trufflesuite/uws-js-unofficial (a
 // registry build of it): without it the bench runs, says why the uWS column is missing, and

@@ -25,6 +25,11 @@
 //   --attach                node-lws only: a Node http.Server (https.Server with --tls-*)
 //                           listens, and node-lws takes its upgrades (attach(): a plain socket
 //                           is handed over to node-lws, a TLS socket is pumped by JavaScript)
+//   --redis URL             fanout mode: share the topic with the other server processes on this
+//                           Redis (node-lws: node-lws/redis; socket.io: @socket.io/redis-adapter)
+//   --redis-subscribers N   with --redis: a subscriber's hello is echoed once N servers are
+//                           subscribed to the topic in Redis (so that no message is published
+//                           before every server receives it); default 1
 import fs from 'node:fs';
 
 export function parseArgs(argv = process.argv.slice(2)) {
@@ -40,6 +45,8 @@ export function parseArgs(argv = process.argv.slice(2)) {
     tlsCert: '',
     tlsKey: '',
     attach: false,
+    redis: '',
+    redisSubscribers: 1,
   };
   const num = (i) => {
     const v = Number(argv[i]);
@@ -59,6 +66,8 @@ export function parseArgs(argv = process.argv.slice(2)) {
     else if (a === '--tls-cert') o.tlsCert = argv[++i];
     else if (a === '--tls-key') o.tlsKey = argv[++i];
     else if (a === '--attach') o.attach = true;
+    else if (a === '--redis') o.redis = argv[++i];
+    else if (a === '--redis-subscribers') o.redisSubscribers = num(++i);
     else throw new Error(`unknown argument ${a}`);
   }
   if (!['echo', 'fanout', 'flood'].includes(o.mode))

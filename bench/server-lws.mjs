@@ -1,9 +1,10 @@
 // node-lws server for bench/run.mjs: prints {"pid","port","impl",...} once listening.
 // Usage: node --expose-gc bench/server-lws.mjs [--port P] [--host H] [--reuse-port]
 //          [--mode echo|fanout|flood] [--text-as buffer|string] [--heartbeat-ms N]
-//          [--tls-cert P --tls-key P] [--attach]
+//          [--tls-cert P --tls-key P] [--attach] [--redis URL [--redis-subscribers N]]
 // (see bench/server-common.mjs). Fan-out uses server.publish(topic, data, isBinary) with
-// conn.subscribe(topic) when node-lws has them, else a loop over server.connections.
+// conn.subscribe(topic) when node-lws has them, else a loop over server.connections; with
+// --redis, through a Redis adapter (node-lws/redis) to the other server processes too.
 // --attach: a Node http.Server / https.Server listens and node-lws takes its upgrades.
 import fs from 'node:fs';
 import http from 'node:http';
@@ -12,6 +13,12 @@ import { attach, Connection, listen } from '../dist/index.mjs';
 import { floodChecker, MAX_PAYLOAD, parseArgs, serve, TOPIC } from './server-common.mjs';
 
 const o = parseArgs();
+let adapter;
+let subscribed; // with --redis: every server process subscribed to TOPIC in Redis
+if (o.redis) {
+  const { createRedisAdapter } = await import('../dist/redis.mjs');
+  adapter = createRedisAdapter({ url: o.redis });
+}
 const common = {
   maxPayload: MAX_PAYLOAD,
   // Text as bytes unless --text-as string (text16kstr): the echo rows echo the bytes as
@@ -33,6 +40,7 @@ if (o.attach) {
   server = attach(httpServer, common);
 } else {
   server = await listen({
+    ...(adapter ? { adapter } : {}),
     host: o.host,
     port: o.port,
     reusePort: o.reusePort,
@@ -61,6 +69,13 @@ server.on('connection', (conn, request) => {
       conn.on('message', (d, b) => {
         for (const c of server.connections) if (c !== conn) c.send(d, b);
       });
+  } else if (o.mode === 'fanout' && adapter) {
+    conn.subscribe(TOPIC);
+    // The hello is echoed once every server receives what the others publish.
+    subscribed ??= import('./server-redis.mjs').then((m) =>
+      m.redisSubscribers(o.redis, `${adapter.prefix}${TOPIC}`, o.redisSubscribers),
+    );
+    conn.on('message', (d, b) => subscribed.then(() => conn.send(d, b)));
   } else {
     if (o.mode === 'fanout' && pubsub) conn.subscribe(TOPIC);
     conn.on('message', (d, b) => conn.send(d, b));
@@ -74,7 +89,15 @@ serve(
     textAs: o.textAs,
     accept: o.attach ? `${o.tlsCert ? 'https' : 'http'}.Server + attach()` : 'listen()',
     tls: !!o.tlsCert,
-    ...(o.mode === 'fanout' ? { fanout: pubsub ? 'publish/subscribe' : 'send loop' } : {}),
+    ...(o.mode === 'fanout'
+      ? {
+          fanout: adapter
+            ? 'publish/subscribe + node-lws/redis'
+            : pubsub
+              ? 'publish/subscribe'
+              : 'send loop',
+        }
+      : {}),
   },
   async () => {
     await server.close();

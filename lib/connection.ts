@@ -68,6 +68,10 @@ export interface Connection {
 export interface TopicHub {
   readonly serverId: number;
   readonly counts: Map<string, number>;
+  /** A connection subscribed to `topic` (counts it; the server's adapter hears of a first one). */
+  join(topic: string): void;
+  /** A connection left `topic` (the server's adapter hears of the last one leaving). */
+  leave(topic: string): void;
   /** Publishes natively; `skip` is a connection that does not get it. */
   publish(
     topic: string,
@@ -137,7 +141,7 @@ export class Connection extends NativeTransport implements Transport, PeerTls {
     const fresh = !this.#topics.has(topic);
     if (fresh) {
       this.#topics.add(topic);
-      this.#hub.counts.set(topic, (this.#hub.counts.get(topic) ?? 0) + 1);
+      this.#hub.join(topic);
     }
     binding.subscribe(this.handle, topic, maxBackpressure);
     return fresh;
@@ -147,7 +151,7 @@ export class Connection extends NativeTransport implements Transport, PeerTls {
   unsubscribe(topic: string): boolean {
     checkTopic(topic);
     if (!this.#topics?.delete(topic)) return false;
-    this.#leave(topic);
+    this.#hub.leave(topic);
     if (this.handle) binding.unsubscribe(this.handle, topic);
     return true;
   }
@@ -162,8 +166,9 @@ export class Connection extends NativeTransport implements Transport, PeerTls {
   }
 
   /**
-   * Publishes to every subscriber of `topic` on this server except this connection. Returns
-   * the number of connections it is queued for (subscribers at the time of the call).
+   * Publishes to every subscriber of `topic` on this server except this connection, and through
+   * the server's adapter (if any) to every subscriber on the other servers. Returns the number
+   * of this server's connections it is queued for (subscribers at the time of the call).
    */
   publish(topic: string, data: WebSocketData, isBinary?: boolean): number {
     checkTopic(topic);
@@ -189,14 +194,8 @@ export class Connection extends NativeTransport implements Transport, PeerTls {
     return this.handle;
   }
 
-  #leave(topic: string): void {
-    const n = (this.#hub.counts.get(topic) ?? 1) - 1;
-    if (n > 0) this.#hub.counts.set(topic, n);
-    else this.#hub.counts.delete(topic);
-  }
-
   protected override onNativeClose(code: number, reason: string, wasClean: boolean): void {
-    for (const topic of this.#topics ?? []) this.#leave(topic);
+    for (const topic of this.#topics ?? []) this.#hub.leave(topic);
     this.#topics = undefined;
     this.#hub.gone(this);
     super.onNativeClose(code, reason, wasClean);

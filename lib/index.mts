@@ -23,6 +23,10 @@ export type Connection = T.Connection;
 export type Server = T.Server;
 export type WebSocket = T.WebSocket;
 export type {
+  Adapter,
+  AdapterError,
+  AdapterSink,
+  AdapterStats,
   AddressInfo,
   AttachOptions,
   BackpressurePolicy,

@@ -1,4 +1,5 @@
 // node-lws: WebSocket servers and clients on libwebsockets, driven from a native service thread.
+export type { Adapter, AdapterError, AdapterSink, AdapterStats } from './adapter';
 export {
   type ClientEvents,
   type ClientTlsOptions,

@@ -8,6 +8,7 @@ import { isIP, connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createSecureContext, rootCertificates } from 'node:tls';
+import { type Adapter, type AdapterError, type AdapterSink, isAdapter } from './adapter';
 import { attachRouter, detachRouter } from './attach';
 import { checkSocketPath } from './client';
 import {
@@ -180,6 +181,12 @@ export interface ListenOptions {
   textAs?: 'string' | 'buffer';
   /** permessage-deflate (off by default): `true` or options. Inflated size is bounded by maxPayload. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /**
+   * Shares this server's topics with other servers (processes, machines): every publish also
+   * goes to the adapter, and what other servers publish reaches this server's subscribers. One
+   * adapter per server (e.g. `createRedisAdapter()` from 'node-lws/redis'); close() closes it.
+   */
+  adapter?: Adapter;
 }
 
 /** A certificate and key (each a file path or a Buffer with PEM). */
@@ -297,6 +304,7 @@ interface Normalized {
   verify: ListenOptions['verify'];
   handleProtocols: ListenOptions['handleProtocols'];
   headersHook: Exclude<ListenOptions['headers'], ResponseHeaders | undefined> | undefined;
+  adapter: Adapter | undefined;
   config: NativeServerConfig;
 }
 
@@ -338,6 +346,12 @@ function normalize(options: unknown): Normalized {
   if (path !== '' && (!path.startsWith('/') || /[\s?#]/.test(path))) {
     throw invalidArgValue('path', "must start with '/' and contain no query", path);
   }
+  if (o.adapter !== undefined && !isAdapter(o.adapter))
+    throw invalidArgType(
+      'adapter',
+      'an adapter (attach, subscribe, unsubscribe, publish, close, on, off, listenerCount)',
+      o.adapter,
+    );
   const tlsMaterial = serverTls(optObject(o, 'tls'));
   const stat = optObject(o, 'static');
   let staticRoot = '';
@@ -388,6 +402,7 @@ function normalize(options: unknown): Normalized {
     verify,
     handleProtocols,
     headersHook,
+    adapter: o.adapter as Adapter | undefined,
     config: {
       conn: connOptions(o, { name: 'handshakeTimeoutMs', def: 10_000 }),
       protocols: optProtocols(o),
@@ -564,6 +579,17 @@ class PendingUpgrade implements ConnectionSink {
 
 type State = 'binding' | 'listening' | 'closing' | 'closed';
 
+/** Adapters a server uses (from listen() until its close() closed the adapter). */
+const adaptersInUse = new WeakSet<Adapter>();
+
+/** A publish's payload as bytes for an adapter (no copy unless it is a string). */
+function bytesOf(data: string | ArrayBuffer | ArrayBufferView): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
 export class Server extends EventEmitter<ServerEvents> implements ServerSink, HandoverOwner {
   readonly #id = runtime.nextServerId();
   readonly #opts: Normalized;
@@ -586,9 +612,27 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
   #started?: { resolve: () => void; reject: (err: Error) => void };
   #closed?: Promise<void>;
   #resolveClosed?: () => void;
+  /** close(): the native close and the adapter's. */
+  #closing?: Promise<void>;
+  /** The adapter, from its attach() until close() begins. */
+  #attached?: Adapter;
   readonly #hub: TopicHub = {
     serverId: this.#id,
     counts: new Map<string, number>(),
+    join: (topic) => {
+      const n = this.#hub.counts.get(topic) ?? 0;
+      this.#hub.counts.set(topic, n + 1);
+      if (n === 0 && this.#attached) this.#toAdapter(this.#attached, 'subscribe', topic);
+    },
+    leave: (topic) => {
+      const n = (this.#hub.counts.get(topic) ?? 1) - 1;
+      if (n > 0) {
+        this.#hub.counts.set(topic, n);
+        return;
+      }
+      this.#hub.counts.delete(topic);
+      if (this.#attached) this.#toAdapter(this.#attached, 'unsubscribe', topic);
+    },
     publish: (topic, data, isBinary, skip) => this.#publish(topic, data, isBinary, skip),
     gone: (conn) => this.#conns.delete(conn),
   };
@@ -630,26 +674,45 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
     return this.#conns;
   }
 
+  /** The `adapter` given to listen(), if any (its `stats`, its events). */
+  get adapter(): Adapter | undefined {
+    return this.#opts.adapter;
+  }
+
   /** Keep the process alive while this server is open (the default). */
   ref(): this {
     if (!this.#refed && this.#state !== 'closed') runtime.ref();
     this.#refed = true;
+    this.#attached?.ref?.();
     return this;
   }
 
-  /** Let the process exit even though this server is open. */
+  /** Let the process exit even though this server is open (and its adapter connected). */
   unref(): this {
     if (this.#refed && this.#state !== 'closed') runtime.unref();
     this.#refed = false;
+    this.#attached?.unref?.();
     return this;
   }
 
   /**
    * Stops accepting (the port is free from this moment), closes every
    * connection with 1001, waits for their closing handshakes (up to
-   * closeTimeoutMs, then drops them) and resolves once all are gone.
+   * closeTimeoutMs, then drops them) and resolves once all are gone, and the
+   * adapter (if any) is closed too.
    */
   close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    const adapter = this.#attached;
+    this.#attached = undefined; // nothing more goes to it, nothing more comes from it
+    this.#closing = Promise.all([
+      this.#closeNative(),
+      adapter ? this.#closeAdapter(adapter) : undefined,
+    ]).then(() => undefined);
+    return this.#closing;
+  }
+
+  #closeNative(): Promise<void> {
     if (this.#closed) return this.#closed;
     this.#closed = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
@@ -679,9 +742,10 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
    * Sends one message to every connection subscribed to `topic` (see Connection.subscribe).
    * The frame is built once and crosses to the native side once, whatever the number of
    * subscribers; each subscriber keeps its own backpressure (maxBackpressure with 'drop'
-   * skips it for this message, 'close' closes it). Returns the number of connections it is
-   * queued for (subscribers at the time of the call). Strings go as text, anything else as
-   * binary unless `isBinary` says otherwise.
+   * skips it for this message, 'close' closes it). Returns the number of this server's
+   * connections it is queued for (subscribers at the time of the call); with an adapter it also
+   * goes to the subscribers of every other server (not counted). Strings go as text, anything
+   * else as binary unless `isBinary` says otherwise.
    */
   publish(topic: string, data: WebSocketData, isBinary?: boolean): number {
     checkTopic(topic);
@@ -702,7 +766,9 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
   ): number {
     const subscribers = this.#hub.counts.get(topic) ?? 0;
     const count = subscribers - (skip?.isSubscribed(topic) ? 1 : 0);
-    if (count <= 0 || this.#state !== 'listening') return 0; // nothing crosses to native code
+    const adapter = this.#attached;
+    // Nobody to send it to: nothing crosses to native code.
+    if ((count <= 0 && !adapter) || this.#state !== 'listening') return 0;
     let binary: boolean;
     if (typeof data === 'string') {
       binary = isBinary === true;
@@ -712,8 +778,77 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
     } else {
       throw invalidArgType('data', 'a string, Buffer, ArrayBuffer or ArrayBufferView', data);
     }
-    binding.publish(this.#id, topic, data, binary, skip?.nativeHandle);
-    return count;
+    if (count > 0) binding.publish(this.#id, topic, data, binary, skip?.nativeHandle);
+    if (adapter) this.#toAdapter(adapter, 'publish', topic, bytesOf(data), binary);
+    return Math.max(0, count);
+  }
+
+  /** A message another server published, from the adapter: to this server's subscribers. */
+  #deliver(topic: string, data: Buffer, isBinary: boolean): void {
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'a string', topic);
+    if (!(data instanceof Uint8Array)) throw invalidArgType('data', 'a Buffer', data);
+    if (this.#state !== 'listening' || !this.#hub.counts.get(topic)) return;
+    binding.publish(this.#id, topic, data, isBinary === true, undefined);
+  }
+
+  /** Calls the adapter; what it throws is reported as its 'error' would be, not thrown. */
+  #toAdapter<M extends 'subscribe' | 'unsubscribe' | 'publish'>(
+    adapter: Adapter,
+    method: M,
+    ...args: Parameters<Adapter[M]>
+  ): void {
+    try {
+      (adapter[method] as (...a: Parameters<Adapter[M]>) => void)(...args);
+    } catch (err) {
+      this.#onAdapterError(err as AdapterError);
+    }
+  }
+
+  /**
+   * The adapter's 'error' events (and what its methods throw): re-emitted as this server's
+   * 'error' when someone listens for that; else, unless someone listens on the adapter itself,
+   * printed as a process warning (the Redis adapter reports an outage once, not per retry).
+   */
+  readonly #onAdapterError = (err: AdapterError): void => {
+    if (this.listenerCount('error') > 0) {
+      this.emit('error', err);
+      return;
+    }
+    if ((this.#opts.adapter?.listenerCount('error') ?? 0) > 1) return;
+    process.emitWarning(err?.message ?? String(err), {
+      type: 'NodeLwsAdapterWarning',
+      code: typeof err?.code === 'string' ? err.code : 'ERR_ADAPTER',
+    });
+  };
+
+  /** Connects the adapter (listen() waits for it); it is in use from here until close(). */
+  async #attach(adapter: Adapter): Promise<void> {
+    const sink: AdapterSink = {
+      deliver: (topic, data, isBinary) => this.#deliver(topic, data, isBinary),
+    };
+    adapter.on('error', this.#onAdapterError);
+    this.#attached = adapter;
+    try {
+      await adapter.attach(sink);
+    } catch (err) {
+      this.#attached = undefined;
+      adapter.off('error', this.#onAdapterError);
+      throw err;
+    }
+    if (this.#attached !== adapter) return; // close() began meanwhile, and closes it
+    if (!this.#refed) adapter.unref?.();
+    for (const topic of this.#hub.counts.keys()) this.#toAdapter(adapter, 'subscribe', topic);
+  }
+
+  async #closeAdapter(adapter: Adapter): Promise<void> {
+    try {
+      await adapter.close();
+    } catch (err) {
+      this.#onAdapterError(err as AdapterError);
+    }
+    // Its 'error' listener stays: an adapter that still reported something after close()
+    // must not crash the process for it.
+    adaptersInUse.delete(adapter);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -795,6 +930,14 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
   async _listen(): Promise<void> {
     const o = this.#opts;
     if (o.signal?.aborted) throw abortError(o.signal);
+    if (o.adapter) {
+      if (adaptersInUse.has(o.adapter))
+        throw codedError(
+          'ERR_ADAPTER_IN_USE',
+          'This adapter already serves another server: give each server its own adapter',
+        );
+      adaptersInUse.add(o.adapter);
+    }
     runtime.start();
     runtime.ref();
     let bound: ReturnType<typeof binding.bind> | undefined;
@@ -842,10 +985,12 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
         binding.startServer(this.#id, fd, config);
       });
       this.#started = undefined;
+      if (o.adapter) await this.#attach(o.adapter);
       if (o.logger) runtime.loggers.add(o.logger);
       if (!this.#refed) runtime.unref();
     } catch (err) {
       this.#started = undefined;
+      if (o.adapter && !this.#closing) adaptersInUse.delete(o.adapter);
       if (bound?.family === 'Unix') binding.closeFd(bound.fd, bound.address, bound.dev, bound.ino);
       else if (bound) binding.closeFd(bound.fd);
       if (runtime.servers.has(this.#id)) {

@@ -42,7 +42,10 @@ if [ "${CI:-}" = "true" ]; then DEV=1; fi
 # where they went missing gets them back instead of silently running lws's poll() loop).
 # tinyproxy: test/system/proxy.test.mjs starts it (its own config, a free port) as the HTTP
 # CONNECT proxy the client tunnels through.
-EXTRA_APT_PACKAGES=(python3-websockets chromium openssl libwebsockets-evlib-ev libev-dev tinyproxy)
+# redis-server: the Redis adapter's tests (test/system/redis-*.test.mjs, the cluster example's)
+# and its bench rows start their own redis-server on a free port (no service is used).
+EXTRA_APT_PACKAGES=(python3-websockets chromium openssl libwebsockets-evlib-ev libev-dev tinyproxy
+  redis-server)
 # Same, but only with --dev / CI=true.
 EXTRA_APT_PACKAGES_DEV=()
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // The bench's report: the table (medians over runs, ratios node-lws ÷ peer taken within each
 // run), the targets from the issues, warnings, and the README-ready markdown.
 import { FLOOD_RSS_CAP_MB, f0, f1, f2, f3, median, QUICK, SPIN } from './config.mjs';
+import { redisFanoutReport } from './redisfanout.mjs';
 import { SERVERS } from './servers.mjs';
 import { kindsFor } from './workloads.mjs';
 
@@ -489,6 +490,12 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
         );
       }
   }
+  const redisRows = redisFanoutReport(runs, selected);
+  targets.push(...redisRows.targets);
+  if (redisRows.lines.length) {
+    p();
+    for (const l of redisRows.lines) p(l);
+  }
   p();
   p(`Targets (node-lws vs ws+bufferutil${uws.ok ? ' and uWebSockets.js' : ''}, same run):`);
   for (const t of targets) p(`  ${t.ok ? 'MET    ' : 'NOT MET'}  ${t.name}: ${t.detail}`);
@@ -545,6 +552,13 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
     R('idlehb19k', 'hb_cpu_pct'),
   );
   mdRow('receive flood, 50 µs handler: server peak RSS (MB)', R('flood', 'peak_rss_mb'));
+  if (redisRows.md.length)
+    md.push(
+      '',
+      '| cross-process fan-out through Redis | figures |',
+      '| --- | --- |',
+      ...redisRows.md,
+    );
   md.push('');
   if (handover.length) {
     md.push('| workload (issue 13) | server | figure | server CPU per message (µs) |');

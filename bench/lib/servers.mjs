@@ -37,6 +37,12 @@ export const SERVERS = {
     tls: true,
     env: {},
   },
+  // The cross-process fan-out rows (bench/lib/redisfanout.mjs).
+  sio: { label: 'socket.io', script: 'bench/server-sio.mjs', env: {} },
+  lwsRedis: { label: 'node-lws ×2 + Redis', script: 'bench/server-lws.mjs', env: {} },
+  sioRedis: { label: 'socket.io ×2 + Redis', script: 'bench/server-sio.mjs', env: {} },
+  lws1: { label: 'node-lws, 1 process', script: 'bench/server-lws.mjs', env: {} },
+  sio1: { label: 'socket.io, 1 process', script: 'bench/server-sio.mjs', env: {} },
 };
 
 /**

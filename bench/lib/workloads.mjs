@@ -5,6 +5,7 @@ import { cycleWorkload, echoWorkload, reusePortWorkload } from './echo.mjs';
 import { fanoutWorkload } from './fanout.mjs';
 import { floodWorkload } from './flood.mjs';
 import { idleCpuWorkload, idleMemoryWorkload } from './idle.mjs';
+import { describeRedisFanout, redisFanoutWorkload } from './redisfanout.mjs';
 
 /** Servers measured by most workloads (uws is dropped when uWebSockets.js is unavailable). */
 const PEERS = ['lws', 'wsbu', 'ws', 'uws'];
@@ -183,6 +184,29 @@ export const WORKLOADS = [
     main: 'mb_per_s',
     servers: ['lwsattls', 'lwstls', 'wsbutls'],
   },
+  // Cross-process fan-out through Redis (issue 12): see bench/lib/redisfanout.mjs.
+  ...[
+    ['redisfanout1k', 1024, '1 KiB', 16],
+    ['redisfanout64k', 65536, '64 KiB', 8],
+  ].map(([id, size, sizeName, window]) => ({
+    id,
+    type: 'redisfanout',
+    title: `fan-out ${sizeName} through Redis, 2 processes × 100 subscribers (window ${window})`,
+    size,
+    subs: 200,
+    window,
+    servers: ['lwsRedis', 'sioRedis', 'lws1', 'sio1'],
+  })),
+  {
+    id: 'redislatency',
+    type: 'redisfanout',
+    title: 'fan-out 1 KiB at 100 msg/s (20,000 deliveries/s), 200 subscribers: latency',
+    size: 1024,
+    subs: 200,
+    window: 64,
+    rate: 100,
+    servers: ['lwsRedis', 'lws1', 'sioRedis', 'sio1'],
+  },
 ];
 
 /** Workloads to run: those named by --only, else every one not marked optional. */
@@ -218,6 +242,8 @@ export function measure(w, kind) {
       return idleCpuWorkload(w, kind);
     case 'flood':
       return floodWorkload(kind);
+    case 'redisfanout':
+      return redisFanoutWorkload(w, kind);
     default:
       return kind === 'raw'
         ? echoWorkload({ ...w, raw: true, binary: false }, 'raw')
@@ -230,6 +256,8 @@ export function describe(w, r) {
   if (r.error) return `ERROR ${r.error}`;
   const others = `others ${r.other_cpu_pct?.toFixed(0) ?? '?'}% CPU`;
   switch (w.type) {
+    case 'redisfanout':
+      return describeRedisFanout(r);
     case 'idlemem':
       return `${(r.bytes_per_conn / 1024).toFixed(2)} KiB/conn (RSS ${r.rss_before_mb.toFixed(1)} -> ${r.rss_after_mb.toFixed(1)} MB; V8 heap ${Math.round(r.js_heap_per_conn)} B/conn), connect ${Math.round(r.connect_ms)} ms`;
     case 'cycle':
