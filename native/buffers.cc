@@ -51,8 +51,8 @@ Pool& pool() {
 
 // Class c is (4 + c % 4) / 4 * 2^(c / 4) bytes.
 size_t ClassSize(int c) {
-  int k = c >> 2;
-  return (size_t{1} << k) + static_cast<size_t>(c & 3) * (size_t{1} << (k - 2));
+  size_t base = size_t{1} << (c >> 2);
+  return base + static_cast<size_t>(c & 3) * (base >> 2);
 }
 
 // The smallest class that holds cap bytes (cap >= kPoolMin).
