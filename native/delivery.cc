@@ -234,10 +234,11 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
     napi_value argv[3];
     uint32_t* recs = nullptr;
     napi_value lent = nullptr;
+    napi_status called = napi_generic_failure;
     if (MakeBatch(env, b, argv, &recs, &lent)) {
       napi_value global, result;
       if (napi_get_global(env, &global) == napi_ok)
-        napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
+        called = napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
       for (size_t i = 0; i < b.recs.size(); i += 4) {
         if (!(recs[i] & kHeldBit) || !IsMessageEvent(recs[i] & ~kHeldBit)) continue;
         int64_t cost = MessageCost(recs + i);
@@ -245,7 +246,16 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
         held[recs[i + 1]] += cost;
       }
     }
-    if (lent) napi_detach_arraybuffer(env, lent);  // the arena is freed with the batch
+    // The arena is freed with the batch. V8 refuses to detach while a throw
+    // is pending or JavaScript cannot run any more (a worker being
+    // terminated), and Node then aborts the process: leave the ArrayBuffer
+    // attached in those cases. Nothing keeps it: the runtime reads the arena
+    // during the call only (it copies what it defers), and a throw or a
+    // termination ends that call.
+    bool pending = false;
+    if (lent && called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok &&
+        !pending)
+      napi_detach_arraybuffer(env, lent);
     napi_close_handle_scope(env, scope);
   }
   for (JsRef* r : b.releases) napi_delete_reference(env, r->ref);
