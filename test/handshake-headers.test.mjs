@@ -262,11 +262,13 @@ test('user:password in the URL becomes Basic Authorization (as ws), an explicit 
     conn.close();
   });
   const url = `ws://us%20er:p%40ss@${HOST}:${server.port}/`;
+  // The server's close may come in the same batch as the open, before connect() resolves.
+  const closed = (t) => (t.readyState === 'closed' ? undefined : onceEvent(t, 'close'));
   const c = await client(url);
   assert.is(c.url, `ws://${HOST}:${server.port}/`, 'the credentials are not kept in url');
-  await onceEvent(c, 'close');
+  await closed(c);
   const explicit = await client(url, { headers: { Authorization: 'Bearer t0ken' } });
-  await onceEvent(explicit, 'close');
+  await closed(explicit);
   // ws sends the same for the same URL.
   const ws = new WebSocket(url);
   await onceEvent(ws, 'close');
