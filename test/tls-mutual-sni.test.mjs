@@ -16,11 +16,17 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import { issueCert, makeCa, makeCert } from './support/certs.mjs';
-import { attachEcho, listenFor, nextConnection, transportRoundTrip } from './support/lws.mjs';
+import {
+  attachEcho,
+  connectFor,
+  listenFor,
+  nextConnection,
+  transportRoundTrip,
+} from './support/lws.mjs';
 import { DIST_URL } from './support/paths.mjs';
 import { spawnNode } from './support/proc.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
-import { captureRejection, onceEvent, withTimeout } from './support/wait.mjs';
+import { captureRejection, withTimeout } from './support/wait.mjs';
 import { WebSocket } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
@@ -44,17 +50,7 @@ const certDefault = issueCert(dir, 'default', ca, {
 
 const cleanups = cleanupsAfterEach(test);
 const listen = listenFor(cleanups, { host: HOST, port: 0 });
-
-async function client(url, options) {
-  const c = await lws.connect(url, options);
-  cleanups.push(async () => {
-    if (c.readyState === 'closed') return;
-    const closed = onceEvent(c, 'close', 3000);
-    c.close();
-    await closed;
-  });
-  return c;
-}
+const client = connectFor(cleanups);
 
 /** A ws client's outcome: 'open', or the error it failed with. */
 function wsOutcome(url, options) {
