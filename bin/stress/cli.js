@@ -14,6 +14,7 @@ const {
   HEADER_BYTES,
   createPayloads,
 } = require('./frames');
+const { exitWatchdog } = require('./exit-watchdog');
 const { runFlood } = require('./flood');
 const { checkIdleLimit, runIdle } = require('./idle');
 const { USAGE, UsageError, parseArgs, workerArgs } = require('./options');
@@ -330,20 +331,11 @@ function finish(text, code) {
   process.exitCode = code;
   process.stdout.write(text);
   // Everything is closed now; a library that still holds the event loop is a bug.
-  const t = setTimeout(() => {
-    const handles =
-      typeof process._getActiveHandles === 'function'
-        ? process
-            ._getActiveHandles()
-            .map((h) => h?.constructor?.name ?? typeof h)
-            .join(', ')
-        : '?';
-    process.stderr.write(
+  exitWatchdog(
+    EXIT_WATCHDOG_MS,
+    (handles) =>
       `${NAME}: the process did not exit by itself ${EXIT_WATCHDOG_MS} ms after the run (active handles: ${handles}); exiting with 1\n`,
-    );
-    process.exit(1);
-  }, EXIT_WATCHDOG_MS);
-  t.unref();
+  );
 }
 
 // ---------------------------------------------------------------------------

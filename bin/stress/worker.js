@@ -28,6 +28,7 @@ const {
   decodeFrame,
   encodeFrame,
 } = require('./frames');
+const { mulberry32 } = require('./random');
 const { tcpSockets } = require('./proc-net-tcp');
 const { bump } = require('./stats');
 
@@ -110,18 +111,6 @@ function ephemeralRange() {
 
 // ---------------------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG for the port choice. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function codeOf(err) {
   return (err && (err.code ?? err.name)) || 'UNKNOWN';
 }
@@ -136,7 +125,7 @@ async function runWorker(ctx, durationMs = ctx.o.duration * 1000) {
   const { o, stats, signal } = ctx;
   const started = performance.now();
   const deadline = started + durationMs;
-  ctx.random = prng(o.seed);
+  ctx.random = mulberry32(o.seed);
   ctx.ephemeral = ephemeralRange();
   ctx.samePort = null;
   ctx.portsSeen = new Set();
