@@ -338,6 +338,56 @@ function finish(text, code) {
   );
 }
 
+/**
+ * SIGINT / SIGTERM during a run. The first one marks the run interrupted, puts the progress line
+ * in its stopping state, notes `<signal>: <stopping> (Ctrl-C again to abort)` when `stopping`
+ * is given, and calls `stop(signal)`; a second one, when `abort` is given, calls it, says the run
+ * was aborted and exits with 130. Returns `{ interrupted, off() }` (off removes the handlers).
+ */
+function trapSignals(progress, { stopping, stop, abort }) {
+  const onSignal = (sig) => {
+    if (!trap.interrupted) {
+      trap.interrupted = true;
+      progress.stopping = true;
+      if (stopping) progress.note(`${sig}: ${stopping} (Ctrl-C again to abort)`);
+      stop(sig);
+    } else if (abort) {
+      abort();
+      progress.clear();
+      process.stderr.write(`${NAME}: aborted\n`);
+      process.exit(130);
+    }
+  };
+  const trap = {
+    interrupted: false,
+    off() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return trap;
+}
+
+/**
+ * An uncaught exception or unhandled rejection during a run is recorded in `stats` as an
+ * 'uncaught-exception' failure and stops the run (`controller`). Returns the function that
+ * removes the handlers.
+ */
+function trapFatal(stats, controller) {
+  const onFatal = (err) => {
+    stats.fail('uncaught-exception', { code: err?.code, message: err?.stack ?? String(err) });
+    controller.abort();
+  };
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
+  return () => {
+    process.off('uncaughtException', onFatal);
+    process.off('unhandledRejection', onFatal);
+  };
+}
+
 // ---------------------------------------------------------------------------
 // One worker (also the whole run when --processes is 1)
 // ---------------------------------------------------------------------------
@@ -348,29 +398,12 @@ async function runSingle(o, lws, client) {
   const controller = new AbortController();
   const progress = new Progress(o);
   const ipc = o.worker && typeof process.send === 'function';
-  let interrupted = false;
-
-  const onSignal = (sig) => {
-    if (!interrupted) {
-      interrupted = true;
-      progress.stopping = true;
-      if (!o.worker && o.progress)
-        progress.note(`${sig}: stopping after this cycle's clean-up (Ctrl-C again to abort)`);
-      controller.abort();
-    } else if (!o.worker) {
-      progress.clear();
-      process.stderr.write(`${NAME}: aborted\n`);
-      process.exit(130);
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const onFatal = (err) => {
-    stats.fail('uncaught-exception', { code: err?.code, message: err?.stack ?? String(err) });
-    controller.abort();
-  };
-  process.on('uncaughtException', onFatal);
-  process.on('unhandledRejection', onFatal);
+  const signals = trapSignals(progress, {
+    stopping: !o.worker && o.progress ? "stopping after this cycle's clean-up" : undefined,
+    stop: () => controller.abort(),
+    abort: o.worker ? undefined : () => {},
+  });
+  const untrapFatal = trapFatal(stats, controller);
 
   const listenerPorts = new Set();
   const ctx = {
@@ -421,14 +454,13 @@ async function runSingle(o, lws, client) {
   progress.clear();
   const summary = buildSummary(o, stats, {
     elapsedMs,
-    interrupted,
+    interrupted: signals.interrupted,
     clientName: client.name,
     histograms: o.worker,
     idle,
   });
   if (ipc && process.connected) process.disconnect();
-  process.off('uncaughtException', onFatal);
-  process.off('unhandledRejection', onFatal);
+  untrapFatal();
   finish(
     o.json ? `${JSON.stringify(summary, null, o.worker ? 0 : 2)}\n` : textSummary(summary),
     summary.exitCode,
@@ -444,7 +476,6 @@ async function runParent(o, clientName) {
   const t0 = performance.now();
   const snaps = new Array(o.processes).fill(null);
   const children = [];
-  let interrupted = false;
 
   for (let i = 0; i < o.processes; i++) {
     const child = fork(SCRIPT, workerArgs(o, i), { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
@@ -477,22 +508,14 @@ async function runParent(o, clientName) {
     children.push(w);
   }
 
-  const onSignal = (sig) => {
-    if (!interrupted) {
-      interrupted = true;
-      progress.stopping = true;
-      if (o.progress)
-        progress.note(`${sig}: stopping the workers after their clean-up (Ctrl-C again to abort)`);
-      for (const w of children) if (w.child.exitCode === null) w.child.kill(sig);
-    } else {
-      for (const w of children) if (w.child.exitCode === null) w.child.kill('SIGKILL');
-      progress.clear();
-      process.stderr.write(`${NAME}: aborted\n`);
-      process.exit(130);
-    }
+  const killAll = (sig) => {
+    for (const w of children) if (w.child.exitCode === null) w.child.kill(sig);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = trapSignals(progress, {
+    stopping: o.progress ? 'stopping the workers after their clean-up' : undefined,
+    stop: killAll,
+    abort: () => killAll('SIGKILL'),
+  });
 
   let timer;
   if (o.progress) {
@@ -509,7 +532,7 @@ async function runParent(o, clientName) {
   const stats = new Stats();
   const workers = [];
   let elapsedMs = 0;
-  let anyInterrupted = interrupted;
+  let anyInterrupted = signals.interrupted;
   exits.forEach((ex, i) => {
     const w = children[i];
     let j = null;
@@ -551,8 +574,7 @@ async function runParent(o, clientName) {
     clientName,
     workers,
   });
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
+  signals.off();
   finish(o.json ? `${JSON.stringify(summary, null, 2)}\n` : textSummary(summary), summary.exitCode);
 }
 
@@ -653,29 +675,12 @@ async function runFloodMain(o, lws, client) {
       (snap.failures ? ` failures=${snap.failures}` : '')
     );
   });
-  let interrupted = false;
-  const onSignal = (sig) => {
-    if (!interrupted) {
-      interrupted = true;
-      progress.stopping = true;
-      if (o.progress)
-        progress.note(`${sig}: stopping the flood, then the receiver (Ctrl-C again to abort)`);
-      controller.abort();
-    } else {
-      current?.receiver.child.kill('SIGKILL');
-      progress.clear();
-      process.stderr.write(`${NAME}: aborted\n`);
-      process.exit(130);
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const onFatal = (err) => {
-    stats.fail('uncaught-exception', { code: err?.code, message: err?.stack ?? String(err) });
-    controller.abort();
-  };
-  process.on('uncaughtException', onFatal);
-  process.on('unhandledRejection', onFatal);
+  const signals = trapSignals(progress, {
+    stopping: o.progress ? 'stopping the flood, then the receiver' : undefined,
+    stop: () => controller.abort(),
+    abort: () => current?.receiver.child.kill('SIGKILL'),
+  });
+  const untrapFatal = trapFatal(stats, controller);
   const t0 = performance.now();
   const timer = o.progress
     ? setInterval(
@@ -698,13 +703,11 @@ async function runFloodMain(o, lws, client) {
   });
   clearInterval(timer);
   progress.clear();
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  process.off('uncaughtException', onFatal);
-  process.off('unhandledRejection', onFatal);
+  signals.off();
+  untrapFatal();
   const summary = floodSummary(o, stats, directions, {
     elapsedMs: performance.now() - t0,
-    interrupted,
+    interrupted: signals.interrupted,
     clientName: client.name,
   });
   finish(o.json ? `${JSON.stringify(summary, null, 2)}\n` : floodText(summary), summary.exitCode);
