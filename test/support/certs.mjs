@@ -26,24 +26,21 @@ const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
 const keyCipher = (pass) => (pass ? ['-passout', `pass:${pass}`] : ['-nodes']);
 
 /**
+ * `openssl req` with a new key (`keyArgs`, encrypted with `pass` if given) at `key` for `cn`:
+ * a signing request at `out`, or with `selfSigned` (`-x509` and its options) a certificate.
+ */
+function newKey({ key, out, cn, keyArgs, pass, selfSigned = [] }) {
+  const subject = ['-subj', `/CN=${cn}`, '-keyout', key, '-out', out];
+  openssl(['req', ...selfSigned, ...keyArgs, ...keyCipher(pass), ...subject]);
+}
+
+/**
  * A self-signed certificate for `cn` at `cert` with a new key (`keyArgs`, `pass`) at `key`,
  * valid for two days, with each of `extensions` added (`-addext`).
  */
 function selfSign({ key, cert, cn, keyArgs, pass, extensions = [] }) {
-  const addext = extensions.flatMap((e) => ['-addext', e]);
-  const files = ['-keyout', key, '-out', cert];
-  openssl([
-    'req',
-    '-x509',
-    ...keyArgs,
-    ...keyCipher(pass),
-    '-subj',
-    `/CN=${cn}`,
-    '-days',
-    '2',
-    ...files,
-    ...addext,
-  ]);
+  const x509 = ['-x509', '-days', '2', ...extensions.flatMap((e) => ['-addext', e])];
+  newKey({ key, out: cert, cn, keyArgs, pass, selfSigned: x509 });
 }
 
 /**
@@ -53,17 +50,7 @@ function selfSign({ key, cert, cn, keyArgs, pass, extensions = [] }) {
  */
 function issue(dir, name, { cn, keyArgs, pass, ca, extfile, section }) {
   const f = (suffix) => path.join(dir, `${name}.${suffix}`);
-  openssl([
-    'req',
-    ...keyArgs,
-    ...keyCipher(pass),
-    '-subj',
-    `/CN=${cn}`,
-    '-keyout',
-    f('key'),
-    '-out',
-    f('csr'),
-  ]);
+  newKey({ key: f('key'), out: f('csr'), cn, keyArgs, pass });
   const signer = ['-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '2'];
   const exts = ['-extfile', extfile, '-extensions', section];
   openssl(['x509', '-req', '-in', f('csr'), ...signer, ...exts, '-out', f('crt')]);
