@@ -58,7 +58,12 @@ import {
   responseHeaderLines,
 } from './options';
 import { type ConnectionSink, type Logger, runtime, type ServerSink } from './runtime';
-import type { BackpressureOptions, BackpressurePolicy, WebSocketData } from './transport';
+import {
+  type BackpressureOptions,
+  type BackpressurePolicy,
+  sendsBinary,
+  type WebSocketData,
+} from './transport';
 
 export interface BindRetryInfo {
   /** The attempt that failed (1-based). */
@@ -582,6 +587,10 @@ type State = 'binding' | 'listening' | 'closing' | 'closed';
 /** Adapters a server uses (from listen() until its close() closed the adapter). */
 const adaptersInUse = new WeakSet<Adapter>();
 
+/** publish()'s error for data that is neither a string nor bytes. */
+const invalidPublishData = (data: unknown): Error =>
+  invalidArgType('data', 'a string, Buffer, ArrayBuffer or ArrayBufferView', data);
+
 /** A publish's payload as bytes for an adapter (no copy unless it is a string). */
 function bytesOf(data: string | ArrayBuffer | ArrayBufferView): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
@@ -769,15 +778,8 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
     const adapter = this.#attached;
     // Nobody to send it to: nothing crosses to native code.
     if ((count <= 0 && !adapter) || this.#state !== 'listening') return 0;
-    let binary: boolean;
-    if (typeof data === 'string') {
-      binary = isBinary === true;
-      if (binary) data = Buffer.from(data);
-    } else if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) {
-      binary = isBinary !== false;
-    } else {
-      throw invalidArgType('data', 'a string, Buffer, ArrayBuffer or ArrayBufferView', data);
-    }
+    const binary = sendsBinary(data, isBinary, invalidPublishData);
+    if (binary && typeof data === 'string') data = Buffer.from(data);
     if (count > 0) binding.publish(this.#id, topic, data, binary, skip?.nativeHandle);
     if (adapter) this.#toAdapter(adapter, 'publish', topic, bytesOf(data), binary);
     return Math.max(0, count);
