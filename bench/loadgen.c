@@ -358,15 +358,20 @@ static uint64_t percentile(double p) {
 }
 
 // ---- output ----
+// After a failed send on c: 1 when the socket is full (EAGAIN), EPOLLOUT then armed so that
+// the write goes on when there is room.
+static int socket_full(conn_t *c) {
+  if (errno != EAGAIN && errno != EWOULDBLOCK) return 0;
+  set_events(c, EPOLLIN | EPOLLOUT);
+  return 1;
+}
+
 // Writes the pending pong, if any; returns 0 when the socket is full (EPOLLOUT is then armed).
 static int write_pong(conn_t *c) {
   while (c->pong_off < c->pong_len) {
     ssize_t w = io_send(c, c->pong + c->pong_off, (size_t)(c->pong_len - c->pong_off));
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_events(c, EPOLLIN | EPOLLOUT);
-        return 0;
-      }
+      if (socket_full(c)) return 0;
       if (errno == EINTR) continue;
       die("send pong on connection %d: %s", cid(c), strerror(errno));
     }
@@ -386,10 +391,7 @@ static void flush(conn_t *c) {
     if (n > c->out_pending) n = c->out_pending;
     ssize_t w = io_send(c, pattern + pos, n);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_events(c, EPOLLIN | EPOLLOUT);
-        return;
-      }
+      if (socket_full(c)) return;
       if (errno == EINTR) continue;
       die("send on connection %d: %s", cid(c), strerror(errno));
     }
@@ -426,10 +428,7 @@ static void flush_pub(conn_t *c) {
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_events(c, EPOLLIN | EPOLLOUT);
-        return;
-      }
+      if (socket_full(c)) return;
       if (errno == EINTR) continue;
       die("send on the publisher: %s", strerror(errno));
     }
@@ -456,10 +455,7 @@ static void flush_flood(conn_t *c) {
     }
     ssize_t w = send(c->fd, fl_buf + fl_off, fl_len - fl_off, MSG_NOSIGNAL);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_events(c, EPOLLIN | EPOLLOUT);
-        return;
-      }
+      if (socket_full(c)) return;
       if (errno == EINTR) continue;
       die("send on the flood connection: %s", strerror(errno));
     }
