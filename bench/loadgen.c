@@ -937,6 +937,17 @@ static void window_close(window_t *w) {
   fflush(stdout);
 }
 
+// The run's phases at time `now`: the window opens when the warm-up is over; at its end it closes
+// and sending stops (what is in flight may still drain).
+static void window_step(window_t *w, uint64_t now) {
+  if (!measuring && !finished_sending && now >= t_warm_end) window_open(w);
+  if (measuring && now >= t_meas_end) {
+    window_close(w);
+    sending = 0;
+    finished_sending = 1;
+  }
+}
+
 static void print_result(const window_t *w, uint64_t unanswered, const char *extra) {
   double secs = (double)(w->t1 - w->t0) / 1e9;
   long clk = sysconf(_SC_CLK_TCK);
@@ -992,12 +1003,7 @@ static void run_echo(void) {
   int ndirty = 0;
   for (;;) {
     uint64_t now = now_ns();
-    if (!measuring && !finished_sending && now >= t_warm_end) window_open(&w);
-    if (measuring && now >= t_meas_end) {
-      window_close(&w);
-      sending = 0;
-      finished_sending = 1;
-    }
+    window_step(&w, now);
     if (finished_sending && (total_inflight == 0 || now >= t_drain_end)) break;
     uint64_t timeout = 100000000ull;
     if (!finished_sending) {
@@ -1074,12 +1080,7 @@ static void run_fanout(void) {
   pub_fill(t_start);
   for (;;) {
     uint64_t now = now_ns();
-    if (!measuring && !finished_sending && now >= t_warm_end) window_open(&w);
-    if (measuring && now >= t_meas_end) {
-      window_close(&w);
-      sending = 0;
-      finished_sending = 1;
-    }
+    window_step(&w, now);
     if (finished_sending && (pub_done == pub_next || now >= t_drain_end)) break;
     uint64_t timeout = 100000000ull;
     if (!finished_sending) {
