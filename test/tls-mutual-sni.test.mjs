@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { issueCert, makeCa, makeCert } from './support/certs.mjs';
+import { issueCert, issueSniCerts, makeCa, makeCert } from './support/certs.mjs';
 import {
   attachEcho,
   connectFor,
@@ -40,13 +40,8 @@ const alice = issueCert(dir, 'alice', ca, { cn: 'client-alice', usage: 'clientAu
 const bob = issueCert(dir, 'bob', ca, { cn: 'client-bob', usage: 'clientAuth', pass: 'bobpass' });
 const mallory = issueCert(dir, 'mallory', otherCa, { cn: 'client-mallory', usage: 'clientAuth' });
 const selfSigned = makeCert(dir, 'self', { cn: 'self-signed-client', san: 'DNS:client' });
-const certA = issueCert(dir, 'a', ca, { cn: 'a.example', san: 'DNS:a.example' });
-const certB = issueCert(dir, 'b', ca, { cn: 'b.example', san: 'DNS:b.example' });
+const { certA, certB, certDefault } = issueSniCerts(dir, ca);
 const certWild = issueCert(dir, 'wild', ca, { cn: 'wild.example', san: 'DNS:*.wild.example' });
-const certDefault = issueCert(dir, 'default', ca, {
-  cn: 'default.example',
-  san: 'DNS:default.example',
-});
 
 const cleanups = cleanupsAfterEach(test);
 const listen = listenFor(cleanups, { host: HOST, port: 0 });

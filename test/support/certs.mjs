@@ -126,3 +126,14 @@ export function issueCert(dir, name, ca, { cn = name, san, usage = 'serverAuth',
   );
   return issue(dir, name, { cn, keyArgs: EC_KEY, pass, ca, extfile, section: 'leaf' });
 }
+
+/**
+ * The certificates of the SNI tests, issued by `ca` (from makeCa) in `dir`: a.example, b.example
+ * and default.example (the default one), each for its own DNS name. Returns
+ * `{ certA, certB, certDefault }`, each `{ cert, key }` paths.
+ */
+export function issueSniCerts(dir, ca) {
+  const issue = (name) =>
+    issueCert(dir, name, ca, { cn: `${name}.example`, san: `DNS:${name}.example` });
+  return { certA: issue('a'), certB: issue('b'), certDefault: issue('default') };
+}
