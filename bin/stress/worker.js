@@ -29,7 +29,7 @@ const {
   encodeFrame,
 } = require('./frames');
 const { mulberry32 } = require('./random');
-const { tcpSockets } = require('./proc-net-tcp');
+const { ephemeralPortRange, tcpSockets } = require('./proc-net-tcp');
 const { bump } = require('./stats');
 
 const TICK_MS = 4;
@@ -95,20 +95,6 @@ function classifyBusyPort(port, listenerPorts) {
   return { holder: 'TIME_WAIT of its own accepted connections', explained: false };
 }
 
-function ephemeralRange() {
-  try {
-    const [a, b] = fs
-      .readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number);
-    if (a > 0 && b >= a) return [a, b];
-  } catch {
-    /* not Linux */
-  }
-  return [32768, 60999];
-}
-
 // ---------------------------------------------------------------------------
 
 function codeOf(err) {
@@ -126,7 +112,7 @@ async function runWorker(ctx, durationMs = ctx.o.duration * 1000) {
   const started = performance.now();
   const deadline = started + durationMs;
   ctx.random = mulberry32(o.seed);
-  ctx.ephemeral = ephemeralRange();
+  ctx.ephemeral = ephemeralPortRange();
   ctx.samePort = null;
   ctx.portsSeen = new Set();
   ctx.bindFailuresInARow = 0;

@@ -7,7 +7,6 @@
 // a ws receiver, the RSS limit, SIGINT). Also the frame codec's corruption checks.
 
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -19,6 +18,7 @@ import { withTimeout } from '../support/wait.mjs';
 const CLI = path.join(ROOT, 'bin', 'node-lws-stress.js');
 const require = createRequire(import.meta.url);
 const frames = require('../../bin/stress/frames.js');
+const procNetTcp = require('../../bin/stress/proc-net-tcp.js');
 
 const children = new Set();
 
@@ -236,11 +236,7 @@ test('--port-range inside the ephemeral range: explicit random ports', async () 
   // A port another socket really held is not a failure; nothing else may fail.
   const failed = Object.values(s.bind.failures).reduce((a, b) => a + b, 0);
   assert.is(failed, s.bind.failuresExplained, JSON.stringify(s.bind));
-  let eph = [32768, 60999];
-  try {
-    eph = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
-    eph = eph.map(Number);
-  } catch {}
+  const eph = procNetTcp.ephemeralPortRange();
   if (eph[0] <= 32768 && eph[1] >= 60999) assert.is(s.bind.portsInEphemeralRange, s.bind.portsUsed);
 });
 
