@@ -14,6 +14,7 @@ const {
   HEADER_BYTES,
   createPayloads,
 } = require('./frames');
+const { followStderr } = require('./child');
 const { exitWatchdog } = require('./exit-watchdog');
 const { runFlood } = require('./flood');
 const { checkIdleLimit, runIdle } = require('./idle');
@@ -488,15 +489,7 @@ async function runParent(o, clientName) {
     child.stdout.on('data', (d) => {
       w.stdout += d;
     });
-    child.stderr.setEncoding('utf8');
-    let partial = '';
-    child.stderr.on('data', (d) => {
-      w.stderrTail = (w.stderrTail + d).slice(-2000);
-      partial += d;
-      const lines = partial.split('\n');
-      partial = lines.pop();
-      for (const line of lines) progress.note(`[worker ${i}] ${line}`);
-    });
+    followStderr(child, w, (line) => progress.note(`[worker ${i}] ${line}`));
     child.on('message', (m) => {
       if (m?.type === 'progress') snaps[i] = m.snap;
       else if (m?.type === 'port') {
