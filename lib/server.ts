@@ -43,6 +43,7 @@ import {
 import {
   connOptions,
   type HeartbeatOptions,
+  hasMethods,
   optBackpressure,
   optBool,
   optFunction,
@@ -1236,13 +1237,7 @@ export function createServer(options?: CreateServerOptions): Server {
  * 404). server.close() detaches it from `httpServer`.
  */
 export function attach(httpServer: HttpServer, options?: AttachOptions): Server {
-  const h = httpServer as Partial<HttpServer> | null;
-  if (
-    h === null ||
-    typeof h !== 'object' ||
-    typeof h.on !== 'function' ||
-    typeof h.listeners !== 'function'
-  ) {
+  if (!hasMethods(httpServer, ['on', 'listeners'])) {
     throw invalidArgType('httpServer', 'an http.Server or https.Server', httpServer);
   }
   const server = createServer(options);
