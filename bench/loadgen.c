@@ -358,15 +358,20 @@ static uint64_t percentile(double p) {
 }
 
 // ---- output ----
+// After a failed send on c: 1 when the socket is full (EAGAIN), EPOLLOUT then armed so that
+// the write goes on when there is room.
+static int socket_full(conn_t *c) {
+  if (errno != EAGAIN && errno != EWOULDBLOCK) return 0;
+  set_events(c, EPOLLIN | EPOLLOUT);
+  return 1;
+}
+
 // Writes the pending pong, if any; returns 0 when the socket is full (EPOLLOUT is then armed).
 static int write_pong(conn_t *c) {
   while (c->pong_off < c->pong_len) {
     ssize_t w = io_send(c, c->pong + c->pong_off, (size_t)(c->pong_len - c->pong_off));
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_events(c, EPOLLIN | EPOLLOUT);
-        return 0;
-      }
+      if (socket_full(c)) return 0;
       if (errno == EINTR) continue;
       die("send pong on connection %d: %s", cid(c), strerror(errno));
     }
@@ -386,10 +391,7 @@ static void flush(conn_t *c) {
     if (n > c->out_pending) n = c->out_pending;
     ssize_t w = io_send(c, pattern + pos, n);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_events(c, EPOLLIN | EPOLLOUT);
-        return;
-      }
+      if (socket_full(c)) return;
       if (errno == EINTR) continue;
       die("send on connection %d: %s", cid(c), strerror(errno));
     }
@@ -426,10 +428,7 @@ static void flush_pub(conn_t *c) {
     struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_events(c, EPOLLIN | EPOLLOUT);
-        return;
-      }
+      if (socket_full(c)) return;
       if (errno == EINTR) continue;
       die("send on the publisher: %s", strerror(errno));
     }
@@ -456,10 +455,7 @@ static void flush_flood(conn_t *c) {
     }
     ssize_t w = send(c->fd, fl_buf + fl_off, fl_len - fl_off, MSG_NOSIGNAL);
     if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_events(c, EPOLLIN | EPOLLOUT);
-        return;
-      }
+      if (socket_full(c)) return;
       if (errno == EINTR) continue;
       die("send on the flood connection: %s", strerror(errno));
     }
@@ -941,6 +937,17 @@ static void window_close(window_t *w) {
   fflush(stdout);
 }
 
+// The run's phases at time `now`: the window opens when the warm-up is over; at its end it closes
+// and sending stops (what is in flight may still drain).
+static void window_step(window_t *w, uint64_t now) {
+  if (!measuring && !finished_sending && now >= t_warm_end) window_open(w);
+  if (measuring && now >= t_meas_end) {
+    window_close(w);
+    sending = 0;
+    finished_sending = 1;
+  }
+}
+
 static void print_result(const window_t *w, uint64_t unanswered, const char *extra) {
   double secs = (double)(w->t1 - w->t0) / 1e9;
   long clk = sysconf(_SC_CLK_TCK);
@@ -996,12 +1003,7 @@ static void run_echo(void) {
   int ndirty = 0;
   for (;;) {
     uint64_t now = now_ns();
-    if (!measuring && !finished_sending && now >= t_warm_end) window_open(&w);
-    if (measuring && now >= t_meas_end) {
-      window_close(&w);
-      sending = 0;
-      finished_sending = 1;
-    }
+    window_step(&w, now);
     if (finished_sending && (total_inflight == 0 || now >= t_drain_end)) break;
     uint64_t timeout = 100000000ull;
     if (!finished_sending) {
@@ -1078,12 +1080,7 @@ static void run_fanout(void) {
   pub_fill(t_start);
   for (;;) {
     uint64_t now = now_ns();
-    if (!measuring && !finished_sending && now >= t_warm_end) window_open(&w);
-    if (measuring && now >= t_meas_end) {
-      window_close(&w);
-      sending = 0;
-      finished_sending = 1;
-    }
+    window_step(&w, now);
     if (finished_sending && (pub_done == pub_next || now >= t_drain_end)) break;
     uint64_t timeout = 100000000ull;
     if (!finished_sending) {

@@ -19,6 +19,8 @@
 // a binary flag, so an engine never has to encode strings or frames. Failures are events and
 // counters, not exceptions: the server's own publishing never depends on the broker.
 
+import { hasMethods } from './options';
+
 /** What a server gives its adapter: the way back in for messages published on other servers. */
 export interface AdapterSink {
   /**
@@ -97,7 +99,5 @@ const METHODS = ['attach', 'subscribe', 'unsubscribe', 'publish', 'close', 'on',
 
 /** True when `v` has the shape of an Adapter (the `adapter` option of listen()). */
 export function isAdapter(v: unknown): v is Adapter {
-  if (v === null || typeof v !== 'object') return false;
-  const o = v as Record<string, unknown>;
-  return METHODS.every((m) => typeof o[m] === 'function') && typeof o.listenerCount === 'function';
+  return hasMethods(v, [...METHODS, 'listenerCount']);
 }

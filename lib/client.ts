@@ -25,7 +25,7 @@ import {
   type PerMessageDeflateOptions,
   readPem,
 } from './options';
-import { chooseProxy, connectRequest, type ProxyTarget } from './proxy';
+import { basicCredentials, chooseProxy, connectRequest, type ProxyTarget } from './proxy';
 import { runtime } from './runtime';
 import {
   type BackpressureOptions,
@@ -200,21 +200,13 @@ export function parseTarget(url: string | URL): Target {
   }
   const secure = u.protocol === 'wss:' || u.protocol === 'wss+unix:';
   if (u.hash) throw invalidUrl(url, 'a WebSocket URL has no fragment');
-  let authorization = '';
-  if (u.username || u.password) {
-    // As ws does: user:password in the URL becomes Basic authorization.
-    let user: string;
-    let pass: string;
-    try {
-      user = decodeURIComponent(u.username);
-      pass = decodeURIComponent(u.password);
-    } catch {
-      throw invalidUrl(url, 'malformed percent-encoding in the credentials');
-    }
-    authorization = `Authorization: Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}\r\n`;
-    u.username = '';
-    u.password = '';
-  }
+  // As ws does: user:password in the URL becomes Basic authorization.
+  const basic = basicCredentials(u, () =>
+    invalidUrl(url, 'malformed percent-encoding in the credentials'),
+  );
+  const authorization = basic ? `Authorization: Basic ${basic}\r\n` : '';
+  u.username = '';
+  u.password = '';
   if (unix) {
     // ws's syntax: ws+unix:///path/to.sock:/request/path
     if (u.host) throw invalidUrl(url, 'a ws+unix: URL has no host (ws+unix:///path/to.sock:/path)');

@@ -12,16 +12,6 @@ import {
   type WebSocketData,
 } from './transport';
 
-export {
-  type BackpressurePolicy,
-  isValidCloseCode,
-  type Message,
-  type ReadyState,
-  type Transport,
-  type TransportEvents,
-  type WebSocketData,
-} from './transport';
-
 /** What a TLS server with `requestCert` knows of its client's certificate. */
 export interface PeerTls {
   /** The certificate the client presented (Node's X509Certificate: subject, issuer, ...). */

@@ -17,6 +17,7 @@ import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { codedError } from './errors';
 import { binding, type ConnHandle, type NativeConnectError, WireCtl } from './native';
+import { hasMethods } from './options';
 import { type HandoverSink, runtime } from './runtime';
 
 /** Set on a socket once it was handed over: a second handleUpgrade() of it is an error. */
@@ -86,20 +87,13 @@ export function checkHandover(req: unknown, socket: unknown, head: unknown): voi
   ) {
     throw argType('req', 'an http.IncomingMessage', req);
   }
-  const s = socket as Duplex | null;
-  if (
-    s === null ||
-    typeof s !== 'object' ||
-    typeof s.write !== 'function' ||
-    typeof s.on !== 'function' ||
-    typeof s.destroy !== 'function'
-  ) {
+  if (!hasMethods(socket, ['write', 'on', 'destroy'])) {
     throw argType('socket', 'a stream.Duplex (the socket of the request)', socket);
   }
   if (head !== undefined && !(head instanceof Uint8Array)) {
     throw argType('head', 'a Buffer', head);
   }
-  if ((s as unknown as Record<symbol, unknown>)[kHandedOver]) {
+  if ((socket as Record<symbol, unknown>)[kHandedOver]) {
     throw codedError(
       'ERR_SOCKET_HANDED_OVER',
       'handleUpgrade() was called twice with the same socket: it belongs to node-lws already',

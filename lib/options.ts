@@ -2,6 +2,13 @@
 import { readFileSync } from 'node:fs';
 import { invalidArgType, invalidArgValue, outOfRange } from './errors';
 
+/** True when `v` is an object with a function under each of `names` (an argument's duck type). */
+export function hasMethods(v: unknown, names: readonly string[]): boolean {
+  if (v === null || typeof v !== 'object') return false;
+  const o = v as Record<string, unknown>;
+  return names.every((name) => typeof o[name] === 'function');
+}
+
 export function optInt(
   obj: Record<string, unknown>,
   name: string,

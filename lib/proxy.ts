@@ -25,6 +25,23 @@ function invalidProxy(value: string, why: string): Error {
   return err;
 }
 
+/**
+ * The user:password of `u` (percent-decoded) as HTTP Basic credentials (base64), or '' when the
+ * URL has none; throws `malformed()` when they do not decode.
+ */
+export function basicCredentials(u: URL, malformed: () => Error): string {
+  if (!u.username && !u.password) return '';
+  let user: string;
+  let pass: string;
+  try {
+    user = decodeURIComponent(u.username);
+    pass = decodeURIComponent(u.password);
+  } catch {
+    throw malformed();
+  }
+  return Buffer.from(`${user}:${pass}`).toString('base64');
+}
+
 /** An http:// proxy URL (a bare `host:port` means http://, as in curl). */
 export function parseProxyUrl(value: string): ProxyTarget {
   const text = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
@@ -45,18 +62,10 @@ export function parseProxyUrl(value: string): ProxyTarget {
     throw invalidProxy(value, 'a proxy URL has no path, query or fragment');
   }
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
-  let authorization = '';
-  if (u.username || u.password) {
-    let user: string;
-    let pass: string;
-    try {
-      user = decodeURIComponent(u.username);
-      pass = decodeURIComponent(u.password);
-    } catch {
-      throw invalidProxy(value, 'malformed percent-encoding in the credentials');
-    }
-    authorization = `Proxy-Authorization: Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}\r\n`;
-  }
+  const basic = basicCredentials(u, () =>
+    invalidProxy(value, 'malformed percent-encoding in the credentials'),
+  );
+  const authorization = basic ? `Proxy-Authorization: Basic ${basic}\r\n` : '';
   return {
     display: `http://${u.host}`,
     host,

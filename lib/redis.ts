@@ -33,7 +33,7 @@ import { EventEmitter } from 'node:events';
 import type { RedisClientType } from 'redis';
 import type { Adapter, AdapterError, AdapterSink, AdapterStats } from './adapter';
 import { codedError, invalidArgType, invalidArgValue } from './errors';
-import { optInt, optObject, optString } from './options';
+import { hasMethods, optInt, optObject, optString } from './options';
 
 type RedisModule = typeof import('redis');
 
@@ -314,13 +314,7 @@ export class RedisAdapter extends EventEmitter<RedisAdapterEvents> implements Ad
     });
     if (given !== undefined) {
       if (url !== undefined) throw invalidArgValue('url', 'cannot be combined with client', url);
-      if (
-        given === null ||
-        typeof given !== 'object' ||
-        typeof given.duplicate !== 'function' ||
-        typeof given.publish !== 'function' ||
-        typeof given.getPubSubListeners !== 'function'
-      )
+      if (!hasMethods(given, ['duplicate', 'publish', 'getPubSubListeners']))
         throw invalidArgType('client', 'a node-redis v4 client (createClient() of redis)', given);
       if (given.options?.legacyMode)
         throw invalidArgValue('client', 'must not be in legacyMode', 'a legacyMode client');

@@ -43,6 +43,7 @@ import {
 import {
   connOptions,
   type HeartbeatOptions,
+  hasMethods,
   optBackpressure,
   optBool,
   optFunction,
@@ -58,7 +59,12 @@ import {
   responseHeaderLines,
 } from './options';
 import { type ConnectionSink, type Logger, runtime, type ServerSink } from './runtime';
-import type { BackpressureOptions, BackpressurePolicy, WebSocketData } from './transport';
+import {
+  type BackpressureOptions,
+  type BackpressurePolicy,
+  sendsBinary,
+  type WebSocketData,
+} from './transport';
 
 export interface BindRetryInfo {
   /** The attempt that failed (1-based). */
@@ -582,6 +588,10 @@ type State = 'binding' | 'listening' | 'closing' | 'closed';
 /** Adapters a server uses (from listen() until its close() closed the adapter). */
 const adaptersInUse = new WeakSet<Adapter>();
 
+/** publish()'s error for data that is neither a string nor bytes. */
+const invalidPublishData = (data: unknown): Error =>
+  invalidArgType('data', 'a string, Buffer, ArrayBuffer or ArrayBufferView', data);
+
 /** A publish's payload as bytes for an adapter (no copy unless it is a string). */
 function bytesOf(data: string | ArrayBuffer | ArrayBufferView): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
@@ -769,15 +779,8 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
     const adapter = this.#attached;
     // Nobody to send it to: nothing crosses to native code.
     if ((count <= 0 && !adapter) || this.#state !== 'listening') return 0;
-    let binary: boolean;
-    if (typeof data === 'string') {
-      binary = isBinary === true;
-      if (binary) data = Buffer.from(data);
-    } else if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) {
-      binary = isBinary !== false;
-    } else {
-      throw invalidArgType('data', 'a string, Buffer, ArrayBuffer or ArrayBufferView', data);
-    }
+    const binary = sendsBinary(data, isBinary, invalidPublishData);
+    if (binary && typeof data === 'string') data = Buffer.from(data);
     if (count > 0) binding.publish(this.#id, topic, data, binary, skip?.nativeHandle);
     if (adapter) this.#toAdapter(adapter, 'publish', topic, bytesOf(data), binary);
     return Math.max(0, count);
@@ -1234,13 +1237,7 @@ export function createServer(options?: CreateServerOptions): Server {
  * 404). server.close() detaches it from `httpServer`.
  */
 export function attach(httpServer: HttpServer, options?: AttachOptions): Server {
-  const h = httpServer as Partial<HttpServer> | null;
-  if (
-    h === null ||
-    typeof h !== 'object' ||
-    typeof h.on !== 'function' ||
-    typeof h.listeners !== 'function'
-  ) {
+  if (!hasMethods(httpServer, ['on', 'listeners'])) {
     throw invalidArgType('httpServer', 'an http.Server or https.Server', httpServer);
   }
   const server = createServer(options);

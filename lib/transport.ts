@@ -62,8 +62,38 @@ export interface TransportStats {
   dropped: number;
 }
 
+/**
+ * Whether `data` goes out as a binary message: a string as text unless `isBinary` is true (the
+ * caller then sends its UTF-8 bytes), bytes as binary unless `isBinary` is false. Anything else
+ * throws `invalid(data)`. (send() and publish() take the same data.)
+ */
+export function sendsBinary(
+  data: unknown,
+  isBinary: boolean | undefined,
+  invalid: (data: unknown) => Error,
+): boolean {
+  if (typeof data === 'string') return isBinary === true;
+  if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) return isBinary !== false;
+  throw invalid(data);
+}
+
+function invalidSendData(): Error {
+  const err = new TypeError(
+    'The "data" argument must be a string, Buffer, ArrayBuffer or ArrayBufferView',
+  ) as TypeError & { code: string };
+  err.code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+/** on / once / off typed by an event map (`{ name: [arguments] }`). */
+export interface TypedEvents<Events extends Record<keyof Events, unknown[]>> {
+  on<K extends keyof Events>(event: K, listener: (...args: Events[K]) => void): this;
+  once<K extends keyof Events>(event: K, listener: (...args: Events[K]) => void): this;
+  off<K extends keyof Events>(event: K, listener: (...args: Events[K]) => void): this;
+}
+
 /** What a media pipeline needs from either end of a WebSocket. */
-export interface Transport {
+export interface Transport extends TypedEvents<TransportEvents> {
   send(data: WebSocketData, isBinary?: boolean): boolean;
   close(code?: number, reason?: string): void;
   terminate(): void;
@@ -81,18 +111,6 @@ export interface Transport {
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly protocol: string;
-  on<K extends keyof TransportEvents>(
-    event: K,
-    listener: (...args: TransportEvents[K]) => void,
-  ): this;
-  once<K extends keyof TransportEvents>(
-    event: K,
-    listener: (...args: TransportEvents[K]) => void,
-  ): this;
-  off<K extends keyof TransportEvents>(
-    event: K,
-    listener: (...args: TransportEvents[K]) => void,
-  ): this;
   [Symbol.asyncIterator](): AsyncIterator<Message>;
 }
 
@@ -217,19 +235,8 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   }
 
   protected sendNow(data: WebSocketData, isBinary?: boolean): boolean {
-    let binary: boolean;
-    if (typeof data === 'string') {
-      binary = isBinary === true;
-      if (binary) data = Buffer.from(data);
-    } else if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) {
-      binary = isBinary !== false;
-    } else {
-      const err = new TypeError(
-        'The "data" argument must be a string, Buffer, ArrayBuffer or ArrayBufferView',
-      ) as TypeError & { code: string };
-      err.code = 'ERR_INVALID_ARG_TYPE';
-      throw err;
-    }
+    const binary = sendsBinary(data, isBinary, invalidSendData);
+    if (binary && typeof data === 'string') data = Buffer.from(data);
     const bp = this.#bp;
     const buffered = binding.send(this.#handle as ConnHandle, data, binary, bp.maxBackpressure);
     if (buffered < 0) {

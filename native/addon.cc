@@ -603,13 +603,9 @@ class Addon : public Napi::Addon<Addon> {
 
   // wireAck(handle, bytes): the stream took `bytes` more of what kEvWireOut handed over.
   Napi::Value WireAck(const Napi::CallbackInfo& info) {
-    Command c{};
-    Context* ctx;
-    if (BeginConnCommand(info, "wireAck", Command::kWireAck, &c, &ctx)) {
+    return ConnCommand(info, "wireAck", Command::kWireAck, [&](Command& c) {
       c.len = static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue());
-      ctx->Push(std::move(c));
-    }
-    return info.Env().Undefined();
+    });
   }
 
   // close(handle, code, reason): code 0 sends a close frame with no payload.
@@ -637,46 +633,40 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  // The common head of a call on one connection: its handle, the running
-  // context, and a Command holding a reference to the connection. False when
-  // there is nothing to do (a TypeError is pending for a bad handle).
-  bool BeginConnCommand(const Napi::CallbackInfo& info, const char* what, Command::Type type,
-                        Command* c, Context** ctx) {
+  // A call on one connection (its handle: info[0]): a Command of `type` holding a reference to
+  // the connection, completed by `fill`, goes to the service thread. Nothing happens when the
+  // context is not running or the connection is gone; a bad handle throws a TypeError.
+  template <typename Fill>
+  Napi::Value ConnCommand(const Napi::CallbackInfo& info, const char* what, Command::Type type,
+                          Fill fill) {
     ConnShared* cs = HandleArg(info[0]);
-    if (!cs) {
-      ThrowTypeError(info.Env(), std::string(what) + ": connection handle expected");
-      return false;
-    }
-    *ctx = Ctx(info.Env());
-    if (!*ctx || cs->gone.load()) return false;
+    if (!cs) return ThrowTypeError(info.Env(), std::string(what) + ": connection handle expected");
+    Context* ctx = Ctx(info.Env());
+    if (!ctx || cs->gone.load()) return info.Env().Undefined();
     cs->Ref();
-    c->type = type;
-    c->conn = cs;
-    return true;
+    Command c{};
+    c.type = type;
+    c.conn = cs;
+    fill(c);
+    ctx->Push(std::move(c));
+    return info.Env().Undefined();
   }
 
   Napi::Value Terminate(const Napi::CallbackInfo& info) {
-    Command c{};
-    Context* ctx;
-    if (BeginConnCommand(info, "terminate", Command::kTerminate, &c, &ctx)) ctx->Push(std::move(c));
-    return info.Env().Undefined();
+    return ConnCommand(info, "terminate", Command::kTerminate, [](Command&) {});
   }
 
   // accept(handle, protocol, headerLines): completes an upgrade held for
   // verify(); protocol null: the server's own choice from its `protocols`.
   // headerLines ("Name: value\r\n"...) go into the 101 response.
   Napi::Value Accept(const Napi::CallbackInfo& info) {
-    Command c{};
-    Context* ctx;
-    if (BeginConnCommand(info, "accept", Command::kAccept, &c, &ctx)) {
+    return ConnCommand(info, "accept", Command::kAccept, [&](Command& c) {
       if (info[1].IsString())
         c.text = info[1].As<Napi::String>().Utf8Value();
       else
         c.code = 1;  // choose
       if (info.Length() > 2 && info[2].IsString()) c.text2 = info[2].As<Napi::String>().Utf8Value();
-      ctx->Push(std::move(c));
-    }
-    return info.Env().Undefined();
+    });
   }
 
   // eventTypes() -> { Listening: 1, ... }: the numbers of batch.h, for a test.
@@ -689,37 +679,24 @@ class Addon : public Napi::Addon<Addon> {
 
   // reject(handle, status, headerLines, body): answers an upgrade with an HTTP status.
   Napi::Value Reject(const Napi::CallbackInfo& info) {
-    Command c{};
-    Context* ctx;
-    if (BeginConnCommand(info, "reject", Command::kReject, &c, &ctx)) {
+    return ConnCommand(info, "reject", Command::kReject, [&](Command& c) {
       c.code = static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value());
       c.text = info[2].As<Napi::String>().Utf8Value();
       c.text2 = info[3].As<Napi::String>().Utf8Value();
-      ctx->Push(std::move(c));
-    }
-    return info.Env().Undefined();
+    });
   }
 
   // subscribe(handle, topic, maxBackpressure) / unsubscribe(handle, topic)
   Napi::Value Subscribe(const Napi::CallbackInfo& info) {
-    Command c{};
-    Context* ctx;
-    if (BeginConnCommand(info, "subscribe", Command::kSubscribe, &c, &ctx)) {
+    return ConnCommand(info, "subscribe", Command::kSubscribe, [&](Command& c) {
       c.text = info[1].As<Napi::String>().Utf8Value();
       c.len = static_cast<size_t>(info[2].As<Napi::Number>().Int64Value());
-      ctx->Push(std::move(c));
-    }
-    return info.Env().Undefined();
+    });
   }
 
   Napi::Value Unsubscribe(const Napi::CallbackInfo& info) {
-    Command c{};
-    Context* ctx;
-    if (BeginConnCommand(info, "unsubscribe", Command::kUnsubscribe, &c, &ctx)) {
-      c.text = info[1].As<Napi::String>().Utf8Value();
-      ctx->Push(std::move(c));
-    }
-    return info.Env().Undefined();
+    return ConnCommand(info, "unsubscribe", Command::kUnsubscribe,
+                       [&](Command& c) { c.text = info[1].As<Napi::String>().Utf8Value(); });
   }
 
   // publish(serverId, topic, data, isBinary, skipHandle?): the frame is built
@@ -781,23 +758,11 @@ class Addon : public Napi::Addon<Addon> {
 
   // pause(handle) / resume(handle): stop or restart reading the socket.
   Napi::Value Pause(const Napi::CallbackInfo& info) {
-    Command c{};
-    Context* ctx;
-    if (BeginConnCommand(info, "pause", Command::kPauseRx, &c, &ctx)) {
-      c.code = kRxUser;
-      ctx->Push(std::move(c));
-    }
-    return info.Env().Undefined();
+    return ConnCommand(info, "pause", Command::kPauseRx, [](Command& c) { c.code = kRxUser; });
   }
 
   Napi::Value Resume(const Napi::CallbackInfo& info) {
-    Command c{};
-    Context* ctx;
-    if (BeginConnCommand(info, "resume", Command::kResumeRx, &c, &ctx)) {
-      c.code = kRxUser;
-      ctx->Push(std::move(c));
-    }
-    return info.Env().Undefined();
+    return ConnCommand(info, "resume", Command::kResumeRx, [](Command& c) { c.code = kRxUser; });
   }
 
   // release(handle, bytes): JavaScript consumed messages it had kept (marked

@@ -126,15 +126,8 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
     delete c;
     return;
   }
-  lws_adopt_desc_t d;
-  memset(&d, 0, sizeof d);
-  d.vh = ctx->vhost();
-  d.type = LWS_ADOPT_SOCKET;
-  d.fd.sockfd = c->fd_;
-  d.vh_prot_name = Context::kProtocolName;
-  d.opaque = c;
   c->adopting = true;
-  lws* wsi = lws_adopt_descriptor_vhost_via_info(&d);
+  lws* wsi = ctx->Adopt(nullptr, LWS_ADOPT_SOCKET, c->fd_, c);
   c->adopting = false;
   if (!wsi || c->closed_in_adopt) {
     // lws closed the socket.

@@ -680,6 +680,20 @@ SSL_CTX* Context::ClientTlsContext(const std::string& ca, std::string* error) {
   return ctx;
 }
 
+lws* Context::Adopt(lws_vhost* vh, int type, int fd, void* opaque) {
+  lws_adopt_desc_t d;
+  memset(&d, 0, sizeof d);
+  d.vh = vh ? vh : vhost_;
+  d.type = static_cast<lws_adoption_type>(type);
+  if (type & LWS_ADOPT_SOCKET)
+    d.fd.sockfd = fd;
+  else
+    d.fd.filefd = fd;
+  d.vh_prot_name = kProtocolName;
+  d.opaque = opaque;
+  return lws_adopt_descriptor_vhost_via_info(&d);
+}
+
 lws_vhost* Context::ServerTlsVhost(const ServerConfig& cfg, std::string* error) {
   vhost_names_.push_back("node-lws-tls-" + std::to_string(++vhost_serial_));
   return CreateServerTlsVhost(lws_, protocols_, cfg, vhost_names_.back().c_str(), error);

@@ -150,6 +150,11 @@ class Context {
   SSL_CTX* ClientTlsContext(const std::string& ca, std::string* error);
   // A vhost serving TLS with this certificate; null (and *error set) when lws refuses it.
   lws_vhost* ServerTlsVhost(const ServerConfig& cfg, std::string* error);
+  // Hands `fd` to lws as `type` (LWS_ADOPT_SOCKET, with LWS_ADOPT_ALLOW_SSL on a TLS vhost, or
+  // LWS_ADOPT_RAW_FILE_DESC) on `vh` (the plain vhost when null), bound to node-lws's protocol
+  // with `opaque` as its user data. Null when lws refused it: lws closes a socket it failed to
+  // adopt, not a file descriptor.
+  lws* Adopt(lws_vhost* vh, int type, int fd, void* opaque);
   Batch& events() { return local_; }
   // Room for n more bytes in the batch arena (see Arena::Room). A full arena
   // is handed over first: arenas stay small, and growing one never copies

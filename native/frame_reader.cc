@@ -100,10 +100,7 @@ size_t FrameReader::Feed(const uint8_t* p, size_t n) {
         // goes.
         if (control) {
           uint8_t buf[125];
-          if (fh_.masked)
-            ApplyMask(buf, p, len, fh_.mask, 0);
-          else if (len)
-            memcpy(buf, p, len);
+          CopyPayload(buf, p, len, 0);
           p += len;
           n -= len;
           HandleControl(buf, len);
@@ -111,10 +108,7 @@ size_t FrameReader::Feed(const uint8_t* p, size_t n) {
         }
         uint8_t* room = sink_->MessageRoom(len);
         if (room) {
-          if (fh_.masked)
-            ApplyMask(room, p, len, fh_.mask, 0);
-          else if (len)
-            memcpy(room, p, len);
+          CopyPayload(room, p, len, 0);
           p += len;
           n -= len;
           in_message_ = false;
@@ -242,6 +236,13 @@ bool FrameReader::Reserve(size_t need, size_t hint) {
   return true;
 }
 
+void FrameReader::CopyPayload(uint8_t* dst, const uint8_t* p, size_t n, size_t phase) const {
+  if (fh_.masked)
+    ApplyMask(dst, p, n, fh_.mask, phase);
+  else if (n)
+    memcpy(dst, p, n);
+}
+
 void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
   if (fh_.opcode & 0x8) {
     if (!ctrl_) {
@@ -251,10 +252,7 @@ void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
         return;
       }
     }
-    if (fh_.masked)
-      ApplyMask(ctrl_ + ctrl_len_, p, n, fh_.mask, mask_phase_);
-    else
-      memcpy(ctrl_ + ctrl_len_, p, n);
+    CopyPayload(ctrl_ + ctrl_len_, p, n, mask_phase_);
     ctrl_len_ += n;
     mask_phase_ += n;
     return;
@@ -263,10 +261,7 @@ void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
     // Unmasked into zin_; Inflate() takes it from there within the budget.
     size_t at = zin_.size();
     zin_.resize(at + n);
-    if (fh_.masked)
-      ApplyMask(zin_.data() + at, p, n, fh_.mask, mask_phase_);
-    else
-      memcpy(zin_.data() + at, p, n);
+    CopyPayload(zin_.data() + at, p, n, mask_phase_);
     mask_phase_ += n;
     if (frame_remaining_ > n) Inflate();  // the frame's end inflates in Feed()
     return;
@@ -275,10 +270,7 @@ void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
   size_t hint = fh_.fin ? msg_len_ + static_cast<size_t>(frame_remaining_) : 0;
   if (!Reserve(msg_len_ + n, hint)) return;
   uint8_t* dst = msg_ + msg_len_;
-  if (fh_.masked)
-    ApplyMask(dst, p, n, fh_.mask, mask_phase_);
-  else
-    memcpy(dst, p, n);
+  CopyPayload(dst, p, n, mask_phase_);
   mask_phase_ += n;
   if (msg_opcode_ == kOpText && !utf8_.Feed(dst, n)) {
     Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");

@@ -87,6 +87,9 @@ class FrameReader {
   void EndFrame();
   void DeliverMessage();
   void HandleControl(const uint8_t* payload, size_t n);
+  // Copies n payload bytes of the current frame from p to dst, unmasked when the frame is masked
+  // (`phase`: how far into the payload they start).
+  void CopyPayload(uint8_t* dst, const uint8_t* p, size_t n, size_t phase) const;
   void Fail(uint16_t code, const char* why);
   bool Reserve(size_t need, size_t hint);
 

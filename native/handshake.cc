@@ -30,6 +30,22 @@ std::string JoinValues(const HttpHeaders& h, const char* name) {
   return out;
 }
 
+// Appends the bytes that arrived to `buf`, a header block being read, and returns the position
+// just past its blank line, or 0 while it is not complete. Of what `buf` held before, only its
+// last 3 bytes are scanned again.
+size_t AppendHeaderBytes(std::string* buf, const uint8_t* in, size_t len) {
+  size_t scan_from = buf->size() > 3 ? buf->size() - 3 : 0;
+  buf->append(reinterpret_cast<const char*>(in), len);
+  size_t end = FindHeaderEnd(buf->data() + scan_from, buf->size() - scan_from);
+  return end ? end + scan_from : 0;
+}
+
+// Is the header block in `buf` (complete at `end`, or not yet when `end` is 0) larger than
+// max_header_bytes, its blank line not counted?
+bool HeaderTooLarge(const std::string& buf, size_t end, size_t max_header_bytes) {
+  return (!end && buf.size() > max_header_bytes) || end > max_header_bytes + 4;
+}
+
 }  // namespace
 
 ServerHandshake::Result ServerHandshake::Reject(int status, const char* message,
@@ -43,10 +59,7 @@ ServerHandshake::Result ServerHandshake::Reject(int status, const char* message,
 ServerHandshake::Result ServerHandshake::Feed(const uint8_t* p, size_t n, const ServerConfig& cfg,
                                               size_t open_connections) {
   size_t max_header_bytes = cfg.conn.max_header_bytes;
-  size_t scan_from = head_.size() > 3 ? head_.size() - 3 : 0;
-  head_.append(reinterpret_cast<const char*>(p), n);
-  size_t end = FindHeaderEnd(head_.data() + scan_from, head_.size() - scan_from);
-  if (end) end += scan_from;
+  size_t end = AppendHeaderBytes(&head_, p, n);
   // Lines must end with CRLF (RFC 9112 2.2 lets a server reject a bare LF):
   // answer at once rather than wait for a blank line that never comes.
   size_t limit = end ? end : head_.size();
@@ -55,7 +68,7 @@ ServerHandshake::Result ServerHandshake::Feed(const uint8_t* p, size_t n, const 
       return Reject(400, "Malformed HTTP request: lines must end with CRLF");
   }
   scanned_ = limit;
-  if ((!end && head_.size() > max_header_bytes) || end > max_header_bytes + 4)
+  if (HeaderTooLarge(head_, end, max_header_bytes))
     return Reject(431, "Request headers are larger than maxHeaderBytes");
   if (!end) return Result::kMore;
 
@@ -141,11 +154,8 @@ ProxyHandshake::Result ProxyHandshake::Fail(const char* code, std::string messag
 
 ProxyHandshake::Result ProxyHandshake::Feed(const uint8_t* in, size_t len,
                                             size_t max_header_bytes) {
-  size_t scan_from = buf_.size() > 3 ? buf_.size() - 3 : 0;
-  buf_.append(reinterpret_cast<const char*>(in), len);
-  size_t end = FindHeaderEnd(buf_.data() + scan_from, buf_.size() - scan_from);
-  if (end) end += scan_from;
-  if ((!end && buf_.size() > max_header_bytes) || end > max_header_bytes + 4)
+  size_t end = AppendHeaderBytes(&buf_, in, len);
+  if (HeaderTooLarge(buf_, end, max_header_bytes))
     return Fail("ERR_PROXY_TUNNEL",
                 "The proxy's response to CONNECT is larger than maxHeaderBytes (" +
                     std::to_string(max_header_bytes) + " bytes)");
@@ -193,11 +203,8 @@ ClientHandshake::Result ClientHandshake::Fail(const char* code, std::string mess
 
 ClientHandshake::Result ClientHandshake::Feed(const uint8_t* in, size_t len,
                                               size_t max_header_bytes) {
-  size_t scan_from = buf_.size() > 3 ? buf_.size() - 3 : 0;
-  buf_.append(reinterpret_cast<const char*>(in), len);
-  size_t end = FindHeaderEnd(buf_.data() + scan_from, buf_.size() - scan_from);
-  if (end) end += scan_from;
-  if ((!end && buf_.size() > max_header_bytes) || end > max_header_bytes + 4)
+  size_t end = AppendHeaderBytes(&buf_, in, len);
+  if (HeaderTooLarge(buf_, end, max_header_bytes))
     return Fail("ERR_HANDSHAKE", "The server's response headers are too large");
   if (!end) return Result::kMore;
   HttpResponse res;

@@ -61,16 +61,9 @@ bool Listener::Start(std::string* error) {
     }
   }
   spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);  // -1 is survivable: see RefuseOne
-  lws_adopt_desc_t d;
-  memset(&d, 0, sizeof d);
-  d.vh = ctx_->vhost();
-  d.type = LWS_ADOPT_RAW_FILE_DESC;
-  d.fd.filefd = cfg_->fd;
-  d.vh_prot_name = Context::kProtocolName;
-  d.opaque = this;
   started_ = true;
   started_us = MonotonicUs();
-  wsi_ = lws_adopt_descriptor_vhost_via_info(&d);
+  wsi_ = ctx_->Adopt(nullptr, LWS_ADOPT_RAW_FILE_DESC, cfg_->fd, this);
   if (!wsi_) {
     // lws does not close a file descriptor it failed to adopt.
     close(cfg_->fd);
@@ -181,16 +174,9 @@ bool Listener::RefuseOne(int err) {
 Conn* Listener::AdoptSocket(int fd, std::string host, int port, bool tls, ConnShared* handed_over) {
   Conn* conn = new Conn(ctx_, this, fd, std::move(host), port, tls, handed_over);
   conns_++;
-  lws_adopt_desc_t d;
-  memset(&d, 0, sizeof d);
-  d.vh = tls ? vhost_ : ctx_->vhost();
-  d.type = static_cast<lws_adoption_type>(tls ? LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL
-                                              : LWS_ADOPT_SOCKET);
-  d.fd.sockfd = fd;
-  d.vh_prot_name = Context::kProtocolName;
-  d.opaque = conn;
   conn->adopting = true;
-  lws* wsi = lws_adopt_descriptor_vhost_via_info(&d);
+  int type = tls ? LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL : LWS_ADOPT_SOCKET;
+  lws* wsi = ctx_->Adopt(tls ? vhost_ : nullptr, type, fd, conn);
   conn->adopting = false;
   if (!wsi || conn->closed_in_adopt) {
     // lws closed the socket; the connection never reached JavaScript.

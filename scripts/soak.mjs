@@ -31,6 +31,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import procNetTcp from '../bin/stress/proc-net-tcp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -195,16 +196,10 @@ async function clientCycle(lws, server, i) {
 // the TIME_WAIT count is above 60% of the ephemeral range, and reports the time spent.
 // ---------------------------------------------------------------------------
 
-function ephemeralRange() {
-  try {
-    const [lo, hi] = fs
-      .readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number);
-    if (hi > lo) return hi - lo + 1;
-  } catch {}
-  return 28232;
+/** How many ports the kernel's ephemeral range holds. */
+function ephemeralPorts() {
+  const [first, last] = procNetTcp.ephemeralPortRange();
+  return last - first + 1;
 }
 
 export function timeWaitCount() {
@@ -216,8 +211,8 @@ export function timeWaitCount() {
   }
 }
 
-const TW_HIGH = Math.floor(ephemeralRange() * 0.6);
-const TW_LOW = Math.floor(ephemeralRange() * 0.45);
+const TW_HIGH = Math.floor(ephemeralPorts() * 0.6);
+const TW_LOW = Math.floor(ephemeralPorts() * 0.45);
 
 /** Returns the milliseconds spent waiting for TIME_WAIT sockets to expire. */
 async function throttleTimeWait() {

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
-import { connClosed, listenFor, nextConnection } from './support/lws.mjs';
+import { connClosed, connectFor, listenFor, nextConnection } from './support/lws.mjs';
 import { rawHttpExchange, upgradeRequest } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
 import { captureRejection, msSince, onceEvent, withTimeout } from './support/wait.mjs';
@@ -20,20 +20,9 @@ const HOST = '127.0.0.1';
 
 const cleanups = cleanupsAfterEach(test);
 const listen = listenFor(cleanups, { host: HOST, port: 0 });
+const client = connectFor(cleanups);
 const wsClient = wsConnectFor(cleanups);
 const urlOf = (server, p = '/') => `ws://${HOST}:${server.port}${p}`;
-
-/** A node-lws client closed after the test. */
-async function client(url, options) {
-  const c = await lws.connect(url, options);
-  cleanups.push(async () => {
-    if (c.readyState === 'closed') return;
-    const closed = onceEvent(c, 'close', 3000);
-    c.close();
-    await closed;
-  });
-  return c;
-}
 
 /** A ws server on a kernel-chosen port, closed after the test. */
 async function wsServer() {

@@ -15,12 +15,18 @@ import tls from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { issueCert, makeCa, makeCert } from './support/certs.mjs';
-import { attachEcho, listenFor, nextConnection, transportRoundTrip } from './support/lws.mjs';
+import { issueCert, issueSniCerts, makeCa, makeCert } from './support/certs.mjs';
+import {
+  attachEcho,
+  connectFor,
+  listenFor,
+  nextConnection,
+  transportRoundTrip,
+} from './support/lws.mjs';
 import { DIST_URL } from './support/paths.mjs';
 import { spawnNode } from './support/proc.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
-import { captureRejection, onceEvent, withTimeout } from './support/wait.mjs';
+import { captureRejection, withTimeout } from './support/wait.mjs';
 import { WebSocket } from './support/ws-client.mjs';
 
 const HOST = '127.0.0.1';
@@ -34,27 +40,12 @@ const alice = issueCert(dir, 'alice', ca, { cn: 'client-alice', usage: 'clientAu
 const bob = issueCert(dir, 'bob', ca, { cn: 'client-bob', usage: 'clientAuth', pass: 'bobpass' });
 const mallory = issueCert(dir, 'mallory', otherCa, { cn: 'client-mallory', usage: 'clientAuth' });
 const selfSigned = makeCert(dir, 'self', { cn: 'self-signed-client', san: 'DNS:client' });
-const certA = issueCert(dir, 'a', ca, { cn: 'a.example', san: 'DNS:a.example' });
-const certB = issueCert(dir, 'b', ca, { cn: 'b.example', san: 'DNS:b.example' });
+const { certA, certB, certDefault } = issueSniCerts(dir, ca);
 const certWild = issueCert(dir, 'wild', ca, { cn: 'wild.example', san: 'DNS:*.wild.example' });
-const certDefault = issueCert(dir, 'default', ca, {
-  cn: 'default.example',
-  san: 'DNS:default.example',
-});
 
 const cleanups = cleanupsAfterEach(test);
 const listen = listenFor(cleanups, { host: HOST, port: 0 });
-
-async function client(url, options) {
-  const c = await lws.connect(url, options);
-  cleanups.push(async () => {
-    if (c.readyState === 'closed') return;
-    const closed = onceEvent(c, 'close', 3000);
-    c.close();
-    await closed;
-  });
-  return c;
-}
+const client = connectFor(cleanups);
 
 /** A ws client's outcome: 'open', or the error it failed with. */
 function wsOutcome(url, options) {

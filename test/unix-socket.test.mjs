@@ -15,7 +15,13 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
-import { attachEcho, listenFor, nextConnection, transportRoundTrip } from './support/lws.mjs';
+import {
+  attachEcho,
+  connectFor,
+  listenFor,
+  nextConnection,
+  transportRoundTrip,
+} from './support/lws.mjs';
 import { DIST_URL } from './support/paths.mjs';
 import { describeFds, openFds, spawnNode } from './support/proc.mjs';
 import { acceptFor, OP, RawWsPeer } from './support/raw-ws.mjs';
@@ -30,18 +36,8 @@ const sockPath = (name = 'ws') => path.join(dir, `${name}-${++serial}.sock`);
 
 const cleanups = cleanupsAfterEach(test);
 const listen = listenFor(cleanups);
+const client = connectFor(cleanups);
 const wsClient = wsConnectFor(cleanups);
-
-async function client(url, options) {
-  const c = await lws.connect(url, options);
-  cleanups.push(async () => {
-    if (c.readyState === 'closed') return;
-    const closed = onceEvent(c, 'close', 3000);
-    c.close();
-    await closed;
-  });
-  return c;
-}
 
 const isSocket = (p) => {
   try {

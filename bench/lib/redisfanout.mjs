@@ -13,13 +13,17 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  REDIS_SERVER,
+  randomRedisPort,
+  redisServerArgs,
+  requireRedisServer,
+} from '../../scripts/redis-server.mjs';
 import { DURATION_MS, f0, f2, LAT_DURATION_MS, median, SERVER_CORE, WARMUP_MS } from './config.mjs';
 import { summarize } from './echo.mjs';
 import { otherLoad } from './machine.mjs';
 import { pinned, procStatus, runLoadgen } from './proc.mjs';
 import { SERVERS, startServer, stopServer } from './servers.mjs';
-
-export const REDIS_SERVER = '/usr/bin/redis-server';
 
 /** The kinds of the cross-process rows: which server script, how many processes, Redis or not. */
 export const REDIS_KINDS = {
@@ -31,28 +35,11 @@ export const REDIS_KINDS = {
 
 /** redis-server on the server core, on a free port below 32768, no persistence. */
 async function startRedis() {
-  if (!fs.existsSync(REDIS_SERVER))
-    throw new Error(
-      `${REDIS_SERVER} not found: apt-get install redis-server (bash scripts/bootstrap.sh does)`,
-    );
+  requireRedisServer();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-bench-redis-'));
   for (let attempt = 0; attempt < 8; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 12000);
-    const child = pinned(SERVER_CORE, [
-      REDIS_SERVER,
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-      '--logfile',
-      '',
-    ]);
+    const port = randomRedisPort();
+    const child = pinned(SERVER_CORE, [REDIS_SERVER, ...redisServerArgs(port, dir)]);
     let out = '';
     const ready = await new Promise((resolve) => {
       const t = setTimeout(() => resolve(false), 10_000);

@@ -5,6 +5,22 @@
 const { fork } = require('node:child_process');
 
 /**
+ * Passes each line `child` writes on stderr to `onLine` once it is complete, and keeps the last
+ * 2,000 characters in `holder.stderrTail` (for a failure report).
+ */
+function followStderr(child, holder, onLine) {
+  child.stderr.setEncoding('utf8');
+  let partial = '';
+  child.stderr.on('data', (d) => {
+    holder.stderrTail = (holder.stderrTail + d).slice(-2000);
+    partial += d;
+    const lines = partial.split('\n');
+    partial = lines.pop();
+    for (const line of lines) onLine(line);
+  });
+}
+
+/**
  * Forks `file`. Returns `{ child, next(types, ms), send(m), exited, exit, stderrTail, last }`:
  * `next` resolves with the next message whose type is in `types` (kept if it came earlier), or
  * null after `ms` or when the process is gone; `last[type]` is the latest message of a type in
@@ -23,15 +39,7 @@ function forkHelper(file, { onNote = () => {}, label = 'helper', latestOnly = []
     child.once('exit', (code, signal) => done({ code, signal }));
     child.once('error', (err) => done({ code: null, signal: null, error: err }));
   });
-  child.stderr.setEncoding('utf8');
-  let partial = '';
-  child.stderr.on('data', (d) => {
-    h.stderrTail = (h.stderrTail + d).slice(-2000);
-    partial += d;
-    const lines = partial.split('\n');
-    partial = lines.pop();
-    for (const line of lines) onNote(`[${label} ${child.pid}] ${line}`);
-  });
+  followStderr(child, h, (line) => onNote(`[${label} ${child.pid}] ${line}`));
   child.on('message', (m) => {
     if (latestOnly.includes(m?.type)) {
       h.last[m.type] = m;
@@ -83,4 +91,4 @@ function forkHelper(file, { onNote = () => {}, label = 'helper', latestOnly = []
   return h;
 }
 
-module.exports = { forkHelper };
+module.exports = { followStderr, forkHelper };

@@ -14,6 +14,8 @@ const {
   HEADER_BYTES,
   createPayloads,
 } = require('./frames');
+const { followStderr } = require('./child');
+const { exitWatchdog } = require('./exit-watchdog');
 const { runFlood } = require('./flood');
 const { checkIdleLimit, runIdle } = require('./idle');
 const { USAGE, UsageError, parseArgs, workerArgs } = require('./options');
@@ -330,20 +332,61 @@ function finish(text, code) {
   process.exitCode = code;
   process.stdout.write(text);
   // Everything is closed now; a library that still holds the event loop is a bug.
-  const t = setTimeout(() => {
-    const handles =
-      typeof process._getActiveHandles === 'function'
-        ? process
-            ._getActiveHandles()
-            .map((h) => h?.constructor?.name ?? typeof h)
-            .join(', ')
-        : '?';
-    process.stderr.write(
+  exitWatchdog(
+    EXIT_WATCHDOG_MS,
+    (handles) =>
       `${NAME}: the process did not exit by itself ${EXIT_WATCHDOG_MS} ms after the run (active handles: ${handles}); exiting with 1\n`,
-    );
-    process.exit(1);
-  }, EXIT_WATCHDOG_MS);
-  t.unref();
+  );
+}
+
+/**
+ * SIGINT / SIGTERM during a run. The first one marks the run interrupted, puts the progress line
+ * in its stopping state, notes `<signal>: <stopping> (Ctrl-C again to abort)` when `stopping`
+ * is given, and calls `stop(signal)`; a second one, when `abort` is given, calls it, says the run
+ * was aborted and exits with 130. Returns `{ interrupted, off() }` (off removes the handlers).
+ */
+function trapSignals(progress, { stopping, stop, abort }) {
+  const onSignal = (sig) => {
+    if (!trap.interrupted) {
+      trap.interrupted = true;
+      progress.stopping = true;
+      if (stopping) progress.note(`${sig}: ${stopping} (Ctrl-C again to abort)`);
+      stop(sig);
+    } else if (abort) {
+      abort();
+      progress.clear();
+      process.stderr.write(`${NAME}: aborted\n`);
+      process.exit(130);
+    }
+  };
+  const trap = {
+    interrupted: false,
+    off() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return trap;
+}
+
+/**
+ * An uncaught exception or unhandled rejection during a run is recorded in `stats` as an
+ * 'uncaught-exception' failure and stops the run (`controller`). Returns the function that
+ * removes the handlers.
+ */
+function trapFatal(stats, controller) {
+  const onFatal = (err) => {
+    stats.fail('uncaught-exception', { code: err?.code, message: err?.stack ?? String(err) });
+    controller.abort();
+  };
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
+  return () => {
+    process.off('uncaughtException', onFatal);
+    process.off('unhandledRejection', onFatal);
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -356,29 +399,12 @@ async function runSingle(o, lws, client) {
   const controller = new AbortController();
   const progress = new Progress(o);
   const ipc = o.worker && typeof process.send === 'function';
-  let interrupted = false;
-
-  const onSignal = (sig) => {
-    if (!interrupted) {
-      interrupted = true;
-      progress.stopping = true;
-      if (!o.worker && o.progress)
-        progress.note(`${sig}: stopping after this cycle's clean-up (Ctrl-C again to abort)`);
-      controller.abort();
-    } else if (!o.worker) {
-      progress.clear();
-      process.stderr.write(`${NAME}: aborted\n`);
-      process.exit(130);
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const onFatal = (err) => {
-    stats.fail('uncaught-exception', { code: err?.code, message: err?.stack ?? String(err) });
-    controller.abort();
-  };
-  process.on('uncaughtException', onFatal);
-  process.on('unhandledRejection', onFatal);
+  const signals = trapSignals(progress, {
+    stopping: !o.worker && o.progress ? "stopping after this cycle's clean-up" : undefined,
+    stop: () => controller.abort(),
+    abort: o.worker ? undefined : () => {},
+  });
+  const untrapFatal = trapFatal(stats, controller);
 
   const listenerPorts = new Set();
   const ctx = {
@@ -429,14 +455,13 @@ async function runSingle(o, lws, client) {
   progress.clear();
   const summary = buildSummary(o, stats, {
     elapsedMs,
-    interrupted,
+    interrupted: signals.interrupted,
     clientName: client.name,
     histograms: o.worker,
     idle,
   });
   if (ipc && process.connected) process.disconnect();
-  process.off('uncaughtException', onFatal);
-  process.off('unhandledRejection', onFatal);
+  untrapFatal();
   finish(
     o.json ? `${JSON.stringify(summary, null, o.worker ? 0 : 2)}\n` : textSummary(summary),
     summary.exitCode,
@@ -452,7 +477,6 @@ async function runParent(o, clientName) {
   const t0 = performance.now();
   const snaps = new Array(o.processes).fill(null);
   const children = [];
-  let interrupted = false;
 
   for (let i = 0; i < o.processes; i++) {
     const child = fork(SCRIPT, workerArgs(o, i), { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
@@ -465,15 +489,7 @@ async function runParent(o, clientName) {
     child.stdout.on('data', (d) => {
       w.stdout += d;
     });
-    child.stderr.setEncoding('utf8');
-    let partial = '';
-    child.stderr.on('data', (d) => {
-      w.stderrTail = (w.stderrTail + d).slice(-2000);
-      partial += d;
-      const lines = partial.split('\n');
-      partial = lines.pop();
-      for (const line of lines) progress.note(`[worker ${i}] ${line}`);
-    });
+    followStderr(child, w, (line) => progress.note(`[worker ${i}] ${line}`));
     child.on('message', (m) => {
       if (m?.type === 'progress') snaps[i] = m.snap;
       else if (m?.type === 'port') {
@@ -485,22 +501,14 @@ async function runParent(o, clientName) {
     children.push(w);
   }
 
-  const onSignal = (sig) => {
-    if (!interrupted) {
-      interrupted = true;
-      progress.stopping = true;
-      if (o.progress)
-        progress.note(`${sig}: stopping the workers after their clean-up (Ctrl-C again to abort)`);
-      for (const w of children) if (w.child.exitCode === null) w.child.kill(sig);
-    } else {
-      for (const w of children) if (w.child.exitCode === null) w.child.kill('SIGKILL');
-      progress.clear();
-      process.stderr.write(`${NAME}: aborted\n`);
-      process.exit(130);
-    }
+  const killAll = (sig) => {
+    for (const w of children) if (w.child.exitCode === null) w.child.kill(sig);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const signals = trapSignals(progress, {
+    stopping: o.progress ? 'stopping the workers after their clean-up' : undefined,
+    stop: killAll,
+    abort: () => killAll('SIGKILL'),
+  });
 
   let timer;
   if (o.progress) {
@@ -517,7 +525,7 @@ async function runParent(o, clientName) {
   const stats = new Stats();
   const workers = [];
   let elapsedMs = 0;
-  let anyInterrupted = interrupted;
+  let anyInterrupted = signals.interrupted;
   exits.forEach((ex, i) => {
     const w = children[i];
     let j = null;
@@ -559,8 +567,7 @@ async function runParent(o, clientName) {
     clientName,
     workers,
   });
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
+  signals.off();
   finish(o.json ? `${JSON.stringify(summary, null, 2)}\n` : textSummary(summary), summary.exitCode);
 }
 
@@ -661,29 +668,12 @@ async function runFloodMain(o, lws, client) {
       (snap.failures ? ` failures=${snap.failures}` : '')
     );
   });
-  let interrupted = false;
-  const onSignal = (sig) => {
-    if (!interrupted) {
-      interrupted = true;
-      progress.stopping = true;
-      if (o.progress)
-        progress.note(`${sig}: stopping the flood, then the receiver (Ctrl-C again to abort)`);
-      controller.abort();
-    } else {
-      current?.receiver.child.kill('SIGKILL');
-      progress.clear();
-      process.stderr.write(`${NAME}: aborted\n`);
-      process.exit(130);
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const onFatal = (err) => {
-    stats.fail('uncaught-exception', { code: err?.code, message: err?.stack ?? String(err) });
-    controller.abort();
-  };
-  process.on('uncaughtException', onFatal);
-  process.on('unhandledRejection', onFatal);
+  const signals = trapSignals(progress, {
+    stopping: o.progress ? 'stopping the flood, then the receiver' : undefined,
+    stop: () => controller.abort(),
+    abort: () => current?.receiver.child.kill('SIGKILL'),
+  });
+  const untrapFatal = trapFatal(stats, controller);
   const t0 = performance.now();
   const timer = o.progress
     ? setInterval(
@@ -706,13 +696,11 @@ async function runFloodMain(o, lws, client) {
   });
   clearInterval(timer);
   progress.clear();
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  process.off('uncaughtException', onFatal);
-  process.off('unhandledRejection', onFatal);
+  signals.off();
+  untrapFatal();
   const summary = floodSummary(o, stats, directions, {
     elapsedMs: performance.now() - t0,
-    interrupted,
+    interrupted: signals.interrupted,
     clientName: client.name,
   });
   finish(o.json ? `${JSON.stringify(summary, null, 2)}\n` : floodText(summary), summary.exitCode);

@@ -21,6 +21,7 @@
 // are all caught.
 
 const zlib = require('node:zlib');
+const { patternBytes } = require('./random');
 
 const HEADER_BYTES = 32;
 const MAGIC = 0x53574c4e;
@@ -57,21 +58,6 @@ function crc32Js(buf) {
 
 /** CRC-32 (IEEE): zlib's native one where Node has it (>= 20.15), else a table version. */
 const crc32 = typeof zlib.crc32 === 'function' ? (buf) => zlib.crc32(buf) >>> 0 : crc32Js;
-
-/** xorshift32 bytes: the same generator as test/support/data.mjs patternBytes(). */
-function patternBytes(length, seed) {
-  const u32 = new Uint32Array(Math.ceil(length / 4));
-  let x = seed >>> 0 || 0x9e3779b9;
-  for (let i = 0; i < u32.length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    u32[i] = x;
-  }
-  return Buffer.from(u32.buffer, 0, length);
-}
 
 function audioVariant(v) {
   // A 440 Hz tone whose phase follows the variant, plus a little deterministic noise.

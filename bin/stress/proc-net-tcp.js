@@ -1,9 +1,10 @@
 'use strict';
-// The machine's TCP sockets, read from Linux's /proc/net/tcp and /proc/net/tcp6.
+// The machine's TCP sockets, read from Linux's /proc/net/tcp and /proc/net/tcp6, and its
+// ephemeral port range.
 //
 // Shared by the stress CLI (who holds a port that would not bind, and is a port still held after
-// server.close()) and the test suite (listening and TIME_WAIT sockets on a port), so that there
-// is one parser of the kernel's format.
+// server.close()), the soak script and the test suite (listening and TIME_WAIT sockets on a
+// port), so that there is one parser of the kernel's format.
 
 const fs = require('node:fs');
 
@@ -103,4 +104,22 @@ function tcpSockets({ port } = {}) {
   return readAny ? out : null;
 }
 
-module.exports = { TCP_STATES, tcpSockets };
+/**
+ * The kernel's ephemeral port range (`[first, last]`, from /proc/sys/net/ipv4/ip_local_port_range):
+ * where bind(port 0) and connect() take their ports. Linux's default when it cannot be read.
+ */
+function ephemeralPortRange() {
+  try {
+    const [a, b] = fs
+      .readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (a > 0 && b >= a) return [a, b];
+  } catch {
+    /* not Linux */
+  }
+  return [32768, 60999];
+}
+
+module.exports = { TCP_STATES, ephemeralPortRange, tcpSockets };

@@ -28,7 +28,8 @@ const {
   decodeFrame,
   encodeFrame,
 } = require('./frames');
-const { tcpSockets } = require('./proc-net-tcp');
+const { mulberry32 } = require('./random');
+const { ephemeralPortRange, tcpSockets } = require('./proc-net-tcp');
 const { bump } = require('./stats');
 
 const TICK_MS = 4;
@@ -94,33 +95,7 @@ function classifyBusyPort(port, listenerPorts) {
   return { holder: 'TIME_WAIT of its own accepted connections', explained: false };
 }
 
-function ephemeralRange() {
-  try {
-    const [a, b] = fs
-      .readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
-      .trim()
-      .split(/\s+/)
-      .map(Number);
-    if (a > 0 && b >= a) return [a, b];
-  } catch {
-    /* not Linux */
-  }
-  return [32768, 60999];
-}
-
 // ---------------------------------------------------------------------------
-
-/** mulberry32: a small seeded PRNG for the port choice. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function codeOf(err) {
   return (err && (err.code ?? err.name)) || 'UNKNOWN';
@@ -136,8 +111,8 @@ async function runWorker(ctx, durationMs = ctx.o.duration * 1000) {
   const { o, stats, signal } = ctx;
   const started = performance.now();
   const deadline = started + durationMs;
-  ctx.random = prng(o.seed);
-  ctx.ephemeral = ephemeralRange();
+  ctx.random = mulberry32(o.seed);
+  ctx.ephemeral = ephemeralPortRange();
   ctx.samePort = null;
   ctx.portsSeen = new Set();
   ctx.bindFailuresInARow = 0;

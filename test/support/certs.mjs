@@ -20,6 +20,43 @@ export function openssl(args) {
   }
 }
 
+const RSA_KEY = ['-newkey', 'rsa:2048'];
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'];
+/** openssl's arguments for a new key: encrypted with `pass` if given, else unencrypted. */
+const keyCipher = (pass) => (pass ? ['-passout', `pass:${pass}`] : ['-nodes']);
+
+/**
+ * `openssl req` with a new key (`keyArgs`, encrypted with `pass` if given) at `key` for `cn`:
+ * a signing request at `out`, or with `selfSigned` (`-x509` and its options) a certificate.
+ */
+function newKey({ key, out, cn, keyArgs, pass, selfSigned = [] }) {
+  const subject = ['-subj', `/CN=${cn}`, '-keyout', key, '-out', out];
+  openssl(['req', ...selfSigned, ...keyArgs, ...keyCipher(pass), ...subject]);
+}
+
+/**
+ * A self-signed certificate for `cn` at `cert` with a new key (`keyArgs`, `pass`) at `key`,
+ * valid for two days, with each of `extensions` added (`-addext`).
+ */
+function selfSign({ key, cert, cn, keyArgs, pass, extensions = [] }) {
+  const x509 = ['-x509', '-days', '2', ...extensions.flatMap((e) => ['-addext', e])];
+  newKey({ key, out: cert, cn, keyArgs, pass, selfSigned: x509 });
+}
+
+/**
+ * A new key (`keyArgs`, `pass`) and a certificate for `cn` signed by `ca` (`{ cert, key }`) with
+ * the extensions of `section` in `extfile`, as `name`.key / .csr / .crt in `dir`. Returns
+ * `{ cert, key }` paths.
+ */
+function issue(dir, name, { cn, keyArgs, pass, ca, extfile, section }) {
+  const f = (suffix) => path.join(dir, `${name}.${suffix}`);
+  newKey({ key: f('key'), out: f('csr'), cn, keyArgs, pass });
+  const signer = ['-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '2'];
+  const exts = ['-extfile', extfile, '-extensions', section];
+  openssl(['x509', '-req', '-in', f('csr'), ...signer, ...exts, '-out', f('crt')]);
+  return { cert: f('crt'), key: f('key') };
+}
+
 /**
  * A self-signed certificate in `dir` for `cn` with subjectAltName `san`: an RSA 2048 key, or an
  * EC P-256 key with `ec`; the key encrypted with `pass` if given. Returns `{ key, cert }` paths.
@@ -31,26 +68,8 @@ export function makeCert(
 ) {
   const key = path.join(dir, `${name}.key`);
   const cert = path.join(dir, `${name}.crt`);
-  const keyArgs = ec
-    ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1']
-    : ['-newkey', 'rsa:2048'];
-  const encArgs = pass ? ['-passout', `pass:${pass}`] : ['-nodes'];
-  openssl([
-    'req',
-    '-x509',
-    ...keyArgs,
-    ...encArgs,
-    '-subj',
-    `/CN=${cn}`,
-    '-days',
-    '2',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-addext',
-    `subjectAltName=${san}`,
-  ]);
+  const keyArgs = ec ? EC_KEY : RSA_KEY;
+  selfSign({ key, cert, cn, keyArgs, pass, extensions: [`subjectAltName=${san}`] });
   return { key, cert };
 }
 
@@ -60,87 +79,37 @@ export function makeCert(
  */
 export function makeChain(dir) {
   const f = (n) => path.join(dir, n);
-  const ext = f('ext.cnf');
+  const extfile = f('ext.cnf');
   fs.writeFileSync(
-    ext,
+    extfile,
     '[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n' +
       '[leaf]\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n',
   );
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=node-lws test root',
-    '-days',
-    '2',
-    '-keyout',
-    f('root.key'),
-    '-out',
-    f('root.crt'),
-  ]);
-  // A key and a signing request for `cn`, signed by `ca` with the extensions of `section`.
-  const issue = (name, cn, ca, section) => {
-    openssl(
-      ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`].concat([
-        '-keyout',
-        f(`${name}.key`),
-        '-out',
-        f(`${name}.csr`),
-      ]),
-    );
-    openssl([
-      'x509',
-      '-req',
-      '-in',
-      f(`${name}.csr`),
-      '-CA',
-      f(`${ca}.crt`),
-      '-CAkey',
-      f(`${ca}.key`),
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-extfile',
-      ext,
-      '-extensions',
-      section,
-      '-out',
-      f(`${name}.crt`),
-    ]);
-  };
-  issue('inter', 'node-lws test intermediate', 'root', 'ca');
-  issue('leaf', 'localhost', 'inter', 'leaf');
-  return { root: f('root.crt'), inter: f('inter.crt'), leaf: f('leaf.crt'), key: f('leaf.key') };
+  const root = { cert: f('root.crt'), key: f('root.key') };
+  selfSign({ ...root, cn: 'node-lws test root', keyArgs: RSA_KEY });
+  const inter = issue(dir, 'inter', {
+    cn: 'node-lws test intermediate',
+    keyArgs: RSA_KEY,
+    ca: root,
+    extfile,
+    section: 'ca',
+  });
+  const leaf = issue(dir, 'leaf', {
+    cn: 'localhost',
+    keyArgs: RSA_KEY,
+    ca: inter,
+    extfile,
+    section: 'leaf',
+  });
+  return { root: root.cert, inter: inter.cert, leaf: leaf.cert, key: leaf.key };
 }
 
 /** A self-signed CA (EC P-256) in `dir`. Returns `{ cert, key }` paths. */
 export function makeCa(dir, name, { cn = `node-lws test CA ${name}` } = {}) {
   const key = path.join(dir, `${name}.key`);
   const cert = path.join(dir, `${name}.crt`);
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-subj',
-    `/CN=${cn}`,
-    '-days',
-    '2',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=keyCertSign,cRLSign',
-  ]);
+  const extensions = ['basicConstraints=critical,CA:TRUE', 'keyUsage=keyCertSign,cRLSign'];
+  selfSign({ key, cert, cn, keyArgs: EC_KEY, extensions });
   return { cert, key };
 }
 
@@ -150,44 +119,21 @@ export function makeCa(dir, name, { cn = `node-lws test CA ${name}` } = {}) {
  * the key encrypted with `pass` if given. Returns `{ cert, key }` paths.
  */
 export function issueCert(dir, name, ca, { cn = name, san, usage = 'serverAuth', pass } = {}) {
-  const f = (n) => path.join(dir, n);
-  const ext = f(`${name}.ext`);
+  const extfile = path.join(dir, `${name}.ext`);
   fs.writeFileSync(
-    ext,
+    extfile,
     `[leaf]\nbasicConstraints=CA:FALSE\nextendedKeyUsage=${usage}\n${san ? `subjectAltName=${san}\n` : ''}`,
   );
-  openssl([
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    ...(pass ? ['-passout', `pass:${pass}`] : ['-nodes']),
-    '-subj',
-    `/CN=${cn}`,
-    '-keyout',
-    f(`${name}.key`),
-    '-out',
-    f(`${name}.csr`),
-  ]);
-  openssl([
-    'x509',
-    '-req',
-    '-in',
-    f(`${name}.csr`),
-    '-CA',
-    ca.cert,
-    '-CAkey',
-    ca.key,
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    ext,
-    '-extensions',
-    'leaf',
-    '-out',
-    f(`${name}.crt`),
-  ]);
-  return { cert: f(`${name}.crt`), key: f(`${name}.key`) };
+  return issue(dir, name, { cn, keyArgs: EC_KEY, pass, ca, extfile, section: 'leaf' });
+}
+
+/**
+ * The certificates of the SNI tests, issued by `ca` (from makeCa) in `dir`: a.example, b.example
+ * and default.example (the default one), each for its own DNS name. Returns
+ * `{ certA, certB, certDefault }`, each `{ cert, key }` paths.
+ */
+export function issueSniCerts(dir, ca) {
+  const issue = (name) =>
+    issueCert(dir, name, ca, { cn: `${name}.example`, san: `DNS:${name}.example` });
+  return { certA: issue('a'), certB: issue('b'), certDefault: issue('default') };
 }

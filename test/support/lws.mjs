@@ -1,4 +1,4 @@
-// node-lws endpoints in the tests: servers closed after their test, echo servers, the next
+// node-lws endpoints in the tests: servers and clients closed after their test, echo servers, the next
 // connection, a connection's close, a round trip on a client transport.
 //
 // Layer 2 of test/support/: imports wait.mjs and messages.mjs (and the built library).
@@ -17,6 +17,24 @@ export function listenFor(cleanups, defaults = {}) {
     const server = await lws.listen({ ...defaults, ...options });
     cleanups.push(() => server.close());
     return server;
+  };
+}
+
+/**
+ * A connect() for a test file: `lws.connect(url, options)`, and the client is closed after the
+ * test through `cleanups` (a cleanupsAfterEach() list), waiting for its 'close', unless it is
+ * already closed by then.
+ */
+export function connectFor(cleanups) {
+  return async (url, options) => {
+    const c = await lws.connect(url, options);
+    cleanups.push(async () => {
+      if (c.readyState === 'closed') return;
+      const closed = onceEvent(c, 'close', 3000);
+      c.close();
+      await closed;
+    });
+    return c;
   };
 }
 

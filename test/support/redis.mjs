@@ -7,7 +7,8 @@
 // Also: a node-lws server with a Redis adapter in this thread, a worker or a child process
 // (test/fixtures/redis-node.mjs), driven by commands.
 //
-// Layer 2 of test/support/: imports wait.mjs, paths.mjs and proc.mjs.
+// Layer 2 of test/support/: imports wait.mjs, paths.mjs and proc.mjs (and
+// scripts/redis-server.mjs, shared with the benchmark).
 
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,36 +16,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createClient } from 'redis';
+import {
+  REDIS_SERVER,
+  randomRedisPort,
+  redisServerArgs,
+  requireRedisServer,
+} from '../../scripts/redis-server.mjs';
 import { ROOT } from './paths.mjs';
 import { spawnProcess } from './proc.mjs';
 import { DEFAULT_TIMEOUT, withTimeout } from './wait.mjs';
 
-export const REDIS_SERVER = '/usr/bin/redis-server';
-
-function missing() {
-  return new Error(
-    `${REDIS_SERVER} not found: install Debian's redis-server (apt-get install redis-server, or run bash scripts/bootstrap.sh)`,
-  );
-}
+export { REDIS_SERVER };
 
 /** Starts redis-server on `port`; resolves with the child once it accepts connections. */
 async function spawnRedis(port, dir) {
-  const child = spawnProcess(REDIS_SERVER, [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--save',
-    '',
-    '--appendonly',
-    'no',
-    '--dir',
-    dir,
-    '--daemonize',
-    'no',
-    '--logfile',
-    '',
-  ]);
+  const child = spawnProcess(REDIS_SERVER, redisServerArgs(port, dir));
   try {
     await child.line(
       (l) => l.includes('Ready to accept connections'),
@@ -66,7 +52,7 @@ async function spawnRedis(port, dir) {
  * it for good and removes its folder.
  */
 export async function startRedis({ port: fixed } = {}) {
-  if (!fs.existsSync(REDIS_SERVER)) throw missing();
+  requireRedisServer();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-redis-'));
   let child;
   let port;
@@ -74,7 +60,7 @@ export async function startRedis({ port: fixed } = {}) {
   // A port below 32768 (outside the kernel's ephemeral range) chosen at random; another one if
   // something holds it. `fixed`: that port only.
   for (let attempt = 0; attempt < (fixed ? 1 : 8) && !child; attempt++) {
-    port = fixed ?? 20000 + Math.floor(Math.random() * 12000);
+    port = fixed ?? randomRedisPort();
     try {
       child = await spawnRedis(port, dir);
     } catch (err) {

@@ -1,8 +1,11 @@
 // Bookkeeping of a uvu test file: per-test cleanups, the exit watchdog, notes in the output.
 //
-// Layer 1 of test/support/: imports only wait.mjs.
+// Layer 1 of test/support/: imports only wait.mjs (and the CLI's exit watchdog).
 
+import exitWatchdogs from '../../bin/stress/exit-watchdog.js';
 import { withTimeout } from './wait.mjs';
+
+const armExitWatchdog = exitWatchdogs.exitWatchdog;
 
 /**
  * A list of cleanup functions run (last first) after each test of `suite`, each
@@ -30,20 +33,11 @@ export function cleanupsAfterEach(suite, ms = 5000) {
  */
 export function exitWatchdog(ms) {
   if (typeof ms !== 'number') ms = 5000; // uvu passes its state object to hooks
-  const t = setTimeout(() => {
-    const handles =
-      typeof process._getActiveHandles === 'function'
-        ? process
-            ._getActiveHandles()
-            .map((h) => h?.constructor?.name ?? typeof h)
-            .join(', ')
-        : '?';
-    console.error(
-      `\nFAIL: the test process did not exit by itself ${ms} ms after its tests finished; active handles: [${handles}]`,
-    );
-    process.exit(1);
-  }, ms);
-  t.unref();
+  armExitWatchdog(
+    ms,
+    (handles) =>
+      `\nFAIL: the test process did not exit by itself ${ms} ms after its tests finished; active handles: [${handles}]\n`,
+  );
 }
 
 /** Print a line that stands out in the uvu output. */

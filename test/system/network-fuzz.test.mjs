@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import random from '../../bin/stress/random.js';
 import * as lws from '../../dist/index.mjs';
 import { describeFds, openFds, threadCount } from '../support/proc.mjs';
 import { encodeFrame } from '../support/raw-ws.mjs';
@@ -35,23 +36,12 @@ const CONTROL_DEADLINE_MS = 2000;
 const MAX_PAYLOAD = 256 * 1024;
 
 // ---------------------------------------------------------------------------
-// Deterministic PRNG (mulberry32) and helpers
+// Deterministic PRNG (the stress CLI's mulberry32) and helpers
 // ---------------------------------------------------------------------------
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   constructor(seed) {
-    this.next = mulberry32(seed);
+    this.next = random.mulberry32(seed);
   }
   int(n) {
     return Math.floor(this.next() * n);

@@ -2,13 +2,11 @@
 // context), the types resolve for a consumer under tsc --strict, and the packed
 // tarball holds what a user needs and nothing else.
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import os from 'node:os';
-import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ROOT } from '../support/paths.mjs';
+import { assertConsumerTypechecks } from '../support/tsc.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -34,17 +32,8 @@ test('import and require give the same classes and one native context', async ()
 });
 
 test('the types resolve for a consumer file under tsc --strict (ESM and CommonJS)', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-types-'));
-  try {
-    fs.mkdirSync(path.join(dir, 'node_modules'));
-    fs.symlinkSync(ROOT, path.join(dir, 'node_modules', 'node-lws'));
-    fs.symlinkSync(
-      path.join(ROOT, 'node_modules', '@types'),
-      path.join(dir, 'node_modules', '@types'),
-    );
-    fs.writeFileSync(
-      path.join(dir, 'consumer.mts'),
-      `import { connect, listen, type Connection, type ListenOptions, type Transport } from 'node-lws';
+  assertConsumerTypechecks({
+    'consumer.mts': `import { connect, listen, type Connection, type ListenOptions, type Transport } from 'node-lws';
 const options: ListenOptions = { port: 0, host: '127.0.0.1', maxPayload: 1 << 20 };
 const server = await listen(options);
 server.on('connection', (conn: Connection, request) => {
@@ -58,44 +47,14 @@ const port: number = server.port;
 void port;
 await server.close();
 `,
-    );
-    fs.writeFileSync(
-      path.join(dir, 'consumer.cts'),
-      `import lws = require('node-lws');
+    'consumer.cts': `import lws = require('node-lws');
 async function main(): Promise<void> {
   const server: lws.Server = await lws.listen({ port: 0 });
   await server.close();
 }
 void main();
 `,
-    );
-    const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    try {
-      execFileSync(
-        process.execPath,
-        [
-          tsc,
-          '--noEmit',
-          '--strict',
-          '--target',
-          'ES2022',
-          '--module',
-          'NodeNext',
-          '--moduleResolution',
-          'NodeNext',
-          '--types',
-          'node',
-          'consumer.mts',
-          'consumer.cts',
-        ],
-        { cwd: dir, stdio: 'pipe' },
-      );
-    } catch (err) {
-      assert.unreachable(`tsc failed:\n${err.stdout}${err.stderr}`);
-    }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('npm pack holds the build, the native sources and the install scripts, nothing else', () => {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { issueCert, makeCa } from '../support/certs.mjs';
+import { issueSniCerts, makeCa } from '../support/certs.mjs';
 import { listenFor } from '../support/lws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from '../support/suite.mjs';
 import { withTimeout } from '../support/wait.mjs';
@@ -19,12 +19,7 @@ const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-sni-'));
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const ca = makeCa(dir, 'ca');
-const certA = issueCert(dir, 'a', ca, { cn: 'a.example', san: 'DNS:a.example' });
-const certB = issueCert(dir, 'b', ca, { cn: 'b.example', san: 'DNS:b.example' });
-const certDefault = issueCert(dir, 'default', ca, {
-  cn: 'default.example',
-  san: 'DNS:default.example',
-});
+const { certA, certB, certDefault } = issueSniCerts(dir, ca);
 
 const cleanups = cleanupsAfterEach(test);
 const listen = listenFor(cleanups, { host: HOST, port: 0 });

@@ -14,11 +14,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../../dist/index.mjs';
 import { makeCert } from '../support/certs.mjs';
-import { attachEcho, listenFor, transportRoundTrip } from '../support/lws.mjs';
+import { attachEcho, connectFor, listenFor, transportRoundTrip } from '../support/lws.mjs';
 import { freePort } from '../support/net.mjs';
 import { cleanupsAfterEach, exitWatchdog } from '../support/suite.mjs';
 import { startTinyproxy } from '../support/tinyproxy.mjs';
-import { captureRejection, onceEvent } from '../support/wait.mjs';
+import { captureRejection } from '../support/wait.mjs';
 
 const HOST = '127.0.0.1';
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-proxy-'));
@@ -28,22 +28,12 @@ const otherName = makeCert(dir, 'other', { cn: 'example.invalid', san: 'DNS:exam
 
 const cleanups = cleanupsAfterEach(test);
 const listen = listenFor(cleanups, { host: HOST, port: 0 });
+const client = connectFor(cleanups);
 
 async function proxy(options) {
   const p = await startTinyproxy(options);
   cleanups.push(() => p.stop());
   return p;
-}
-
-async function client(url, options) {
-  const c = await lws.connect(url, options);
-  cleanups.push(async () => {
-    if (c.readyState === 'closed') return;
-    const closed = onceEvent(c, 'close', 3000);
-    c.close();
-    await closed;
-  });
-  return c;
 }
 
 /** Sets environment variables for one test; restored after it. */

@@ -2,7 +2,7 @@
 // dependency); 'node-lws/redis' resolves for import and require to one module; without the
 // redis package installed it throws ERR_MODULE_NOT_FOUND naming `npm install redis`; and its
 // types accept a real node-redis client under tsc --strict.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -10,6 +10,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ROOT } from '../support/paths.mjs';
+import { assertConsumerTypechecks } from '../support/tsc.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -93,16 +94,9 @@ test("without the redis package, 'node-lws/redis' throws ERR_MODULE_NOT_FOUND na
 });
 
 test('the types accept a node-redis client and options under tsc --strict', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-lws-redis-types-'));
-  try {
-    const nm = path.join(dir, 'node_modules');
-    fs.mkdirSync(nm);
-    fs.symlinkSync(ROOT, path.join(nm, 'node-lws'));
-    for (const m of ['@types', 'redis', '@redis'])
-      fs.symlinkSync(path.join(ROOT, 'node_modules', m), path.join(nm, m));
-    fs.writeFileSync(
-      path.join(dir, 'consumer.mts'),
-      `import { listen, type Adapter, type AdapterStats } from 'node-lws';
+  assertConsumerTypechecks(
+    {
+      'consumer.mts': `import { listen, type Adapter, type AdapterStats } from 'node-lws';
 import { createRedisAdapter, type RedisAdapterOptions } from 'node-lws/redis';
 import { createClient } from 'redis';
 const options: RedisAdapterOptions = { url: 'redis://127.0.0.1:6379', prefix: 'app:', reconnect: { maxDelayMs: 1000 } };
@@ -117,33 +111,9 @@ const server = await listen({ port: 0, reusePort: true, adapter: b });
 void server.adapter?.stats.dropped;
 await server.close();
 `,
-    );
-    const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    try {
-      execFileSync(
-        process.execPath,
-        [
-          tsc,
-          '--noEmit',
-          '--strict',
-          '--target',
-          'ES2022',
-          '--module',
-          'NodeNext',
-          '--moduleResolution',
-          'NodeNext',
-          '--types',
-          'node',
-          'consumer.mts',
-        ],
-        { cwd: dir, stdio: 'pipe' },
-      );
-    } catch (err) {
-      assert.unreachable(`tsc failed:\n${err.stdout}${err.stderr}`);
-    }
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    },
+    { prefix: 'node-lws-redis-types-', links: ['redis', '@redis'] },
+  );
 });
 
 test.run();

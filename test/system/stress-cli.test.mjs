@@ -7,7 +7,6 @@
 // a ws receiver, the RSS limit, SIGINT). Also the frame codec's corruption checks.
 
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -19,6 +18,7 @@ import { withTimeout } from '../support/wait.mjs';
 const CLI = path.join(ROOT, 'bin', 'node-lws-stress.js');
 const require = createRequire(import.meta.url);
 const frames = require('../../bin/stress/frames.js');
+const procNetTcp = require('../../bin/stress/proc-net-tcp.js');
 
 const children = new Set();
 
@@ -72,6 +72,13 @@ function startCli(args) {
       `${label}; stderr so far: ${child.err}`,
     );
   return child;
+}
+
+/** The CLI's arguments for `{ option: value }` (`true`: a flag without a value), in that order. */
+function cliArgs(options) {
+  return Object.entries(options).flatMap(([name, value]) =>
+    value === true ? [`--${name}`] : [`--${name}`, String(value)],
+  );
 }
 
 /** Runs the CLI to the end: { code, signal, out, err }. */
@@ -219,16 +226,9 @@ test('defaults, shortened: every frame arrives, JSON only on stdout', async () =
 });
 
 test('--port-range inside the ephemeral range: explicit random ports', async () => {
-  const s = await runJson([
-    '--duration',
-    '3',
-    '--clients',
-    '2',
-    '--cycle-ms',
-    '300',
-    '--port-range',
-    '32768-60999',
-  ]);
+  const s = await runJson(
+    cliArgs({ duration: 3, clients: 2, 'cycle-ms': 300, 'port-range': '32768-60999' }),
+  );
   assertSane(s, 'port range');
   assert.is(s.config.ports, 'range');
   assert.equal(s.config.portRange, [32768, 60999]);
@@ -236,24 +236,12 @@ test('--port-range inside the ephemeral range: explicit random ports', async () 
   // A port another socket really held is not a failure; nothing else may fail.
   const failed = Object.values(s.bind.failures).reduce((a, b) => a + b, 0);
   assert.is(failed, s.bind.failuresExplained, JSON.stringify(s.bind));
-  let eph = [32768, 60999];
-  try {
-    eph = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/);
-    eph = eph.map(Number);
-  } catch {}
+  const eph = procNetTcp.ephemeralPortRange();
   if (eph[0] <= 32768 && eph[1] >= 60999) assert.is(s.bind.portsInEphemeralRange, s.bind.portsUsed);
 });
 
 test('--same-port re-binds one port every cycle', async () => {
-  const s = await runJson([
-    '--duration',
-    '3',
-    '--clients',
-    '2',
-    '--cycle-ms',
-    '300',
-    '--same-port',
-  ]);
+  const s = await runJson(cliArgs({ duration: 3, clients: 2, 'cycle-ms': 300, 'same-port': true }));
   assertSane(s, 'same port');
   assert.is(s.config.ports, 'same');
   assert.ok(s.bind.ok >= 3, `listens ${s.bind.ok}`);
@@ -277,18 +265,9 @@ test('--processes 2 runs two workers and adds up their summaries', async () => {
 });
 
 test('text mode: a human summary on stdout, plain progress lines on stderr', async () => {
-  const r = await runCli([
-    '--duration',
-    '1.5',
-    '--clients',
-    '1',
-    '--cycle-ms',
-    '500',
-    '--progress-ms',
-    '200',
-    '--client',
-    'ws',
-  ]);
+  const r = await runCli(
+    cliArgs({ duration: 1.5, clients: 1, 'cycle-ms': 500, 'progress-ms': 200, client: 'ws' }),
+  );
   assert.is(r.code, 0, r.out + r.err);
   assert.match(r.out, /^node-lws-stress \S+: OK\n/);
   assert.match(r.out, /\n {2}frames +sent \d+, received \d+, lost 0, corrupt 0/);
@@ -366,17 +345,9 @@ function assertBroadcast(s, label) {
 }
 
 test('--broadcast: frames published once reach every subscriber, a slow one too', async () => {
-  const s = await runJson([
-    '--duration',
-    '2.5',
-    '--clients',
-    '2',
-    '--broadcast',
-    '--slow-clients',
-    '1',
-    '--slow-mbps',
-    '2',
-  ]);
+  const s = await runJson(
+    cliArgs({ duration: 2.5, clients: 2, broadcast: true, 'slow-clients': 1, 'slow-mbps': 2 }),
+  );
   assertSane(s, 'broadcast');
   assertBroadcast(s, 'broadcast');
   assert.is(s.config.drop, null);
@@ -389,18 +360,16 @@ test('--broadcast: frames published once reach every subscriber, a slow one too'
 });
 
 test('--broadcast --drop: what node-lws drops for a slow subscriber is counted, not lost', async () => {
-  const s = await runJson([
-    '--duration',
-    '2.5',
-    '--clients',
-    '2',
-    '--broadcast',
-    '--drop',
-    '--slow-clients',
-    '1',
-    '--slow-mbps',
-    '0.5',
-  ]);
+  const s = await runJson(
+    cliArgs({
+      duration: 2.5,
+      clients: 2,
+      broadcast: true,
+      drop: true,
+      'slow-clients': 1,
+      'slow-mbps': 0.5,
+    }),
+  );
   assertSane(s, 'broadcast --drop');
   assertBroadcast(s, 'broadcast --drop');
   assert.equal(s.config.drop, {
@@ -488,17 +457,9 @@ test('--flood: both directions into a slow node-lws handler, nothing lost, memor
 });
 
 test('--flood --receiver ws, several connections: the same checks against ws', async () => {
-  const s = await runJson([
-    '--flood',
-    '--receiver',
-    'ws',
-    '--direction',
-    'to-client',
-    '--clients',
-    '2',
-    '--duration',
-    '1.5',
-  ]);
+  const s = await runJson(
+    cliArgs({ flood: true, receiver: 'ws', direction: 'to-client', clients: 2, duration: 1.5 }),
+  );
   assert.is(s.config.receiver, 'ws');
   assert.is(s.flood.directions.length, 1);
   const d = s.flood.directions[0];
@@ -510,16 +471,9 @@ test('--flood --receiver ws, several connections: the same checks against ws', a
 
 test('--flood: a receiver over --max-rss-mb fails the run (exit 1)', async () => {
   // Any Node process has more than 16 MiB resident.
-  const r = await runCli([
-    '--flood',
-    '--direction',
-    'to-server',
-    '--duration',
-    '0.5',
-    '--max-rss-mb',
-    '16',
-    '--json',
-  ]);
+  const r = await runCli(
+    cliArgs({ flood: true, direction: 'to-server', duration: 0.5, 'max-rss-mb': 16, json: true }),
+  );
   assert.is(r.code, 1, r.err);
   const s = JSON.parse(r.out);
   assert.is(s.ok, false);
