@@ -134,7 +134,16 @@ bool Utf8Validator::Feed(const uint8_t* p, size_t n) {
   size_t i = 0;
   while (i < n) {
     if (remaining_ == 0) {
-      // ASCII fast path, eight bytes at a time.
+      // ASCII fast path: 64 bytes a step (SSE2), then eight at a time.
+#if defined(__SSE2__)
+      while (i + 64 <= n) {
+        const __m128i* q = reinterpret_cast<const __m128i*>(p + i);
+        __m128i any = _mm_or_si128(_mm_or_si128(_mm_loadu_si128(q), _mm_loadu_si128(q + 1)),
+                                   _mm_or_si128(_mm_loadu_si128(q + 2), _mm_loadu_si128(q + 3)));
+        if (_mm_movemask_epi8(any)) break;
+        i += 64;
+      }
+#endif
       while (i + 8 <= n) {
         uint64_t v;
         memcpy(&v, p + i, 8);
