@@ -350,6 +350,20 @@ class Addon : public Napi::Addon<Addon> {
     ctx->Push(std::move(c));
   }
 
+  // Queues c (its data filled in) as a send of len payload bytes on cs;
+  // returns bufferedAmount after it.
+  static Napi::Value QueueSend(Napi::Env env, Context* ctx, ConnShared* cs, Command c, size_t len) {
+    int64_t buffered =
+        cs->buffered.fetch_add(static_cast<int64_t>(len), std::memory_order_acq_rel) +
+        static_cast<int64_t>(len);
+    cs->Ref();
+    c.type = Command::kSend;
+    c.conn = cs;
+    c.payload = len;
+    ctx->Push(std::move(c));
+    return Napi::Number::New(env, static_cast<double>(buffered));
+  }
+
   // send(handle, data, isBinary, maxBackpressure) -> bufferedAmount after
   // queueing; -1 when the connection is already gone, -2 when the message would
   // take bufferedAmount past maxBackpressure (nothing queued in either case).
@@ -392,19 +406,12 @@ class Addon : public Napi::Addon<Addon> {
           napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(payload), len + 1, &copied);
         else if (len)
           memcpy(payload, data, len);
-        int64_t buffered =
-            cs->buffered.fetch_add(static_cast<int64_t>(len)) + static_cast<int64_t>(len);
-        cs->Ref();
         Command c{};
-        c.type = Command::kSend;
-        c.conn = cs;
         c.data = payload;
         c.len = len;
-        c.payload = len;
         c.compress = true;
         c.code = opcode;
-        ctx->Push(std::move(c));
-        return Napi::Number::New(env, static_cast<double>(buffered));
+        return QueueSend(env, ctx, cs, std::move(c), len);
       }
     }
     if (!is_string && !cs->client && len >= kZeroCopyMin) {
@@ -416,19 +423,12 @@ class Addon : public Napi::Addon<Addon> {
         delete ref;
         return OutOfMemory(env);
       }
-      int64_t buffered =
-          cs->buffered.fetch_add(static_cast<int64_t>(len)) + static_cast<int64_t>(len);
-      cs->Ref();
       Command c{};
-      c.type = Command::kSend;
-      c.conn = cs;
       c.js = ref;
       c.body = data;
       c.len = len;
-      c.payload = len;
       c.head_len = static_cast<uint8_t>(EncodeFrameHeader(c.head, true, opcode, len, nullptr));
-      ctx->Push(std::move(c));
-      return Napi::Number::New(env, static_cast<double>(buffered));
+      return QueueSend(env, ctx, cs, std::move(c), len);
     }
     uint8_t* frame;
     size_t flen;
@@ -452,11 +452,10 @@ class Addon : public Napi::Addon<Addon> {
       frame = NewFrame(cs->client, opcode, data, len, &flen);
     }
     if (!frame) return OutOfMemory(env);
-    int64_t buffered =
-        cs->buffered.fetch_add(static_cast<int64_t>(len), std::memory_order_acq_rel) +
-        static_cast<int64_t>(len);
-    PushFrame(ctx, cs, Command::kSend, frame, flen, len, 0);
-    return Napi::Number::New(env, static_cast<double>(buffered));
+    Command c{};
+    c.data = frame;
+    c.len = flen;
+    return QueueSend(env, ctx, cs, std::move(c), len);
   }
 
   // ping(handle, data) / pong(handle, data): a control frame after the
