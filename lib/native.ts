@@ -220,6 +220,8 @@ export const Ev = {
   AcceptError: 19,
   WireOut: 20,
   WireCtl: 21,
+  /** Text whose bytes are all below 0x80 (decoded as one-byte, no UTF-8 pass). */
+  TextAscii: 22,
 } as const;
 
 /** What a WireCtl event asks of the stream of a pumped connection (native WireCtl). */

@@ -82,6 +82,7 @@ function isMessageEvent(type: number): boolean {
   const t = type & ~HELD_BIT;
   return (
     t === Ev.Text ||
+    t === Ev.TextAscii ||
     t === Ev.Binary ||
     t === Ev.TextObj ||
     t === Ev.BinaryObj ||
@@ -270,14 +271,17 @@ class Runtime {
     objs: unknown[] | undefined,
   ): void {
     switch (type) {
-      case Ev.Text: {
+      case Ev.Text:
+      case Ev.TextAscii: {
         const conn = this.conns.get(id);
         if (!conn) return;
         // An empty message has no bytes in the arena (which may be absent).
         const buf = arena as Buffer;
         let data: Buffer | string;
         if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : copyOut(buf, a, b);
-        else data = b === 0 ? '' : buf.toString('utf8', a, a + b);
+        else if (b === 0) data = '';
+        // ASCII is a one-byte string as it is (latin1 decoding skips the UTF-8 pass).
+        else data = buf.toString(type === Ev.TextAscii ? 'latin1' : 'utf8', a, a + b);
         if (conn._onMessage(data, false, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
       }

@@ -45,8 +45,9 @@ enum EventType : uint32_t {
   kEvAcceptError = 19,    // id=server, a=errno, b=obj({ code, message }): an EMFILE burst began
   kEvWireOut = 20,        // id=conn (JsWire): a=length, b=obj(Buffer): bytes for its stream
   kEvWireCtl = 21,        // id=conn (JsWire): a=WireCtl: pause / resume reading, end, destroy
+  kEvTextAscii = 22,      // kEvText whose bytes are all below 0x80 (decoded as one-byte)
 };
-constexpr uint32_t kEvLast = kEvWireCtl;
+constexpr uint32_t kEvLast = kEvTextAscii;
 
 // What kEvWireCtl asks JavaScript to do with the stream of a JsWire connection.
 enum WireCtl : uint32_t {
@@ -83,6 +84,7 @@ constexpr EventName kEventNames[] = {
     {"AcceptError", kEvAcceptError},
     {"WireOut", kEvWireOut},
     {"WireCtl", kEvWireCtl},
+    {"TextAscii", kEvTextAscii},
 };
 constexpr uint32_t kNoObj = 0xFFFFFFFFu;
 // JavaScript sets this bit in a message record's type word when it keeps the
@@ -94,11 +96,11 @@ constexpr int64_t kEventCost = 64;
 
 // Arena-referencing and object-referencing record types.
 inline bool UsesArena(uint32_t type) {
-  return type == kEvText || type == kEvBinary || type == kEvPing || type == kEvPong;
+  return type == kEvText || type == kEvTextAscii || type == kEvBinary || type == kEvPing ||
+         type == kEvPong;
 }
 inline bool IsMessageEvent(uint32_t type) {
-  return type == kEvText || type == kEvBinary || type == kEvTextObj || type == kEvBinaryObj ||
-         type == kEvPing || type == kEvPong;
+  return UsesArena(type) || type == kEvTextObj || type == kEvBinaryObj;
 }
 // Flow-control cost of a message record (payload bytes plus kEventCost).
 inline int64_t MessageCost(const uint32_t* rec) {
@@ -128,9 +130,9 @@ struct ConnInfo {
 
 // A value for JavaScript that does not fit in a record.
 struct ObjItem {
-  enum Kind : uint8_t { kString, kBuffer, kUtf8, kInfo, kError } kind = kString;
+  enum Kind : uint8_t { kString, kBuffer, kUtf8, kAscii, kInfo, kError } kind = kString;
   std::string str;          // kString; kError: message
-  uint8_t* data = nullptr;  // kBuffer, kUtf8: BufAlloc'd bytes, owned until handed to JS
+  uint8_t* data = nullptr;  // kBuffer, kUtf8, kAscii: BufAlloc'd bytes, owned until handed to JS
   size_t len = 0;
   std::unique_ptr<ConnInfo> info;  // kInfo; kError: the refusing response's headers, if any
   std::string code;                // kError

@@ -771,11 +771,13 @@ bool Conn::OnMessage(ReadMessage& m) {
       Fail(kCloseInternalError, "Out of memory for a message");
       return false;
     }
-    ctx_->Emit(m.text ? kEvText : kEvBinary, id, off, len);
+    ctx_->Emit(!m.text ? kEvBinary : m.ascii ? kEvTextAscii : kEvText, id, off, len);
   } else {
     // Handed over as it is: pooled buffers are not shrunk.
-    uint32_t obj = ctx_->AddBlob(m.text && !text_as_buffer_ ? ObjItem::kUtf8 : ObjItem::kBuffer,
-                                 m.data, m.len);
+    ObjItem::Kind kind = !m.text || text_as_buffer_ ? ObjItem::kBuffer
+                         : m.ascii                  ? ObjItem::kAscii
+                                                    : ObjItem::kUtf8;
+    uint32_t obj = ctx_->AddBlob(kind, m.data, m.len);
     m.data = nullptr;
     ctx_->Emit(m.text ? kEvTextObj : kEvBinaryObj, id, len, obj);
   }

@@ -120,9 +120,13 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
   switch (item.kind) {
     case ObjItem::kString:
       return Str(env, item.str, out);
-    case ObjItem::kUtf8: {
-      bool ok = napi_create_string_utf8(env, reinterpret_cast<const char*>(item.data), item.len,
-                                        out) == napi_ok;
+    case ObjItem::kUtf8:
+    case ObjItem::kAscii: {
+      // All below 0x80: a one-byte string, without UTF-8 decoding.
+      const char* s = reinterpret_cast<const char*>(item.data);
+      bool ok = (item.kind == ObjItem::kAscii
+                     ? napi_create_string_latin1(env, s, item.len, out)
+                     : napi_create_string_utf8(env, s, item.len, out)) == napi_ok;
       BufFree(item.data);
       item.data = nullptr;
       return ok;

@@ -51,4 +51,46 @@ test('textAs is validated', async () => {
   assert.is(err.code, 'ERR_INVALID_ARG_VALUE');
 });
 
+test('text as strings: ASCII and non-ASCII, in the shared buffer and handed over, deflated or not', async () => {
+  // ASCII text is decoded as one-byte (no UTF-8 pass); a message with any byte >= 0x80 is not.
+  const texts = [
+    'plain ascii',
+    'x'.repeat(16 * 1024), // the largest message in the shared buffer
+    'y'.repeat(16 * 1024 + 1), // handed over as its own string
+    'é',
+    `${'a'.repeat(16 * 1024 - 2)}é`, // the one non-ASCII character is the last one
+    `ü${'b'.repeat(70_000)}`,
+    'control \u0001 and DEL \u007f stay ASCII',
+  ];
+  for (const perMessageDeflate of [false, true]) {
+    const server = await lws.listen({ host: HOST, port: 0, perMessageDeflate });
+    const got = [];
+    const all = new Promise((resolve) =>
+      server.on('connection', (c) =>
+        c.on('message', (d, b) => {
+          got.push([d, b]);
+          if (got.length === texts.length) resolve();
+        }),
+      ),
+    );
+    try {
+      const client = await lws.connect(`ws://${HOST}:${server.port}/`, { perMessageDeflate });
+      for (const t of texts) client.send(t);
+      await withTimeout(all, 5000, 'every message');
+      assert.equal(
+        got.map(([d]) => d),
+        texts,
+        `deflate ${perMessageDeflate}`,
+      );
+      assert.ok(
+        got.every(([d, b]) => typeof d === 'string' && b === false),
+        'strings, text',
+      );
+      client.close();
+    } finally {
+      await server.close();
+    }
+  }
+});
+
 test.run();
