@@ -324,15 +324,22 @@ class Addon : public Napi::Addon<Addon> {
         cfg->key = o.Get("key").As<Napi::String>().Utf8Value();
       }
     }
-    shared->Ref();  // for the JS handle
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("handle", Napi::External<ConnShared>::New(env, shared,
-                                                    [](Napi::Env, ConnShared* s) { s->Unref(); }));
-    r.Set("id", Napi::Number::New(env, shared->id));
+    Napi::Object r = HandleObject(env, shared);
     Command c{};
     c.type = Command::kConnect;
     c.client = cfg;
     ctx->Push(std::move(c));
+    return r;
+  }
+
+  // { handle, id } for JavaScript: the handle holds one more reference to
+  // the connection, dropped when V8 collects it.
+  static Napi::Object HandleObject(Napi::Env env, ConnShared* shared) {
+    shared->Ref();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("handle", Napi::External<ConnShared>::New(env, shared,
+                                                    [](Napi::Env, ConnShared* s) { s->Unref(); }));
+    r.Set("id", Napi::Number::New(env, shared->id));
     return r;
   }
 
@@ -532,11 +539,7 @@ class Addon : public Napi::Addon<Addon> {
     if (head_len) memcpy(copy, head, head_len);
     auto* shared = new ConnShared();  // this reference goes with the command
     shared->id = ctx->NextConnId();
-    shared->Ref();  // for the JS handle
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("handle", Napi::External<ConnShared>::New(env, shared,
-                                                    [](Napi::Env, ConnShared* s) { s->Unref(); }));
-    r.Set("id", Napi::Number::New(env, shared->id));
+    Napi::Object r = HandleObject(env, shared);
     Command c{};
     c.type = Command::kAdopt;
     c.id = server;

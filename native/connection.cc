@@ -542,10 +542,7 @@ void Conn::ServerInput(const uint8_t* p, size_t n) {
     case ServerHandshake::Result::kUpgrade:
       break;
   }
-  if (hs.pmd) {
-    shared_->deflate_threshold.store(hs.pmd->threshold(), std::memory_order_release);
-    reader_.EnableDeflate(std::move(hs.pmd));
-  }
+  if (hs.pmd) UseDeflate(std::move(hs.pmd));
   // Frames the client sent right behind its request wait until the
   // connection is open.
   Stash(reinterpret_cast<const uint8_t*>(hs.rest.data()), hs.rest.size());
@@ -612,6 +609,13 @@ void Conn::CompleteUpgrade(const std::string& protocol, const std::string& heade
   Pump();  // frames that came with the request
 }
 
+// permessage-deflate was negotiated: the reader inflates, and send() on the
+// main thread hands messages from the threshold on to be compressed here.
+void Conn::UseDeflate(std::unique_ptr<PerMessageDeflate> pmd) {
+  shared_->deflate_threshold.store(pmd->threshold(), std::memory_order_release);
+  reader_.EnableDeflate(std::move(pmd));
+}
+
 void Conn::ClientInput(const uint8_t* p, size_t n) {
   ClientHandshake& hs = *client_hs_;
   switch (hs.Feed(p, n, opts_->max_header_bytes)) {
@@ -623,10 +627,7 @@ void Conn::ClientInput(const uint8_t* p, size_t n) {
     case ClientHandshake::Result::kOpen:
       break;
   }
-  if (hs.pmd) {
-    shared_->deflate_threshold.store(hs.pmd->threshold(), std::memory_order_release);
-    reader_.EnableDeflate(std::move(hs.pmd));
-  }
+  if (hs.pmd) UseDeflate(std::move(hs.pmd));
   OpenEstablished();
   auto info = std::make_unique<ConnInfo>();
   shared_->Ref();
