@@ -332,6 +332,22 @@ class Addon : public Napi::Addon<Addon> {
     return r;
   }
 
+  // A text frame of the string v (units UTF-16 code units long), encoded to
+  // UTF-8 straight into the frame: at most 3 bytes per unit. *len: its
+  // payload length.
+  static uint8_t* StringFrame(napi_env env, napi_value v, size_t units, bool masked, size_t* flen,
+                              size_t* len) {
+    size_t bound = units * 3;
+    return NewFrameFilled(
+        masked, kOpText, bound,
+        [&](uint8_t* dst) {
+          size_t n = 0;
+          napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(dst), bound + 1, &n);
+          return n;
+        },
+        flen, len);
+  }
+
   // { handle, id } for JavaScript: the handle holds one more reference to
   // the connection, dropped when V8 collects it.
   static Napi::Object HandleObject(Napi::Env env, ConnShared* shared) {
@@ -445,15 +461,7 @@ class Addon : public Napi::Addon<Addon> {
       if (napi_get_value_string_utf16(env, v, nullptr, 0, &units) != napi_ok)
         return env.Undefined();
       if (over(units)) return Napi::Number::New(env, -2);
-      size_t bound = units * 3;
-      frame = NewFrameFilled(
-          cs->client, kOpText, bound,
-          [&](uint8_t* dst) {
-            size_t n = 0;
-            napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(dst), bound + 1, &n);
-            return n;
-          },
-          &flen, &len);
+      frame = StringFrame(env, v, units, cs->client, &flen, &len);
     } else {
       if (over(len)) return Napi::Number::New(env, -2);
       frame = NewFrame(cs->client, opcode, data, len, &flen);
@@ -726,15 +734,7 @@ class Addon : public Napi::Addon<Addon> {
       size_t units;
       if (napi_get_value_string_utf16(env, v, nullptr, 0, &units) != napi_ok)
         return env.Undefined();
-      size_t bound = units * 3;
-      block = NewFrameFilled(
-          false, kOpText, bound,
-          [&](uint8_t* dst) {
-            size_t n = 0;
-            napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(dst), bound + 1, &n);
-            return n;
-          },
-          &flen, &len);
+      block = StringFrame(env, v, units, false, &flen, &len);
     } else {
       block = NewFrame(false, opcode, data, len, &flen);
     }
