@@ -143,11 +143,11 @@ struct ObjItem {
   ObjItem& operator=(ObjItem&&) = delete;
 };
 
-// Bytes of a batch's small messages: a pooled buffer (see buffers.h), grown
-// without zero-filling and handed to JavaScript as it is.
 // A batch is handed over once its arena holds this much (Context::ArenaRoom).
 constexpr size_t kArenaHandOver = 1024 * 1024;
 
+// Bytes of a batch's small messages: a pooled buffer (see buffers.h), grown
+// without zero-filling and handed to JavaScript as it is.
 struct Arena {
   uint8_t* data = nullptr;
   size_t len = 0;

@@ -122,7 +122,7 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
       return Str(env, item.str, out);
     case ObjItem::kUtf8:
     case ObjItem::kAscii: {
-      // All below 0x80: a one-byte string, without UTF-8 decoding.
+      // kAscii (every byte below 0x80): a one-byte string, no UTF-8 decoding.
       const char* s = reinterpret_cast<const char*>(item.data);
       bool ok = (item.kind == ObjItem::kAscii
                      ? napi_create_string_latin1(env, s, item.len, out)
