@@ -131,6 +131,7 @@ class Conn final : public FrameSink, public WireOwner {
   void Input(const uint8_t* p, size_t n);
   void ReadTls(const uint8_t* in, size_t len);  // wss client: ciphertext in
   void Stash(const uint8_t* p, size_t n);
+  void ReadPayloadDirect();  // the rest of a large payload, from the socket into the message
   void UseDeflate(std::unique_ptr<PerMessageDeflate> pmd);
   void Pump();  // feeds stashed input while reading is not paused
   void SetRxPause(uint8_t bits);

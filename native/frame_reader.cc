@@ -269,14 +269,39 @@ void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
   // A final frame announces the whole remaining size: allocate it at once.
   size_t hint = fh_.fin ? msg_len_ + static_cast<size_t>(frame_remaining_) : 0;
   if (!Reserve(msg_len_ + n, hint)) return;
-  uint8_t* dst = msg_ + msg_len_;
-  CopyPayload(dst, p, n, mask_phase_);
+  CopyPayload(msg_ + msg_len_, p, n, mask_phase_);
+  Accept(n);
+}
+
+void FrameReader::Accept(size_t n) {
   mask_phase_ += n;
-  if (msg_opcode_ == kOpText && !utf8_.Feed(dst, n)) {
+  if (msg_opcode_ == kOpText && !utf8_.Feed(msg_ + msg_len_, n)) {
     Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");
     return;
   }
   msg_len_ += n;
+}
+
+uint8_t* FrameReader::PayloadRoom(size_t min, size_t* n) {
+  if (done_ || !in_frame_ || (fh_.opcode & 0x8) || msg_compressed_ || frame_remaining_ < min)
+    return nullptr;
+  size_t rest = static_cast<size_t>(frame_remaining_);
+  if (!Reserve(msg_len_ + rest, fh_.fin ? msg_len_ + rest : 0)) return nullptr;
+  *n = rest;
+  return msg_ + msg_len_;
+}
+
+void FrameReader::PayloadArrived(size_t n) {
+  uint8_t* dst = msg_ + msg_len_;
+  if (fh_.masked) ApplyMask(dst, dst, n, fh_.mask, mask_phase_);
+  Accept(n);
+  if (done_) return;
+  frame_remaining_ -= n;
+  if (frame_remaining_ == 0) {
+    in_frame_ = false;
+    EndFrame();
+  }
+  yield_ = false;  // the caller stops after this read anyway
 }
 
 bool FrameReader::Inflate() {

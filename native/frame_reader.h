@@ -80,6 +80,15 @@ class FrameReader {
   // Between messages: gives back the reassembly buffer kept for the next one.
   void Trim();
 
+  // Reading a large payload straight into the message, for a caller that owns a
+  // plain socket: when at least `min` payload bytes of an uncompressed data
+  // frame are still to come, returns where they go (*n: how many); null
+  // otherwise. The caller reads into it and reports what arrived with
+  // PayloadArrived(), which unmasks in place and delivers the message at its
+  // end; nothing is committed before that.
+  uint8_t* PayloadRoom(size_t min, size_t* n);
+  void PayloadArrived(size_t n);
+
  private:
   bool StartFrame();
   void ConsumePayload(const uint8_t* p, size_t n);
@@ -90,6 +99,8 @@ class FrameReader {
   // Copies n payload bytes of the current frame from p to dst, unmasked when the frame is masked
   // (`phase`: how far into the payload they start).
   void CopyPayload(uint8_t* dst, const uint8_t* p, size_t n, size_t phase) const;
+  // n unmasked payload bytes are at msg_ + msg_len_: validates and counts them.
+  void Accept(size_t n);
   void Fail(uint16_t code, const char* why);
   bool Reserve(size_t need, size_t hint);
 

@@ -6,6 +6,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NLWS_AVX2 1
+#endif
 
 #include <cctype>
 
@@ -66,15 +70,49 @@ size_t EncodeFrameHeader(uint8_t* out, bool fin, uint8_t opcode, uint64_t length
   return pos;
 }
 
-void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase) {
-  uint8_t m[16];
-  for (int i = 0; i < 16; i++) m[i] = mask[(phase + i) & 3];
+#if NLWS_AVX2
+namespace {
+
+// 128 bytes a step with 32-byte registers, for CPUs that have them (checked
+// once at run time; the addon is built for baseline x86-64). m: the mask
+// repeated, starting at this call's phase. Returns how many bytes it did.
+__attribute__((target("avx2"))) size_t MaskAvx2(uint8_t* dst, const uint8_t* src, size_t n,
+                                                const uint8_t m[32]) {
+  const __m256i mv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m));
   size_t i = 0;
+  for (; i + 128 <= n; i += 128) {
+    const __m256i* s = reinterpret_cast<const __m256i*>(src + i);
+    __m256i* d = reinterpret_cast<__m256i*>(dst + i);
+    __m256i a = _mm256_loadu_si256(s), b = _mm256_loadu_si256(s + 1);
+    __m256i c = _mm256_loadu_si256(s + 2), e = _mm256_loadu_si256(s + 3);
+    _mm256_storeu_si256(d, _mm256_xor_si256(a, mv));
+    _mm256_storeu_si256(d + 1, _mm256_xor_si256(b, mv));
+    _mm256_storeu_si256(d + 2, _mm256_xor_si256(c, mv));
+    _mm256_storeu_si256(d + 3, _mm256_xor_si256(e, mv));
+  }
+  return i;
+}
+
+bool HasAvx2() {
+  static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return has;
+}
+
+}  // namespace
+#endif
+
+void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase) {
+  uint8_t m[32];
+  for (int i = 0; i < 32; i++) m[i] = mask[(phase + i) & 3];
+  size_t i = 0;
+#if NLWS_AVX2
+  if (n >= 128 && HasAvx2()) i = MaskAvx2(dst, src, n, m);
+#endif
 #if defined(__SSE2__)
   // 64 bytes a step: at -O2 the compiler leaves the 8-byte loop below
   // scalar, and unmasking a 1 MiB message was 15% of the service thread.
   const __m128i mv = _mm_loadu_si128(reinterpret_cast<const __m128i*>(m));
-  for (; i + 64 <= n; i += 64) {
+  for (; i + 64 <= n; i += 64) {  // i is a multiple of 64: m still starts at the phase
     const __m128i* s = reinterpret_cast<const __m128i*>(src + i);
     __m128i* d = reinterpret_cast<__m128i*>(dst + i);
     __m128i a = _mm_loadu_si128(s), b = _mm_loadu_si128(s + 1);

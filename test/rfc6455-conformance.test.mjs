@@ -569,6 +569,55 @@ test('server: VALID multibyte characters split across fragments are accepted and
   assertFrameCarries(echo, { opcode: OP.text, payload: whole, masked: false, label: 'echo' });
 });
 
+// Payloads of 64 KiB and more are read from the socket straight into the message once their
+// frame header is parsed, in chunks that cut multibyte characters and the 4-byte mask period
+// anywhere; these check that path end to end.
+
+test('server: 3 MiB text of multibyte characters in one frame is echoed intact', async () => {
+  const { peer } = await serverPair();
+  const whole = Buffer.from('a€b😀c'.repeat(300_000), 'utf8'); // 3.3 MB, characters of 1–4 bytes
+  peer.write(frame({ opcode: OP.text, payload: whole }));
+  const echo = await peer.nextFrame(3 * T, 'echo of the 3 MiB text');
+  assertFrameCarries(echo, { opcode: OP.text, payload: whole, masked: false, label: 'echo' });
+});
+
+test('server: invalid UTF-8 2 MiB into a large text frame → close 1007', async () => {
+  const payload = Buffer.alloc(3 * MiB, 0x61);
+  payload[2 * MiB + 5] = 0xff;
+  await serverFailsWith([frame({ opcode: OP.text, payload })], 1007);
+});
+
+test('server: large binary fragments (300 KiB, 1 B, 700 KiB) with pings between → pongs, then one echo', async () => {
+  const { peer } = await serverPair();
+  const data = binaryBytes(1000 * 1024 + 1);
+  const cuts = [0, 300 * 1024, 300 * 1024 + 1, data.length];
+  const bufs = [];
+  for (let i = 0; i < 3; i++) {
+    bufs.push(
+      frame({
+        opcode: i === 0 ? OP.binary : OP.cont,
+        payload: data.subarray(cuts[i], cuts[i + 1]),
+        fin: i === 2,
+      }),
+    );
+    if (i < 2) bufs.push(frame({ opcode: OP.ping, payload: `p${i}` }));
+  }
+  peer.write(Buffer.concat(bufs));
+  await expectPongs(peer, ['p0', 'p1'], false);
+  const echo = await peer.nextFrame(3 * T, 'echo of the fragmented 1000 KiB binary');
+  assertFrameCarries(echo, { opcode: OP.binary, payload: data, masked: false, label: 'echo' });
+});
+
+test('client: 3 MiB text of multibyte characters from the server (unmasked) arrives intact', async () => {
+  const { peer, client } = await clientPair();
+  const whole = 'x😀€y'.repeat(300_000);
+  const got = onceEvent(client, 'message', 3 * T, '3 MiB text message');
+  peer.write(sframe({ opcode: OP.text, payload: Buffer.from(whole, 'utf8') }));
+  const [data, isBinary] = await got;
+  assert.is(isBinary, false, 'a text message');
+  assert.ok(data === whole, `the text arrives intact (${data.length} of ${whole.length} chars)`);
+});
+
 // ---- HTTP upgrade --------------------------------------------------------------------------
 
 async function expectHttpRejection(request, statuses, label) {
