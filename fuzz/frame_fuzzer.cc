@@ -542,8 +542,11 @@ std::unique_ptr<PerMessageDeflate> FuzzDeflate(bool client, bool no_context_take
 
 // Feeds everything, in pieces of the given sizes, taking the rest again when the reader
 // stops for its inflation budget or because the sink yielded (as Conn does on the next turn
-// of the service loop).
-void FeedReader(FrameReader& r, const uint8_t* d, size_t n, const std::vector<size_t>& cuts) {
+// of the service loop). direct_min > 0: after each piece, payload the reader asks for with
+// PayloadRoom(direct_min) is copied straight into it in pieces of the next sizes, as Conn
+// reads a plain socket.
+void FeedReader(FrameReader& r, const uint8_t* d, size_t n, const std::vector<size_t>& cuts,
+                size_t direct_min = 0) {
   size_t off = 0;
   for (size_t i = 0; off < n; i++) {
     size_t k = i < cuts.size() ? std::min(cuts[i], n - off) : n - off;
@@ -557,6 +560,16 @@ void FeedReader(FrameReader& r, const uint8_t* d, size_t n, const std::vector<si
       if (u == 0) CHECK(++spins < 100000);
     }
     off += k;
+    size_t want = 0;
+    uint8_t* room;
+    while (direct_min && off < n && !r.busy() && (room = r.PayloadRoom(direct_min, &want))) {
+      CHECK(want >= direct_min);
+      size_t take = std::min(want, n - off);
+      if (++i < cuts.size()) take = std::min(take, cuts[i]);
+      memcpy(room, d + off, take);
+      r.PayloadArrived(take);
+      off += take;
+    }
   }
   for (int spins = 0; r.busy(); spins++) {
     CHECK(r.Feed(nullptr, 0) == 0);
@@ -570,6 +583,7 @@ void FuzzReader(FuzzedDataProvider& fdp, const uint8_t* d, size_t n) {
   bool nct = fdp.ConsumeBool();
   uint64_t max_payload = fdp.ConsumeIntegralInRange<uint64_t>(0, 1 << 20);
   size_t yield_every = fdp.ConsumeIntegralInRange<size_t>(0, 4);
+  size_t direct_min = fdp.ConsumeIntegralInRange<size_t>(0, 64);
   std::vector<size_t> cuts;
   while (cuts.size() < 64 && fdp.remaining_bytes() > 0)
     cuts.push_back(fdp.ConsumeIntegralInRange<size_t>(1, 300));
@@ -587,9 +601,9 @@ void FuzzReader(FuzzedDataProvider& fdp, const uint8_t* d, size_t n) {
     b.EnableDeflate(FuzzDeflate(client, nct));
   }
   FeedReader(a, d, n, {});
-  FeedReader(b, d, n, cuts);
-  // However the bytes arrive, wherever the messages go, and wherever the sink yields, the
-  // reports are the same.
+  FeedReader(b, d, n, cuts, direct_min);
+  // However the bytes arrive (through Feed or straight into the message), wherever the
+  // messages go, and wherever the sink yields, the reports are the same.
   CHECK(whole.events == split.events);
   CHECK(a.done() == b.done());
   CHECK(a.done() == whole.done);
