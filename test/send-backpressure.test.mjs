@@ -122,7 +122,8 @@ test('a large Buffer is sent without a copy: it arrives intact, and is released 
   const sendAll = () => {
     const out = [];
     for (let i = 0; i < N; i++) {
-      const buf = crypto.randomBytes(256 * 1024); // above the copy threshold (64 KiB)
+      // All at or above the copy threshold (8 KiB), the smallest exactly at it.
+      const buf = crypto.randomBytes([8 * 1024, 16 * 1024, 256 * 1024][i % 3]);
       out.push(crypto.createHash('sha256').update(buf).digest('hex'));
       registry.register(buf, i);
       conn.send(buf);
