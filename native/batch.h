@@ -163,7 +163,7 @@ struct Arena {
   ~Arena();
   bool empty() const { return len == 0; }
   // Room for n more bytes at data + len (len unchanged); null when out of memory.
-  // An arena with no block yet starts with `first` bytes.
+  // Room for n more bytes; an arena with no block yet starts with `first` bytes.
   uint8_t* Room(size_t n, size_t first);
   void Release();   // frees the buffer
   uint8_t* Take();  // hands the buffer over (caller frees with BufFree)
