@@ -36,9 +36,11 @@ Arena& Arena::operator=(Arena&& o) noexcept {
 
 Arena::~Arena() { Release(); }
 
-uint8_t* Arena::Room(size_t n, size_t first) {
+uint8_t* Arena::Room(size_t n) {
   if (len + n > cap || !data) {  // (an empty message still needs a buffer to point into)
-    size_t want = cap ? cap * 2 : first;
+    // One block the size of a whole batch at once, from the pool: growing one
+    // step by step copied it and touched fresh pages at every batch.
+    size_t want = cap ? cap * 2 : kArenaHandOver;
     while (want < len + n) want *= 2;
     uint8_t* p = BufRealloc(data, want, len);
     if (!p) return nullptr;

@@ -145,9 +145,6 @@ struct ObjItem {
 
 // A batch is handed over once its arena holds this much (Context::ArenaRoom).
 constexpr size_t kArenaHandOver = 1024 * 1024;
-// The least an arena starts with (Context::ArenaRoom starts it at what the
-// previous batch needed, between this and kArenaHandOver).
-constexpr size_t kArenaStart = 64 * 1024;
 
 // Bytes of a batch's small messages: a pooled buffer (see buffers.h), grown
 // without zero-filling and handed to JavaScript as it is.
@@ -163,8 +160,7 @@ struct Arena {
   ~Arena();
   bool empty() const { return len == 0; }
   // Room for n more bytes at data + len (len unchanged); null when out of memory.
-  // Room for n more bytes; an arena with no block yet starts with `first` bytes.
-  uint8_t* Room(size_t n, size_t first);
+  uint8_t* Room(size_t n);
   void Release();   // frees the buffer
   uint8_t* Take();  // hands the buffer over (caller frees with BufFree)
 };

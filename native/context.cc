@@ -839,7 +839,7 @@ void Context::Emit(uint32_t type, uint32_t id, uint32_t a, uint32_t b) {
 
 uint8_t* Context::ArenaRoom(size_t n) {
   if (local_.arena.len > 0 && local_.arena.len + n > kArenaHandOver) HandOver();
-  return local_.arena.Room(n, arena_start_);
+  return local_.arena.Room(n);
 }
 
 bool Context::AddArena(const uint8_t* p, size_t n, uint32_t* offset) {
@@ -904,12 +904,6 @@ void Context::FlushEvents() {
 
 void Context::HandOver() {
   if (local_.Empty()) return;
-  // The next arena starts at the size this one needed: under load a whole
-  // batch's block at once (growing one step by step copied it and touched
-  // fresh pages at every batch), and small when batches are small, so the
-  // blocks that batches in flight hold (and the pool keeps) are no larger
-  // than their messages (16 KiB echo, 3 alternating runs: peak RSS 123 -> 118 MB).
-  arena_start_ = std::min(std::max(local_.arena.cap, kArenaStart), kArenaHandOver);
   rx_total_.fetch_add(local_.cost);
   bool call;
   {

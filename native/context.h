@@ -241,10 +241,9 @@ class Context {
   std::mutex ev_mu_;
   std::deque<Batch> pending_;  // handed over whole: no copying of arenas
   bool call_pending_ = false;
-  Batch local_;                       // service thread
-  size_t arena_start_ = kArenaStart;  // service thread: what the next arena starts with
-  bool delivering_ = false;           // main thread: inside Deliver
-  bool wake_deferred_ = false;        // main thread: a wake-up waits for the end of delivery
+  Batch local_;                 // service thread
+  bool delivering_ = false;     // main thread: inside Deliver
+  bool wake_deferred_ = false;  // main thread: a wake-up waits for the end of delivery
   Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
   Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())
   bool ref_ = false;
