@@ -241,6 +241,26 @@ function binaryBytes(n) {
   return b;
 }
 
+/**
+ * `data` as binary fragments cut at `cuts` (0 first, data.length last), with a ping carrying
+ * pings[i] after every fragment but the last; `make` builds the frames (frame or sframe).
+ */
+function fragmentsWithPings(make, data, cuts, pings) {
+  const bufs = [];
+  const last = cuts.length - 2;
+  for (let i = 0; i <= last; i++) {
+    bufs.push(
+      make({
+        opcode: i === 0 ? OP.binary : OP.cont,
+        payload: data.subarray(cuts[i], cuts[i + 1]),
+        fin: i === last,
+      }),
+    );
+    if (i < last) bufs.push(make({ opcode: OP.ping, payload: pings[i] }));
+  }
+  return Buffer.concat(bufs);
+}
+
 const expectedEncoding = (n) => (n < 126 ? 7 : n <= 0xffff ? 16 : 64);
 
 function assertFrameCarries(f, { opcode, payload, masked, label }) {
@@ -348,18 +368,7 @@ test('server: fragmented binary (4 fragments, one write, pings interleaved) → 
   const data = binaryBytes(3000);
   const cuts = [0, 1, 1000, 2999, 3000];
   const pingPayloads = ['a', 'bb', 'ccc'];
-  const bufs = [];
-  for (let i = 0; i < 4; i++) {
-    bufs.push(
-      frame({
-        opcode: i === 0 ? OP.binary : OP.cont,
-        payload: data.subarray(cuts[i], cuts[i + 1]),
-        fin: i === 3,
-      }),
-    );
-    if (i < 3) bufs.push(frame({ opcode: OP.ping, payload: pingPayloads[i] }));
-  }
-  peer.write(Buffer.concat(bufs));
+  peer.write(fragmentsWithPings(frame, data, cuts, pingPayloads));
   await expectPongs(peer, pingPayloads, false);
   const echo = await peer.nextFrame(T, 'echo of the fragmented binary');
   assertFrameCarries(echo, { opcode: OP.binary, payload: data, masked: false, label: 'echo' });
@@ -591,18 +600,7 @@ test('server: large binary fragments (300 KiB, 1 B, 700 KiB) with pings between 
   const { peer } = await serverPair();
   const data = binaryBytes(1000 * 1024 + 1);
   const cuts = [0, 300 * 1024, 300 * 1024 + 1, data.length];
-  const bufs = [];
-  for (let i = 0; i < 3; i++) {
-    bufs.push(
-      frame({
-        opcode: i === 0 ? OP.binary : OP.cont,
-        payload: data.subarray(cuts[i], cuts[i + 1]),
-        fin: i === 2,
-      }),
-    );
-    if (i < 2) bufs.push(frame({ opcode: OP.ping, payload: `p${i}` }));
-  }
-  peer.write(Buffer.concat(bufs));
+  peer.write(fragmentsWithPings(frame, data, cuts, ['p0', 'p1']));
   await expectPongs(peer, ['p0', 'p1'], false);
   const echo = await peer.nextFrame(3 * T, 'echo of the fragmented 1000 KiB binary');
   assertFrameCarries(echo, { opcode: OP.binary, payload: data, masked: false, label: 'echo' });
@@ -880,19 +878,8 @@ test('client: fragmented text and binary with pings interleaved → whole messag
 
   const data = binaryBytes(5000);
   const cuts = [0, 100, 2000, 4999, 5000];
-  const bufs = [];
-  for (let i = 0; i < 4; i++) {
-    bufs.push(
-      sframe({
-        opcode: i === 0 ? OP.binary : OP.cont,
-        payload: data.subarray(cuts[i], cuts[i + 1]),
-        fin: i === 3,
-      }),
-    );
-    if (i < 3) bufs.push(sframe({ opcode: OP.ping, payload: `r${i}` }));
-  }
   const binP = onceEvent(client, 'message', T, "client 'message' (binary)");
-  peer.write(Buffer.concat(bufs));
+  peer.write(fragmentsWithPings(sframe, data, cuts, ['r0', 'r1', 'r2']));
   await expectPongs(peer, ['r0', 'r1', 'r2'], true);
   const [d2, b2] = await binP;
   assert.is(b2, true);
