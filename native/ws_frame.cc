@@ -102,8 +102,12 @@ bool HasAvx2() {
 #endif
 
 void ApplyMask(uint8_t* dst, const uint8_t* src, size_t n, const uint8_t mask[4], size_t phase) {
+  // The mask from this phase on, repeated over 32 bytes: one 4-byte word
+  // stored 8 times (every call pays this, 64 B messages and pongs too).
+  const uint8_t r[4] = {mask[phase & 3], mask[(phase + 1) & 3], mask[(phase + 2) & 3],
+                        mask[(phase + 3) & 3]};
   uint8_t m[32];
-  for (int i = 0; i < 32; i++) m[i] = mask[(phase + i) & 3];
+  for (int k = 0; k < 32; k += 4) memcpy(m + k, r, 4);
   size_t i = 0;
 #if NLWS_AVX2
   if (n >= 128 && HasAvx2()) i = MaskAvx2(dst, src, n, m);
