@@ -58,8 +58,8 @@ Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, i
   } else if (fd >= 0) {
     wire_.reset(new PlainWire(this, fd));
   } else {
-    js_wire_ = new JsWire(this, ctx, shared_->id);
-    wire_.reset(js_wire_);
+    wire_.reset(new JsWire(this, ctx, shared_->id));
+    wire_kind_ = WireKind::kJs;
   }
   server_hs_.reset(new ServerHandshake(std::move(remote_address), remote_port));
   ctx->AddConn(this);
@@ -81,8 +81,8 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
   client_hs_->port = cfg->port;
   client_hs_->unix_socket = cfg->unix_socket;
   if (!cfg->proxy_request.empty()) {
-    proxy_request_ = std::move(cfg->proxy_request);
-    proxy_hs_.reset(new ProxyHandshake());
+    proxy_.reset(new ProxyStage());
+    proxy_->request = std::move(cfg->proxy_request);
   }
   cfg->shared = nullptr;  // ours now
   cfg->fd = -1;
@@ -107,13 +107,13 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
     cfg->key.clear();
   }
   bool tls_failed = cfg->tls && !tls;
-  if (tls && c->proxy_hs_) {
+  if (tls && c->proxy_) {
     // The CONNECT exchange is plain text: TLS starts once the tunnel is up.
-    c->tunnel_tls_ = std::move(tls);
+    c->proxy_->tunnel_tls = std::move(tls);
     c->wire_.reset(new PlainWire(c, c->fd_));
   } else if (tls) {
-    c->tls_client_ = new ClientTlsWire(c, c->fd_, std::move(tls));
-    c->wire_.reset(c->tls_client_);
+    c->wire_.reset(new ClientTlsWire(c, c->fd_, std::move(tls)));
+    c->wire_kind_ = WireKind::kTlsClient;
   } else {
     c->wire_.reset(new PlainWire(c, c->fd_));
   }
@@ -202,8 +202,8 @@ void Conn::Kill() {
 void Conn::CloseSocketNow() {
   if (wsi_) {
     lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-  } else if (js_wire_) {
-    js_wire_->Closed();  // JavaScript destroys its stream
+  } else if (JsWire* js = js_wire()) {
+    js->Closed();  // JavaScript destroys its stream
     OnClosed();
   }
 }
@@ -336,7 +336,7 @@ void Conn::OnReadable(const uint8_t* in, size_t len) {
     last_rx_us_ = MonotonicUs();
     ping_outstanding_ = false;
   }
-  if (tls_client_ && state_ != State::kConnecting)
+  if (wire_kind_ == WireKind::kTlsClient && state_ != State::kConnecting)
     ReadTls(in, len);
   else
     Input(in, len);
@@ -423,8 +423,8 @@ void Conn::SetRxPause(uint8_t bits) {
   bool want = bits != 0;
   if (want != lws_paused_ && HasTransport() && !killed_) {
     lws_paused_ = want;
-    if (js_wire_)
-      js_wire_->SetReading(!want);
+    if (JsWire* js = js_wire())
+      js->SetReading(!want);
     else
       lws_rx_flow_control(wsi_, want ? 0 : 1);
   }
@@ -493,9 +493,10 @@ void Conn::ChargeRx() {
 }
 
 void Conn::ReadTls(const uint8_t* in, size_t len) {
-  TlsClient* t = tls_client_->tls();
+  ClientTlsWire* tw = tls_client();
+  TlsClient* t = tw->tls();
   t->Feed(in, len);
-  if (!tls_client_->up()) {
+  if (!tw->up()) {
     int r = t->Handshake();
     if (r < 0) {
       FailConnect(t->code(), t->error());
@@ -505,7 +506,7 @@ void Conn::ReadTls(const uint8_t* in, size_t len) {
       Flush();  // handshake records out
       return;
     }
-    tls_client_->SetUp();
+    tw->SetUp();
     QueueBlock(client_hs_->request);
   }
   uint8_t buf[64 * 1024];
@@ -668,7 +669,7 @@ void Conn::ClientInput(const uint8_t* p, size_t n) {
 }
 
 void Conn::ProxyInput(const uint8_t* p, size_t n) {
-  ProxyHandshake& ph = *proxy_hs_;
+  ProxyHandshake& ph = proxy_->hs;
   switch (ph.Feed(p, n, opts_->max_header_bytes)) {
     case ProxyHandshake::Result::kMore:
       return;
@@ -680,8 +681,9 @@ void Conn::ProxyInput(const uint8_t* p, size_t n) {
       break;
   }
   std::string rest = std::move(ph.rest);
-  proxy_hs_.reset();
-  if (tunnel_tls_) {
+  std::unique_ptr<TlsClient> tunnel_tls = std::move(proxy_->tunnel_tls);
+  proxy_.reset();
+  if (tunnel_tls) {
     if (!wire_->empty()) {
       // Impossible with a proxy that answered after reading our request.
       FailConnect("ERR_PROXY_TUNNEL", "The proxy answered before it had the whole CONNECT request");
@@ -689,13 +691,13 @@ void Conn::ProxyInput(const uint8_t* p, size_t n) {
     }
     // From here every byte on the socket is TLS.
     wire_->Drop(false);
-    tls_client_ = new ClientTlsWire(this, fd_, std::move(tunnel_tls_));
-    wire_.reset(tls_client_);
+    wire_.reset(new ClientTlsWire(this, fd_, std::move(tunnel_tls)));
+    wire_kind_ = WireKind::kTlsClient;
     wire_->Attach(wsi_);
   }
   StartHandshake();
   if (!rest.empty() && !killed_) {
-    if (tls_client_)
+    if (wire_kind_ == WireKind::kTlsClient)
       ReadTls(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
     else
       Input(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
@@ -704,7 +706,7 @@ void Conn::ProxyInput(const uint8_t* p, size_t n) {
 
 void Conn::StartHandshake() {
   state_ = State::kHandshake;
-  if (tls_client_) {
+  if (wire_kind_ == WireKind::kTlsClient) {
     ReadTls(nullptr, 0);  // sends the ClientHello
     return;
   }
@@ -1096,8 +1098,9 @@ void Conn::FrameDone(const OutFrame& f, bool written) {
 void Conn::DropQueue(bool keep_partial) { wire_->Drop(keep_partial); }
 
 void Conn::JsAck(size_t n) {
-  if (!js_wire_) return;
-  js_wire_->Ack(n);
+  JsWire* js = js_wire();
+  if (!js) return;
+  js->Ack(n);
   OnWritable();
 }
 
@@ -1113,10 +1116,10 @@ void Conn::OnWritable() {
       return;
     }
     // The state first: ResumeRx may feed input that arrived meanwhile.
-    if (proxy_hs_) {
+    if (proxy_) {
       state_ = State::kProxy;
-      QueueBlock(proxy_request_);
-      std::string().swap(proxy_request_);
+      QueueBlock(proxy_->request);
+      std::string().swap(proxy_->request);
       ResumeRx(kRxConnecting);
       Flush();
       return;

@@ -99,7 +99,7 @@ class Conn final : public FrameSink, public WireOwner {
   void CloseSocketNow();  // LWS_TO_KILL_SYNC: OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
   Listener* server() const { return server_; }
-  bool js_pumped() const { return js_wire_ != nullptr; }  // no wsi: JavaScript has the stream
+  bool js_pumped() const { return wire_kind_ == WireKind::kJs; }  // no wsi: JavaScript has it
   bool open() const { return state_ == State::kOpen; }
 
   // Context bookkeeping (service thread).
@@ -125,6 +125,15 @@ class Conn final : public FrameSink, public WireOwner {
  private:
   // kProxy: a client through an HTTP proxy, waiting for its answer to CONNECT.
   enum class State : uint8_t { kConnecting, kProxy, kHandshake, kVerifying, kOpen, kClosed };
+  // Which Wire wire_ is: the typed accessors above cast by it.
+  enum class WireKind : uint8_t { kPlain, kTlsClient, kJs };
+  // A client through an HTTP proxy, until the tunnel is up: a side allocation,
+  // so that other connections do not carry it.
+  struct ProxyStage {
+    ProxyHandshake hs;
+    std::string request;                    // the CONNECT request
+    std::unique_ptr<TlsClient> tunnel_tls;  // wss: TLS once the tunnel is up
+  };
 
   Conn(Context* ctx, ClientConfig* cfg);
   // input
@@ -147,7 +156,11 @@ class Conn final : public FrameSink, public WireOwner {
   void SendHttpAndClose(const std::string& response);
   void EmitConnectError();
   void EmitHandoverEnd();  // a handed-over connection closed before it opened
-  bool HasTransport() const { return wsi_ || js_wire_; }
+  bool HasTransport() const { return wsi_ || js_pumped(); }
+  JsWire* js_wire() const { return js_pumped() ? static_cast<JsWire*>(wire_.get()) : nullptr; }
+  ClientTlsWire* tls_client() const {  // a wss client's wire, once TLS runs on the socket
+    return wire_kind_ == WireKind::kTlsClient ? static_cast<ClientTlsWire*>(wire_.get()) : nullptr;
+  }
   void FailConnect(const char* code, std::string message, int status = 0);
   void QueueBlock(const std::string& bytes);
   // heartbeat and deadlines
@@ -174,13 +187,9 @@ class Conn final : public FrameSink, public WireOwner {
   int fd_;
   FrameReader reader_;
   std::unique_ptr<Wire> wire_;
-  ClientTlsWire* tls_client_ = nullptr;          // wire_ when this is a wss client
-  JsWire* js_wire_ = nullptr;                    // wire_ when JavaScript pumps the bytes
   std::unique_ptr<ServerHandshake> server_hs_;   // until open or answered
   std::unique_ptr<ClientHandshake> client_hs_;   // until open
-  std::unique_ptr<ProxyHandshake> proxy_hs_;     // through a proxy: until the tunnel is up
-  std::string proxy_request_;                    // the CONNECT request
-  std::unique_ptr<TlsClient> tunnel_tls_;        // wss through a proxy: TLS once the tunnel is up
+  std::unique_ptr<ProxyStage> proxy_;            // through a proxy: until the tunnel is up
   std::unique_ptr<std::string> stash_;           // input not processed yet
   std::unique_ptr<Topics::Memberships> topics_;  // server: the topics subscribed to
   Timer deadline_;
@@ -193,6 +202,7 @@ class Conn final : public FrameSink, public WireOwner {
   uint16_t fail_code_ = 0;  // we failed the connection with this code
   int connect_errno_ = 0;
   State state_ = State::kHandshake;
+  WireKind wire_kind_ = WireKind::kPlain;
   uint8_t rx_pause_ = 0;     // RxPause bits
   bool lws_paused_ = false;  // lws polls the socket for POLLIN unless this is set
   bool killed_ = false;

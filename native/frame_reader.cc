@@ -30,20 +30,29 @@ void FrameReader::Trim() {
   msg_cap_ = 0;
 }
 
-void FrameReader::EnableDeflate(std::unique_ptr<PerMessageDeflate> pmd) { pmd_ = std::move(pmd); }
+void FrameReader::EnableDeflate(std::unique_ptr<PerMessageDeflate> pmd) {
+  if (!pmd) {
+    z_.reset();
+    return;
+  }
+  if (!z_) z_.reset(new Inflation());
+  z_->pmd = std::move(pmd);
+}
 
 void FrameReader::Fail(uint16_t code, const char* why) {
   if (done_) return;
   done_ = true;
-  zin_.clear();
-  zoff_ = 0;
+  if (z_) {
+    z_->in.clear();
+    z_->off = 0;
+  }
   sink_->OnReadError(code, why);
 }
 
 size_t FrameReader::Feed(const uint8_t* p, size_t n) {
   if (done_) return n;
   const size_t total = n;
-  budget_ = kInflateBudget;
+  if (z_) z_->budget = kInflateBudget;
   if (busy() || frame_end_pending_) {
     // Inflation left over from the previous call goes first.
     if (!Inflate()) return total;
@@ -143,7 +152,7 @@ size_t FrameReader::Feed(const uint8_t* p, size_t n) {
       in_frame_ = false;
       if (msg_compressed_ && !(fh_.opcode & 0x8)) {
         if (fh_.fin)
-          zin_.insert(zin_.end(), PerMessageDeflate::kTail, PerMessageDeflate::kTail + 4);
+          z_->in.insert(z_->in.end(), PerMessageDeflate::kTail, PerMessageDeflate::kTail + 4);
         if (!Inflate()) return total;
         if (busy()) {
           frame_end_pending_ = true;
@@ -161,10 +170,10 @@ size_t FrameReader::Feed(const uint8_t* p, size_t n) {
 
 bool FrameReader::StartFrame() {
   // RSV1 marks the first frame of a compressed message (permessage-deflate).
-  bool rsv1_ok = pmd_ && fh_.rsv == 0x4 && (fh_.opcode == kOpText || fh_.opcode == kOpBinary);
+  bool rsv1_ok = z_ && fh_.rsv == 0x4 && (fh_.opcode == kOpText || fh_.opcode == kOpBinary);
   if (fh_.rsv && !rsv1_ok) {
-    Fail(kCloseProtocolError, pmd_ ? "RSV bits set where permessage-deflate allows none"
-                                   : "RSV bits set but no extension was negotiated");
+    Fail(kCloseProtocolError, z_ ? "RSV bits set where permessage-deflate allows none"
+                                 : "RSV bits set but no extension was negotiated");
     return false;
   }
   switch (fh_.opcode) {
@@ -258,10 +267,10 @@ void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
     return;
   }
   if (msg_compressed_) {
-    // Unmasked into zin_; Inflate() takes it from there within the budget.
-    size_t at = zin_.size();
-    zin_.resize(at + n);
-    CopyPayload(zin_.data() + at, p, n, mask_phase_);
+    // Unmasked into z_->in; Inflate() takes it from there within the budget.
+    size_t at = z_->in.size();
+    z_->in.resize(at + n);
+    CopyPayload(z_->in.data() + at, p, n, mask_phase_);
     mask_phase_ += n;
     if (frame_remaining_ > n) Inflate();  // the frame's end inflates in Feed()
     return;
@@ -305,16 +314,17 @@ void FrameReader::PayloadArrived(size_t n) {
 }
 
 bool FrameReader::Inflate() {
-  while (budget_ > 0 && busy()) {
+  Inflation& z = *z_;  // set: a compressed message needs permessage-deflate
+  while (z.budget > 0 && busy()) {
     size_t used = 0;
     bool more = false;
     size_t before = msg_len_;
-    int r = pmd_->Inflate(zin_.data() + zoff_, zin_.size() - zoff_, &used, &more, &msg_, &msg_len_,
-                          &msg_cap_, max_payload_, budget_);
-    zoff_ += used;
-    z_more_ = more;
+    int r = z.pmd->Inflate(z.in.data() + z.off, z.in.size() - z.off, &used, &more, &msg_, &msg_len_,
+                           &msg_cap_, max_payload_, z.budget);
+    z.off += used;
+    z.more = more;
     size_t produced = msg_len_ - before;
-    budget_ -= std::min(budget_, produced);
+    z.budget -= std::min(z.budget, produced);
     // What was inflated is checked before the error that stopped it, so that
     // the verdict does not depend on how the input was split.
     if (msg_opcode_ == kOpText && !utf8_.Feed(msg_ + before, produced)) {
@@ -330,14 +340,14 @@ bool FrameReader::Inflate() {
       return false;
     }
     if (produced == 0 && used == 0) {
-      z_more_ = false;  // no progress possible: wait for more input
+      z.more = false;  // no progress possible: wait for more input
       break;
     }
   }
   if (!busy()) {
-    zin_.clear();
-    zoff_ = 0;
-    if (zin_.capacity() > 256 * 1024) std::vector<uint8_t>().swap(zin_);
+    z.in.clear();
+    z.off = 0;
+    if (z.in.capacity() > 256 * 1024) std::vector<uint8_t>().swap(z.in);
   }
   return true;
 }
@@ -353,7 +363,7 @@ void FrameReader::EndFrame() {
 void FrameReader::DeliverMessage() {
   in_message_ = false;
   bool text = msg_opcode_ == kOpText;
-  if (msg_compressed_) pmd_->EndMessage();
+  if (msg_compressed_) z_->pmd->EndMessage();
   if (text && !utf8_.Complete()) {
     Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");
     return;

@@ -62,8 +62,8 @@ class FrameReader {
   FrameReader& operator=(const FrameReader&) = delete;
 
   void EnableDeflate(std::unique_ptr<PerMessageDeflate> pmd);
-  bool deflate() const { return pmd_ != nullptr; }
-  PerMessageDeflate* pmd() const { return pmd_.get(); }
+  bool deflate() const { return z_ != nullptr; }
+  PerMessageDeflate* pmd() const { return z_ ? z_->pmd.get() : nullptr; }
 
   // Parses up to n bytes; returns how many it consumed. Fewer than n when
   // this call's inflate budget ran out (busy() is then true: call again with
@@ -75,7 +75,7 @@ class FrameReader {
   // 256 KiB holds ~43,000 empty pings; the sink yields when its receive
   // budget is spent, so one read never queues more than that budget.
   void Yield() { yield_ = true; }
-  bool busy() const { return zoff_ < zin_.size() || z_more_; }
+  bool busy() const { return z_ && (z_->off < z_->in.size() || z_->more); }
   bool done() const { return done_; }  // a close frame or an error was seen
   // Between messages: gives back the reassembly buffer kept for the next one.
   void Trim();
@@ -92,7 +92,7 @@ class FrameReader {
  private:
   bool StartFrame();
   void ConsumePayload(const uint8_t* p, size_t n);
-  bool Inflate();  // drains zin_ within the budget; false on error
+  bool Inflate();  // drains z_->in within the budget; false on error
   void EndFrame();
   void DeliverMessage();
   void HandleControl(const uint8_t* payload, size_t n);
@@ -128,12 +128,16 @@ class FrameReader {
   // a control frame split across reads
   uint8_t* ctrl_ = nullptr;  // 125 bytes, allocated on first use
   size_t ctrl_len_ = 0;
-  // permessage-deflate
-  std::unique_ptr<PerMessageDeflate> pmd_;
-  std::vector<uint8_t> zin_;  // unmasked compressed bytes not yet inflated
-  size_t zoff_ = 0;
-  bool z_more_ = false;  // zlib may hold more output for input it took
-  size_t budget_ = 0;    // inflated bytes this Feed() may still produce
+  // permessage-deflate, once negotiated: a side allocation, so that the
+  // connections without it (most of them) do not carry its state
+  struct Inflation {
+    std::unique_ptr<PerMessageDeflate> pmd;
+    std::vector<uint8_t> in;  // unmasked compressed bytes not yet inflated
+    size_t off = 0;
+    bool more = false;  // zlib may hold more output for input it took
+    size_t budget = 0;  // inflated bytes this Feed() may still produce
+  };
+  std::unique_ptr<Inflation> z_;
 };
 
 }  // namespace nlws
