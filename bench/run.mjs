@@ -19,7 +19,8 @@
 //                       (node-lws textAs 'string', its default; ws and uWS decode to a string)
 //   bin1m               1 MiB binary echo, 10 conns; + raw TCP echo (the loopback ceiling)
 //   latency             64 B round trips at 20k msg/s, open loop, 100 conns
-//   idle10k             memory per idle connection at 10,000 connections
+//   idle10k             memory per idle connection at 10,000 connections, right after they open
+//                       and again after 20 s without traffic
 //   reuseport           two node-lws processes on one port (reusePort)
 //   listenclose         listen + close cycle, in process (node-lws, ws)
 //   fanout64x100, fanout64x1k, fanout16kx100, fanout300kx20

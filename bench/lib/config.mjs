@@ -41,6 +41,10 @@ export const DURATION_MS = QUICK ? 1500 : 4000;
 export const LAT_DURATION_MS = QUICK ? 2000 : 5000;
 /** Idle-connection rows: the 50 round trips/s echo is measured this long. */
 export const IDLE_ECHO_MS = QUICK ? 3000 : 10_000;
+// idle10k measures again after this long without traffic: by then V8 has given back the young
+// generation it grew while the connections were accepted (its memory reducer starts ~8 s after
+// allocation slows down).
+export const IDLE_SETTLE_MS = QUICK ? 3000 : 20_000;
 /** Receive flood: the client sends this long (at most). */
 export const FLOOD_MS = QUICK ? 2000 : 4000;
 /** Receive flood: then the server gets this long to handle what it has taken in. */

@@ -1,7 +1,7 @@
 // Idle connections: memory per connection (idle10k), and server CPU plus the latency of one
 // echo connection next to 2,000 / 10,000 / 19,000 idle ones (idlecpu*, idlehb19k).
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IDLE_CONNS, IDLE_ECHO_MS, QUICK, WARMUP_MS } from './config.mjs';
+import { IDLE_CONNS, IDLE_ECHO_MS, IDLE_SETTLE_MS, QUICK, WARMUP_MS } from './config.mjs';
 import { otherLoad } from './machine.mjs';
 import { endChild, procStatus, runLoadgen, startLoadgen } from './proc.mjs';
 import { gc, startServer, stopServer } from './servers.mjs';
@@ -71,13 +71,21 @@ export async function idleMemoryWorkload(kind) {
     const heap1 = await gc(srv);
     await sleep(500);
     const after = procStatus(srv.pid);
+    // The same connections once the server has been idle for a while (see IDLE_SETTLE_MS).
+    await sleep(IDLE_SETTLE_MS);
+    const heap2 = await gc(srv);
+    await sleep(500);
+    const settled = procStatus(srv.pid);
     return {
       conns: ready.opened,
       connect_ms: ready.connect_ms,
       rss_before_mb: before.rssKb / 1024,
       rss_after_mb: after.rssKb / 1024,
+      rss_settled_mb: settled.rssKb / 1024,
       bytes_per_conn: ((after.rssKb - before.rssKb) * 1024) / ready.opened,
+      bytes_per_conn_settled: ((settled.rssKb - before.rssKb) * 1024) / ready.opened,
       js_heap_per_conn: (heap1.heapUsed - heap0.heapUsed) / ready.opened,
+      js_heap_per_conn_settled: (heap2.heapUsed - heap0.heapUsed) / ready.opened,
       external_per_conn: (heap1.external - heap0.external) / ready.opened,
       peak_rss_mb: after.hwmKb / 1024,
     };

@@ -1,6 +1,16 @@
 // The bench's report: the table (medians over runs, ratios node-lws ÷ peer taken within each
 // run), the targets from the issues, warnings, and the README-ready markdown.
-import { FLOOD_RSS_CAP_MB, f0, f1, f2, f3, median, QUICK, SPIN } from './config.mjs';
+import {
+  FLOOD_RSS_CAP_MB,
+  f0,
+  f1,
+  f2,
+  f3,
+  IDLE_SETTLE_MS,
+  median,
+  QUICK,
+  SPIN,
+} from './config.mjs';
 import { redisFanoutReport } from './redisfanout.mjs';
 import { SERVERS } from './servers.mjs';
 import { kindsFor } from './workloads.mjs';
@@ -105,6 +115,14 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
   if (has('idle10k')) {
     row(W.idle10k, 'idle memory per connection (RSS)', 'bytes_per_conn', 'B', 'lower', f0);
     row(W.idle10k, '  of which V8 heap (after GC)', 'js_heap_per_conn', 'B', 'info', f0);
+    row(
+      W.idle10k,
+      `the same after ${IDLE_SETTLE_MS / 1000} s idle (RSS)`,
+      'bytes_per_conn_settled',
+      'B',
+      'lower',
+      f0,
+    );
   }
   if (has('listenclose')) row(W.listenclose, 'listen+close median', 'median_ms', 'ms', 'lower', f3);
   const R = (wid, key) => rows.find((r) => r.wid === wid && r.key === key);
@@ -432,7 +450,7 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
   if (idleRuns.length) {
     p();
     p(
-      `Idle memory: RSS of the server after 10,000 upgraded, idle connections minus its RSS before, both after a full GC, divided by 10,000. Connect times (ms): ${kindsFor(
+      `Idle memory: RSS of the server after 10,000 upgraded, idle connections minus its RSS before, both after a full GC, divided by 10,000; measured again after ${IDLE_SETTLE_MS / 1000} s without traffic, when V8 has given back the young generation it grew while accepting. Connect times (ms): ${kindsFor(
         W.idle10k,
         0,
         uws.ok,
@@ -538,6 +556,11 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
   mdRow(
     'memory per idle connection at 10,000 connections (KiB)',
     R('idle10k', 'bytes_per_conn'),
+    (x) => (Number.isFinite(x) ? (x / 1024).toFixed(1) : 'n/a'),
+  );
+  mdRow(
+    `the same after ${IDLE_SETTLE_MS / 1000} s without traffic (KiB)`,
+    R('idle10k', 'bytes_per_conn_settled'),
     (x) => (Number.isFinite(x) ? (x / 1024).toFixed(1) : 'n/a'),
   );
   mdRow('listen + close, in process, median (ms)', R('listenclose', 'median_ms'));

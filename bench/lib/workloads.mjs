@@ -1,6 +1,6 @@
 // The workloads of `npm run bench`: their ids (for --only), which servers each one measures,
 // how one cell (workload × server) is measured, and the one-line summary of a cell.
-import { FLOOD_RSS_CAP_MB, f2, ONLY } from './config.mjs';
+import { FLOOD_RSS_CAP_MB, f2, IDLE_SETTLE_MS, ONLY } from './config.mjs';
 import { cycleWorkload, echoWorkload, reusePortWorkload } from './echo.mjs';
 import { fanoutWorkload } from './fanout.mjs';
 import { floodWorkload } from './flood.mjs';
@@ -259,7 +259,7 @@ export function describe(w, r) {
     case 'redisfanout':
       return describeRedisFanout(r);
     case 'idlemem':
-      return `${(r.bytes_per_conn / 1024).toFixed(2)} KiB/conn (RSS ${r.rss_before_mb.toFixed(1)} -> ${r.rss_after_mb.toFixed(1)} MB; V8 heap ${Math.round(r.js_heap_per_conn)} B/conn), connect ${Math.round(r.connect_ms)} ms`;
+      return `${(r.bytes_per_conn / 1024).toFixed(2)} KiB/conn (RSS ${r.rss_before_mb.toFixed(1)} -> ${r.rss_after_mb.toFixed(1)} MB; V8 heap ${Math.round(r.js_heap_per_conn)} B/conn), ${(r.bytes_per_conn_settled / 1024).toFixed(2)} KiB/conn after ${IDLE_SETTLE_MS / 1000} s idle, connect ${Math.round(r.connect_ms)} ms`;
     case 'cycle':
       return `median ${r.median_ms.toFixed(3)} ms, p99 ${r.p99_ms.toFixed(3)} ms`;
     case 'idlecpu':
