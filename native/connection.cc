@@ -55,6 +55,7 @@ Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, i
   text_as_buffer_ = opts_->text_as_buffer;
   if (tls) {
     wire_.reset(new LwsTlsWire(this));
+    wire_kind_ = WireKind::kLwsTls;
   } else if (fd >= 0) {
     wire_.reset(new PlainWire(this, fd));
   } else {
@@ -398,12 +399,12 @@ void Conn::ReadPayloadDirect() {
   // message does not need), and never while reading is paused.
   constexpr size_t kDirectMin = 64 * 1024;
   constexpr size_t kDirectChunk = 128 * 1024;
-  int fd = wire_ ? wire_->plain_fd() : -1;
+  if (wire_kind_ != WireKind::kPlain || fd_ < 0) return;
   size_t want = 0;
   uint8_t* room;
-  while (fd >= 0 && !rx_pause_ && !killed_ && (room = reader_.PayloadRoom(kDirectMin, &want))) {
+  while (!rx_pause_ && !killed_ && (room = reader_.PayloadRoom(kDirectMin, &want))) {
     want = std::min(want, kDirectChunk);
-    ssize_t got = recv(fd, room, want, MSG_DONTWAIT);
+    ssize_t got = recv(fd_, room, want, MSG_DONTWAIT);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) return;  // nothing yet, or end/error: lws's next poll reports it
     reader_.PayloadArrived(static_cast<size_t>(got));

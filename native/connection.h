@@ -125,8 +125,9 @@ class Conn final : public FrameSink, public WireOwner {
  private:
   // kProxy: a client through an HTTP proxy, waiting for its answer to CONNECT.
   enum class State : uint8_t { kConnecting, kProxy, kHandshake, kVerifying, kOpen, kClosed };
-  // Which Wire wire_ is: js_wire() and tls_client() cast by it.
-  enum class WireKind : uint8_t { kPlain, kTlsClient, kJs };
+  // Which Wire wire_ is: js_wire() and tls_client() cast by it, and only a
+  // plain one may be read from the socket directly (ReadPayloadDirect).
+  enum class WireKind : uint8_t { kPlain, kLwsTls, kTlsClient, kJs };
   // A client through an HTTP proxy, until the tunnel is up: a side allocation,
   // so that other connections do not carry it.
   struct ProxyStage {

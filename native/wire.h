@@ -108,9 +108,6 @@ class Wire {
   // After the last byte: the plain wire sends FIN and returns true (the
   // caller lingers until the peer closes); TLS wires return false (drop).
   virtual bool HalfClose() { return false; }
-  // The socket the peer's bytes may be read from directly (the plain wire);
-  // -1 when they come through a TLS or JavaScript decoder.
-  virtual int plain_fd() const { return -1; }
   void RequestWritable();
   void WritableArrived() { want_writable_ = false; }
   // Gives back the memory of empty queues (an idle connection keeps none).
@@ -166,7 +163,6 @@ class PlainWire : public Wire {
  public:
   PlainWire(WireOwner* owner, int fd) : Wire(owner), fd_(fd) {}
   bool HalfClose() override;
-  int plain_fd() const override { return fd_; }
 
  protected:
   ssize_t Write(const iovec* iov, int n, bool* full) override;
