@@ -11,6 +11,7 @@
 #include "buffers.h"
 #include "context.h"
 #include "errors.h"
+#include "ev_socket.h"
 #include "http_responder.h"
 #include "listener.h"
 #include "server_tls.h"
@@ -127,23 +128,16 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
     delete c;
     return;
   }
-  c->adopting = true;
-  lws* wsi = ctx->Adopt(nullptr, LWS_ADOPT_SOCKET, c->fd_, c);
-  c->adopting = false;
-  if (!wsi || c->closed_in_adopt) {
-    // lws closed the socket.
+  // Until connect() finishes, poll for POLLOUT only. Were POLLIN armed, a
+  // read() of a refused socket would consume SO_ERROR and leave us with no
+  // errno; this way a refusal reaches OnWritable with SO_ERROR intact.
+  c->rx_pause_ = kRxConnecting;  // Watch applies it
+  if (!c->Watch(nullptr)) {
     c->FailConnect("ERR_LWS", "lws could not adopt the client socket");
     c->EmitConnectError();
     delete c;
     return;
   }
-  c->wsi_ = wsi;
-  c->wire_->Attach(wsi);
-  c->SetDeadline(c->opts_->handshake_timeout_ms);
-  // Until connect() finishes, poll for POLLOUT only. Were POLLIN armed, lws
-  // would read() a refused socket, which consumes SO_ERROR and leaves us with
-  // no errno; this way a refusal reaches OnClosed with SO_ERROR intact.
-  c->PauseRx(kRxConnecting);
   c->wire_->RequestWritable();
 }
 
@@ -161,12 +155,21 @@ Conn::~Conn() {
   if (server_) server_->ConnGone();  // may delete the listener: last
 }
 
-void Conn::Attach(lws* wsi) {
-  if (wsi_) return;
-  wsi_ = wsi;
-  wire_->Attach(wsi);
+bool Conn::Watch(lws_vhost* tls_vhost) {
+  if (!tls_vhost && ctx_->ev()) {
+    sock_.reset(new EvSocket(ctx_, fd_, this));
+  } else {
+    adopting = true;
+    int type = tls_vhost ? LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL : LWS_ADOPT_SOCKET;
+    lws* wsi = ctx_->Adopt(tls_vhost, type, fd_, this);
+    adopting = false;
+    if (!wsi || closed_in_adopt) return false;  // lws closed the socket
+    wsi_ = wsi;
+    if (wire_kind_ == WireKind::kLwsTls) static_cast<LwsTlsWire*>(wire_.get())->Attach(wsi);
+  }
   SetDeadline(opts_->handshake_timeout_ms);
-  if (rx_pause_) SetRxPause(rx_pause_);  // paused before lws knew it (a global pause)
+  if (rx_pause_) SetRxPause(rx_pause_);  // paused before the socket was watched
+  return true;
 }
 
 void Conn::AttachJs() {
@@ -201,7 +204,9 @@ void Conn::Kill() {
 }
 
 void Conn::CloseSocketNow() {
-  if (wsi_) {
+  if (sock_) {
+    OnClosed();  // deleting this closes the socket
+  } else if (wsi_) {
     lws_set_timeout(wsi_, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
   } else if (JsWire* js = js_wire()) {
     js->Closed();  // JavaScript destroys its stream
@@ -424,7 +429,9 @@ void Conn::SetRxPause(uint8_t bits) {
   bool want = bits != 0;
   if (want != lws_paused_ && HasTransport() && !killed_) {
     lws_paused_ = want;
-    if (JsWire* js = js_wire())
+    if (sock_)
+      sock_->SetReading(!want);
+    else if (JsWire* js = js_wire())
       js->SetReading(!want);
     else
       lws_rx_flow_control(wsi_, want ? 0 : 1);
@@ -694,7 +701,6 @@ void Conn::ProxyInput(const uint8_t* p, size_t n) {
     wire_->Drop(false);
     wire_.reset(new ClientTlsWire(this, fd_, std::move(tunnel_tls)));
     wire_kind_ = WireKind::kTlsClient;
-    wire_->Attach(wsi_);
   }
   StartHandshake();
   if (!rest.empty() && !killed_) {
@@ -1103,6 +1109,16 @@ void Conn::JsAck(size_t n) {
   if (!js) return;
   js->Ack(n);
   OnWritable();
+}
+
+bool Conn::WantWritable() {
+  if (sock_)
+    sock_->WantWritable();
+  else if (wsi_)
+    lws_callback_on_writable(wsi_);
+  else
+    return false;  // JavaScript's stream: JsAck resumes the Flush
+  return true;
 }
 
 void Conn::OnWritable() {

@@ -5,7 +5,8 @@
 //                             -> FrameReader (frame_reader.h) -> events to JS
 //   frames out <- Wire (wire.h): plain, lws TLS or client TLS
 //
-// The Conn owns the socket's lws wsi (a raw socket), its timers (handshake,
+// The Conn owns its socket (an EvSocket on the libev loop, or an lws wsi:
+// server TLS, or lws's poll() loop; see ev_socket.h), its timers (handshake,
 // close and heartbeat deadlines), receive flow control (it stops reading
 // while JavaScript has not consumed what it was given, see context.h), and
 // the closing handshake.
@@ -30,6 +31,7 @@
 namespace nlws {
 
 class Context;
+class EvSocket;
 class Listener;
 struct ConnInfo;
 
@@ -45,7 +47,7 @@ class Conn final : public FrameSink, public WireOwner {
     kRxConnecting = 32,  // client: connect() is not finished (SO_ERROR must survive)
   };
 
-  // An accepted socket of `server`; Listener adopts it into lws. With
+  // An accepted socket of `server`; Listener has it watched (Watch). With
   // `handed_over`, a connection JavaScript handed over (server.handleUpgrade)
   // under the ConnShared it already holds; fd -1 then means a stream that
   // JavaScript pumps (JsWire) instead of a socket.
@@ -55,10 +57,14 @@ class Conn final : public FrameSink, public WireOwner {
   // Adopts a connecting client socket (kConnect); takes ownership of cfg.
   static void StartClient(Context* ctx, ClientConfig* cfg);
 
-  // lws callbacks
-  void Attach(lws* wsi);
-  // The JsWire counterpart of Attach: the connection starts without a wsi.
+  // Starts watching the socket: an EvSocket on the libev loop, or an lws wsi
+  // for server TLS (`tls_vhost`, where lws encrypts) and under lws's poll()
+  // loop. false: lws refused the socket (and closed it); the caller deletes
+  // this.
+  bool Watch(lws_vhost* tls_vhost);
+  // The JsWire counterpart of Watch: the connection starts without a socket.
   void AttachJs();
+  // socket events (EvSocket, or lws callbacks)
   void OnReadable(const uint8_t* in, size_t len);
   void OnWritable();
   void OnClosed();  // deletes this
@@ -99,7 +105,8 @@ class Conn final : public FrameSink, public WireOwner {
   void CloseSocketNow();  // LWS_TO_KILL_SYNC: OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
   Listener* server() const { return server_; }
-  bool js_pumped() const { return wire_kind_ == WireKind::kJs; }  // no wsi: JavaScript has it
+  bool js_pumped() const { return wire_kind_ == WireKind::kJs; }  // no socket: JavaScript has it
+  bool has_wsi() const { return wsi_ != nullptr; }  // lws closes it in lws_context_destroy
   bool open() const { return state_ == State::kOpen; }
 
   // Context bookkeeping (service thread).
@@ -121,6 +128,7 @@ class Conn final : public FrameSink, public WireOwner {
   void OnReadError(uint16_t close_code, const char* why) override;
   // WireOwner
   void FrameDone(const OutFrame& f, bool written) override;
+  bool WantWritable() override;
 
  private:
   // kProxy: a client through an HTTP proxy, waiting for its answer to CONNECT.
@@ -157,7 +165,7 @@ class Conn final : public FrameSink, public WireOwner {
   void SendHttpAndClose(const std::string& response);
   void EmitConnectError();
   void EmitHandoverEnd();  // a handed-over connection closed before it opened
-  bool HasTransport() const { return wsi_ || js_pumped(); }
+  bool HasTransport() const { return sock_ || wsi_ || js_pumped(); }
   JsWire* js_wire() const { return js_pumped() ? static_cast<JsWire*>(wire_.get()) : nullptr; }
   ClientTlsWire* tls_client() const {  // a wss client's wire, once TLS runs on the socket
     return wire_kind_ == WireKind::kTlsClient ? static_cast<ClientTlsWire*>(wire_.get()) : nullptr;
@@ -184,7 +192,8 @@ class Conn final : public FrameSink, public WireOwner {
   ConnShared* shared_;
   const ConnOptions* opts_;
   std::unique_ptr<ConnOptions> own_opts_;  // client: its own options
-  lws* wsi_ = nullptr;
+  std::unique_ptr<EvSocket> sock_;         // the socket on the libev loop; or
+  lws* wsi_ = nullptr;                     // lws's wsi for it (closed by lws)
   int fd_;
   FrameReader reader_;
   std::unique_ptr<Wire> wire_;
@@ -205,7 +214,7 @@ class Conn final : public FrameSink, public WireOwner {
   State state_ = State::kHandshake;
   WireKind wire_kind_ = WireKind::kPlain;
   uint8_t rx_pause_ = 0;     // RxPause bits
-  bool lws_paused_ = false;  // lws polls the socket for POLLIN unless this is set
+  bool lws_paused_ = false;  // the socket is not polled for reading while this is set
   bool killed_ = false;
   bool timed_out_ = false;
   bool ping_outstanding_ = false;

@@ -283,7 +283,7 @@ bool Context::CreateLws(bool libev, std::string* why) {
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = protocols_;
   info.user = this;
-  info.pt_serv_buf_size = 256 * 1024;  // read size for raw sockets
+  info.pt_serv_buf_size = kReadSize;  // read size for raw sockets
   // OpenSSL set-up (inside Node, lws's OpenSSL calls bind to Node's own OpenSSL).
   // No OS CA store: clients verify with their own (tls_client.cc), and lws would
   // load one per context.
@@ -426,10 +426,11 @@ void Context::ThreadMain(LoopKind loop, std::string* error, std::mutex* mu,
 
   // Tear down on this thread: every lws call stays here.
   shutting_down_ = true;
-  // Connections JavaScript pumps have no wsi that lws_context_destroy would close.
+  // Connections without a wsi (an EvSocket, or a stream JavaScript pumps) are not
+  // lws's to close.
   for (Conn* c = conns_; c;) {
     Conn* next = c->next;
-    if (c->js_pumped()) c->CloseSocketNow();  // deletes c
+    if (!c->has_wsi()) c->CloseSocketNow();  // deletes c
     c = next;
   }
   timers_.Cancel(&trim_);
@@ -678,6 +679,12 @@ SSL_CTX* Context::ClientTlsContext(const std::string& ca, std::string* error) {
   SSL_CTX* ctx = NewClientTlsContext(ca, error);
   if (ctx) client_tls_ctx_[ca] = ctx;  // kept for the context's lifetime
   return ctx;
+}
+
+uint8_t* Context::ReadBuffer(size_t* size) {
+  if (!read_buf_) read_buf_.reset(new uint8_t[kReadSize]);
+  *size = kReadSize;
+  return read_buf_.get();
 }
 
 lws* Context::Adopt(lws_vhost* vh, int type, int fd, void* opaque) {

@@ -140,6 +140,15 @@ class Context {
 
   // ---- service thread ----
   lws_context* lws_ctx() const { return lws_; }
+  // The libev loop, or null under lws's poll() loop.
+  struct ev_loop* ev() const {
+    return ev_;
+  }
+  // Where EvSockets read into: one buffer per context, as lws reads raw
+  // sockets into one per thread; what a read put there is processed before
+  // the next read.
+  uint8_t* ReadBuffer(size_t* size);
+  static constexpr size_t kReadSize = 256 * 1024;  // and lws's read size (pt_serv_buf_size)
   lws_vhost* vhost() const { return vhost_; }
   const lws_protocols* protocols() const { return protocols_; }
   // Connection timers (handshake, close, heartbeat): O(log n) to (re)schedule,
@@ -216,8 +225,9 @@ class Context {
   std::thread thread_;
   lws_context* lws_ = nullptr;
   lws_vhost* vhost_ = nullptr;
-  ev_loop* ev_ = nullptr;  // the libev loop this thread owns (a "foreign" loop to lws); or null
-  struct EvTimers;         // context.cc: lws's and timers_' deadlines under libev
+  struct ev_loop* ev_ =
+      nullptr;      // the libev loop this thread owns (a "foreign" loop to lws); or null
+  struct EvTimers;  // context.cc: lws's and timers_' deadlines under libev
   EvTimers* ev_timers_ = nullptr;
   struct {
     lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
@@ -241,9 +251,10 @@ class Context {
   std::mutex ev_mu_;
   std::deque<Batch> pending_;  // handed over whole: no copying of arenas
   bool call_pending_ = false;
-  Batch local_;                 // service thread
-  bool delivering_ = false;     // main thread: inside Deliver
-  bool wake_deferred_ = false;  // main thread: a wake-up waits for the end of delivery
+  Batch local_;                          // service thread
+  std::unique_ptr<uint8_t[]> read_buf_;  // service thread: see ReadBuffer
+  bool delivering_ = false;              // main thread: inside Deliver
+  bool wake_deferred_ = false;           // main thread: a wake-up waits for the end of delivery
   Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
   Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())
   bool ref_ = false;

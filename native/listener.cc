@@ -174,17 +174,12 @@ bool Listener::RefuseOne(int err) {
 Conn* Listener::AdoptSocket(int fd, std::string host, int port, bool tls, ConnShared* handed_over) {
   Conn* conn = new Conn(ctx_, this, fd, std::move(host), port, tls, handed_over);
   conns_++;
-  conn->adopting = true;
-  int type = tls ? LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL : LWS_ADOPT_SOCKET;
-  lws* wsi = ctx_->Adopt(tls ? vhost_ : nullptr, type, fd, conn);
-  conn->adopting = false;
-  if (!wsi || conn->closed_in_adopt) {
+  if (!conn->Watch(tls ? vhost_ : nullptr)) {
     // lws closed the socket; the connection never reached JavaScript.
     delete conn;  // ConnGone() follows
     ctx_->Log(LLL_WARN, "lws could not adopt an accepted socket");
     return nullptr;
   }
-  conn->Attach(wsi);
   return conn;
 }
 

@@ -130,9 +130,7 @@ void Wire::Trim() {
 }
 
 void Wire::RequestWritable() {
-  if (want_writable_ || !wsi_) return;
-  want_writable_ = true;
-  lws_callback_on_writable(wsi_);
+  if (!want_writable_) want_writable_ = owner_->WantWritable();
 }
 
 Wire::Status Wire::Flush() {

@@ -76,13 +76,17 @@ class WireOwner {
  public:
   virtual ~WireOwner() = default;
   virtual void FrameDone(const OutFrame& f, bool written) = 0;
+  // Asks the socket for one writable report (the owner then calls Flush);
+  // false when there is nothing to ask yet (no socket, or a JavaScript stream
+  // whose acknowledgements resume the Flush).
+  virtual bool WantWritable() = 0;
 };
 
 class Wire {
  public:
   enum class Status : uint8_t {
     kIdle,     // everything is written
-    kBlocked,  // the socket is full; lws will report POLLOUT
+    kBlocked,  // the socket is full; its writable report resumes the Flush
     kBroken,   // the peer is gone: nothing more can be written
   };
 
@@ -91,7 +95,6 @@ class Wire {
   Wire(const Wire&) = delete;
   Wire& operator=(const Wire&) = delete;
 
-  void Attach(lws* wsi) { wsi_ = wsi; }
   // Queues in order after everything queued before.
   void Push(const OutFrame& f) { data_.push_back(f); }
   // Queues a control frame ahead of queued data (after a partly written
@@ -119,8 +122,6 @@ class Wire {
   virtual ssize_t Write(const iovec* iov, int n, bool* full) = 0;
   // Sends what the transport holds already; 1 done, 0 not yet, -1 broken.
   virtual int Drain() { return 1; }
-
-  lws* wsi_ = nullptr;
 
  private:
   // The vector-with-a-moving-head queue: allocates nothing while empty,
@@ -174,10 +175,14 @@ class PlainWire : public Wire {
 class LwsTlsWire : public Wire {
  public:
   using Wire::Wire;
+  void Attach(lws* wsi) { wsi_ = wsi; }
 
  protected:
   ssize_t Write(const iovec* iov, int n, bool* full) override;
   int Drain() override;
+
+ private:
+  lws* wsi_ = nullptr;
 };
 
 class ClientTlsWire : public Wire {

@@ -1,0 +1,80 @@
+#include "ev_socket.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "context.h"
+
+namespace nlws {
+
+#if NLWS_WITH_LIBEV
+
+EvSocket::EvSocket(Context* ctx, int fd, Conn* conn) : ctx_(ctx), conn_(conn) {
+  ev_io_init(&io_, OnIo, fd, EV_READ);
+  io_.data = this;
+  ev_io_start(ctx_->ev(), &io_);
+}
+
+EvSocket::~EvSocket() {
+  ev_io_stop(ctx_->ev(), &io_);
+  close(io_.fd);
+}
+
+void EvSocket::SetReading(bool on) {
+  if (reading_ == on) return;
+  reading_ = on;
+  Update();
+}
+
+void EvSocket::WantWritable() {
+  if (writing_) return;
+  writing_ = true;
+  Update();
+}
+
+void EvSocket::Update() {
+  int events = (reading_ ? EV_READ : 0) | (writing_ ? EV_WRITE : 0);
+  if (events == (io_.events & (EV_READ | EV_WRITE)) && ev_is_active(&io_)) return;
+  // libev only touches epoll once per loop iteration, for the final mask.
+  ev_io_stop(ctx_->ev(), &io_);
+  ev_io_set(&io_, io_.fd, events);
+  if (events) ev_io_start(ctx_->ev(), &io_);
+}
+
+void EvSocket::OnIo(struct ev_loop*, ev_io* w, int revents) {
+  auto* s = static_cast<EvSocket*>(w->data);
+  Conn* conn = s->conn_;
+  if ((revents & EV_WRITE) && s->writing_) {
+    s->writing_ = false;
+    s->Update();
+    conn->OnWritable();  // never deletes conn: closing waits for Context::RunKills
+  }
+  if (!(revents & EV_READ) || !s->reading_) return;
+  size_t size;
+  uint8_t* buf = s->ctx_->ReadBuffer(&size);
+  ssize_t n;
+  do {
+    n = recv(w->fd, buf, size, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    conn->OnReadable(buf, static_cast<size_t>(n));
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  // The peer closed (or reset) the connection, as lws reports LWS_CALLBACK_RAW_CLOSE.
+  conn->CloseSocketNow();  // deletes conn, and s with it
+}
+
+#else
+
+// Without libev every socket is an lws wsi (Conn::Watch never makes one of these).
+EvSocket::EvSocket(Context* ctx, int fd, Conn* conn) : ctx_(ctx), conn_(conn) { close(fd); }
+EvSocket::~EvSocket() = default;
+void EvSocket::SetReading(bool) {}
+void EvSocket::WantWritable() {}
+
+#endif
+
+}  // namespace nlws

@@ -1,0 +1,53 @@
+// A connection's socket watched straight on the service thread's libev loop,
+// without an lws wsi.
+//
+// lws's wsi for an adopted raw socket is one ~950 B allocation (struct lws
+// with its libev watchers), a quarter of what an idle connection cost; for a
+// plain socket node-lws used none of it but readiness (it reads, writes,
+// frames and times out by itself). An EvSocket is that readiness alone: one
+// ev_io on the loop lws also runs on, the reads into one buffer of the
+// context, and the close. Server TLS keeps its wsi (lws encrypts), and so
+// does every connection when the context runs lws's poll() loop.
+//
+// Service thread only.
+#pragma once
+
+#include <cstdint>
+
+#if NLWS_WITH_LIBEV
+#include <ev.h>
+#endif
+
+namespace nlws {
+
+class Conn;
+class Context;
+
+class EvSocket {
+ public:
+  // Watches `fd` for reading; the socket is closed with this object.
+  EvSocket(Context* ctx, int fd, Conn* conn);
+  ~EvSocket();
+  EvSocket(const EvSocket&) = delete;
+  EvSocket& operator=(const EvSocket&) = delete;
+
+  // Reading on or off (receive flow control): off, the socket is not read and
+  // the kernel's window closes.
+  void SetReading(bool on);
+  // One Conn::OnWritable() once the socket takes more.
+  void WantWritable();
+
+ private:
+#if NLWS_WITH_LIBEV
+  static void OnIo(struct ev_loop* loop, ev_io* w, int revents);
+  void Update();
+
+  ev_io io_;
+#endif
+  Context* ctx_;
+  Conn* conn_;
+  bool reading_ = true;
+  bool writing_ = false;
+};
+
+}  // namespace nlws
