@@ -351,12 +351,21 @@ class Addon : public Napi::Addon<Addon> {
   }
 
   // { handle, id } for JavaScript: the handle holds one more reference to
-  // the connection, dropped when V8 collects it.
+  // the connection, dropped when V8 collects it. A plain N-API finalizer:
+  // node-addon-api's External::New with a finalizer allocates a closure
+  // holder per handle, which an idle connection pays for (~56 B).
   static Napi::Object HandleObject(Napi::Env env, ConnShared* shared) {
+    napi_value handle;
+    NAPI_THROW_IF_FAILED(
+        env,
+        napi_create_external(
+            env, shared,
+            [](napi_env, void* data, void*) { static_cast<ConnShared*>(data)->Unref(); }, nullptr,
+            &handle),
+        Napi::Object());
     shared->Ref();
     Napi::Object r = Napi::Object::New(env);
-    r.Set("handle", Napi::External<ConnShared>::New(env, shared,
-                                                    [](Napi::Env, ConnShared* s) { s->Unref(); }));
+    r.Set("handle", handle);
     r.Set("id", Napi::Number::New(env, shared->id));
     return r;
   }
