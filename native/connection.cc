@@ -427,8 +427,8 @@ void Conn::Pump() {
 void Conn::SetRxPause(uint8_t bits) {
   rx_pause_ = bits;
   bool want = bits != 0;
-  if (want != lws_paused_ && HasTransport() && !killed_) {
-    lws_paused_ = want;
+  if (want != rx_off_ && HasTransport() && !killed_) {
+    rx_off_ = want;
     if (sock_)
       sock_->SetReading(!want);
     else if (JsWire* js = js_wire())

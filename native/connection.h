@@ -102,7 +102,7 @@ class Conn final : public FrameSink, public WireOwner {
   void Flush();           // writes queued frames now; once per command batch
   void Continue();        // a turn of inflation left over from the last Feed
   void Trim();            // about once a second: an idle connection gives back its buffers
-  void CloseSocketNow();  // LWS_TO_KILL_SYNC: OnClosed runs (and deletes this) before it returns
+  void CloseSocketNow();  // OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
   Listener* server() const { return server_; }
   bool js_pumped() const { return wire_kind_ == WireKind::kJs; }  // no socket: JavaScript has it
@@ -213,8 +213,8 @@ class Conn final : public FrameSink, public WireOwner {
   int connect_errno_ = 0;
   State state_ = State::kHandshake;
   WireKind wire_kind_ = WireKind::kPlain;
-  uint8_t rx_pause_ = 0;     // RxPause bits
-  bool lws_paused_ = false;  // the socket is not polled for reading while this is set
+  uint8_t rx_pause_ = 0;  // RxPause bits
+  bool rx_off_ = false;   // the socket is not polled for reading while this is set
   bool killed_ = false;
   bool timed_out_ = false;
   bool ping_outstanding_ = false;

@@ -45,6 +45,9 @@ struct ev_loop;  // libev (NLWS_WITH_LIBEV)
 
 namespace nlws {
 
+// ev.h also declares a function ev_loop(): the type needs its `struct`.
+using EvLoop = struct ::ev_loop;
+
 class Conn;
 class Listener;
 
@@ -141,9 +144,7 @@ class Context {
   // ---- service thread ----
   lws_context* lws_ctx() const { return lws_; }
   // The libev loop, or null under lws's poll() loop.
-  struct ev_loop* ev() const {
-    return ev_;
-  }
+  EvLoop* ev() const { return ev_; }
   // Where EvSockets read into: one buffer per context, as lws reads raw
   // sockets into one per thread; what a read put there is processed before
   // the next read.
@@ -225,9 +226,8 @@ class Context {
   std::thread thread_;
   lws_context* lws_ = nullptr;
   lws_vhost* vhost_ = nullptr;
-  struct ev_loop* ev_ =
-      nullptr;      // the libev loop this thread owns (a "foreign" loop to lws); or null
-  struct EvTimers;  // context.cc: lws's and timers_' deadlines under libev
+  EvLoop* ev_ = nullptr;  // the libev loop this thread owns (a "foreign" loop to lws); or null
+  struct EvTimers;        // context.cc: lws's and timers_' deadlines under libev
   EvTimers* ev_timers_ = nullptr;
   struct {
     lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
