@@ -95,6 +95,53 @@ test('NODE_LWS_EVENT_LOOP=poll runs the poll loop; a bad value is refused with a
   assert.match(line.message, /NODE_LWS_EVENT_LOOP/);
 });
 
+// Plain sockets are EvSockets under libev and lws wsis under poll (README, Design): the same
+// socket paths on both, in a child each: a refused connect (SO_ERROR), a 1 MiB message each way
+// (the direct payload read), messages sent while reading is paused arriving after resume(), a
+// clean close.
+const SOCKET_PATHS_CHILD = `
+  const lws = await import(${JSON.stringify(DIST_URL)});
+  const { binding } = await import(${JSON.stringify(DIST_URL.replace(/index\.mjs$/, 'native.js'))});
+  const server = await lws.listen({ host: '127.0.0.1', port: 0, maxPayload: 4 << 20 });
+  const conns = [];
+  server.on('connection', (c) => { conns.push(c); c.on('message', (d, b) => c.send(d, b)); });
+  const client = await lws.connect('ws://127.0.0.1:' + server.port, { maxPayload: 4 << 20 });
+  const big = Buffer.alloc(1 << 20);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 12)) & 0xff;
+  const back = await new Promise((r) => { client.once('message', (d) => r(d)); client.send(big); });
+  client.pause();
+  const got = [];
+  const all = new Promise((r) => client.on('message', (d) => { got.push(String(d)); if (got.length === 3) r(); }));
+  for (const m of ['a', 'b', 'c']) conns[0].send(m);
+  client.resume();
+  await all;
+  const closed = new Promise((r) => conns[0].once('close', (code, reason, clean) => r({ code, clean })));
+  client.close(1000, 'bye');
+  const serverSide = await closed;
+  const port = server.port;
+  await server.close();
+  let refused;
+  try { await lws.connect('ws://127.0.0.1:' + port); } catch (e) { refused = e.code; }
+  console.log(JSON.stringify({ loop: binding.eventLoop().loop, intact: Buffer.compare(back, big) === 0,
+    got, serverSide, refused }));
+`;
+
+for (const loop of ['libev', 'poll']) {
+  test(`${loop}: plain sockets refuse, read 1 MiB, pause, resume and close the same`, async () => {
+    const env = { ...process.env, NODE_LWS_EVENT_LOOP: loop === 'poll' ? 'poll' : 'auto' };
+    const child = spawnNode(['--input-type=module', '-e', SOCKET_PATHS_CHILD], { env });
+    const line = await child.line((l) => l.startsWith('{'), 20000, 'child result line');
+    const exit = await withTimeout(child.exited, 10000, 'child exit');
+    assert.is(exit.code, 0, `child exit: ${child.stderrText}`);
+    const r = JSON.parse(line);
+    assert.is(r.loop, loop, `${INSTALL}; ${line}`);
+    assert.ok(r.intact, '1 MiB message echoed intact');
+    assert.equal(r.got, ['a', 'b', 'c'], 'sent while reading was paused, in order after resume()');
+    assert.equal(r.serverSide, { code: 1000, clean: true });
+    assert.is(r.refused, 'ECONNREFUSED');
+  });
+}
+
 test('libev plugin missing: poll takes over with one warning, and serves', async () => {
   const config = fs.readFileSync('/usr/include/lws_config.h', 'utf8');
   const libdir = /#define LWS_INSTALL_LIBDIR "([^"]+)"/.exec(config)?.[1];
