@@ -396,9 +396,9 @@ void Conn::Input(const uint8_t* p, size_t n) {
 }
 
 void Conn::ReadPayloadDirect() {
-  // What lws read went through its read buffer; the rest of a large payload
-  // goes from the socket straight into the message and is unmasked there
-  // while it is still in cache. The 1 MiB echo spent 22% of the service
+  // What the last read brought went through the read buffer; the rest of a
+  // large payload goes from the socket straight into the message and is
+  // unmasked there while it is still in cache. The 1 MiB echo spent 22% of the service
   // thread unmasking out of lws's buffer into the message. Plain sockets
   // only (the reader stops at the frame's end, so this reads nothing the
   // message does not need), and never while reading is paused.
@@ -411,7 +411,7 @@ void Conn::ReadPayloadDirect() {
     want = std::min(want, kDirectChunk);
     ssize_t got = recv(fd_, room, want, MSG_DONTWAIT);
     if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) return;  // nothing yet, or end/error: lws's next poll reports it
+    if (got <= 0) return;  // nothing yet, or end/error: the next readiness report says which
     reader_.PayloadArrived(static_cast<size_t>(got));
     if (static_cast<size_t>(got) < want) return;
   }

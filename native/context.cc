@@ -329,6 +329,7 @@ bool Context::CreateLws(bool libev, std::string* why) {
 #if NLWS_WITH_LIBEV
     if (ev_) {
       ev_timers_ = new EvTimers(this);
+      read_buf_.reset(new uint8_t[kReadSize]);  // not touched (resident) until read into
       switch (ev_backend(ev_)) {
         case EVBACKEND_EPOLL:
           backend_ = "epoll";
@@ -679,12 +680,6 @@ SSL_CTX* Context::ClientTlsContext(const std::string& ca, std::string* error) {
   SSL_CTX* ctx = NewClientTlsContext(ca, error);
   if (ctx) client_tls_ctx_[ca] = ctx;  // kept for the context's lifetime
   return ctx;
-}
-
-uint8_t* Context::ReadBuffer(size_t* size) {
-  if (!read_buf_) read_buf_.reset(new uint8_t[kReadSize]);
-  *size = kReadSize;
-  return read_buf_.get();
 }
 
 lws* Context::Adopt(lws_vhost* vh, int type, int fd, void* opaque) {

@@ -145,10 +145,10 @@ class Context {
   lws_context* lws_ctx() const { return lws_; }
   // The libev loop, or null under lws's poll() loop.
   EvLoop* ev() const { return ev_; }
-  // Where EvSockets read into: one buffer per context, as lws reads raw
-  // sockets into one per thread; what a read put there is processed before
-  // the next read.
-  uint8_t* ReadBuffer(size_t* size);
+  // Where EvSockets read into (kReadSize bytes; libev loop only): one buffer
+  // per context, as lws reads raw sockets into one per thread; what a read
+  // put there is processed before the next read.
+  uint8_t* read_buffer() const { return read_buf_.get(); }
   static constexpr size_t kReadSize = 256 * 1024;  // and lws's read size (pt_serv_buf_size)
   lws_vhost* vhost() const { return vhost_; }
   const lws_protocols* protocols() const { return protocols_; }
@@ -252,7 +252,7 @@ class Context {
   std::deque<Batch> pending_;  // handed over whole: no copying of arenas
   bool call_pending_ = false;
   Batch local_;                          // service thread
-  std::unique_ptr<uint8_t[]> read_buf_;  // service thread: see ReadBuffer
+  std::unique_ptr<uint8_t[]> read_buf_;  // service thread: see read_buffer()
   bool delivering_ = false;              // main thread: inside Deliver
   bool wake_deferred_ = false;           // main thread: a wake-up waits for the end of delivery
   Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;

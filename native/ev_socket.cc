@@ -52,11 +52,10 @@ void EvSocket::OnIo(struct ev_loop*, ev_io* w, int revents) {
     conn->OnWritable();  // never deletes conn: closing waits for Context::RunKills
   }
   if (!(revents & EV_READ) || !s->reading_) return;
-  size_t size;
-  uint8_t* buf = s->ctx_->ReadBuffer(&size);
+  uint8_t* buf = s->ctx_->read_buffer();
   ssize_t n;
   do {
-    n = recv(w->fd, buf, size, 0);
+    n = recv(w->fd, buf, Context::kReadSize, 0);
   } while (n < 0 && errno == EINTR);
   if (n > 0) {
     conn->OnReadable(buf, static_cast<size_t>(n));
