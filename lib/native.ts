@@ -112,8 +112,11 @@ export interface NativeConnectError {
 
 export type EventsCallback = (
   recs: Uint32Array,
-  /** Bytes of the batch's small messages; detached once the callback returns. */
-  arena: ArrayBuffer | undefined,
+  /**
+   * Bytes of the batch's small messages, in chunks (a message's place is chunk << 16 | offset);
+   * detached once the callback returns.
+   */
+  arena: ArrayBuffer[] | undefined,
   objs: unknown[] | undefined,
 ) => void;
 

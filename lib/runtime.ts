@@ -61,20 +61,25 @@ const debug = debuglog('lws');
 /** How long one batch of events may run its listeners before the rest waits for a later turn. */
 const SLICE_MS = 4;
 
+/** The chunks of a batch's arena as Buffers (see EventsCallback). */
+type Arena = Buffer[];
+
 interface Deferred {
   recs: Uint32Array;
-  arena: Buffer | undefined;
+  arena: Arena | undefined;
   objs: unknown[] | undefined;
   at: number;
 }
 
 /**
- * A copy of n bytes of the lent arena. Buffer.allocUnsafe: small ones share Node's pool slab, and
- * none is zero-filled first (Buffer.copyBytesFrom fills a fresh ArrayBuffer with zeros).
+ * A copy of the n bytes at `place` (chunk << 16 | offset) of the lent arena. Buffer.allocUnsafe:
+ * small ones share Node's pool slab, and none is zero-filled first (Buffer.copyBytesFrom fills a
+ * fresh ArrayBuffer with zeros).
  */
-function copyOut(src: Buffer, at: number, n: number): Buffer {
+function copyOut(arena: Arena, place: number, n: number): Buffer {
+  const at = place & 0xffff;
   const out = Buffer.allocUnsafe(n);
-  out.set(src.subarray(at, at + n));
+  out.set(arena[place >>> 16].subarray(at, at + n));
   return out;
 }
 
@@ -182,20 +187,20 @@ class Runtime {
 
   private onEvents = (
     recs: Uint32Array,
-    arenaBuffer: ArrayBuffer | undefined,
+    arenaBuffers: ArrayBuffer[] | undefined,
     objs: unknown[] | undefined,
   ) => {
     if (this.deferred.length > 0) {
-      this.defer(recs, 0, arenaBuffer, objs); // behind what is already waiting: in order
+      this.defer(recs, 0, arenaBuffers, objs); // behind what is already waiting: in order
       return;
     }
     // The arena is valid during this call only (native code detaches it and
     // reuses its memory afterwards): everything taken from it is copied.
-    const arena = arenaBuffer === undefined ? undefined : Buffer.from(arenaBuffer);
+    const arena = arenaBuffers?.map((ab) => Buffer.from(ab));
     const deadline = performance.now() + SLICE_MS;
     for (let i = 0; i < recs.length; i += 4) {
       if ((i & 255) === 0 && i > 0 && performance.now() > deadline) {
-        this.defer(recs, i, arenaBuffer, objs);
+        this.defer(recs, i, arenaBuffers, objs);
         return;
       }
       this.dispatchSafely(recs, i, arena, objs);
@@ -205,7 +210,7 @@ class Runtime {
   private dispatchSafely(
     recs: Uint32Array,
     i: number,
-    arena: Buffer | undefined,
+    arena: Arena | undefined,
     objs: unknown[] | undefined,
   ): void {
     try {
@@ -223,14 +228,14 @@ class Runtime {
   private defer(
     recs: Uint32Array,
     from: number,
-    arenaBuffer: ArrayBuffer | undefined,
+    arenaBuffers: ArrayBuffer[] | undefined,
     objs: unknown[] | undefined,
   ): void {
     const rest = recs.slice(from);
     for (let j = from; j < recs.length; j += 4) if (isMessageEvent(recs[j])) recs[j] |= HELD_BIT;
     this.deferred.push({
       recs: rest,
-      arena: arenaBuffer === undefined ? undefined : Buffer.from(arenaBuffer.slice(0)),
+      arena: arenaBuffers?.map((ab) => Buffer.from(ab.slice(0))),
       objs,
       at: 0,
     });
@@ -267,7 +272,7 @@ class Runtime {
     id: number,
     a: number,
     b: number,
-    arena: Buffer | undefined,
+    arena: Arena | undefined,
     objs: unknown[] | undefined,
   ): void {
     switch (type) {
@@ -276,20 +281,22 @@ class Runtime {
         const conn = this.conns.get(id);
         if (!conn) return;
         // An empty message has no bytes in the arena (which may be absent).
-        const buf = arena as Buffer;
         let data: Buffer | string;
-        if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : copyOut(buf, a, b);
+        if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, a, b);
         else if (b === 0) data = '';
-        // ASCII is a one-byte string as it is (latin1 decoding skips the UTF-8 pass).
-        else data = buf.toString(type === Ev.TextAscii ? 'latin1' : 'utf8', a, a + b);
+        else {
+          const at = a & 0xffff;
+          // ASCII is a one-byte string as it is (latin1 decoding skips the UTF-8 pass).
+          const enc = type === Ev.TextAscii ? 'latin1' : 'utf8';
+          data = (arena as Arena)[a >>> 16].toString(enc, at, at + b);
+        }
         if (conn._onMessage(data, false, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
       }
       case Ev.Binary: {
         const conn = this.conns.get(id);
         if (!conn) return;
-        const buf = arena as Buffer;
-        const data = b === 0 ? Buffer.alloc(0) : copyOut(buf, a, b);
+        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, a, b);
         if (conn._onMessage(data, true, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
       }
@@ -319,7 +326,7 @@ class Runtime {
       case Ev.Pong: {
         const conn = this.conns.get(id);
         if (!conn) return;
-        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Buffer, a, b);
+        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, a, b);
         if (type === Ev.Ping) conn._onPing(data);
         else conn._onPong(data);
         return;

@@ -25,11 +25,10 @@ ObjItem::ObjItem(ObjItem&& o) noexcept
 Arena& Arena::operator=(Arena&& o) noexcept {
   if (this != &o) {
     Release();
-    data = o.data;
-    len = o.len;
-    cap = o.cap;
-    o.data = nullptr;
-    o.len = o.cap = 0;
+    chunks = std::move(o.chunks);
+    used = o.used;
+    o.chunks.clear();
+    o.used = 0;
   }
   return *this;
 }
@@ -37,30 +36,19 @@ Arena& Arena::operator=(Arena&& o) noexcept {
 Arena::~Arena() { Release(); }
 
 uint8_t* Arena::Room(size_t n) {
-  if (len + n > cap || !data) {  // (an empty message still needs a buffer to point into)
-    // One block the size of a whole batch at once, from the pool: growing one
-    // step by step copied it and touched fresh pages at every batch.
-    size_t want = cap ? cap * 2 : kArenaHandOver;
-    while (want < len + n) want *= 2;
-    uint8_t* p = BufRealloc(data, want, len);
+  if (chunks.empty() || used + n > kArenaChunk) {
+    uint8_t* p = BufAlloc(kArenaChunk);
     if (!p) return nullptr;
-    data = p;
-    cap = BufCapacity(p);
+    chunks.push_back(p);
+    used = 0;
   }
-  return data + len;
+  return chunks.back() + used;
 }
 
 void Arena::Release() {
-  BufFree(data);
-  data = nullptr;
-  len = cap = 0;
-}
-
-uint8_t* Arena::Take() {
-  uint8_t* p = data;
-  data = nullptr;
-  len = cap = 0;
-  return p;
+  for (uint8_t* p : chunks) BufFree(p);
+  chunks.clear();
+  used = 0;
 }
 
 void Batch::Clear() {
@@ -72,7 +60,7 @@ void Batch::Clear() {
   // here belongs to an environment being torn down, where V8 frees the values.
   for (JsRef* r : releases) delete r;
   releases.clear();
-  arena.len = 0;
+  arena.Release();
   cost = 0;
 }
 

@@ -143,26 +143,44 @@ struct ObjItem {
   ObjItem& operator=(ObjItem&&) = delete;
 };
 
-// A batch is handed over once its arena holds this much (Context::ArenaRoom).
-constexpr size_t kArenaHandOver = 1024 * 1024;
+// The bytes of a batch's small messages, in chunks of kArenaChunk bytes
+// (pooled buffers, see buffers.h) that are handed to JavaScript as they are,
+// for the call only. A message never spans two chunks; its place in the batch
+// is ArenaPlace(chunk, offset). Chunks, not one block per batch: the batches
+// that wait for JavaScript each kept a 1 MiB block resident for what were
+// often a few KiB of messages (10 such blocks, 9 MB of RSS, in the 16 KiB echo).
+constexpr size_t kArenaChunk = 64 * 1024 - 64;  // one 64 KiB pool class with its header
+// A batch is handed over once its arena has this many full chunks (~1 MiB).
+constexpr size_t kArenaChunks = 16;
 
-// Bytes of a batch's small messages: a pooled buffer (see buffers.h), grown
-// without zero-filling and handed to JavaScript as it is.
+constexpr uint32_t ArenaPlace(size_t chunk, size_t offset) {
+  return static_cast<uint32_t>(chunk << 16 | offset);
+}
+
 struct Arena {
-  uint8_t* data = nullptr;
-  size_t len = 0;
-  size_t cap = 0;
+  std::vector<uint8_t*> chunks;  // BufAlloc'd, kArenaChunk bytes each
+  size_t used = 0;               // bytes used in the last chunk
+
   Arena() = default;
-  Arena(Arena&& o) noexcept : data(o.data), len(o.len), cap(o.cap) {
-    o.data = nullptr, o.len = o.cap = 0;
+  Arena(Arena&& o) noexcept : chunks(std::move(o.chunks)), used(o.used) {
+    o.chunks.clear();
+    o.used = 0;
   }
   Arena& operator=(Arena&& o) noexcept;
   ~Arena();
-  bool empty() const { return len == 0; }
-  // Room for n more bytes at data + len (len unchanged); null when out of memory.
+  bool empty() const { return chunks.empty(); }
+  // Whether n more bytes would need a chunk beyond the kArenaChunks a batch holds.
+  bool Full(size_t n) const { return chunks.size() >= kArenaChunks && used + n > kArenaChunk; }
+  // Room for n (<= kArenaChunk) more bytes, in the last chunk or a new one;
+  // null when out of memory. An empty message still gets a place to point at.
   uint8_t* Room(size_t n);
-  void Release();   // frees the buffer
-  uint8_t* Take();  // hands the buffer over (caller frees with BufFree)
+  // The n bytes at Room(n) are taken: their place.
+  uint32_t Commit(size_t n) {
+    uint32_t place = ArenaPlace(chunks.size() - 1, used);
+    used += n;
+    return place;
+  }
+  void Release();  // frees the chunks
 };
 
 // A JavaScript value kept alive while native code uses its memory (a Buffer
@@ -194,7 +212,7 @@ struct Batch {
   Batch& operator=(Batch&&) = default;
   ~Batch() { Clear(); }
   bool Empty() const { return recs.empty() && charges.empty() && releases.empty(); }
-  void Clear();  // keeps the arena's buffer for the next batch
+  void Clear();
 };
 
 }  // namespace nlws

@@ -20,9 +20,10 @@ namespace nlws {
 
 namespace {
 
-// Complete messages up to this size are copied into the batch arena (one
-// allocation per batch); larger ones are handed to JavaScript as they are.
+// Complete messages up to this size are copied into the batch arena (no
+// allocation of their own); larger ones are handed to JavaScript as they are.
 constexpr size_t kArenaMax = 16 * 1024;
+static_assert(kArenaMax <= kArenaChunk, "a message in the arena fits in one chunk");
 
 uint8_t* CopyBlock(const void* p, size_t n) {
   uint8_t* b = BufAlloc(n ? n : 1);
@@ -798,8 +799,7 @@ bool Conn::OnMessage(ReadMessage& m) {
     uint32_t off;
     if (m.in_room) {
       Batch& b = ctx_->events();
-      off = static_cast<uint32_t>(b.arena.len);
-      b.arena.len += m.len;
+      off = b.arena.Commit(m.len);
       b.cost += static_cast<int64_t>(m.len);
     } else if (!ctx_->AddArena(m.data, m.len, &off)) {
       Fail(kCloseInternalError, "Out of memory for a message");

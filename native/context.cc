@@ -840,16 +840,15 @@ void Context::Emit(uint32_t type, uint32_t id, uint32_t a, uint32_t b) {
 }
 
 uint8_t* Context::ArenaRoom(size_t n) {
-  if (local_.arena.len > 0 && local_.arena.len + n > kArenaHandOver) HandOver();
+  if (local_.arena.Full(n)) HandOver();
   return local_.arena.Room(n);
 }
 
-bool Context::AddArena(const uint8_t* p, size_t n, uint32_t* offset) {
+bool Context::AddArena(const uint8_t* p, size_t n, uint32_t* place) {
   uint8_t* dst = ArenaRoom(n);
   if (!dst) return false;
-  *offset = static_cast<uint32_t>(local_.arena.len);
   if (n) memcpy(dst, p, n);
-  local_.arena.len += n;
+  *place = local_.arena.Commit(n);
   local_.cost += static_cast<int64_t>(n);
   return true;
 }

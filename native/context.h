@@ -166,9 +166,9 @@ class Context {
   // adopt, not a file descriptor.
   lws* Adopt(lws_vhost* vh, int type, int fd, void* opaque);
   Batch& events() { return local_; }
-  // Room for n more bytes in the batch arena (see Arena::Room). A full arena
-  // is handed over first: arenas stay small, and growing one never copies
-  // megabytes while JavaScript is not taking them.
+  // Room for n (<= kArenaChunk) more bytes in the batch arena (see
+  // Arena::Room). A full arena is handed over first: a batch holds about
+  // 1 MiB of messages at most.
   uint8_t* ArenaRoom(size_t n);
   uint32_t NextConnId() { return last_conn_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
   bool shutting_down() const { return shutting_down_; }
@@ -190,8 +190,9 @@ class Context {
   bool rx_global_paused() const { return rx_global_paused_; }
 
   void Emit(uint32_t type, uint32_t id, uint32_t a = 0, uint32_t b = 0);
-  // Copies n bytes into the batch arena; false when out of memory.
-  bool AddArena(const uint8_t* p, size_t n, uint32_t* offset);
+  // Copies n (<= kArenaChunk) bytes into the batch arena and sets *place
+  // (ArenaPlace); false when out of memory.
+  bool AddArena(const uint8_t* p, size_t n, uint32_t* place);
   uint32_t AddString(std::string s);
   uint32_t AddBlob(ObjItem::Kind kind, uint8_t* data, size_t len);  // takes ownership
   uint32_t AddInfo(std::unique_ptr<ConnInfo> info);

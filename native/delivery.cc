@@ -158,8 +158,10 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
 }
 
 // argv: [records, arena, objects]; *recs points at the records JavaScript sees
-// (it marks the messages it keeps there).
-bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs, napi_value* lent) {
+// (it marks the messages it keeps there). The arena is an array of the
+// chunks' ArrayBuffers, which *lent gets too.
+bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
+               std::vector<napi_value>* lent) {
   size_t nrec = b.recs.size();
   void* data;
   napi_value rab;
@@ -168,15 +170,22 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs, napi
   *recs = static_cast<uint32_t*>(data);
   NLWS_OK(napi_create_typedarray(env, napi_uint32_array, nrec, rab, 0, &argv[0]));
 
-  // The arena is lent to JavaScript for the call only: an external
-  // ArrayBuffer, detached when the call returns (JavaScript copies what it
-  // keeps), so its memory is reused at once instead of waiting for V8 to
-  // collect it.
+  // The arena is lent to JavaScript for the call only: external
+  // ArrayBuffers, detached when the call returns (JavaScript copies what it
+  // keeps), so their memory is reused at once instead of waiting for V8 to
+  // collect them. Every chunk is lent whole (the last one up to its used
+  // bytes).
   NLWS_OK(napi_get_undefined(env, &argv[1]));
   if (!b.arena.empty()) {
-    NLWS_OK(napi_create_external_arraybuffer(env, b.arena.data, b.arena.len, nullptr, nullptr,
-                                             &argv[1]));
-    *lent = argv[1];
+    size_t n = b.arena.chunks.size();
+    NLWS_OK(napi_create_array_with_length(env, n, &argv[1]));
+    for (size_t i = 0; i < n; i++) {
+      napi_value ab;
+      size_t len = i + 1 < n ? kArenaChunk : b.arena.used;
+      NLWS_OK(napi_create_external_arraybuffer(env, b.arena.chunks[i], len, nullptr, nullptr, &ab));
+      lent->push_back(ab);
+      NLWS_OK(napi_set_element(env, argv[1], static_cast<uint32_t>(i), ab));
+    }
   }
 
   NLWS_OK(napi_get_undefined(env, &argv[2]));
@@ -237,7 +246,7 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
   if (napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value argv[3];
     uint32_t* recs = nullptr;
-    napi_value lent = nullptr;
+    std::vector<napi_value> lent;
     napi_status called = napi_generic_failure;
     if (MakeBatch(env, b, argv, &recs, &lent)) {
       napi_value global, result;
@@ -252,14 +261,14 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
     }
     // The arena is freed with the batch. V8 refuses to detach while a throw
     // is pending or JavaScript cannot run any more (a worker being
-    // terminated), and Node then aborts the process: leave the ArrayBuffer
+    // terminated), and Node then aborts the process: leave the ArrayBuffers
     // attached in those cases. Nothing keeps it: the runtime reads the arena
     // during the call only (it copies what it defers), and a throw or a
     // termination ends that call.
     bool pending = false;
-    if (lent && called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok &&
+    if (!lent.empty() && called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok &&
         !pending)
-      napi_detach_arraybuffer(env, lent);
+      for (napi_value ab : lent) napi_detach_arraybuffer(env, ab);
     napi_close_handle_scope(env, scope);
   }
   for (JsRef* r : b.releases) napi_delete_reference(env, r->ref);
