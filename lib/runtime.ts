@@ -71,16 +71,55 @@ interface Deferred {
   at: number;
 }
 
+/** Below this size a message shares a slab with its neighbours (Node's own Buffer pool: 4 KiB). */
+const SMALL_MAX = 4 * 1024;
+/** A slab's size at most (Node's Buffer pool: 8 KiB). */
+const SLAB_MAX = 8 * 1024;
+/** The slab the last small message was copied into, and where in which arena chunk it starts. */
+let slab: Buffer = Buffer.alloc(0);
+let slabSrc: Buffer | undefined;
+let slabStart = 0;
+
+function isArenaRecord(type: number): boolean {
+  const t = type & ~HELD_BIT;
+  return t === Ev.Text || t === Ev.TextAscii || t === Ev.Binary || t === Ev.Ping || t === Ev.Pong;
+}
+
 /**
- * A copy of the n bytes at `place` (chunk << 16 | offset) of the lent arena. Buffer.allocUnsafe:
- * small ones share Node's pool slab, and none is zero-filled first (Buffer.copyBytesFrom fills a
- * fresh ArrayBuffer with zeros).
+ * A copy of the message of record i (its place, chunk << 16 | offset, and length) out of the lent
+ * arena. A small one is a view into a slab that the small messages right after it in the same
+ * chunk share: one allocation and one copy for a run of them, as Node's own pool gives small
+ * Buffers a shared 8 KiB slab (a kept message keeps its slab, at most 8 KiB, as there, and its
+ * `.buffer` holds other messages' bytes, as there). Larger ones get their own Buffer.
+ * Buffer.allocUnsafe(Slow): nothing is zero-filled first.
  */
-function copyOut(arena: Arena, place: number, n: number): Buffer {
+function copyOut(arena: Arena, recs: Uint32Array, i: number): Buffer {
+  const place = recs[i + 2];
+  const n = recs[i + 3];
+  const src = arena[place >>> 16];
   const at = place & 0xffff;
-  const out = Buffer.allocUnsafe(n);
-  out.set(arena[place >>> 16].subarray(at, at + n));
-  return out;
+  if (n >= SMALL_MAX) {
+    const out = Buffer.allocUnsafe(n);
+    out.set(src.subarray(at, at + n));
+    return out;
+  }
+  if (src !== slabSrc || at < slabStart || at + n > slabStart + slab.length) {
+    // The messages of a chunk lie in record order, one after the other.
+    let end = at + n;
+    for (let j = i + 4; j < recs.length; j += 4) {
+      if (!isArenaRecord(recs[j])) continue;
+      const p = recs[j + 2];
+      const m = recs[j + 3];
+      if (p >>> 16 !== place >>> 16 || (p & 0xffff) !== end || m >= SMALL_MAX) break;
+      if (end + m - at > SLAB_MAX) break;
+      end += m;
+    }
+    slab = Buffer.allocUnsafeSlow(end - at);
+    slab.set(src.subarray(at, end));
+    slabSrc = src;
+    slabStart = at;
+  }
+  return slab.subarray(at - slabStart, at - slabStart + n);
 }
 
 function isMessageEvent(type: number): boolean {
@@ -282,7 +321,7 @@ class Runtime {
         if (!conn) return;
         // An empty message has no bytes in the arena (which may be absent).
         let data: Buffer | string;
-        if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, a, b);
+        if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, recs, i);
         else if (b === 0) data = '';
         else {
           const at = a & 0xffff;
@@ -296,7 +335,7 @@ class Runtime {
       case Ev.Binary: {
         const conn = this.conns.get(id);
         if (!conn) return;
-        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, a, b);
+        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, recs, i);
         if (conn._onMessage(data, true, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
       }
@@ -326,7 +365,7 @@ class Runtime {
       case Ev.Pong: {
         const conn = this.conns.get(id);
         if (!conn) return;
-        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, a, b);
+        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, recs, i);
         if (type === Ev.Ping) conn._onPing(data);
         else conn._onPong(data);
         return;
