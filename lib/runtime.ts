@@ -80,6 +80,14 @@ let slab: Buffer = Buffer.alloc(0);
 let slabSrc: Buffer | undefined;
 let slabStart = 0;
 
+/** The arena chunk and the offset in it of a message's place (native ArenaPlace: chunk << 16 | offset). */
+function placeChunk(arena: Arena, place: number): Buffer {
+  return arena[place >>> 16];
+}
+function placeOffset(place: number): number {
+  return place & 0xffff;
+}
+
 function isArenaRecord(type: number): boolean {
   const t = type & ~HELD_BIT;
   return t === Ev.Text || t === Ev.TextAscii || t === Ev.Binary || t === Ev.Ping || t === Ev.Pong;
@@ -96,8 +104,8 @@ function isArenaRecord(type: number): boolean {
 function copyOut(arena: Arena, recs: Uint32Array, i: number): Buffer {
   const place = recs[i + 2];
   const n = recs[i + 3];
-  const src = arena[place >>> 16];
-  const at = place & 0xffff;
+  const src = placeChunk(arena, place);
+  const at = placeOffset(place);
   if (n >= SMALL_MAX) {
     const out = Buffer.allocUnsafe(n);
     out.set(src.subarray(at, at + n));
@@ -110,7 +118,7 @@ function copyOut(arena: Arena, recs: Uint32Array, i: number): Buffer {
       if (!isArenaRecord(recs[j])) continue;
       const p = recs[j + 2];
       const m = recs[j + 3];
-      if (p >>> 16 !== place >>> 16 || (p & 0xffff) !== end || m >= SMALL_MAX) break;
+      if (placeChunk(arena, p) !== src || placeOffset(p) !== end || m >= SMALL_MAX) break;
       if (end + m - at > SLAB_MAX) break;
       end += m;
     }
@@ -324,10 +332,10 @@ class Runtime {
         if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, recs, i);
         else if (b === 0) data = '';
         else {
-          const at = a & 0xffff;
+          const at = placeOffset(a);
           // ASCII is a one-byte string as it is (latin1 decoding skips the UTF-8 pass).
           const enc = type === Ev.TextAscii ? 'latin1' : 'utf8';
-          data = (arena as Arena)[a >>> 16].toString(enc, at, at + b);
+          data = placeChunk(arena as Arena, a).toString(enc, at, at + b);
         }
         if (conn._onMessage(data, false, b + EVENT_COST)) recs[i] |= HELD_BIT;
         return;
