@@ -17,16 +17,26 @@ constexpr size_t kPoolMin = 16 * 1024;
 // Size classes in quarter steps between powers of two (16, 20, 24, 28, 32
 // KiB, ...): a 1 MiB message with its header takes a 1.25 MiB block, not 2 MiB.
 constexpr int kClasses = 4 * 40;
-// Blocks of at least this capacity are mapped (not malloc'd), so that growing
-// one (a message being reassembled or inflated) moves pages instead of
-// copying megabytes: mremap() costs a few microseconds whatever the size.
-constexpr size_t kMapMin = 1024 * 1024;
-// What the pool keeps, below and from kMapMin. Large messages handed to
+// Blocks of at least this capacity are mapped (not malloc'd). Growing one (a
+// message being reassembled or inflated) moves pages instead of copying:
+// mremap() costs a few microseconds whatever the size. And a block the pool
+// has no room for goes back to the kernel at once: the batch arena's 64 KiB
+// chunks are taken on the service thread and freed on the main thread, and
+// freed to malloc they stayed in the service thread's malloc arena, which
+// the main thread's allocations never reuse. After a burst (1,000 peers
+// flooding a blocked event loop: 64 MiB of chunks) the process then held the
+// burst twice, the freed chunks and the copies JavaScript made of them: RSS
+// +88-122 MiB where mapping them gives +66 MiB.
+constexpr size_t kMapMin = 64 * 1024;
+// The pool's limits for large blocks (kPerMappedClass, kPoolMaxMapped) apply
+// from this capacity; smaller ones, mapped or not, follow kPerClass(Bytes).
+constexpr size_t kLargeMin = 1024 * 1024;
+// What the pool keeps, below and from kLargeMin. Large messages handed to
 // JavaScript come back when V8 collects them, dozens at a time: a pool that
 // cannot take a whole burst maps fresh pages for the next messages, and
 // faulting them in cost a 1 MiB echo a quarter of its throughput (32 MiB
 // here: 1,470 MB/s; 64 MiB: 2,070).
-// Below kMapMin a class keeps kPerClass blocks, or as many as fit in
+// Below kLargeMin a class keeps kPerClass blocks, or as many as fit in
 // kPerClassBytes when that is more: a string sent as text takes a block of
 // three bytes per character (its UTF-8 bound), 56 KiB for 16 Ki characters,
 // and 100 connections echoing those kept 100 such blocks busy. With 32 kept,
@@ -56,7 +66,7 @@ struct Pool {
   std::vector<uint8_t*> free[kClasses];  // raw blocks, header included; oldest first
   size_t unused[kClasses] = {};          // blocks no allocation took since the last trim
   size_t bytes = 0;                      // all the blocks kept
-  size_t mapped = 0;                     // of which blocks of kMapMin and more
+  size_t mapped = 0;                     // of which blocks of kLargeMin and more
 };
 
 Pool& pool() {
@@ -102,7 +112,7 @@ uint8_t* BufAlloc(size_t n) {
       p.free[c].pop_back();
       p.unused[c] = std::min(p.unused[c], p.free[c].size());
       p.bytes -= cap;
-      if (cap >= kMapMin) p.mapped -= cap;
+      if (cap >= kLargeMin) p.mapped -= cap;
     }
   } else {
     cap = total;
@@ -128,7 +138,7 @@ void BufFree(uint8_t* p) {
     int c = ClassOf(cap);
     Pool& pl = pool();
     std::lock_guard<std::mutex> lock(pl.mu);
-    bool big = cap >= kMapMin;
+    bool big = cap >= kLargeMin;
     bool room = c < kClasses &&
                 (big ? pl.free[c].size() < kPerMappedClass && pl.mapped + cap <= kPoolMaxMapped
                      : pl.free[c].size() < std::max(kPerClass, kPerClassBytes / cap) &&
@@ -154,7 +164,7 @@ size_t BufTrim() {
       for (size_t i = 0; i < n; i++) drop.emplace_back(v[i], ClassSize(c));
       v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
       p.bytes -= n * ClassSize(c);
-      if (ClassSize(c) >= kMapMin) p.mapped -= n * ClassSize(c);
+      if (ClassSize(c) >= kLargeMin) p.mapped -= n * ClassSize(c);
       p.unused[c] = v.size();
     }
   }
