@@ -37,7 +37,7 @@ Arena::~Arena() { Release(); }
 
 uint8_t* Arena::Room(size_t n) {
   if (chunks.empty() || used + n > kArenaChunk) {
-    uint8_t* p = BufAlloc(kArenaChunk);
+    uint8_t* p = BufAllocMapped(kArenaChunk);  // see buffers.h
     if (!p) return nullptr;
     chunks.push_back(p);
     used = 0;

@@ -12,31 +12,24 @@ namespace nlws {
 
 namespace {
 
-constexpr size_t kHeader = 16;  // capacity, then padding (keeps 16-byte alignment)
+// A block's header: its capacity, then whether it is mapped (a size_t each,
+// which keeps the bytes after it 16-byte aligned).
+constexpr size_t kHeader = 16;
 constexpr size_t kPoolMin = 16 * 1024;
 // Size classes in quarter steps between powers of two (16, 20, 24, 28, 32
 // KiB, ...): a 1 MiB message with its header takes a 1.25 MiB block, not 2 MiB.
 constexpr int kClasses = 4 * 40;
-// Blocks of at least this capacity are mapped (not malloc'd). Growing one (a
-// message being reassembled or inflated) moves pages instead of copying:
-// mremap() costs a few microseconds whatever the size. And a block the pool
-// has no room for goes back to the kernel at once: the batch arena's 64 KiB
-// chunks are taken on the service thread and freed on the main thread, and
-// freed to malloc they stayed in the service thread's malloc arena, which
-// the main thread's allocations never reuse. After a burst (1,000 peers
-// flooding a blocked event loop: 64 MiB of chunks) the process then held the
-// burst twice, the freed chunks and the copies JavaScript made of them: RSS
-// +88-122 MiB where mapping them gives +66 MiB.
-constexpr size_t kMapMin = 64 * 1024;
-// The pool's limits for large blocks (kPerMappedClass, kPoolMaxMapped) apply
-// from this capacity; smaller ones, mapped or not, follow kPerClass(Bytes).
-constexpr size_t kLargeMin = 1024 * 1024;
-// What the pool keeps, below and from kLargeMin. Large messages handed to
+// Blocks of at least this capacity are mapped (not malloc'd), so that growing
+// one (a message being reassembled or inflated) moves pages instead of
+// copying megabytes: mremap() costs a few microseconds whatever the size.
+// BufAllocMapped() maps smaller ones too (see buffers.h).
+constexpr size_t kMapMin = 1024 * 1024;
+// What the pool keeps, below and from kMapMin. Large messages handed to
 // JavaScript come back when V8 collects them, dozens at a time: a pool that
 // cannot take a whole burst maps fresh pages for the next messages, and
 // faulting them in cost a 1 MiB echo a quarter of its throughput (32 MiB
 // here: 1,470 MB/s; 64 MiB: 2,070).
-// Below kLargeMin a class keeps kPerClass blocks, or as many as fit in
+// Below kMapMin a class keeps kPerClass blocks, or as many as fit in
 // kPerClassBytes when that is more: a string sent as text takes a block of
 // three bytes per character (its UTF-8 bound), 56 KiB for 16 Ki characters,
 // and 100 connections echoing those kept 100 such blocks busy. With 32 kept,
@@ -48,17 +41,33 @@ constexpr size_t kPoolMax = 32 * 1024 * 1024;
 constexpr size_t kPerMappedClass = 64;
 constexpr size_t kPoolMaxMapped = 64 * 1024 * 1024;
 
-uint8_t* NewRaw(size_t cap) {
-  if (cap < kMapMin) return static_cast<uint8_t*>(malloc(cap));
-  void* p = mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  return p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
+// A new block with its header written.
+uint8_t* NewRaw(size_t cap, bool map) {
+  uint8_t* raw;
+  if (!map) {
+    raw = static_cast<uint8_t*>(malloc(cap));
+  } else {
+    void* p = mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    raw = p == MAP_FAILED ? nullptr : static_cast<uint8_t*>(p);
+  }
+  if (!raw) return nullptr;
+  size_t mapped = map;
+  memcpy(raw, &cap, sizeof cap);
+  memcpy(raw + sizeof cap, &mapped, sizeof mapped);
+  return raw;
+}
+
+bool IsMapped(const uint8_t* raw) {
+  size_t mapped;
+  memcpy(&mapped, raw + sizeof(size_t), sizeof mapped);
+  return mapped != 0;
 }
 
 void DeleteRaw(uint8_t* raw, size_t cap) {
-  if (cap < kMapMin)
-    free(raw);
-  else
+  if (IsMapped(raw))
     munmap(raw, cap);
+  else
+    free(raw);
 }
 
 struct Pool {
@@ -66,7 +75,7 @@ struct Pool {
   std::vector<uint8_t*> free[kClasses];  // raw blocks, header included; oldest first
   size_t unused[kClasses] = {};          // blocks no allocation took since the last trim
   size_t bytes = 0;                      // all the blocks kept
-  size_t mapped = 0;                     // of which blocks of kLargeMin and more
+  size_t mapped = 0;                     // of which blocks of kMapMin and more
 };
 
 Pool& pool() {
@@ -98,7 +107,9 @@ size_t BufPooledBytes() {
   return p.bytes;
 }
 
-uint8_t* BufAlloc(size_t n) {
+namespace {
+
+uint8_t* Alloc(size_t n, bool map) {
   size_t total = n + kHeader;
   uint8_t* raw = nullptr;
   size_t cap;
@@ -112,16 +123,20 @@ uint8_t* BufAlloc(size_t n) {
       p.free[c].pop_back();
       p.unused[c] = std::min(p.unused[c], p.free[c].size());
       p.bytes -= cap;
-      if (cap >= kLargeMin) p.mapped -= cap;
+      if (cap >= kMapMin) p.mapped -= cap;
     }
   } else {
     cap = total;
   }
-  if (!raw) raw = NewRaw(cap);
-  if (!raw) return nullptr;
-  memcpy(raw, &cap, sizeof cap);
-  return raw + kHeader;
+  if (!raw) raw = NewRaw(cap, map || cap >= kMapMin);
+  return raw ? raw + kHeader : nullptr;
 }
+
+}  // namespace
+
+uint8_t* BufAlloc(size_t n) { return Alloc(n, false); }
+
+uint8_t* BufAllocMapped(size_t n) { return Alloc(n, true); }
 
 size_t BufCapacity(const uint8_t* p) {
   size_t cap;
@@ -138,7 +153,7 @@ void BufFree(uint8_t* p) {
     int c = ClassOf(cap);
     Pool& pl = pool();
     std::lock_guard<std::mutex> lock(pl.mu);
-    bool big = cap >= kLargeMin;
+    bool big = cap >= kMapMin;
     bool room = c < kClasses &&
                 (big ? pl.free[c].size() < kPerMappedClass && pl.mapped + cap <= kPoolMaxMapped
                      : pl.free[c].size() < std::max(kPerClass, kPerClassBytes / cap) &&
@@ -164,7 +179,7 @@ size_t BufTrim() {
       for (size_t i = 0; i < n; i++) drop.emplace_back(v[i], ClassSize(c));
       v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
       p.bytes -= n * ClassSize(c);
-      if (ClassSize(c) >= kLargeMin) p.mapped -= n * ClassSize(c);
+      if (ClassSize(c) >= kMapMin) p.mapped -= n * ClassSize(c);
       p.unused[c] = v.size();
     }
   }
@@ -178,8 +193,8 @@ size_t BufTrim() {
 
 uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep) {
   if (p && BufCapacity(p) >= n) return p;
-  if (p && BufCapacity(p) + kHeader >= kMapMin) {
-    // Both mapped: move the pages.
+  if (p && IsMapped(p - kHeader)) {
+    // Mapped: move the pages (the block stays mapped, header included).
     uint8_t* raw = p - kHeader;
     size_t old_cap = BufCapacity(p) + kHeader;
     size_t cap = ClassSize(ClassOf(n + kHeader));

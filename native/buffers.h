@@ -12,6 +12,14 @@
 namespace nlws {
 
 uint8_t* BufAlloc(size_t n);
+// The same, but a block the pool cannot supply is mapped whatever its size,
+// so that it goes back to the kernel when freed beyond what the pool keeps,
+// not to the malloc arena of the thread that allocated it. For blocks one
+// thread takes and another frees while that other thread allocates the
+// copies of their contents: the batch arena's chunks (malloc'd, a burst of
+// them stayed in the service thread's arena while JavaScript's copies took
+// as much again on the main thread).
+uint8_t* BufAllocMapped(size_t n);
 // Grows (or keeps) a buffer from BufAlloc, keeping its first `keep` bytes.
 uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep);
 void BufFree(uint8_t* p);
