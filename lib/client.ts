@@ -78,6 +78,8 @@ export interface ConnectOptions {
   heartbeat?: HeartbeatOptions;
   /** 'string' (default) or 'buffer': how text messages arrive (see ListenOptions.textAs). */
   textAs?: 'string' | 'buffer';
+  /** Lend messages to the listeners for the call only (default false; see ListenOptions.lendMessages). */
+  lendMessages?: boolean;
   /** Offer permessage-deflate (off by default): `true` or options. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** For wss:// URLs (each PEM a file path or a Buffer). */

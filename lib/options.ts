@@ -121,6 +121,7 @@ export function optBackpressure(obj: Record<string, unknown>): {
   maxBackpressure: number;
   policy: 'close' | 'drop';
   textAsBuffer: boolean;
+  lendMessages: boolean;
 } {
   const highWaterMark = optInt(obj, 'highWaterMark', 1024 * 1024, 0, Number.MAX_SAFE_INTEGER);
   // Infinity is the explicit opt-out (0 natively: no bound).
@@ -144,7 +145,14 @@ export function optBackpressure(obj: Record<string, unknown>): {
     err.code = 'ERR_INVALID_ARG_VALUE';
     throw err;
   }
-  return { highWaterMark, maxBackpressure, policy, textAsBuffer: textAs === 'buffer' };
+  const lendMessages = optBool(obj, 'lendMessages', false);
+  return {
+    highWaterMark,
+    maxBackpressure,
+    policy,
+    textAsBuffer: textAs === 'buffer',
+    lendMessages,
+  };
 }
 
 /** Limits and timings of one connection, as native code takes them (server and client alike). */
@@ -158,6 +166,8 @@ export interface NativeConnOptions {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   textAsBuffer: boolean;
+  /** Large message Buffers are lent for the call too (the runtime lends the small ones). */
+  lendMessages: boolean;
   perMessageDeflate: NativeDeflate | undefined;
   /** For publish (queued natively); send() checks the same bound in JavaScript. */
   maxBackpressure: number;
@@ -187,6 +197,7 @@ export function connOptions(
     heartbeatIntervalMs: heartbeat.intervalMs,
     heartbeatTimeoutMs: heartbeat.timeoutMs,
     textAsBuffer: bp.textAsBuffer,
+    lendMessages: bp.lendMessages,
     perMessageDeflate: optDeflate(o),
     maxBackpressure: bp.maxBackpressure,
     dropOnBackpressure: bp.policy === 'drop',

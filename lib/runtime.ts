@@ -30,8 +30,12 @@ export interface ServerSink {
 
 export interface ConnectionSink {
   readonly textAsBuffer: boolean;
-  /** Returns true when the message is kept for later (its `cost` is released then). */
-  _onMessage(data: Buffer | string, isBinary: boolean, cost: number): boolean;
+  readonly lendMessages: boolean;
+  /**
+   * Returns true when the message is kept for later (its `cost` is released then). `lent`: the
+   * Buffer is a view into the batch's arena, valid during this call only.
+   */
+  _onMessage(data: Buffer | string, isBinary: boolean, cost: number, lent?: boolean): boolean;
   /** Releases a charge the runtime kept for this connection (a deferred message). */
   _releaseCharge(bytes: number): void;
   _onClose(code: number, reason: string, wasClean: boolean): void;
@@ -79,6 +83,16 @@ const SLAB_MAX = 8 * 1024;
 let slab: Buffer = Buffer.alloc(0);
 let slabSrc: Buffer | undefined;
 let slabStart = 0;
+
+/**
+ * A message as a view into its arena chunk, without a copy: valid while the batch is lent
+ * (native code detaches the chunk when the call returns), or for good when `arena` is the copy a
+ * deferred batch keeps.
+ */
+function lentView(arena: Arena, recs: Uint32Array, i: number): Buffer {
+  const at = placeOffset(recs[i + 2]);
+  return placeChunk(arena, recs[i + 2]).subarray(at, at + recs[i + 3]);
+}
 
 /** The arena chunk and the offset in it of a message's place (native ArenaPlace: chunk << 16 | offset). */
 function placeChunk(arena: Arena, place: number): Buffer {
@@ -242,7 +256,8 @@ class Runtime {
       return;
     }
     // The arena is valid during this call only (native code detaches it and
-    // reuses its memory afterwards): everything taken from it is copied.
+    // reuses its memory afterwards): what is taken from it is copied, or lent
+    // to the listeners for the call (lendMessages).
     const arena = arenaBuffers?.map((ab) => Buffer.from(ab));
     const deadline = performance.now() + SLICE_MS;
     for (let i = 0; i < recs.length; i += 4) {
@@ -279,7 +294,18 @@ class Runtime {
     objs: unknown[] | undefined,
   ): void {
     const rest = recs.slice(from);
-    for (let j = from; j < recs.length; j += 4) if (isMessageEvent(recs[j])) recs[j] |= HELD_BIT;
+    for (let j = from; j < recs.length; j += 4) {
+      const type = recs[j];
+      if (!isMessageEvent(type)) continue;
+      recs[j] |= HELD_BIT;
+      // A large message lent for this call (lendMessages) is detached when it returns.
+      if (type === Ev.BinaryObj || type === Ev.TextObj) {
+        const k = recs[j + 3];
+        const o = (objs as unknown[])[k];
+        if (typeof o !== 'string' && this.conns.get(recs[j + 1])?.lendMessages)
+          (objs as unknown[])[k] = Buffer.from(o as Buffer);
+      }
+    }
     this.deferred.push({
       recs: rest,
       arena: arenaBuffers?.map((ab) => Buffer.from(ab.slice(0))),
@@ -329,22 +355,31 @@ class Runtime {
         if (!conn) return;
         // An empty message has no bytes in the arena (which may be absent).
         let data: Buffer | string;
-        if (conn.textAsBuffer) data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, recs, i);
-        else if (b === 0) data = '';
-        else {
+        let lent = false;
+        if (b === 0) data = conn.textAsBuffer ? Buffer.alloc(0) : '';
+        else if (conn.textAsBuffer) {
+          lent = conn.lendMessages;
+          data = lent ? lentView(arena as Arena, recs, i) : copyOut(arena as Arena, recs, i);
+        } else {
           const at = placeOffset(a);
           // ASCII is a one-byte string as it is (latin1 decoding skips the UTF-8 pass).
           const enc = type === Ev.TextAscii ? 'latin1' : 'utf8';
           data = placeChunk(arena as Arena, a).toString(enc, at, at + b);
         }
-        if (conn._onMessage(data, false, b + EVENT_COST)) recs[i] |= HELD_BIT;
+        if (conn._onMessage(data, false, b + EVENT_COST, lent)) recs[i] |= HELD_BIT;
         return;
       }
       case Ev.Binary: {
         const conn = this.conns.get(id);
         if (!conn) return;
-        const data = b === 0 ? Buffer.alloc(0) : copyOut(arena as Arena, recs, i);
-        if (conn._onMessage(data, true, b + EVENT_COST)) recs[i] |= HELD_BIT;
+        const lent = b !== 0 && conn.lendMessages;
+        const data =
+          b === 0
+            ? Buffer.alloc(0)
+            : lent
+              ? lentView(arena as Arena, recs, i)
+              : copyOut(arena as Arena, recs, i);
+        if (conn._onMessage(data, true, b + EVENT_COST, lent)) recs[i] |= HELD_BIT;
         return;
       }
       case Ev.TextObj: // a string, or a Buffer with textAs: 'buffer'
@@ -352,7 +387,9 @@ class Runtime {
         const conn = this.conns.get(id);
         if (!conn) return;
         const data = (objs as unknown[])[b] as string | Buffer;
-        if (conn._onMessage(data, type === Ev.BinaryObj, a + EVENT_COST)) recs[i] |= HELD_BIT;
+        // With lendMessages native code lends these Buffers too (for the call only).
+        const lent = conn.lendMessages && typeof data !== 'string';
+        if (conn._onMessage(data, type === Ev.BinaryObj, a + EVENT_COST, lent)) recs[i] |= HELD_BIT;
         return;
       }
       case Ev.Drain:

@@ -185,6 +185,15 @@ export interface ListenOptions {
    * (isBinary false) — no UTF-8 decoding, as ws does; send(buffer, false) sends text.
    */
   textAs?: 'string' | 'buffer';
+  /**
+   * Lend messages instead of handing them over (default false). A binary message (and a text
+   * message with `textAs: 'buffer'`) reaches 'message' listeners as a Buffer over node-lws's
+   * receive memory, valid until the listeners return: then it is detached and reads as an empty
+   * Buffer, and its memory is reused at once instead of waiting for V8 to collect it. A listener
+   * that keeps a message must copy it (`Buffer.from(data)`). send() and publish() of a lent
+   * message copy it; messages kept by pause() or an async iterator are copied for you.
+   */
+  lendMessages?: boolean;
   /** permessage-deflate (off by default): `true` or options. Inflated size is bounded by maxPayload. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /**
@@ -561,6 +570,7 @@ function peerTls(info: NativeRequestInfo, requestCert: boolean): PeerTls {
  */
 class PendingUpgrade implements ConnectionSink {
   readonly textAsBuffer = false;
+  readonly lendMessages = false;
   gone = false;
   data: unknown = undefined;
   constructor(

@@ -51,6 +51,8 @@ export interface BackpressureOptions {
   policy: BackpressurePolicy;
   /** textAs: 'buffer' — text messages arrive as Buffers (isBinary false), not strings. */
   textAsBuffer: boolean;
+  /** lendMessages: small Buffer messages are views valid while the listeners run. */
+  lendMessages: boolean;
 }
 
 /** Counters kept per transport. */
@@ -424,11 +426,12 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   }
 
   /** Emits a message to listeners and iterators; true when an iterator keeps it. */
-  #deliver(m: Held): boolean {
+  #deliver(m: Held, lent = false): boolean {
     this.#messagesIn++;
     this.untyped.emit('message', m.data, m.isBinary);
     const iterators = this.#iterators;
     if (!iterators?.size) return false;
+    if (lent) m.data = Buffer.from(m.data as Buffer);
     m.waiting = iterators.size;
     this.#iterated ??= new Set();
     this.#iterated.add(m);
@@ -460,14 +463,23 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     return this.#bp.textAsBuffer;
   }
 
-  /** @internal */ _onMessage(data: Buffer | string, isBinary: boolean, cost: number): boolean {
+  /** @internal */ get lendMessages(): boolean {
+    return this.#bp.lendMessages;
+  }
+
+  /**
+   * @internal `lent`: `data` is a view into memory that is taken back when the batch's
+   * listeners have run; whatever keeps it for later (pause(), an iterator) keeps a copy.
+   */
+  _onMessage(data: Buffer | string, isBinary: boolean, cost: number, lent = false): boolean {
     const m: Held = { data, isBinary, cost, waiting: 0 };
     if (this.#paused) {
+      if (lent) m.data = Buffer.from(data as Buffer);
       this.#pausedQueue ??= [];
       this.#pausedQueue.push(m);
       return true;
     }
-    return this.#deliver(m);
+    return this.#deliver(m, lent);
   }
 
   /** @internal */ _onDrain(): void {

@@ -135,7 +135,15 @@ export class WebSocket extends EventTarget {
       : typeof data === 'string'
         ? Buffer.byteLength(data)
         : (data as ArrayBufferView | ArrayBuffer).byteLength;
-    this.#sendQueue.push({ data: data as Blob | string | ArrayBuffer | ArrayBufferView, bytes });
+    // Bytes are taken at the call, as the standard says (and a message lent to a listener,
+    // lendMessages, is taken back when the listener returns): a queued one is a copy.
+    const kept =
+      isBlob || typeof data === 'string'
+        ? data
+        : ArrayBuffer.isView(data)
+          ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()
+          : new Uint8Array(data as ArrayBuffer).slice();
+    this.#sendQueue.push({ data: kept as Blob | string | ArrayBuffer | ArrayBufferView, bytes });
     this.#queuedBytes += bytes;
     if (this.#sendQueue.length === 1) void this.#drainSendQueue();
   }

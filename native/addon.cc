@@ -448,9 +448,11 @@ class Addon : public Napi::Addon<Addon> {
         return QueueSend(env, ctx, cs, std::move(c), len);
       }
     }
-    if (!is_string && !cs->client && len >= kZeroCopyMin) {
+    if (!is_string && !cs->client && len >= kZeroCopyMin && !ctx->IsLent(data)) {
       // A large Buffer is not copied: the frame points into it until it is
       // written (the caller must not change it meanwhile, as with a socket).
+      // A message lent to the listener calling this (lendMessages) is copied:
+      // its memory is taken back when the listeners return.
       if (over(len)) return Napi::Number::New(env, -2);
       auto* ref = new JsRef{env, nullptr};
       if (napi_create_reference(env, v, 1, &ref->ref) != napi_ok) {

@@ -129,10 +129,30 @@ struct ConnInfo {
 };
 
 // A value for JavaScript that does not fit in a record.
+// A block of a batch lent to JavaScript while its listeners run (an arena
+// chunk, or a kLentBuffer message): its ArrayBuffer, detached when the call
+// returns, and where the batch keeps the block, which it frees afterwards.
+struct LentBlock {
+  napi_value ab;
+  uint8_t** owner;
+  size_t len;
+};
+
 struct ObjItem {
-  enum Kind : uint8_t { kString, kBuffer, kUtf8, kAscii, kInfo, kError } kind = kString;
+  // kLentBuffer: a kBuffer lent to JavaScript for the call only (lendMessages):
+  // the batch keeps owning data and frees it after the call (delivery.cc).
+  enum Kind : uint8_t {
+    kString,
+    kBuffer,
+    kLentBuffer,
+    kUtf8,
+    kAscii,
+    kInfo,
+    kError
+  } kind = kString;
   std::string str;          // kString; kError: message
   uint8_t* data = nullptr;  // kBuffer, kUtf8, kAscii: BufAlloc'd bytes, owned until handed to JS
+                            // (kLentBuffer: owned by the batch throughout)
   size_t len = 0;
   std::unique_ptr<ConnInfo> info;  // kInfo; kError: the refusing response's headers, if any
   std::string code;                // kError

@@ -808,9 +808,10 @@ bool Conn::OnMessage(ReadMessage& m) {
     ctx_->Emit(!m.text ? kEvBinary : m.ascii ? kEvTextAscii : kEvText, id, off, len);
   } else {
     // Handed over as it is: pooled buffers are not shrunk.
-    ObjItem::Kind kind = !m.text || text_as_buffer_ ? ObjItem::kBuffer
-                         : m.ascii                  ? ObjItem::kAscii
-                                                    : ObjItem::kUtf8;
+    ObjItem::Kind kind = !m.text || text_as_buffer_
+                             ? (opts_->lend_messages ? ObjItem::kLentBuffer : ObjItem::kBuffer)
+                         : m.ascii ? ObjItem::kAscii
+                                   : ObjItem::kUtf8;
     uint32_t obj = ctx_->AddBlob(kind, m.data, m.len);
     m.data = nullptr;
     ctx_->Emit(m.text ? kEvTextObj : kEvBinaryObj, id, len, obj);

@@ -112,7 +112,8 @@ bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
   return true;
 }
 
-bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
+// *lent gets the ArrayBuffer of a kLentBuffer.
+bool MakeObj(napi_env env, ObjItem& item, napi_value* out, std::vector<LentBlock>* lent) {
   switch (item.kind) {
     case ObjItem::kString:
       return Str(env, item.str, out);
@@ -130,6 +131,14 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
     case ObjItem::kBuffer: {
       if (!ExternalBuffer(env, item.data, item.len, out)) return false;
       item.data = nullptr;  // the Buffer owns it now
+      return true;
+    }
+    case ObjItem::kLentBuffer: {
+      // No finalizer: the batch still owns the bytes (see DeliverOne).
+      napi_value ab;
+      NLWS_OK(napi_create_external_buffer(env, item.len, item.data, nullptr, nullptr, out));
+      NLWS_OK(napi_get_typedarray_info(env, *out, nullptr, nullptr, nullptr, &ab, nullptr));
+      lent->push_back(LentBlock{ab, &item.data, item.len});
       return true;
     }
     case ObjItem::kInfo:
@@ -157,7 +166,7 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out) {
 // (it marks the messages it keeps there). The arena is an array of the
 // chunks' ArrayBuffers, which *lent gets too.
 bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
-               std::vector<napi_value>* lent) {
+               std::vector<LentBlock>* lent) {
   size_t nrec = b.recs.size();
   void* data;
   napi_value rab;
@@ -179,7 +188,7 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
       napi_value ab;
       size_t len = i + 1 < n ? kArenaChunk : b.arena.used;
       NLWS_OK(napi_create_external_arraybuffer(env, b.arena.chunks[i], len, nullptr, nullptr, &ab));
-      lent->push_back(ab);
+      lent->push_back(LentBlock{ab, &b.arena.chunks[i], kArenaChunk});
       NLWS_OK(napi_set_element(env, argv[1], static_cast<uint32_t>(i), ab));
     }
   }
@@ -189,7 +198,7 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
     NLWS_OK(napi_create_array_with_length(env, b.objs.size(), &argv[2]));
     for (size_t i = 0; i < b.objs.size(); i++) {
       napi_value v;
-      if (!MakeObj(env, b.objs[i], &v)) return false;
+      if (!MakeObj(env, b.objs[i], &v, lent)) return false;
       NLWS_OK(napi_set_element(env, argv[2], static_cast<uint32_t>(i), v));
     }
   }
@@ -199,6 +208,13 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
 #undef NLWS_OK
 
 }  // namespace
+
+bool Context::IsLent(const uint8_t* p) const {
+  if (!lent_) return false;
+  for (const LentBlock& l : *lent_)
+    if (p >= *l.owner && p < *l.owner + l.len) return true;
+  return false;
+}
 
 bool Context::Deliver(napi_env env, napi_value cb) {
   // A slice: other callbacks of the event loop (timers, I/O, IPC) run between
@@ -242,12 +258,14 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
   if (napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value argv[3];
     uint32_t* recs = nullptr;
-    std::vector<napi_value> lent;
+    std::vector<LentBlock> lent;
     napi_status called = napi_generic_failure;
     if (MakeBatch(env, b, argv, &recs, &lent)) {
       napi_value global, result;
+      lent_ = &lent;
       if (napi_get_global(env, &global) == napi_ok)
         called = napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
+      lent_ = nullptr;
       for (size_t i = 0; i < b.recs.size(); i += 4) {
         if (!(recs[i] & kHeldBit) || !IsMessageEvent(recs[i] & ~kHeldBit)) continue;
         int64_t cost = MessageCost(recs + i);
@@ -255,16 +273,25 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
         held[recs[i + 1]] += cost;
       }
     }
-    // The arena is freed with the batch. V8 refuses to detach while a throw
+    // What was lent (the arena, kLentBuffer messages) is freed with the batch
+    // once its ArrayBuffers are detached: a lent message a listener kept
+    // (lendMessages) then reads as empty. V8 refuses to detach while a throw
     // is pending or JavaScript cannot run any more (a worker being
-    // terminated), and Node then aborts the process: leave the ArrayBuffers
-    // attached in those cases. Nothing keeps it: the runtime reads the arena
-    // during the call only (it copies what it defers), and a throw or a
-    // termination ends that call.
+    // terminated), and Node then aborts the process: in those cases each
+    // block goes to its ArrayBuffer instead, freed when V8 collects it (or
+    // never, if even that cannot be arranged: a block lost beats a view into
+    // freed memory).
     bool pending = false;
-    if (!lent.empty() && called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok &&
-        !pending)
-      for (napi_value ab : lent) napi_detach_arraybuffer(env, ab);
+    if (!lent.empty()) {
+      if (called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && !pending) {
+        for (LentBlock& l : lent) napi_detach_arraybuffer(env, l.ab);
+      } else {
+        for (LentBlock& l : lent) {
+          napi_add_finalizer(env, l.ab, *l.owner, FreeBlob, nullptr, nullptr);
+          *l.owner = nullptr;  // the ArrayBuffer's (BufFree skips null)
+        }
+      }
+    }
     napi_close_handle_scope(env, scope);
   }
   for (JsRef* r : b.releases) napi_delete_reference(env, r->ref);

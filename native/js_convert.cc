@@ -46,6 +46,7 @@ ConnOptions ConnOptionsArg(const Napi::Value& v) {
   c.heartbeat_interval_ms = U32(o, "heartbeatIntervalMs");
   c.heartbeat_timeout_ms = U32(o, "heartbeatTimeoutMs");
   c.text_as_buffer = o.Get("textAsBuffer").ToBoolean().Value();
+  c.lend_messages = o.Get("lendMessages").ToBoolean().Value();
   c.deflate = DeflateArg(o.Get("perMessageDeflate"));
   c.max_backpressure = o.Get("maxBackpressure").As<Napi::Number>().Int64Value();
   c.drop_on_backpressure = o.Get("dropOnBackpressure").ToBoolean().Value();

@@ -26,6 +26,7 @@ struct ConnOptions {
   uint32_t heartbeat_interval_ms = 0;  // 0: no heartbeat
   uint32_t heartbeat_timeout_ms = 0;
   bool text_as_buffer = false;  // large text messages reach JavaScript as Buffers
+  bool lend_messages = false;   // large message Buffers are lent for the call (kLentBuffer)
   DeflateOptions deflate;       // server: what to accept; client: what to offer
   // Publish (the service thread queues it): past this many buffered bytes a
   // message is dropped (drop_on_backpressure) or the connection closed with
