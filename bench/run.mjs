@@ -2,13 +2,16 @@
 // uWebSockets.js, each server in its own process, driven by a native load client
 // (bench/loadgen.c).
 //
-//   node bench/run.mjs [--runs N] [--quick] [--only id,id] [--spin latency|all|none]
+//   node bench/run.mjs [--runs N] [--quick] [--only id,id] [--spin latency|all|none] [--lend]
 //
 // --runs N     runs of every workload (default 3); each figure is the median over the runs and
 //              each node-lws/peer ratio is the median of the ratios taken within one run
 // --quick      1 run, shorter windows (for development)
 // --only       workload ids (below); the optional ones run only when named here
 // --spin       where the low-priority busy loops run that keep both cores awake (see below)
+// --lend       the node-lws column's server uses lendMessages: true (the handler gets each
+//              message as a Buffer valid while it runs, as uWS lends its ArrayBuffer, instead
+//              of one it may keep); the node-lws column is labelled so
 //
 // Workloads (id: what; servers):
 //   echo64, echo64x16   64 B echo, 100 conns × 1 / 16 in flight; node-lws, ws+bufferutil, ws,

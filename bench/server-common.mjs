@@ -16,6 +16,8 @@
 //               see bench/loadgen.c --mode flood) and busy-waits --handler-us in all
 //   --text-as buffer|string text messages reach the handler as bytes (default) or as a JS
 //               string, which is sent back as a string
+//   --lend-messages         node-lws only: lendMessages: true (messages reach the handler as
+//                           Buffers valid while it runs, not as Buffers it may keep)
 //   --heartbeat-ms N        ping idle connections every N ms (0: off, the default)
 //   --handler-us N          flood mode: time the handler spends per message (default 50)
 //   --stats-file PATH       flood mode: where the checker keeps its counts (JSON, rewritten in
@@ -39,6 +41,7 @@ export function parseArgs(argv = process.argv.slice(2)) {
     reusePort: false,
     mode: 'echo',
     textAs: 'buffer',
+    lendMessages: false,
     heartbeatMs: 0,
     handlerUs: 50,
     statsFile: '',
@@ -60,6 +63,7 @@ export function parseArgs(argv = process.argv.slice(2)) {
     else if (a === '--reuse-port') o.reusePort = true;
     else if (a === '--mode') o.mode = argv[++i];
     else if (a === '--text-as') o.textAs = argv[++i];
+    else if (a === '--lend-messages') o.lendMessages = true;
     else if (a === '--heartbeat-ms') o.heartbeatMs = num(++i);
     else if (a === '--handler-us') o.handlerUs = num(++i);
     else if (a === '--stats-file') o.statsFile = argv[++i];

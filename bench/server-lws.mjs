@@ -1,6 +1,6 @@
 // node-lws server for bench/run.mjs: prints {"pid","port","impl",...} once listening.
 // Usage: node --expose-gc bench/server-lws.mjs [--port P] [--host H] [--reuse-port]
-//          [--mode echo|fanout|flood] [--text-as buffer|string] [--heartbeat-ms N]
+//          [--mode echo|fanout|flood] [--text-as buffer|string] [--lend-messages] [--heartbeat-ms N]
 //          [--tls-cert P --tls-key P] [--attach] [--redis URL [--redis-subscribers N]]
 // (see bench/server-common.mjs). Fan-out uses server.publish(topic, data, isBinary) with
 // conn.subscribe(topic) when node-lws has them, else a loop over server.connections; with
@@ -25,6 +25,7 @@ const common = {
   // received, as ws does by default (its text messages are Buffers too); textAs: 'string'
   // (node-lws's default) decodes and re-encodes UTF-8.
   textAs: o.textAs,
+  lendMessages: o.lendMessages,
   ...(o.heartbeatMs ? { heartbeat: { intervalMs: o.heartbeatMs } } : {}),
 };
 let httpServer;

@@ -10,8 +10,8 @@ export const LOADGEN = path.join(BUILD, 'loadgen');
 export const ECHO_RAW = path.join(BUILD, 'echo-raw');
 
 export const USAGE =
-  'usage: node bench/run.mjs [--runs N] [--quick] [--only id,id] [--spin latency|all|none]';
-const OPTIONS = ['--runs', '--quick', '--only', '--spin', '--help'];
+  'usage: node bench/run.mjs [--runs N] [--quick] [--only id,id] [--spin latency|all|none] [--lend]';
+const OPTIONS = ['--runs', '--quick', '--only', '--spin', '--lend', '--help'];
 
 const argv = process.argv.slice(2);
 function opt(name, dflt) {
@@ -29,6 +29,8 @@ for (const a of argv) {
 }
 export const HELP = argv.includes('--help');
 export const QUICK = argv.includes('--quick');
+/** The node-lws server with lendMessages: true (messages lent to the handler for the call). */
+export const LEND = argv.includes('--lend');
 export const RUNS = Number(opt('--runs', QUICK ? 1 : 3));
 if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 50) throw new Error('--runs must be 1..50');
 export const ONLY = opt('--only', '').split(',').filter(Boolean);

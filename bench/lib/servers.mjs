@@ -1,13 +1,20 @@
 // The servers under test, each in its own process pinned to the server core.
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { ECHO_RAW, ROOT, SERVER_CORE } from './config.mjs';
+import { ECHO_RAW, LEND, ROOT, SERVER_CORE } from './config.mjs';
 import { collectStderr, lines, pinned } from './proc.mjs';
 import { tlsArgs } from './tls.mjs';
 import { locateUws } from './uws.mjs';
 
 export const SERVERS = {
-  lws: { label: 'node-lws', script: 'bench/server-lws.mjs', env: {} },
+  lws: LEND
+    ? {
+        label: 'node-lws (lendMessages)',
+        script: 'bench/server-lws.mjs',
+        args: ['--lend-messages'],
+        env: {},
+      }
+    : { label: 'node-lws', script: 'bench/server-lws.mjs', env: {} },
   wsbu: { label: 'ws+bufferutil', script: 'bench/server-ws.mjs', env: {} },
   ws: {
     label: 'ws (no bufferutil)',
