@@ -2,6 +2,7 @@
 // native context per environment). It owns the event dispatch loop, the id
 // maps, the event-loop reference count and the lws log channel.
 import { debuglog } from 'node:util';
+import { markAsUntransferable } from 'node:worker_threads';
 import { invalidArgValue } from './errors';
 import {
   binding,
@@ -90,8 +91,30 @@ let slabStart = 0;
  * deferred batch keeps.
  */
 function lentView(arena: Arena, recs: Uint32Array, i: number): Buffer {
-  const at = placeOffset(recs[i + 2]);
-  return placeChunk(arena, recs[i + 2]).subarray(at, at + recs[i + 3]);
+  const place = recs[i + 2];
+  const k = place >>> 16;
+  if (arena !== untransferableArena) {
+    untransferableArena = arena;
+    untransferableChunks = 0;
+  }
+  if (!(untransferableChunks & (1 << k))) {
+    untransferableChunks |= 1 << k;
+    untransferable(arena[k]);
+  }
+  const at = placeOffset(place);
+  return placeChunk(arena, place).subarray(at, at + recs[i + 3]);
+}
+
+/** The arena whose chunks lentView() marked (a bit per chunk: an arena has at most 16). */
+let untransferableArena: Arena | undefined;
+let untransferableChunks = 0;
+
+/**
+ * A lent message's memory is taken back when the call returns: postMessage() must copy its
+ * ArrayBuffer, not move it to another thread (where it would outlive the call).
+ */
+function untransferable(b: Buffer): void {
+  markAsUntransferable(b.buffer);
 }
 
 /** The arena chunk and the offset in it of a message's place (native ArenaPlace: chunk << 16 | offset). */
@@ -389,6 +412,7 @@ class Runtime {
         const data = (objs as unknown[])[b] as string | Buffer;
         // With lendMessages native code lends these Buffers too (for the call only).
         const lent = conn.lendMessages && typeof data !== 'string';
+        if (lent) untransferable(data as Buffer);
         if (conn._onMessage(data, type === Ev.BinaryObj, a + EVENT_COST, lent)) recs[i] |= HELD_BIT;
         return;
       }

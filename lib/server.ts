@@ -191,7 +191,9 @@ export interface ListenOptions {
    * receive memory, valid until the listeners return: then it is detached and reads as an empty
    * Buffer, and its memory is reused at once instead of waiting for V8 to collect it. A listener
    * that keeps a message must copy it (`Buffer.from(data)`). send() and publish() of a lent
-   * message copy it; messages kept by pause() or an async iterator are copied for you.
+   * message are safe (send() keeps the lent memory until it is written, publish() copies);
+   * messages kept by pause() or an async iterator are copied for you, and postMessage() copies
+   * a lent ArrayBuffer even when it is in the transfer list.
    */
   lendMessages?: boolean;
   /** permessage-deflate (off by default): `true` or options. Inflated size is bounded by maxPayload. */

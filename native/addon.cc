@@ -448,23 +448,30 @@ class Addon : public Napi::Addon<Addon> {
         return QueueSend(env, ctx, cs, std::move(c), len);
       }
     }
-    if (!is_string && !cs->client && len >= kZeroCopyMin && !ctx->IsLent(data)) {
+    if (!is_string && !cs->client && len >= kZeroCopyMin) {
       // A large Buffer is not copied: the frame points into it until it is
       // written (the caller must not change it meanwhile, as with a socket).
-      // A message lent to the listener calling this (lendMessages) is copied:
-      // its memory is taken back when the listeners return.
+      // A message lent to the listeners (lendMessages) is taken back when they
+      // return: the frame holds the lent block instead of the Buffer.
       if (over(len)) return Napi::Number::New(env, -2);
-      auto* ref = new JsRef{env, nullptr};
-      if (napi_create_reference(env, v, 1, &ref->ref) != napi_ok) {
-        delete ref;
-        return OutOfMemory(env);
+      bool lent;
+      JsRef* ref = ctx->HoldLent(env, data, len, &lent);
+      if (!lent) {
+        ref = new JsRef{env, nullptr};
+        if (napi_create_reference(env, v, 1, &ref->ref) != napi_ok) {
+          delete ref;
+          return OutOfMemory(env);
+        }
       }
-      Command c{};
-      c.js = ref;
-      c.body = data;
-      c.len = len;
-      c.head_len = static_cast<uint8_t>(EncodeFrameHeader(c.head, true, opcode, len, nullptr));
-      return QueueSend(env, ctx, cs, std::move(c), len);
+      if (ref) {
+        Command c{};
+        c.js = ref;
+        c.body = data;
+        c.len = len;
+        c.head_len = static_cast<uint8_t>(EncodeFrameHeader(c.head, true, opcode, len, nullptr));
+        return QueueSend(env, ctx, cs, std::move(c), len);
+      }
+      // Lent, but not all in one lent block: copied below.
     }
     uint8_t* frame;
     size_t flen;

@@ -51,14 +51,31 @@ void Arena::Release() {
   used = 0;
 }
 
+void DropHold(LentHold* h) {
+  if (h->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  BufFree(h->block);
+  delete h;
+}
+
+void ReleaseRef(JsRef* r) {
+  if (r->hold)
+    DropHold(r->hold);
+  else
+    napi_delete_reference(r->env, r->ref);
+  delete r;
+}
+
 void Batch::Clear() {
   objs.clear();
   recs.clear();
   for (RxCharge& c : charges) c.shared->Unref();
   charges.clear();
-  // Deliver deletes the references on the main thread first; what is left
-  // here belongs to an environment being torn down, where V8 frees the values.
-  for (JsRef* r : releases) delete r;
+  // Deliver releases them on the main thread first; what is left here
+  // belongs to an environment being torn down, where V8 frees the values.
+  for (JsRef* r : releases) {
+    if (r->hold) DropHold(r->hold);
+    delete r;
+  }
   releases.clear();
   arena.Release();
   cost = 0;

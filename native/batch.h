@@ -11,6 +11,7 @@
 
 #include <node_api.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -128,16 +129,28 @@ struct ConnInfo {
   ~ConnInfo();
 };
 
-// A value for JavaScript that does not fit in a record.
+// A lent block that send() writes from without a copy (lendMessages): freed
+// when the batch that lent it is done and every frame that points into it is
+// written or dropped, whichever comes last. One reference each.
+struct LentHold {
+  uint8_t* block;
+  std::atomic<int> refs;
+};
+void DropHold(LentHold* h);
+
 // A block of a batch lent to JavaScript while its listeners run (an arena
 // chunk, or a kLentBuffer message): its ArrayBuffer, detached when the call
-// returns, and where the batch keeps the block, which it frees afterwards.
+// returns, and where the batch keeps the block, which it frees afterwards
+// (unless a send() took a hold on it: then the hold owns it).
 struct LentBlock {
   napi_value ab;
   uint8_t** owner;
+  const uint8_t* base;
   size_t len;
+  LentHold* hold = nullptr;
 };
 
+// A value for JavaScript that does not fit in a record.
 struct ObjItem {
   // kLentBuffer: a kBuffer lent to JavaScript for the call only (lendMessages):
   // the batch keeps owning data and frees it after the call (delivery.cc).
@@ -204,12 +217,16 @@ struct Arena {
 };
 
 // A JavaScript value kept alive while native code uses its memory (a Buffer
-// sent without copying). Created and deleted on the main thread; the service
-// thread hands it back in Batch::releases once it is done with it.
+// sent without copying), or a hold on a lent block (`ref` null). Created and
+// deleted on the main thread; the service thread hands it back in
+// Batch::releases once it is done with it.
 struct JsRef {
   napi_env env;
   napi_ref ref;
+  LentHold* hold = nullptr;
 };
+// Lets go of what r keeps (main thread) and deletes it.
+void ReleaseRef(JsRef* r);
 
 // Received bytes a connection was charged for in this batch (flow control):
 // released on the main thread once JavaScript has consumed them.

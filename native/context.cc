@@ -144,8 +144,7 @@ void DisposeCommand(Command& cmd) {
   cmd.data = nullptr;
   if (cmd.js) {
     // Never run: disposed on the main thread (Push after Stop, or Stop itself).
-    napi_delete_reference(cmd.js->env, cmd.js->ref);
-    delete cmd.js;
+    ReleaseRef(cmd.js);
     cmd.js = nullptr;
   }
   if (cmd.conn) {

@@ -140,10 +140,11 @@ class Context {
   // The JS function that schedules the rest of a delivery.
   void SetScheduler(napi_env env, napi_value schedule);
   bool delivering() const { return delivering_; }
-  // Whether p points into the arena lent to JavaScript right now (the batch
-  // whose listeners are running): such memory is taken back when the call
-  // returns, so send() copies it instead of referencing it.
-  bool IsLent(const uint8_t* p) const;
+  // Whether p points into a block lent to JavaScript right now (*lent: the
+  // arena chunks and kLentBuffer messages of the batch whose listeners are
+  // running), and if so a hold on that block for a frame to be written from
+  // it without a copy (null when [p, p + len) is not all in it: copy it).
+  JsRef* HoldLent(napi_env env, const uint8_t* p, size_t len, bool* lent);
 
   // ---- service thread ----
   lws_context* lws_ctx() const { return lws_; }
@@ -256,11 +257,11 @@ class Context {
   std::mutex ev_mu_;
   std::deque<Batch> pending_;  // handed over whole: no copying of arenas
   bool call_pending_ = false;
-  Batch local_;                                   // service thread
-  std::unique_ptr<uint8_t[]> read_buf_;           // service thread: see read_buffer()
-  bool delivering_ = false;                       // main thread: inside Deliver
-  const std::vector<LentBlock>* lent_ = nullptr;  // main thread: of the batch being delivered
-  bool wake_deferred_ = false;  // main thread: a wake-up waits for the end of delivery
+  Batch local_;                             // service thread
+  std::unique_ptr<uint8_t[]> read_buf_;     // service thread: see read_buffer()
+  bool delivering_ = false;                 // main thread: inside Deliver
+  std::vector<LentBlock>* lent_ = nullptr;  // main thread: of the batch being delivered
+  bool wake_deferred_ = false;              // main thread: a wake-up waits for the end of delivery
   Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
   Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())
   bool ref_ = false;

@@ -32,6 +32,8 @@ bool Str(napi_env env, const std::string& s, napi_value* out) {
 
 void FreeBlob(napi_env, void* data, void*) { BufFree(static_cast<uint8_t*>(data)); }
 
+void FinalizeHold(napi_env, void* hold, void*) { DropHold(static_cast<LentHold*>(hold)); }
+
 // A Buffer over `data` (BufAlloc'd) without copying; V8 frees it. V8 counts
 // the bytes of every ArrayBuffer's backing store, external ones included, as
 // external memory itself (ArrayBufferSweeper::Append): reporting them again
@@ -138,7 +140,7 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out, std::vector<LentBlock
       napi_value ab;
       NLWS_OK(napi_create_external_buffer(env, item.len, item.data, nullptr, nullptr, out));
       NLWS_OK(napi_get_typedarray_info(env, *out, nullptr, nullptr, nullptr, &ab, nullptr));
-      lent->push_back(LentBlock{ab, &item.data, item.len});
+      lent->push_back(LentBlock{ab, &item.data, item.data, item.len});
       return true;
     }
     case ObjItem::kInfo:
@@ -188,7 +190,7 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
       napi_value ab;
       size_t len = i + 1 < n ? kArenaChunk : b.arena.used;
       NLWS_OK(napi_create_external_arraybuffer(env, b.arena.chunks[i], len, nullptr, nullptr, &ab));
-      lent->push_back(LentBlock{ab, &b.arena.chunks[i], kArenaChunk});
+      lent->push_back(LentBlock{ab, &b.arena.chunks[i], b.arena.chunks[i], kArenaChunk});
       NLWS_OK(napi_set_element(env, argv[1], static_cast<uint32_t>(i), ab));
     }
   }
@@ -209,11 +211,22 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
 
 }  // namespace
 
-bool Context::IsLent(const uint8_t* p) const {
-  if (!lent_) return false;
-  for (const LentBlock& l : *lent_)
-    if (p >= *l.owner && p < *l.owner + l.len) return true;
-  return false;
+JsRef* Context::HoldLent(napi_env env, const uint8_t* p, size_t len, bool* lent) {
+  *lent = false;
+  if (!lent_) return nullptr;
+  for (LentBlock& l : *lent_) {
+    if (p < l.base || p >= l.base + l.len) continue;
+    *lent = true;
+    if (p + len > l.base + l.len) return nullptr;  // not all in this block: copy it
+    if (!l.hold) {
+      // The batch's reference: dropped when the call has returned.
+      l.hold = new LentHold{*l.owner, {1}};
+      *l.owner = nullptr;
+    }
+    l.hold->refs.fetch_add(1, std::memory_order_relaxed);
+    return new JsRef{env, nullptr, l.hold};
+  }
+  return nullptr;
 }
 
 bool Context::Deliver(napi_env env, napi_value cb) {
@@ -284,17 +297,24 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
     bool pending = false;
     if (!lent.empty()) {
       if (called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && !pending) {
-        for (LentBlock& l : lent) napi_detach_arraybuffer(env, l.ab);
+        for (LentBlock& l : lent) {
+          napi_detach_arraybuffer(env, l.ab);
+          if (l.hold) DropHold(l.hold);  // the frames written from it keep it
+        }
       } else {
         for (LentBlock& l : lent) {
-          napi_add_finalizer(env, l.ab, *l.owner, FreeBlob, nullptr, nullptr);
+          if (l.hold)
+            napi_add_finalizer(env, l.ab, l.hold, FinalizeHold, nullptr, nullptr);
+          else
+            napi_add_finalizer(env, l.ab, *l.owner, FreeBlob, nullptr, nullptr);
           *l.owner = nullptr;  // the ArrayBuffer's (BufFree skips null)
         }
       }
     }
     napi_close_handle_scope(env, scope);
   }
-  for (JsRef* r : b.releases) napi_delete_reference(env, r->ref);
+  for (JsRef* r : b.releases) ReleaseRef(r);
+  b.releases.clear();
   for (RxCharge& c : b.charges) {
     int64_t bytes = c.bytes;
     if (!held.empty()) {

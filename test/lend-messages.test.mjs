@@ -2,6 +2,7 @@
 // buffer, valid while the listeners run and detached afterwards; whatever keeps one for later
 // (send() and publish() of it, pause(), an async iterator, a WebSocket's send queue) keeps the
 // bytes it had. Peers are `ws` clients (an independent implementation).
+import { MessageChannel } from 'node:worker_threads';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
@@ -272,6 +273,33 @@ test('a client made with connect({ lendMessages }) lends too; a WebSocket send q
   await waitFor(() => got.length === 2, { label: 'the Blob and the relayed message' });
   assert.is(got[0].toString(), 'first');
   assert.ok(got[1].equals(relayed), 'the queued lent message intact');
+});
+
+test('postMessage() with a lent message in its transfer list copies it instead of moving it', async () => {
+  // Moved to another thread, the memory would outlive the call that lent it.
+  const server = await listen({ lendMessages: true });
+  const connP = nextConnection(server);
+  const ws = await client(server);
+  const [conn] = await connP;
+  const { port1, port2 } = new MessageChannel();
+  cleanups.push(() => port1.close());
+  const got = [];
+  port2.on('message', (ab) => got.push(Buffer.from(ab)));
+  const lengths = [];
+  conn.on('message', (d) => {
+    // The view's whole ArrayBuffer: for a small message, the receive buffer it shares.
+    port1.postMessage(d.buffer, [d.buffer]);
+    lengths.push(d.length);
+  });
+  const small = message(1, 500);
+  const large = message(2, 50_000);
+  ws.send(small);
+  ws.send(large);
+  await waitFor(() => got.length === 2, { label: 'two posted messages' });
+  assert.equal(lengths, [500, 50_000], 'not moved away while the listener ran');
+  const i = got[0].indexOf(small);
+  assert.ok(i >= 0, 'the small message is in the copy of its receive buffer');
+  assert.ok(got[1].equals(large), 'the copy of the large message intact');
 });
 
 test('lendMessages is validated', async () => {
