@@ -34,7 +34,8 @@ export interface ConnectionSink {
   readonly lendMessages: boolean;
   /**
    * Returns true when the message is kept for later (its `cost` is released then). `lent`: the
-   * Buffer is a view into the batch's arena, valid during this call only.
+   * Buffer is lent memory (a view into the batch's arena, or a lent Buffer of its own), valid
+   * during this call only.
    */
   _onMessage(data: Buffer | string, isBinary: boolean, cost: number, lent?: boolean): boolean;
   /** Releases a charge the runtime kept for this connection (a deferred message). */

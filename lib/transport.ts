@@ -51,7 +51,7 @@ export interface BackpressureOptions {
   policy: BackpressurePolicy;
   /** textAs: 'buffer' — text messages arrive as Buffers (isBinary false), not strings. */
   textAsBuffer: boolean;
-  /** lendMessages: small Buffer messages are views valid while the listeners run. */
+  /** lendMessages: Buffer messages are lent, valid while the listeners run. */
   lendMessages: boolean;
 }
 
