@@ -138,6 +138,7 @@ function buildSummary(o, stats, { elapsedMs, interrupted, clientName, workers, h
       duration: o.duration,
       traffic: o.broadcast ? 'broadcast' : 'per-client',
       drop: dropConfig(o),
+      lendMessages: o.lendMessages,
       slowClients: o.slowClients,
       slowMBps: o.slowClients > 0 ? o.slowMBps : null,
       idle: o.idle,
@@ -246,7 +247,8 @@ function textSummary(s) {
         : '') +
       (c.slowClients
         ? `; ${c.slowClients} slow client${c.slowClients > 1 ? 's' : ''} per cycle reading ${c.slowMBps} MB/s`
-        : ''),
+        : '') +
+      (c.lendMessages ? '; messages lent to the handlers (lendMessages)' : ''),
   );
   out.push(`  cycles       ${s.cycles} (${s.cyclesFailed} with failures)`);
   const b = s.bind;

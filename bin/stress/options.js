@@ -40,6 +40,8 @@ Traffic shape (with the cycles above):
                       that; frames dropped for a slow subscriber are counted, not failures
   --max-backpressure N  with --drop: the video bound in bytes (default 2 video frames,
                       at least 256 KiB)
+  --lend-messages     the server (and node-lws clients) with lendMessages: true, each
+                      message lent to the handler for the call instead of handed over
   --slow-clients K    K clients of each cycle read at most --slow-mbps while the server
                       streams (pause()/resume()); they catch up when it stops
   --slow-mbps R       reading rate of a slow client in MB/s (default 4)
@@ -110,6 +112,7 @@ const DEFAULTS = {
   // Traffic shape.
   broadcast: false,
   drop: false,
+  lendMessages: false,
   maxBackpressure: null,
   slowClients: 0,
   slowMBps: 4,
@@ -154,6 +157,7 @@ const CYCLE_ONLY = [
   '--seed',
   '--broadcast',
   '--drop',
+  '--lend-messages',
   '--max-backpressure',
   '--slow-clients',
   '--slow-mbps',
@@ -210,6 +214,7 @@ function parseArgs(argv) {
       '--worker',
       '--broadcast',
       '--drop',
+      '--lend-messages',
       '--flood',
     ].includes(arg);
     given.add(arg);
@@ -292,6 +297,9 @@ function parseArgs(argv) {
         break;
       case '--drop':
         o.drop = true;
+        break;
+      case '--lend-messages':
+        o.lendMessages = true;
         break;
       case '--max-backpressure':
         o.maxBackpressure = number(arg, next(), { min: 1024, max: 2 ** 40 });
@@ -404,6 +412,7 @@ function workerArgs(o, index) {
   if (o.samePort) a.push('--same-port');
   if (o.broadcast) a.push('--broadcast');
   if (o.drop) a.push('--drop');
+  if (o.lendMessages) a.push('--lend-messages');
   if (o.maxBackpressure !== null) a.push('--max-backpressure', String(o.maxBackpressure));
   if (o.slowClients > 0) a.push('--slow-clients', String(o.slowClients));
   if (o.slowClients > 0) a.push('--slow-mbps', String(o.slowMBps));

@@ -156,6 +156,7 @@ async function bindServer(ctx, index) {
         ...(o.drop
           ? { backpressurePolicy: 'drop', maxBackpressure: 4 * videoBound(o) }
           : undefined),
+        lendMessages: o.lendMessages,
         host: o.host,
         port,
         bindRetry: {
@@ -438,22 +439,27 @@ async function runCycle(ctx, index, streamMs) {
         reject(e);
       }, o.timeoutMs + 1000);
       const t0 = performance.now();
-      client.connect(`ws://${host}:${port}/stream?c=${cl.id}`, { timeoutMs: o.timeoutMs }).then(
-        (t) => {
-          if (timedOut) {
-            t.terminate();
-            return;
-          }
-          clearTimeout(timer);
-          stats.timings.connect.record((performance.now() - t0) * 1000);
-          resolve(t);
-        },
-        (err) => {
-          if (timedOut) return;
-          clearTimeout(timer);
-          reject(err);
-        },
-      );
+      client
+        .connect(`ws://${host}:${port}/stream?c=${cl.id}`, {
+          timeoutMs: o.timeoutMs,
+          lendMessages: o.lendMessages,
+        })
+        .then(
+          (t) => {
+            if (timedOut) {
+              t.terminate();
+              return;
+            }
+            clearTimeout(timer);
+            stats.timings.connect.record((performance.now() - t0) * 1000);
+            resolve(t);
+          },
+          (err) => {
+            if (timedOut) return;
+            clearTimeout(timer);
+            reject(err);
+          },
+        );
     });
   const results = await Promise.allSettled(clients.map(connectOne));
   results.forEach((r, id) => {

@@ -152,6 +152,7 @@ test('--help prints the usage on stdout and exits 0', async () => {
     '--json',
     '--broadcast',
     '--drop',
+    '--lend-messages',
     '--slow-clients',
     '--idle',
     '--flood',
@@ -357,6 +358,25 @@ test('--broadcast: frames published once reach every subscriber, a slow one too'
   assert.is(s.broadcast.delivered, s.broadcast.deliveries);
   assert.is(s.frames.dropped, 0);
   assert.is(s.frames.byKind.video.received, s.broadcast.byTopic.video.delivered);
+});
+
+test('--broadcast --lend-messages: every frame lent to the handlers arrives intact, a slow subscriber too', async () => {
+  const s = await runJson(
+    cliArgs({
+      duration: 2.5,
+      clients: 2,
+      broadcast: true,
+      'lend-messages': true,
+      'slow-clients': 1,
+      'slow-mbps': 2,
+    }),
+  );
+  assertSane(s, 'lend');
+  assertBroadcast(s, 'lend');
+  assert.is(s.config.lendMessages, true);
+  assert.is(s.broadcast.delivered, s.broadcast.deliveries);
+  assert.ok(s.frames.byKind.input.received > 0, 'input frames (lent on the server) arrived');
+  assert.is(s.frames.byKind.input.received, s.frames.byKind.input.sent, 'every input frame');
 });
 
 test('--broadcast --drop: what node-lws drops for a slow subscriber is counted, not lost', async () => {
