@@ -32,6 +32,11 @@ export interface NativeMemory {
   receivePending: number;
   /** Bytes of free frame and message buffers kept for reuse. */
   pooled: number;
+  /**
+   * Server connections whose JavaScript object holds a handle to the native one: the open ones
+   * (a closed one gives its handle back as soon as JavaScript hears that it closed).
+   */
+  handles: number;
 }
 
 /** What the native core holds now, beside what V8 reports. */

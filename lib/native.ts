@@ -3,7 +3,11 @@
 import * as path from 'node:path';
 import type { NativeConnOptions } from './options';
 
-/** Opaque per-connection handle owned by the native side. */
+/**
+ * Opaque per-connection handle owned by the native side: a server connection's is a number
+ * that JavaScript gives back with dispose() when it is done with it (native ConnHandles); the
+ * others are Externals that V8 collects.
+ */
 export interface ConnHandle {
   readonly __nodeLwsConnHandle: never;
 }
@@ -194,8 +198,13 @@ export interface Binding {
   resume(handle: ConnHandle): void;
   /** JavaScript consumed `bytes` of messages it kept (see HELD_BIT); null: a gone connection. */
   release(handle: ConnHandle | null, bytes: number): void;
+  /**
+   * JavaScript is done with a connection's handle (a server connection's must be given back
+   * exactly once; a no-op for the others). Throws for a handle that is not live.
+   */
+  dispose(handle: ConnHandle): void;
   setReceiveLimit(bytes: number): void;
-  memoryStats(): { receivePending: number; pooled: number };
+  memoryStats(): { receivePending: number; pooled: number; handles: number };
   bufferedAmount(handle: ConnHandle): number;
   setRef(ref: boolean): void;
   setLogLevel(level: number): void;

@@ -425,9 +425,13 @@ class Runtime {
         this.conns.get(id)?._onClose(a & 0xffff, reason, a >>> 16 === 1);
         return;
       }
-      case Ev.Connection:
-        this.servers.get(a)?._onConnection((objs as unknown[])[b] as NativeRequestInfo);
+      case Ev.Connection: {
+        const info = (objs as unknown[])[b] as NativeRequestInfo;
+        const server = this.servers.get(a);
+        if (server) server._onConnection(info);
+        else binding.dispose(info.handle); // nothing will hold the connection's handle
         return;
+      }
       case Ev.Upgrade:
         this.servers.get(a)?._onUpgrade((objs as unknown[])[b] as NativeRequestInfo);
         return;

@@ -183,7 +183,9 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     this.#droppedNative += binding.dropped(this.#handle);
     runtime.conns.delete(this.#id);
     runtime.unref();
+    const handle = this.#handle;
     this.#handle = undefined;
+    binding.dispose(handle); // a server connection's handle goes back to the native table
   }
 
   /**

@@ -67,6 +67,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("pause", &Addon::Pause),
                              InstanceMethod("resume", &Addon::Resume),
                              InstanceMethod("release", &Addon::Release),
+                             InstanceMethod("dispose", &Addon::Dispose),
                              InstanceMethod("setReceiveLimit", &Addon::SetReceiveLimit),
                              InstanceMethod("memoryStats", &Addon::MemoryStats),
                              InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
@@ -91,6 +92,9 @@ class Addon : public Napi::Addon<Addon> {
     auto* self = static_cast<Addon*>(arg);
     if (self->ctx_) self->ctx_->Stop();
   }
+
+  // The table server connections' handles are in (see HandleArg); null before init.
+  ConnHandles* Handles() { return ctx_ ? &ctx_->handles() : nullptr; }
 
   Context* Ctx(Napi::Env env) {
     if (!ctx_ || ctx_->stopped()) {
@@ -403,7 +407,7 @@ class Addon : public Napi::Addon<Addon> {
   // take bufferedAmount past maxBackpressure (nothing queued in either case).
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    ConnShared* cs = HandleArg(info[0]);
+    ConnShared* cs = HandleArg(Handles(), info[0]);
     if (!cs) return ThrowTypeError(env, "send: connection handle expected");
     if (cs->gone.load(std::memory_order_acquire)) return Napi::Number::New(env, -1);
     Context* ctx = Ctx(env);
@@ -500,7 +504,7 @@ class Addon : public Napi::Addon<Addon> {
 
   Napi::Value Control(const Napi::CallbackInfo& info, const char* what, uint8_t opcode) {
     Napi::Env env = info.Env();
-    ConnShared* cs = HandleArg(info[0]);
+    ConnShared* cs = HandleArg(Handles(), info[0]);
     if (!cs) return ThrowTypeError(env, std::string(what) + ": connection handle expected");
     Context* ctx = Ctx(env);
     if (!ctx || cs->gone.load()) return env.Undefined();
@@ -586,7 +590,7 @@ class Addon : public Napi::Addon<Addon> {
   // null: the stream ended.
   Napi::Value WireInput(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    ConnShared* cs = HandleArg(info[0]);
+    ConnShared* cs = HandleArg(Handles(), info[0]);
     if (!cs) return ThrowTypeError(env, "wireInput: connection handle expected");
     Context* ctx = Ctx(env);
     if (!ctx || cs->gone.load()) return env.Undefined();
@@ -641,7 +645,7 @@ class Addon : public Napi::Addon<Addon> {
   // close(handle, code, reason): code 0 sends a close frame with no payload.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    ConnShared* cs = HandleArg(info[0]);
+    ConnShared* cs = HandleArg(Handles(), info[0]);
     if (!cs) return ThrowTypeError(env, "close: connection handle expected");
     Context* ctx = Ctx(env);
     if (!ctx || cs->gone.load()) return env.Undefined();
@@ -669,7 +673,7 @@ class Addon : public Napi::Addon<Addon> {
   template <typename Fill>
   Napi::Value ConnCommand(const Napi::CallbackInfo& info, const char* what, Command::Type type,
                           Fill fill) {
-    ConnShared* cs = HandleArg(info[0]);
+    ConnShared* cs = HandleArg(Handles(), info[0]);
     if (!cs) return ThrowTypeError(info.Env(), std::string(what) + ": connection handle expected");
     Context* ctx = Ctx(info.Env());
     if (!ctx || cs->gone.load()) return info.Env().Undefined();
@@ -769,7 +773,7 @@ class Addon : public Napi::Addon<Addon> {
     c.id = server;
     c.text = std::move(topic);
     c.frame = frame;
-    ConnShared* skip = info.Length() > 4 ? HandleArg(info[4]) : nullptr;
+    ConnShared* skip = info.Length() > 4 ? HandleArg(Handles(), info[4]) : nullptr;
     if (skip) {
       skip->Ref();
       c.conn = skip;
@@ -792,7 +796,7 @@ class Addon : public Napi::Addon<Addon> {
   // release(null, bytes): of a connection that is gone (the context's total only).
   Napi::Value Release(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    ConnShared* cs = HandleArg(info[0]);
+    ConnShared* cs = HandleArg(Handles(), info[0]);
     if (!cs && !info[0].IsNull()) return ThrowTypeError(env, "release: connection handle expected");
     int64_t bytes = static_cast<int64_t>(info[1].As<Napi::Number>().DoubleValue());
     if (!ctx_ || ctx_->stopped()) return env.Undefined();
@@ -809,25 +813,38 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
-  // memoryStats() -> { receivePending, pooled }
+  // dispose(handle): JavaScript is done with a server connection's handle
+  // (ConnHandles); a no-op for an External, which V8 collects.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    if (info[0].IsNumber()) {
+      ConnHandles* h = Handles();
+      if (!h || !h->Dispose(info[0].As<Napi::Number>().Uint32Value()))
+        return ThrowTypeError(info.Env(), "dispose: live connection handle expected");
+    }
+    return info.Env().Undefined();
+  }
+
+  // memoryStats() -> { receivePending, pooled, handles }
   Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object r = Napi::Object::New(env);
     r.Set("receivePending",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->receive_pending()) : 0));
     r.Set("pooled", Napi::Number::New(env, static_cast<double>(BufPooledBytes())));
+    r.Set("handles",
+          Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->handles().live()) : 0));
     return r;
   }
 
   // dropped(handle): published messages the 'drop' policy skipped.
   Napi::Value Dropped(const Napi::CallbackInfo& info) {
-    ConnShared* cs = HandleArg(info[0]);
+    ConnShared* cs = HandleArg(Handles(), info[0]);
     if (!cs) return ThrowTypeError(info.Env(), "dropped: connection handle expected");
     return Napi::Number::New(info.Env(), cs->dropped.load());
   }
 
   Napi::Value BufferedAmount(const Napi::CallbackInfo& info) {
-    ConnShared* cs = HandleArg(info[0]);
+    ConnShared* cs = HandleArg(Handles(), info[0]);
     if (!cs) return ThrowTypeError(info.Env(), "bufferedAmount: connection handle expected");
     return Napi::Number::New(info.Env(), static_cast<double>(cs->buffered.load()));
   }

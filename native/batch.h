@@ -114,6 +114,9 @@ inline int64_t MessageCost(const uint32_t* rec) {
 // turned into a JS object on the main thread.
 struct ConnInfo {
   ConnShared* shared = nullptr;  // owns one reference until handed to JS
+  // JavaScript gets the reference as a ConnHandles handle (a server connection
+  // announced with kEvConnection), not as an External.
+  bool table_handle = false;
   std::string path;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string remote_address;

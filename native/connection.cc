@@ -636,6 +636,7 @@ void Conn::CompleteUpgrade(const std::string& protocol, const std::string& heade
   info->remote_address = std::move(hs.remote_address);
   info->remote_port = hs.remote_port;
   info->protocol = protocol;
+  info->table_handle = true;
   AddPeerCertificate(info.get());
   ctx_->Emit(kEvConnection, shared_->id, server_->id(), ctx_->AddInfo(std::move(info)));
   server_hs_.reset();

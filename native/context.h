@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "batch.h"
+#include "conn_handles.h"
 #include "conn_shared.h"
 #include "options.h"
 #include "timers.h"
@@ -206,6 +207,9 @@ class Context {
   // Native code is done with a JS value: the main thread releases it.
   void ReleaseJs(JsRef* r) { local_.releases.push_back(r); }
 
+  // Main thread: the handles of server connections JavaScript holds.
+  ConnHandles& handles() { return handles_; }
+
   static const char* kProtocolName;
 
  private:
@@ -261,6 +265,7 @@ class Context {
   std::unique_ptr<uint8_t[]> read_buf_;     // service thread: see read_buffer()
   bool delivering_ = false;                 // main thread: inside Deliver
   std::vector<LentBlock>* lent_ = nullptr;  // main thread: of the batch being delivered
+  ConnHandles handles_;                     // main thread
   bool wake_deferred_ = false;              // main thread: a wake-up waits for the end of delivery
   Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
   Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())

@@ -79,14 +79,19 @@ bool MakeHeaders(napi_env env, std::vector<std::pair<std::string, std::string>>&
   return true;
 }
 
-bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
+bool MakeInfo(napi_env env, ConnInfo* info, ConnHandles* handles, napi_value* out) {
   napi_value o, v, headers;
   NLWS_OK(napi_create_object(env, &o));
   ConnShared* shared = info->shared;
-  NLWS_OK(napi_create_external(
-      env, shared, [](napi_env, void* data, void*) { static_cast<ConnShared*>(data)->Unref(); },
-      nullptr, &v));
-  info->shared = nullptr;  // the External owns this reference now
+  uint32_t h = info->table_handle ? handles->Add(shared) : 0;
+  if (h) {
+    NLWS_OK(napi_create_uint32(env, h, &v));
+  } else {
+    NLWS_OK(napi_create_external(
+        env, shared, [](napi_env, void* data, void*) { static_cast<ConnShared*>(data)->Unref(); },
+        nullptr, &v));
+  }
+  info->shared = nullptr;  // the handle (its slot, or the External) owns this reference now
   if (!SetNamed(env, o, "handle", v)) return false;
   NLWS_OK(napi_create_uint32(env, shared->id, &v));
   if (!SetNamed(env, o, "id", v) || !Str(env, info->path, &v) || !SetNamed(env, o, "path", v))
@@ -115,7 +120,8 @@ bool MakeInfo(napi_env env, ConnInfo* info, napi_value* out) {
 }
 
 // *lent gets the ArrayBuffer of a kLentBuffer.
-bool MakeObj(napi_env env, ObjItem& item, napi_value* out, std::vector<LentBlock>* lent) {
+bool MakeObj(napi_env env, ObjItem& item, ConnHandles* handles, napi_value* out,
+             std::vector<LentBlock>* lent) {
   switch (item.kind) {
     case ObjItem::kString:
       return Str(env, item.str, out);
@@ -144,7 +150,7 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out, std::vector<LentBlock
       return true;
     }
     case ObjItem::kInfo:
-      return MakeInfo(env, item.info.get(), out);
+      return MakeInfo(env, item.info.get(), handles, out);
     case ObjItem::kError: {
       napi_value v;
       NLWS_OK(napi_create_object(env, out));
@@ -167,7 +173,7 @@ bool MakeObj(napi_env env, ObjItem& item, napi_value* out, std::vector<LentBlock
 // argv: [records, arena, objects]; *recs points at the records JavaScript sees
 // (it marks the messages it keeps there). The arena is an array of the
 // chunks' ArrayBuffers, which *lent gets too.
-bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
+bool MakeBatch(napi_env env, Batch& b, ConnHandles* handles, napi_value argv[3], uint32_t** recs,
                std::vector<LentBlock>* lent) {
   size_t nrec = b.recs.size();
   void* data;
@@ -200,7 +206,7 @@ bool MakeBatch(napi_env env, Batch& b, napi_value argv[3], uint32_t** recs,
     NLWS_OK(napi_create_array_with_length(env, b.objs.size(), &argv[2]));
     for (size_t i = 0; i < b.objs.size(); i++) {
       napi_value v;
-      if (!MakeObj(env, b.objs[i], &v, lent)) return false;
+      if (!MakeObj(env, b.objs[i], handles, &v, lent)) return false;
       NLWS_OK(napi_set_element(env, argv[2], static_cast<uint32_t>(i), v));
     }
   }
@@ -273,7 +279,7 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
     uint32_t* recs = nullptr;
     std::vector<LentBlock> lent;
     napi_status called = napi_generic_failure;
-    if (MakeBatch(env, b, argv, &recs, &lent)) {
+    if (MakeBatch(env, b, &handles_, argv, &recs, &lent)) {
       napi_value global, result;
       lent_ = &lent;
       if (napi_get_global(env, &global) == napi_ok)

@@ -53,7 +53,8 @@ ConnOptions ConnOptionsArg(const Napi::Value& v) {
   return c;
 }
 
-ConnShared* HandleArg(const Napi::Value& v) {
+ConnShared* HandleArg(ConnHandles* handles, const Napi::Value& v) {
+  if (v.IsNumber()) return handles ? handles->Get(v.As<Napi::Number>().Uint32Value()) : nullptr;
   if (!v.IsExternal()) return nullptr;
   return v.As<Napi::External<ConnShared>>().Data();
 }

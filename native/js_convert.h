@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "conn_handles.h"
 #include "conn_shared.h"
 #include "options.h"
 
@@ -20,8 +21,9 @@ std::vector<std::string> StringList(const Napi::Value& v);
 //   closeTimeoutMs, maxHeaderBytes, heartbeatIntervalMs, heartbeatTimeoutMs,
 //   textAsBuffer, perMessageDeflate } (lib/options.ts: NativeConnOptions)
 ConnOptions ConnOptionsArg(const Napi::Value& v);
-// The connection handle JavaScript holds; null when v is not one.
-ConnShared* HandleArg(const Napi::Value& v);
+// The connection a handle JavaScript holds stands for (a ConnHandles handle,
+// or an External); null when v is not a live one.
+ConnShared* HandleArg(ConnHandles* handles, const Napi::Value& v);
 // Payload bytes of a Buffer, TypedArray, DataView or ArrayBuffer.
 bool PayloadOf(napi_env env, napi_value v, const uint8_t** data, size_t* len);
 

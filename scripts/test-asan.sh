@@ -19,6 +19,7 @@
 # out because LD_PRELOAD would be inherited by chromium/python, and the soak test is left out
 # because ASan's quarantine makes its RSS bound meaningless):
 #   listen-close-cycles, server, rfc6455-conformance, client, message-order, lend-messages,
+#   connection-handles,
 #   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
 #   handshake-headers, unix-socket, proxy-errors, handle-upgrade, ws-api, system/network-fuzz
 #   (FUZZ_SECONDS defaults to 20 here too)
@@ -43,6 +44,7 @@ DEFAULT_FILES=(
   test/client.test.mjs
   test/message-order.test.mjs
   test/lend-messages.test.mjs
+  test/connection-handles.test.mjs
   test/send-backpressure.test.mjs
   test/whatwg-websocket.test.mjs
   test/worker-threads.test.mjs
