@@ -84,6 +84,10 @@ export async function idleMemoryWorkload(kind) {
       rss_settled_mb: settled.rssKb / 1024,
       bytes_per_conn: ((after.rssKb - before.rssKb) * 1024) / ready.opened,
       bytes_per_conn_settled: ((settled.rssKb - before.rssKb) * 1024) / ready.opened,
+      // The RSS growth split: memory allocated, and pages of the program's files (its code)
+      // first touched while the connections opened, a cost paid once, not per connection.
+      anon_bytes_per_conn: ((after.anonKb - before.anonKb) * 1024) / ready.opened,
+      file_bytes_per_conn: ((after.fileKb - before.fileKb) * 1024) / ready.opened,
       js_heap_per_conn: (heap1.heapUsed - heap0.heapUsed) / ready.opened,
       js_heap_per_conn_settled: (heap2.heapUsed - heap0.heapUsed) / ready.opened,
       external_per_conn: (heap1.external - heap0.external) / ready.opened,

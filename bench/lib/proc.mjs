@@ -116,7 +116,8 @@ export function procStatus(pid) {
   } catch {}
   const kb = (k) =>
     Number((txt.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm')) ?? [])[1] ?? Number.NaN);
-  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+  // RssAnon: memory the process allocated; RssFile: pages of mapped files (code) it touched.
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM'), anonKb: kb('RssAnon'), fileKb: kb('RssFile') };
 }
 
 /** utime + stime of a process, in clock ticks (0 when it is gone). */

@@ -115,6 +115,15 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
   if (has('idle10k')) {
     row(W.idle10k, 'idle memory per connection (RSS)', 'bytes_per_conn', 'B', 'lower', f0);
     row(W.idle10k, '  of which V8 heap (after GC)', 'js_heap_per_conn', 'B', 'info', f0);
+    row(W.idle10k, '  of which allocated (RssAnon)', 'anon_bytes_per_conn', 'B', 'info', f0);
+    row(
+      W.idle10k,
+      '  of which code pages touched (RssFile)',
+      'file_bytes_per_conn',
+      'B',
+      'info',
+      f0,
+    );
     row(
       W.idle10k,
       `the same after ${IDLE_SETTLE_MS / 1000} s idle (RSS)`,
@@ -459,7 +468,7 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
   if (idleRuns.length) {
     p();
     p(
-      `Idle memory: RSS of the server after 10,000 upgraded, idle connections minus its RSS before, both after a full GC, divided by 10,000; measured again after ${IDLE_SETTLE_MS / 1000} s without traffic, when V8 has given back the young generation it grew while accepting. Connect times (ms): ${kindsFor(
+      `Idle memory: RSS of the server after 10,000 upgraded, idle connections minus its RSS before, both after a full GC, divided by 10,000; measured again after ${IDLE_SETTLE_MS / 1000} s without traffic, when V8 has given back the young generation it grew while accepting. RssAnon and RssFile split the first figure: memory allocated, and pages of the program's files (node's and the library's code) first touched while the connections opened, paid once. Connect times (ms): ${kindsFor(
         W.idle10k,
         0,
         uws.ok,
