@@ -302,6 +302,31 @@ test('postMessage() with a lent message in its transfer list copies it instead o
   assert.ok(got[1].equals(large), 'the copy of the large message intact');
 });
 
+test("node-lws/ws: lws: { lendMessages } lends to ws-style 'message' listeners; echoes intact", async () => {
+  const { WebSocketServer } = await import('../dist/ws/index.mjs');
+  const wss = new WebSocketServer({ host: HOST, port: 0, lws: { lendMessages: true } });
+  cleanups.push(() => new Promise((r) => wss.close(r)));
+  await new Promise((r) => wss.once('listening', r));
+  const kept = [];
+  wss.on('connection', (w) =>
+    w.on('message', (d, isBinary) => {
+      kept.push([d, d.length]);
+      w.send(d, { binary: isBinary });
+    }),
+  );
+  const ws = await wsConnect(`ws://${HOST}:${wss.address().port}/`);
+  cleanups.push(() => ws.terminate());
+  const sent = [100, 8 * 1024, 16 * 1024, 100_000].map((n, i) => message(i, n));
+  const got = collect(ws, sent.length);
+  for (const m of sent) ws.send(m);
+  const echoes = await withTimeout(got, 10_000, 'the echoes');
+  for (let i = 0; i < sent.length; i++) {
+    assert.ok(echoes[i].equals(sent[i]), `echo ${i} (${sent[i].length} B) intact`);
+    assert.is(kept[i][1], sent[i].length, 'whole in the listener');
+    assert.is(kept[i][0].length, 0, `message ${i} detached once the listener returned`);
+  }
+});
+
 test('lendMessages is validated', async () => {
   const err = await captureRejection(
     () => lws.listen({ host: HOST, port: 0, lendMessages: 'yes' }),
