@@ -5,8 +5,9 @@
 // costs an idle connection ~180 B (N-API's reference with its finalizer, a
 // weak global handle, the External itself) and V8 a weak callback when it is
 // collected. A slot holds one reference to its ConnShared from Add() until
-// JavaScript disposes of the handle (the Connection detaches, after its
-// 'close' event) or the table is destroyed with the context. A handle that was
+// JavaScript disposes of the handle (the Connection detaches when it hears
+// that the connection closed) or the table is destroyed with the context
+// (joined service thread: the last references go on the main thread). A handle that was
 // disposed of, or never issued, finds nothing (its generation no longer
 // matches), so a stale one is refused rather than followed.
 #pragma once
