@@ -149,6 +149,7 @@ Conn::~Conn() {
   ctx_->Forget(this);
   if (counted_open_ && server_) server_->open_connections--;
   if (wire_) wire_->Drop(false);
+  Settle();
   wire_.reset();
   shared_->conn = nullptr;
   shared_->gone.store(true, std::memory_order_release);
@@ -995,7 +996,8 @@ void Conn::Unsubscribe(const std::string& topic) {
 }
 
 bool Conn::AdmitBackpressure(size_t payload, int64_t limit) {
-  if (!limit || shared_->buffered.load() + static_cast<int64_t>(payload) <= limit) return true;
+  if (!limit || shared_->buffered.load() + tx_unsettled_ + static_cast<int64_t>(payload) <= limit)
+    return true;
   if (opts_->drop_on_backpressure) {
     shared_->dropped.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -1020,7 +1022,7 @@ void Conn::QueuePublished(PublishJob& job, int64_t max_backpressure) {
       uint8_t* copy = BufAlloc(payload + 1);
       if (!copy) return;
       memcpy(copy, f->payload(), payload);
-      shared_->buffered.fetch_add(static_cast<int64_t>(payload));
+      tx_unsettled_ += static_cast<int64_t>(payload);
       SendCompressed(copy, payload, f->opcode);
       return;
     }
@@ -1031,7 +1033,15 @@ void Conn::QueuePublished(PublishJob& job, int64_t max_backpressure) {
     }
   }
   if (!AdmitBackpressure(payload, limit)) return;
-  shared_->buffered.fetch_add(static_cast<int64_t>(payload));
+  if (f->len <= Wire::kCoalesce) {
+    // A small frame is copied next to the frames queued before it (one
+    // iovec, one FrameDone for the lot) rather than referenced.
+    if (!wire_->PushCopy(f->block, f->len, payload)) return;
+    tx_unsettled_ += static_cast<int64_t>(payload);
+    ctx_->MarkDirty(this);
+    return;
+  }
+  tx_unsettled_ += static_cast<int64_t>(payload);
   f->Ref();
   OutFrame of;
   of.data = f->block;
@@ -1048,6 +1058,7 @@ void Conn::Send(const OutFrame& f) {
   if (close_sent_ || killed_ || state_ != State::kOpen) {
     OutFrame dropped = f;
     FrameDone(dropped, false);
+    Settle();
     ReleaseFrame(dropped);
     return;
   }
@@ -1061,12 +1072,14 @@ void Conn::SendCompressed(uint8_t* payload, size_t len, uint8_t opcode) {
   bare.payload = len;
   if (close_sent_ || killed_ || state_ != State::kOpen || !reader_.pmd()) {
     FrameDone(bare, false);
+    Settle();
     ReleaseFrame(bare);
     return;
   }
   std::vector<uint8_t> z;
   if (!reader_.pmd()->Deflate(payload, len, &z)) {
     FrameDone(bare, false);
+    Settle();
     ReleaseFrame(bare);
     Fail(kCloseInternalError, "Compression failed");
     return;
@@ -1077,6 +1090,7 @@ void Conn::SendCompressed(uint8_t* payload, size_t len, uint8_t opcode) {
   if (!f) {
     bare.block = nullptr;
     FrameDone(bare, false);
+    Settle();
     Fail(kCloseInternalError, "Out of memory");
     return;
   }
@@ -1095,16 +1109,22 @@ void Conn::FrameDone(const OutFrame& f, bool written) {
     close_written_ = true;
     CloseHandshakeDone();
   }
-  if (f.payload) {
-    int64_t prev =
-        shared_->buffered.fetch_sub(static_cast<int64_t>(f.payload), std::memory_order_acq_rel);
-    int64_t hwm = shared_->high_water_mark;
-    if (prev > hwm && prev - static_cast<int64_t>(f.payload) <= hwm)
-      ctx_->Emit(kEvDrain, shared_->id);
-  }
+  tx_unsettled_ -= static_cast<int64_t>(f.payload);
 }
 
-void Conn::DropQueue(bool keep_partial) { wire_->Drop(keep_partial); }
+void Conn::Settle() {
+  if (!tx_unsettled_) return;
+  int64_t d = tx_unsettled_;
+  tx_unsettled_ = 0;
+  int64_t prev = shared_->buffered.fetch_add(d, std::memory_order_acq_rel);
+  int64_t hwm = shared_->high_water_mark;
+  if (d < 0 && prev > hwm && prev + d <= hwm) ctx_->Emit(kEvDrain, shared_->id);
+}
+
+void Conn::DropQueue(bool keep_partial) {
+  wire_->Drop(keep_partial);
+  Settle();
+}
 
 void Conn::JsAck(size_t n) {
   JsWire* js = js_wire();
@@ -1154,6 +1174,7 @@ void Conn::OnWritable() {
 void Conn::Flush() {
   if (killed_ || !HasTransport() || state_ == State::kConnecting) return;
   Wire::Status s = wire_->Flush();
+  Settle();
   if (s == Wire::Status::kBroken) {
     // The peer is gone (EPIPE, ECONNRESET, ...): nothing more can be sent.
     DropQueue(false);

@@ -186,6 +186,10 @@ class Conn final : public FrameSink, public WireOwner {
   // Over maxBackpressure: true when the message may be queued; otherwise it
   // is dropped (counted) or the connection closes with 1008.
   bool AdmitBackpressure(size_t payload, int64_t limit);
+  // Applies tx_unsettled_ to ConnShared::buffered (one atomic for a whole
+  // flush, none when it wrote what it queued) and reports 'drain' when that
+  // brings it down to the high-water mark.
+  void Settle();
 
   Context* ctx_;
   Listener* server_;
@@ -207,6 +211,8 @@ class Conn final : public FrameSink, public WireOwner {
   int64_t last_rx_us_ = 0;
   int64_t ping_at_us_ = 0;
   int64_t rx_charge_ = 0;                // received bytes to charge to shared_ after this read
+  int64_t tx_unsettled_ = 0;             // payload queued (+) and written or dropped (-) on this
+                                         // thread, not yet in shared_->buffered (Settle)
   std::unique_ptr<std::string> reason_;  // reported with 'close': the peer's, or our failure's
   uint16_t peer_code_ = kCloseNoStatus;
   uint16_t fail_code_ = 0;  // we failed the connection with this code

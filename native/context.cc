@@ -922,6 +922,7 @@ void Context::HandOver() {
 void Context::OnTrim(void* arg) {
   auto* ctx = static_cast<Context*>(arg);
   BufTrim();
+  TrimWireBlocks();
   for (Conn* c = ctx->conns_; c; c = c->next) c->Trim();
   ctx->timers_.Schedule(&ctx->trim_, MonotonicUs() + 1000 * 1000, OnTrim, ctx);
 }

@@ -97,6 +97,15 @@ class Wire {
 
   // Queues in order after everything queued before.
   void Push(const OutFrame& f) { data_.push_back(f); }
+  // Queues a copy of a small frame (n <= kCoalesce): appended to the last
+  // queued frame when that is a block of the queue's own (not shared, not a
+  // JavaScript Buffer, not a close) with room up to kCoalesceBlock bytes,
+  // else in a new block. Many small frames then cost one queue entry, one
+  // FrameDone and one iovec, as uWS's cork buffer does. False when out of
+  // memory (nothing queued).
+  bool PushCopy(const uint8_t* p, size_t n, size_t payload);
+  static constexpr size_t kCoalesce = 1024;
+  static constexpr size_t kCoalesceBlock = 16 * 1024;
   // Queues a control frame ahead of queued data (after a partly written
   // frame and after earlier control frames). A pong replaces an earlier pong
   // that has not started to be written (RFC 6455 5.5.3: answering the
@@ -133,6 +142,7 @@ class Wire {
     OutFrame& operator[](size_t i) { return v_[head_ + i]; }
     OutFrame& back() { return v_.back(); }
     void push_back(const OutFrame& f) { v_.push_back(f); }
+    OutFrame& emplace_back() { return v_.emplace_back(); }
     void pop_back();
     void pop_front();
     void Release() {
@@ -237,6 +247,11 @@ class JsWire : public Wire {
   uint32_t id_;
   size_t unacked_ = 0;  // handed to JavaScript, not yet taken by its stream
 };
+
+// Gives back the blocks of PushCopy() this thread keeps for reuse that no
+// flush needed since the previous call; returns the bytes freed. Called by the
+// service thread about once a second.
+size_t TrimWireBlocks();
 
 // Frees what a frame owns (its block, or its reference to a shared frame; a
 // JsRef is the owner's to release).

@@ -51,6 +51,7 @@ DEFAULT_FILES=(
   test/event-loop.test.mjs
   test/emfile.test.mjs
   test/publish-subscribe.test.mjs
+  test/write-coalescing.test.mjs
   test/handshake-headers.test.mjs
   test/unix-socket.test.mjs
   test/proxy-errors.test.mjs
