@@ -479,17 +479,40 @@ class Addon : public Napi::Addon<Addon> {
     }
     uint8_t* frame;
     size_t flen;
+    size_t units = 0;
     if (is_string) {
       // One encoding pass: UTF-8 needs at most 3 bytes per UTF-16 unit.
-      size_t units;
       if (napi_get_value_string_utf16(env, v, nullptr, 0, &units) != napi_ok)
         return env.Undefined();
       if (over(units)) return Napi::Number::New(env, -2);
-      frame = StringFrame(env, v, units, cs->client, &flen, &len);
     } else {
       if (over(len)) return Napi::Number::New(env, -2);
-      frame = NewFrame(cs->client, opcode, data, len, &flen);
     }
+    // A small frame sent from a listener goes into the delivery's batch of
+    // inline frames: no block of its own.
+    size_t max = is_string ? units * 3 : len;
+    if (uint8_t* at = ctx->InlineFrame(FrameHeaderSize(max, cs->client) + max + 1)) {
+      if (is_string)
+        flen = WriteFrameFilled(
+            at, cs->client, kOpText, max,
+            [&](uint8_t* dst) {
+              size_t n = 0;
+              napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(dst), max + 1, &n);
+              return n;
+            },
+            &len);
+      else
+        flen = WriteFrame(at, cs->client, opcode, data, len);
+      ctx->KeepInline(flen);
+      Command c{};
+      c.inline_frame = at;
+      c.len = flen;
+      return QueueSend(env, ctx, cs, std::move(c), len);
+    }
+    if (is_string)
+      frame = StringFrame(env, v, units, cs->client, &flen, &len);
+    else
+      frame = NewFrame(cs->client, opcode, data, len, &flen);
     if (!frame) return OutOfMemory(env);
     Command c{};
     c.data = frame;

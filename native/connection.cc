@@ -1066,6 +1066,15 @@ void Conn::Send(const OutFrame& f) {
   ctx_->MarkDirty(this);
 }
 
+void Conn::SendCopy(const uint8_t* frame, size_t len, size_t payload) {
+  if (close_sent_ || killed_ || state_ != State::kOpen || !wire_->PushCopy(frame, len, payload)) {
+    tx_unsettled_ -= static_cast<int64_t>(payload);  // dropped
+    Settle();
+    return;
+  }
+  ctx_->MarkDirty(this);
+}
+
 void Conn::SendCompressed(uint8_t* payload, size_t len, uint8_t opcode) {
   OutFrame bare;
   bare.block = payload;

@@ -128,6 +128,10 @@ class Conn final : public FrameSink, public WireOwner {
   void OnReadError(uint16_t close_code, const char* why) override;
   // WireOwner
   void FrameDone(const OutFrame& f, bool written) override;
+  // Queues a copy of a complete data frame of up to Wire::kCoalesce bytes
+  // (an inline frame of a send command) carrying `payload` bytes counted in
+  // ConnShared::buffered.
+  void SendCopy(const uint8_t* frame, size_t len, size_t payload);
   bool WantWritable() override;
 
  private:

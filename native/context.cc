@@ -199,6 +199,16 @@ Context* Context::Create(Napi::Env env, Napi::Function on_events, LoopKind loop,
   return ctx;
 }
 
+namespace {
+// One chunk of inline frames: a pool class of BufAlloc (16 KiB with its header).
+constexpr size_t kInlineChunk = 16 * 1024 - 16;
+
+void FreeChunks(std::vector<uint8_t*>* chunks) {
+  for (uint8_t* ch : *chunks) BufFree(ch);
+  chunks->clear();
+}
+}  // namespace
+
 Context::~Context() { Stop(); }
 
 void Context::Stop() {
@@ -211,7 +221,11 @@ void Context::Stop() {
     std::lock_guard<std::mutex> lock(cmd_mu_);
     for (Command& c : commands_) DisposeCommand(c);
     commands_.clear();
+    FreeChunks(&cmd_chunks_);
   }
+  for (Command& c : local_cmds_) DisposeCommand(c);
+  local_cmds_.clear();
+  FreeChunks(&local_chunks_);
   {
     std::lock_guard<std::mutex> lock(ev_mu_);
     pending_.clear();
@@ -233,6 +247,10 @@ void Context::Push(Command&& cmd) {
     DisposeCommand(cmd);
     return;
   }
+  if (delivering_) {
+    local_cmds_.push_back(std::move(cmd));  // PushLocal hands them over
+    return;
+  }
   bool wake;
   {
     std::lock_guard<std::mutex> lock(cmd_mu_);
@@ -240,11 +258,46 @@ void Context::Push(Command&& cmd) {
     wake = !wake_pending_;
     wake_pending_ = true;
   }
-  if (!wake) return;
-  if (delivering_)
-    wake_deferred_ = true;  // one wake-up at the end of the batch
-  else
-    lws_cancel_service(lws_);
+  if (wake) lws_cancel_service(lws_);
+}
+
+uint8_t* Context::InlineFrame(size_t max) {
+  if (!delivering_ || max > kInlineFrameMax) return nullptr;
+  if (local_chunks_.empty() || local_used_ + max > kInlineChunk) {
+    uint8_t* ch = BufAlloc(kInlineChunk);
+    if (!ch) return nullptr;
+    local_chunks_.push_back(ch);
+    local_used_ = 0;
+  }
+  return local_chunks_.back() + local_used_;
+}
+
+void Context::PushLocal() {
+  if (stopped_) {
+    for (Command& c : local_cmds_) DisposeCommand(c);
+    local_cmds_.clear();
+    FreeChunks(&local_chunks_);
+    return;
+  }
+  if (local_cmds_.empty()) return;
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(cmd_mu_);
+    if (commands_.empty()) {
+      commands_.swap(local_cmds_);
+    } else {
+      for (Command& c : local_cmds_) commands_.push_back(std::move(c));
+    }
+    cmd_chunks_.insert(cmd_chunks_.end(), local_chunks_.begin(), local_chunks_.end());
+    wake = !wake_pending_;
+    wake_pending_ = true;
+  }
+  local_cmds_.clear();
+  local_chunks_.clear();
+  local_used_ = 0;
+  // A burst's capacity is not kept (an idle server holds none).
+  if (local_cmds_.capacity() > 4096) std::vector<Command>().swap(local_cmds_);
+  if (wake) lws_cancel_service(lws_);
 }
 
 void Context::ReleaseConn(ConnShared* shared, int64_t bytes) {
@@ -526,6 +579,7 @@ void Context::RunCommands() {
   {
     std::lock_guard<std::mutex> lock(cmd_mu_);
     running_.swap(commands_);
+    running_chunks_.swap(cmd_chunks_);
     wake_pending_ = false;
   }
   for (Command& c : running_) {
@@ -533,6 +587,8 @@ void Context::RunCommands() {
     DisposeCommand(c);
   }
   running_.clear();
+  FreeChunks(&running_chunks_);  // every frame in them is copied or dropped
+  if (running_.capacity() > 4096) std::vector<Command>().swap(running_);
   FlushDirty();
 }
 
@@ -574,6 +630,11 @@ void Context::RunCommand(Command& c) {
       if (!conn) {  // DisposeCommand frees the frame and its accounting
         if (c.js) ReleaseJs(c.js);
         c.js = nullptr;
+        return;
+      }
+      if (c.inline_frame) {
+        conn->SendCopy(c.inline_frame, c.len, c.payload);
+        c.payload = 0;
         return;
       }
       if (c.js) {

@@ -74,12 +74,14 @@ struct Command {
     kWireIn,       // JsWire: bytes JavaScript read from its stream (data, len); none: it ended
     kWireAck,      // JsWire: JavaScript's stream took `len` more bytes
   } type;
-  uint32_t id = 0;                // server id
-  ConnShared* conn = nullptr;     // holds a reference
-  uint8_t* data = nullptr;        // kSend / kClose: a complete frame, BufAlloc'd
-  JsRef* js = nullptr;            // kSend of a JS Buffer without a copy: its reference
-  const uint8_t* body = nullptr;  // ... the payload (in that Buffer)
-  uint8_t head_len = 0;           // ... and the frame header
+  uint32_t id = 0;                        // server id
+  ConnShared* conn = nullptr;             // holds a reference
+  uint8_t* data = nullptr;                // kSend / kClose: a complete frame, BufAlloc'd
+  const uint8_t* inline_frame = nullptr;  // kSend: or len bytes in a chunk of inline frames
+                                          // (Context::InlineFrame), freed with the batch
+  JsRef* js = nullptr;                    // kSend of a JS Buffer without a copy: its reference
+  const uint8_t* body = nullptr;          // ... the payload (in that Buffer)
+  uint8_t head_len = 0;                   // ... and the frame header
   uint8_t head[14];
   size_t len = 0;                  // frame length
   size_t payload = 0;              // payload bytes counted in ConnShared::buffered
@@ -111,7 +113,19 @@ class Context {
   ~Context();
 
   // ---- main thread ----
+  // Queues a command for the service thread. While the listeners run
+  // (Deliver), commands gather without a lock and cross in one batch when
+  // the delivery ends.
   void Push(Command&& cmd);
+  // Room for a frame of up to `max` bytes in the chunks of inline frames
+  // while the listeners run (null otherwise, or when max is over
+  // kInlineFrameMax): a small send then costs no allocation of its own here
+  // and no free on the service thread, which copies the frame into the
+  // connection's write queue. KeepInline() the length used, then Push a
+  // kSend with inline_frame = the pointer returned.
+  static constexpr size_t kInlineFrameMax = 1024;
+  uint8_t* InlineFrame(size_t max);
+  void KeepInline(size_t used) { local_used_ += used; }
   void SetRef(bool ref);
   void Stop();  // joins the service thread; idempotent
   bool stopped() const { return stopped_; }
@@ -138,6 +152,9 @@ class Context {
   // until a call finds nothing; meanwhile the service thread queues no
   // further thread-safe-function call.
   bool Deliver(napi_env env, napi_value cb);
+  // The end of a delivery: the commands its listeners pushed cross to the
+  // service thread under one lock, with one wake-up.
+  void PushLocal();
   // The JS function that schedules the rest of a delivery.
   void SetScheduler(napi_env env, napi_value schedule);
   bool delivering() const { return delivering_; }
@@ -254,8 +271,18 @@ class Context {
   // main -> service
   std::mutex cmd_mu_;
   std::vector<Command> commands_;
+  // Chunks (BufAlloc'd) holding the inline frames of commands_: owned by
+  // whoever holds the commands, freed once they have run or been disposed.
+  std::vector<uint8_t*> cmd_chunks_;
   bool wake_pending_ = false;
-  std::vector<Command> running_;  // service thread
+  std::vector<Command> running_;          // service thread
+  std::vector<uint8_t*> running_chunks_;  // service thread: the inline frames of running_
+  // Main thread, while delivering: commands (and the chunks of their inline
+  // frames, the last one filled up to local_used_) pushed by the listeners,
+  // handed over under one lock at the end (PushLocal).
+  std::vector<Command> local_cmds_;
+  std::vector<uint8_t*> local_chunks_;
+  size_t local_used_ = 0;
 
   // service -> main
   std::mutex ev_mu_;
@@ -266,7 +293,6 @@ class Context {
   bool delivering_ = false;                 // main thread: inside Deliver
   std::vector<LentBlock>* lent_ = nullptr;  // main thread: of the batch being delivered
   ConnHandles handles_;                     // main thread
-  bool wake_deferred_ = false;              // main thread: a wake-up waits for the end of delivery
   Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
   Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())
   bool ref_ = false;

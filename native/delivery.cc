@@ -262,10 +262,7 @@ bool Context::Deliver(napi_env env, napi_value cb) {
     if (MonotonicUs() - start >= kSliceUs) break;
   }
   delivering_ = false;
-  if (wake_deferred_) {
-    wake_deferred_ = false;
-    if (!stopped_) lws_cancel_service(lws_);
-  }
+  PushLocal();
   return delivered;
 }
 

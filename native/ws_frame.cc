@@ -142,9 +142,15 @@ uint8_t* BufAllocForFrame(size_t n) { return BufAlloc(n); }
 
 uint8_t* NewFrame(bool masked, uint8_t opcode, const uint8_t* payload, size_t len,
                   size_t* frame_len, bool compressed) {
-  size_t hl = FrameHeaderSize(len, masked);
-  uint8_t* f = BufAlloc(hl + len + 1);
+  uint8_t* f = BufAlloc(FrameHeaderSize(len, masked) + len + 1);
   if (!f) return nullptr;
+  *frame_len = WriteFrame(f, masked, opcode, payload, len);
+  if (compressed) f[0] |= 0x40;  // RSV1 (permessage-deflate)
+  return f;
+}
+
+size_t WriteFrame(uint8_t* f, bool masked, uint8_t opcode, const uint8_t* payload, size_t len) {
+  size_t hl = FrameHeaderSize(len, masked);
   uint8_t mask[4];
   if (masked) RandomMask(mask);
   EncodeFrameHeader(f, true, opcode, len, masked ? mask : nullptr);
@@ -152,9 +158,7 @@ uint8_t* NewFrame(bool masked, uint8_t opcode, const uint8_t* payload, size_t le
     ApplyMask(f + hl, payload, len, mask, 0);
   else if (len)
     memcpy(f + hl, payload, len);
-  if (compressed) f[0] |= 0x40;  // RSV1 (permessage-deflate)
-  *frame_len = hl + len;
-  return f;
+  return hl + len;
 }
 
 void RandomMask(uint8_t out[4]) {

@@ -74,17 +74,31 @@ template <typename Fill>
 uint8_t* NewFrameFilled(bool masked, uint8_t opcode, size_t max_len, Fill fill, size_t* frame_len,
                         size_t* payload_len);
 
+// The same two, written at f (room for FrameHeaderSize(max_len, masked) +
+// max_len + 1 bytes) instead of a new block: return the frame's length.
+size_t WriteFrame(uint8_t* f, bool masked, uint8_t opcode, const uint8_t* payload, size_t len);
+template <typename Fill>
+size_t WriteFrameFilled(uint8_t* f, bool masked, uint8_t opcode, size_t max_len, Fill fill,
+                        size_t* payload_len);
+
 void RandomMask(uint8_t out[4]);
 uint8_t* BufAllocForFrame(size_t n);  // BufAlloc (buffers.h), for the template below
 
 template <typename Fill>
 uint8_t* NewFrameFilled(bool masked, uint8_t opcode, size_t max_len, Fill fill, size_t* frame_len,
                         size_t* payload_len) {
+  uint8_t* f = BufAllocForFrame(FrameHeaderSize(max_len, masked) + max_len + 1);
+  if (!f) return nullptr;
+  *frame_len = WriteFrameFilled(f, masked, opcode, max_len, fill, payload_len);
+  return f;
+}
+
+template <typename Fill>
+size_t WriteFrameFilled(uint8_t* f, bool masked, uint8_t opcode, size_t max_len, Fill fill,
+                        size_t* payload_len) {
   // Write the payload after the largest header max_len allows; move it down
   // when the real header is smaller.
   size_t hmax = FrameHeaderSize(max_len, masked);
-  uint8_t* f = BufAllocForFrame(hmax + max_len + 1);
-  if (!f) return nullptr;
   size_t len = fill(f + hmax);
   size_t hl = FrameHeaderSize(len, masked);
   if (hl < hmax && len) memmove(f + hl, f + hmax, len);
@@ -92,9 +106,8 @@ uint8_t* NewFrameFilled(bool masked, uint8_t opcode, size_t max_len, Fill fill, 
   if (masked) RandomMask(mask);
   EncodeFrameHeader(f, true, opcode, len, masked ? mask : nullptr);
   if (masked) ApplyMask(f + hl, f + hl, len, mask, 0);
-  *frame_len = hl + len;
   *payload_len = len;
-  return f;
+  return hl + len;
 }
 
 // Four unpredictable bytes for a client frame's masking key (RFC 6455 5.3),

@@ -5,6 +5,9 @@
 // pings answered by pongs that jump the queue, so that every write is partial somewhere; then
 // they read everything and check each frame: whole, in call order, the pongs only between
 // frames, bufferedAmount back to 0 and 'drain' heard. Over plain TCP and over TLS.
+// A small send() from a listener is written into the delivery's batch of inline frames
+// (native/context.cc, Context::InlineFrame): strings of every UTF-8 width around the size
+// bound, Buffers and large sends from listeners and from outside them must keep call order.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -18,6 +21,7 @@ import { listenFor } from './support/lws.mjs';
 import { acceptFor, OP, RawWsPeer, rawWsUpgrade, upgradeRequest } from './support/raw-ws.mjs';
 import { cleanupsAfterEach } from './support/suite.mjs';
 import { onceEvent, waitFor } from './support/wait.mjs';
+import { wsConnect } from './support/ws-client.mjs';
 
 const cleanups = cleanupsAfterEach(test);
 const listen = listenFor(cleanups, { host: '127.0.0.1', port: 0 });
@@ -124,6 +128,49 @@ test('plain: small published, sent and pinged frames behind a full socket arrive
 
 test('TLS: the same over wss', async () => {
   await pileUpAndRead(true);
+});
+
+test("a listener's small sends (inline frames) keep call order with every other send", async () => {
+  const server = await listen();
+  const connP = onceEvent(server, 'connection', 5000, 'server connection');
+  const ws = await wsConnect(`ws://127.0.0.1:${server.port}/`);
+  cleanups.push(() => ws.terminate());
+  const [conn] = await connP;
+  const got = [];
+  ws.on('message', (d, isBinary) => got.push(isBinary ? Buffer.from(d) : d.toString()));
+  // Strings of 1-, 2-, 3- and 4-byte characters whose UTF-8 bound (3 bytes per UTF-16 unit)
+  // falls on both sides of the 1 KiB inline limit, Buffers across it, and a large Buffer.
+  const chars = ['a', '\u00e9', '\u20ac', '\u{1f600}'];
+  const expected = [];
+  let n = 0;
+  const burst = (tag) => {
+    for (let k = 0; k < 40; k++, n++) {
+      let m;
+      if (k % 8 === 7) m = payload(n, 20_000);
+      else if (k % 2 === 0) m = payload(n, (n * 53) % 1100);
+      else m = `${tag}${n}:${chars[n % 4].repeat((n * 29) % 400)}`;
+      assert.ok(conn.send(m) !== undefined);
+      expected.push(m);
+    }
+  };
+  let triggers = 0;
+  conn.on('message', () => {
+    triggers++;
+    burst('L'); // inside the delivery
+    setImmediate(() => burst('I')); // outside it, racing the next delivery's sends
+  });
+  for (let i = 0; i < 30; i++) ws.send(`go${i}`);
+  await waitFor(() => triggers === 30 && got.length === expected.length, {
+    timeout: 20_000,
+    label: 'every reply',
+    describe: () => `${got.length} of ${expected.length}`,
+  });
+  for (let j = 0; j < expected.length; j++) {
+    const e = expected[j];
+    const g = got[j];
+    const same = typeof e === 'string' ? g === e : Buffer.isBuffer(g) && g.equals(e);
+    if (!same) assert.unreachable(`message ${j} differs (expected ${String(e).slice(0, 20)}…)`);
+  }
 });
 
 test.run();
