@@ -230,17 +230,27 @@ Wire::Status Wire::Flush() {
     iovec iov[kMaxIov];
     int cnt = 0;
     auto add = [&](const uint8_t* p, size_t n) {
-      if (n <= Wire::kCoalesce && used + n <= kScratch) {
-        memcpy(scratch + used, p, n);
-        if (cnt > 0 &&
-            static_cast<uint8_t*>(iov[cnt - 1].iov_base) + iov[cnt - 1].iov_len == scratch + used) {
-          iov[cnt - 1].iov_len += n;
-        } else {
-          iov[cnt].iov_base = scratch + used;
-          iov[cnt++].iov_len = n;
+      // A piece is copied only to join a neighbour: a lone one (a block of
+      // PushCopy()'d frames, say) is handed over where it lies.
+      if (n <= Wire::kCoalesce && cnt > 0) {
+        iovec& last = iov[cnt - 1];
+        auto* lp = static_cast<uint8_t*>(last.iov_base);
+        auto at = reinterpret_cast<uintptr_t>(lp) - reinterpret_cast<uintptr_t>(scratch);
+        bool in_scratch = at < kScratch;
+        if (in_scratch && lp + last.iov_len == scratch + used && used + n <= kScratch) {
+          memcpy(scratch + used, p, n);
+          last.iov_len += n;
+          used += n;
+          return;
         }
-        used += n;
-        return;
+        if (!in_scratch && last.iov_len <= Wire::kCoalesce && used + last.iov_len + n <= kScratch) {
+          memcpy(scratch + used, lp, last.iov_len);
+          memcpy(scratch + used + last.iov_len, p, n);
+          last.iov_base = scratch + used;
+          used += last.iov_len + n;
+          last.iov_len += n;
+          return;
+        }
       }
       iov[cnt].iov_base = const_cast<uint8_t*>(p);
       iov[cnt++].iov_len = n;
