@@ -203,6 +203,7 @@ class Conn final : public FrameSink, public WireOwner {
   std::unique_ptr<EvSocket> sock_;         // the socket on the libev loop; or
   lws* wsi_ = nullptr;                     // lws's wsi for it (closed by lws)
   int fd_;
+  int connect_errno_ = 0;  // next to fd_: the two ints share 8 bytes
   FrameReader reader_;
   std::unique_ptr<Wire> wire_;
   std::unique_ptr<ServerHandshake> server_hs_;   // until open or answered
@@ -220,7 +221,6 @@ class Conn final : public FrameSink, public WireOwner {
   std::unique_ptr<std::string> reason_;  // reported with 'close': the peer's, or our failure's
   uint16_t peer_code_ = kCloseNoStatus;
   uint16_t fail_code_ = 0;  // we failed the connection with this code
-  int connect_errno_ = 0;
   State state_ = State::kHandshake;
   WireKind wire_kind_ = WireKind::kPlain;
   uint8_t rx_pause_ = 0;  // RxPause bits
