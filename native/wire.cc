@@ -14,10 +14,11 @@ namespace nlws {
 namespace {
 
 constexpr int kMaxIov = 64;
-// Pieces of frames up to Wire::kCoalesce bytes are copied side by side into
-// the flush's scratch block and handed over as one iovec: the kernel pays per
-// iovec (and a TLS wire per record), so 16 queued 64 B frames cost one
-// segment instead of 16. Larger pieces are handed over where they lie.
+// Neighbouring pieces of frames up to Wire::kCoalesce bytes are copied side
+// by side into the flush's scratch block and handed over as one iovec: the
+// kernel pays per iovec (and a TLS wire per record), so 16 queued 64 B frames
+// cost one segment instead of 16. Larger pieces, and a small one with no
+// small neighbour, are handed over where they lie.
 constexpr size_t kScratch = 16 * 1024;
 // A new block of PushCopy() starts with room for a few more small frames.
 constexpr size_t kCoalesceFirst = 1024;
@@ -54,6 +55,7 @@ void FreeBlock(uint8_t* b) {
   else
     BufFree(b);
 }
+
 constexpr size_t kTlsChunk = 64 * 1024;
 constexpr size_t kMaxCipherBacklog = 1024 * 1024;
 
