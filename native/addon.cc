@@ -338,20 +338,22 @@ class Addon : public Napi::Addon<Addon> {
     return r;
   }
 
+  // The Fill of (New|Write)FrameFilled for the string v: its UTF-8, at most
+  // bound bytes, written at dst.
+  static auto Utf8Into(napi_env env, napi_value v, size_t bound) {
+    return [env, v, bound](uint8_t* dst) {
+      size_t n = 0;
+      napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(dst), bound + 1, &n);
+      return n;
+    };
+  }
+
   // A text frame of the string v (units UTF-16 code units long), encoded to
   // UTF-8 straight into the frame: at most 3 bytes per unit. *len: its
   // payload length.
   static uint8_t* StringFrame(napi_env env, napi_value v, size_t units, bool masked, size_t* flen,
                               size_t* len) {
-    size_t bound = units * 3;
-    return NewFrameFilled(
-        masked, kOpText, bound,
-        [&](uint8_t* dst) {
-          size_t n = 0;
-          napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(dst), bound + 1, &n);
-          return n;
-        },
-        flen, len);
+    return NewFrameFilled(masked, kOpText, units * 3, Utf8Into(env, v, units * 3), flen, len);
   }
 
   // { handle, id } for JavaScript: the handle holds one more reference to
@@ -477,8 +479,6 @@ class Addon : public Napi::Addon<Addon> {
       }
       // Lent, but not all in one lent block: copied below.
     }
-    uint8_t* frame;
-    size_t flen;
     size_t units = 0;
     if (is_string) {
       // One encoding pass: UTF-8 needs at most 3 bytes per UTF-16 unit.
@@ -488,34 +488,23 @@ class Addon : public Napi::Addon<Addon> {
     } else {
       if (over(len)) return Napi::Number::New(env, -2);
     }
-    // A small frame sent from a listener goes into the delivery's batch of
-    // inline frames: no block of its own.
+    // A small frame sent from a listener goes into the delivery's chunk of
+    // inline frames; any other gets a block of its own.
     size_t max = is_string ? units * 3 : len;
-    if (uint8_t* at = ctx->InlineFrame(FrameHeaderSize(max, cs->client) + max + 1)) {
-      if (is_string)
-        flen = WriteFrameFilled(
-            at, cs->client, kOpText, max,
-            [&](uint8_t* dst) {
-              size_t n = 0;
-              napi_get_value_string_utf8(env, v, reinterpret_cast<char*>(dst), max + 1, &n);
-              return n;
-            },
-            &len);
-      else
-        flen = WriteFrame(at, cs->client, opcode, data, len);
-      ctx->KeepInline(flen);
-      Command c{};
-      c.inline_frame = at;
-      c.len = flen;
-      return QueueSend(env, ctx, cs, std::move(c), len);
-    }
-    if (is_string)
-      frame = StringFrame(env, v, units, cs->client, &flen, &len);
-    else
-      frame = NewFrame(cs->client, opcode, data, len, &flen);
+    size_t room = FrameHeaderSize(max, cs->client) + max + 1;
+    uint8_t* inline_at = ctx->InlineFrame(room);
+    uint8_t* frame = inline_at ? inline_at : BufAlloc(room);
     if (!frame) return OutOfMemory(env);
+    size_t flen =
+        is_string ? WriteFrameFilled(frame, cs->client, kOpText, max, Utf8Into(env, v, max), &len)
+                  : WriteFrame(frame, cs->client, opcode, data, len);
     Command c{};
-    c.data = frame;
+    if (inline_at) {
+      ctx->KeepInline(flen);
+      c.inline_frame = inline_at;
+    } else {
+      c.data = frame;
+    }
     c.len = flen;
     return QueueSend(env, ctx, cs, std::move(c), len);
   }
