@@ -118,9 +118,10 @@ export type EventsCallback = (
   recs: Uint32Array,
   /**
    * Bytes of the batch's small messages, in chunks (a message's place is chunk << 16 | offset);
-   * detached once the callback returns.
+   * detached once the callback returns. `null`: copied into the arena window given to init(),
+   * which the next batch overwrites. `recs` may likewise be a view of the records window.
    */
-  arena: ArrayBuffer[] | undefined,
+  arena: ArrayBuffer[] | null | undefined,
   objs: unknown[] | undefined,
 ) => void;
 
@@ -141,6 +142,8 @@ export interface Binding {
     logLevel: number,
     scheduleDelivery: () => void,
     loop: 'auto' | 'poll',
+    recsWindow: Uint32Array,
+    arenaWindow: Buffer,
   ): void;
   eventLoop(): NativeEventLoop | null;
   /** The rest of a delivery; true when still more is left (schedule again). */

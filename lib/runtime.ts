@@ -92,6 +92,9 @@ let slabStart = 0;
  * deferred batch keeps.
  */
 function lentView(arena: Arena, recs: Uint32Array, i: number): Buffer {
+  // Native code never copies an arena with lent messages into the window; were it to, a copy
+  // is what stays safe.
+  if (arena === arenaWindow) return copyOut(arena, recs, i);
   const place = recs[i + 2];
   const k = place >>> 16;
   if (arena !== untransferableArena) {
@@ -105,6 +108,14 @@ function lentView(arena: Arena, recs: Uint32Array, i: number): Buffer {
   const at = placeOffset(place);
   return placeChunk(arena, place).subarray(at, at + recs[i + 3]);
 }
+
+/**
+ * Where native code copies a small batch instead of making ArrayBuffers for it (DeliveryWindows
+ * in native/context.h): its records (up to 1,024) and its arena (one chunk up to 8 KiB, never
+ * one a lendMessages connection reads). Valid during the call only, like a lent arena.
+ */
+const recsWindow = new Uint32Array(4096);
+const arenaWindow: Arena = [Buffer.allocUnsafeSlow(8 * 1024)];
 
 /** The arena whose chunks lentView() marked (a bit per chunk: an arena has at most 16). */
 let untransferableArena: Arena | undefined;
@@ -166,6 +177,7 @@ function copyOut(arena: Arena, recs: Uint32Array, i: number): Buffer {
     slab.set(src.subarray(at, end));
     slabSrc = src;
     slabStart = at;
+    if (end === at + n) return slab; // a run of one: the slab is the message (no second view)
   }
   return slab.subarray(at - slabStart, at - slabStart + n);
 }
@@ -223,7 +235,14 @@ class Runtime {
     const level = debug.enabled
       ? LogLevel.error | LogLevel.warn | LogLevel.notice | LogLevel.info
       : LogLevel.error | LogLevel.warn;
-    binding.init(this.onEvents, level, this.scheduleDelivery, eventLoopChoice());
+    binding.init(
+      this.onEvents,
+      level,
+      this.scheduleDelivery,
+      eventLoopChoice(),
+      recsWindow,
+      arenaWindow[0],
+    );
     this.started = true;
     const loop = binding.eventLoop();
     if (loop?.fallback) {
@@ -274,21 +293,23 @@ class Runtime {
 
   private onEvents = (
     recs: Uint32Array,
-    arenaBuffers: ArrayBuffer[] | undefined,
+    arenaBuffers: ArrayBuffer[] | null | undefined,
     objs: unknown[] | undefined,
   ) => {
+    // The arena is valid during this call only (native code detaches it, or
+    // writes the next batch into the window): what is taken from it is copied,
+    // or lent to the listeners for the call (lendMessages). A slab copied for
+    // an earlier batch never serves this one: the window is at the same place.
+    const arena = arenaBuffers === null ? arenaWindow : arenaBuffers?.map((ab) => Buffer.from(ab));
+    slabSrc = undefined;
     if (this.deferred.length > 0) {
-      this.defer(recs, 0, arenaBuffers, objs); // behind what is already waiting: in order
+      this.defer(recs, 0, arena, objs); // behind what is already waiting: in order
       return;
     }
-    // The arena is valid during this call only (native code detaches it and
-    // reuses its memory afterwards): what is taken from it is copied, or lent
-    // to the listeners for the call (lendMessages).
-    const arena = arenaBuffers?.map((ab) => Buffer.from(ab));
     const deadline = performance.now() + SLICE_MS;
     for (let i = 0; i < recs.length; i += 4) {
       if ((i & 255) === 0 && i > 0 && performance.now() > deadline) {
-        this.defer(recs, i, arenaBuffers, objs);
+        this.defer(recs, i, arena, objs);
         return;
       }
       this.dispatchSafely(recs, i, arena, objs);
@@ -316,7 +337,7 @@ class Runtime {
   private defer(
     recs: Uint32Array,
     from: number,
-    arenaBuffers: ArrayBuffer[] | undefined,
+    arena: Arena | undefined,
     objs: unknown[] | undefined,
   ): void {
     const rest = recs.slice(from);
@@ -334,7 +355,7 @@ class Runtime {
     }
     this.deferred.push({
       recs: rest,
-      arena: arenaBuffers?.map((ab) => Buffer.from(ab.slice(0))),
+      arena: arena?.map((b) => Buffer.from(b)), // copies
       objs,
       at: 0,
     });

@@ -111,8 +111,10 @@ class Addon : public Napi::Addon<Addon> {
     return env.Undefined();
   }
 
-  // init(onEvents, logLevel, scheduleDelivery, loop: 'auto' | 'poll'): scheduleDelivery() must
-  // arrange for deliverPending() to be called in a later turn of the event loop.
+  // init(onEvents, logLevel, scheduleDelivery, loop: 'auto' | 'poll', recsWindow, arenaWindow):
+  // scheduleDelivery() must arrange for deliverPending() to be called in a later turn of the
+  // event loop; the windows (a Uint32Array and a Buffer JavaScript keeps) take small batches
+  // (DeliveryWindows in context.h).
   Napi::Value InitContext(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (ctx_) return env.Undefined();
@@ -130,6 +132,10 @@ class Addon : public Napi::Addon<Addon> {
     }
     dispatch_ = Napi::Persistent(info[0].As<Napi::Function>());
     ctx_->SetScheduler(env, info[2]);
+    if (info[4].IsTypedArray() &&
+        info[4].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
+        info[4].As<Napi::TypedArray>().ByteOffset() == 0 && info[5].IsBuffer())
+      ctx_->SetWindows(env, info[4], info[5]);
     return env.Undefined();
   }
 

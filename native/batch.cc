@@ -79,6 +79,7 @@ void Batch::Clear() {
   releases.clear();
   arena.Release();
   cost = 0;
+  lends = false;
 }
 
 }  // namespace nlws

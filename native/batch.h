@@ -246,6 +246,10 @@ struct Batch {
   std::vector<RxCharge> charges;
   std::vector<JsRef*> releases;  // deleted by Context::Deliver (main thread)
   int64_t cost = 0;              // what this batch counts in the context's receive total
+  // A connection with lendMessages has a message in the arena: JavaScript
+  // makes views into it, so the arena goes over as the chunks themselves
+  // (detached after the call), never copied into the arena window.
+  bool lends = false;
 
   Batch() = default;
   Batch(Batch&&) = default;

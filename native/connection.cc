@@ -807,6 +807,7 @@ bool Conn::OnMessage(ReadMessage& m) {
       Fail(kCloseInternalError, "Out of memory for a message");
       return false;
     }
+    if (opts_->lend_messages) ctx_->events().lends = true;
     ctx_->Emit(!m.text ? kEvBinary : m.ascii ? kEvTextAscii : kEvText, id, off, len);
   } else {
     // Handed over as it is: pooled buffers are not shrunk.

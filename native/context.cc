@@ -998,6 +998,17 @@ void Context::CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unuse
   }
 }
 
+void Context::SetWindows(napi_env env, napi_value recs, napi_value arena) {
+  Napi::Uint32Array r(env, recs);
+  Napi::Buffer<uint8_t> a(env, arena);
+  windows_.recs_ab = Napi::Persistent(r.ArrayBuffer());
+  windows_.recs = r.Data();
+  windows_.recs_len = r.ElementLength();
+  windows_.arena_buf = Napi::Persistent(a);
+  windows_.arena = a.Data();
+  windows_.arena_len = a.Length();
+}
+
 void Context::SetScheduler(napi_env env, napi_value schedule) {
   schedule_ = Napi::Persistent(Napi::Function(env, schedule));
 }

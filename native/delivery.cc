@@ -172,24 +172,43 @@ bool MakeObj(napi_env env, ObjItem& item, ConnHandles* handles, napi_value* out,
 
 // argv: [records, arena, objects]; *recs points at the records JavaScript sees
 // (it marks the messages it keeps there). The arena is an array of the
-// chunks' ArrayBuffers, which *lent gets too.
-bool MakeBatch(napi_env env, Batch& b, ConnHandles* handles, napi_value argv[3], uint32_t** recs,
-               std::vector<LentBlock>* lent) {
+// chunks' ArrayBuffers, which *lent gets too, or null when it was copied into
+// the arena window. `win` is null when the windows are taken (or not given).
+bool MakeBatch(napi_env env, Batch& b, ConnHandles* handles, DeliveryWindows* win,
+               napi_value argv[3], uint32_t** recs, std::vector<LentBlock>* lent) {
   size_t nrec = b.recs.size();
-  void* data;
+  // A batch with external Buffers (messages over 16 KiB) gets an ArrayBuffer
+  // of its own for its records all the same: V8 starts a scavenge for the
+  // external bytes of young Buffers only when it allocates a backing store
+  // itself, and without these the 1 MiB echo's dropped messages waited for
+  // mark-compacts (test/external-memory.test.mjs).
+  bool external = false;
+  for (const ObjItem& o : b.objs) external |= o.kind == ObjItem::kBuffer;
   napi_value rab;
-  NLWS_OK(napi_create_arraybuffer(env, nrec * sizeof(uint32_t), &data, &rab));
-  if (nrec) memcpy(data, b.recs.data(), nrec * sizeof(uint32_t));
-  *recs = static_cast<uint32_t*>(data);
+  if (win && !external && nrec <= win->recs_len) {
+    // A view of the records window: no ArrayBuffer for this batch.
+    NLWS_OK(napi_get_reference_value(env, win->recs_ab, &rab));
+    *recs = win->recs;
+  } else {
+    void* data;
+    NLWS_OK(napi_create_arraybuffer(env, nrec * sizeof(uint32_t), &data, &rab));
+    *recs = static_cast<uint32_t*>(data);
+  }
+  if (nrec) memcpy(*recs, b.recs.data(), nrec * sizeof(uint32_t));
   NLWS_OK(napi_create_typedarray(env, napi_uint32_array, nrec, rab, 0, &argv[0]));
 
   // The arena is lent to JavaScript for the call only: external
   // ArrayBuffers, detached when the call returns (JavaScript copies what it
   // keeps), so their memory is reused at once instead of waiting for V8 to
   // collect them. Every chunk is lent whole (the last one up to its used
-  // bytes).
+  // bytes). A small arena that no lendMessages connection has a view into is
+  // copied into the window instead.
   NLWS_OK(napi_get_undefined(env, &argv[1]));
-  if (!b.arena.empty()) {
+  if (!b.arena.empty() && win && !b.lends && b.arena.chunks.size() == 1 &&
+      b.arena.used <= win->arena_len) {
+    memcpy(win->arena, b.arena.chunks[0], b.arena.used);
+    NLWS_OK(napi_get_null(env, &argv[1]));
+  } else if (!b.arena.empty()) {
     size_t n = b.arena.chunks.size();
     NLWS_OK(napi_create_array_with_length(env, n, &argv[1]));
     for (size_t i = 0; i < n; i++) {
@@ -276,11 +295,16 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
     uint32_t* recs = nullptr;
     std::vector<LentBlock> lent;
     napi_status called = napi_generic_failure;
-    if (MakeBatch(env, b, &handles_, argv, &recs, &lent)) {
+    // The windows serve one call at a time (a delivery never nests, but
+    // nothing depends on that).
+    DeliveryWindows* win = windows_.recs && !windows_.busy ? &windows_ : nullptr;
+    if (MakeBatch(env, b, &handles_, win, argv, &recs, &lent)) {
       napi_value global, result;
       lent_ = &lent;
+      if (win) win->busy = true;
       if (napi_get_global(env, &global) == napi_ok)
         called = napi_call_function(env, global, cb, 3, argv, &result);  // a throw stays pending
+      if (win) win->busy = false;
       lent_ = nullptr;
       for (size_t i = 0; i < b.recs.size(); i += 4) {
         if (!(recs[i] & kHeldBit) || !IsMessageEvent(recs[i] & ~kHeldBit)) continue;
