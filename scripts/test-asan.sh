@@ -52,6 +52,7 @@ DEFAULT_FILES=(
   test/emfile.test.mjs
   test/publish-subscribe.test.mjs
   test/write-coalescing.test.mjs
+  test/delivery-windows.test.mjs
   test/handshake-headers.test.mjs
   test/unix-socket.test.mjs
   test/proxy-errors.test.mjs
