@@ -104,15 +104,15 @@ enum class LoopKind : uint8_t {
   kPoll,  // lws's own poll() loop
 };
 
-// Main thread (Context::windows_). A batch's records and arena reach JavaScript as ArrayBuffers
-// made for the batch; an external one for each arena chunk costs Node a
-// CallbackInfo, a cleanup hook, a thread-safe immediate (an eventfd write)
-// when it is detached, and V8 more garbage to scavenge. At a moderate rate
-// (a few messages per batch) those were ~0.5 KB of the ~1.3 KB of garbage
-// per 64 B echo. A batch whose records and arena fit is copied into these
-// two buffers JavaScript gave at init and keeps (its records as a view of
-// the first, its arena as `null`: "in the window"); `busy` while a call
-// reads them.
+// Main thread (Context::windows_). A batch's records and arena reach
+// JavaScript as ArrayBuffers made for the batch; an external one for each
+// arena chunk costs Node a CallbackInfo, a cleanup hook and, when it is
+// detached, a thread-safe immediate (an eventfd write), and V8 more garbage
+// to scavenge. At a moderate rate (a few messages per batch) those were
+// ~0.5 KB of the ~1.3 KB of garbage per 64 B echo. A batch whose records and
+// arena fit is copied into these two buffers JavaScript gave at init and
+// keeps (its records as a view of the first, its arena as `null`: "in the
+// window"); `busy` while a call reads them.
 struct DeliveryWindows {
   Napi::Reference<Napi::ArrayBuffer> recs_ab;
   uint32_t* recs = nullptr;
@@ -177,7 +177,7 @@ class Context {
   // The JS function that schedules the rest of a delivery.
   void SetScheduler(napi_env env, napi_value schedule);
   // JavaScript's two buffers that a small batch is copied into instead of
-  // ArrayBuffers made for it (see Windows).
+  // ArrayBuffers made for it (see DeliveryWindows).
   void SetWindows(napi_env env, napi_value recs, napi_value arena);
   bool delivering() const { return delivering_; }
   // Whether p points into a block lent to JavaScript right now (*lent: the
