@@ -81,6 +81,8 @@ interface Deferred {
 const SMALL_MAX = 4 * 1024;
 /** A slab's size at most (Node's Buffer pool: 8 KiB). */
 const SLAB_MAX = 8 * 1024;
+/** Up to this many bytes a run is copied in a loop, not through a view. */
+const SHORT_RUN = 128;
 /** The slab the last small message was copied into, and where in which arena chunk it starts. */
 let slab: Buffer = Buffer.alloc(0);
 let slabSrc: Buffer | undefined;
@@ -174,7 +176,9 @@ function copyOut(arena: Arena, recs: Uint32Array, i: number): Buffer {
       end += m;
     }
     slab = Buffer.allocUnsafe(end - at);
-    slab.set(src.subarray(at, end));
+    // A short run byte by byte: subarray() would make a view (garbage) per run.
+    if (end - at <= SHORT_RUN) for (let k = at; k < end; k++) slab[k - at] = src[k];
+    else slab.set(src.subarray(at, end));
     slabSrc = src;
     slabStart = at;
     if (end === at + n) return slab; // a run of one: the slab is the message (no second view)
