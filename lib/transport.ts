@@ -116,6 +116,18 @@ export interface Transport extends TypedEvents<TransportEvents> {
   [Symbol.asyncIterator](): AsyncIterator<Message>;
 }
 
+/** What a transport keeps for pause() and its async iterators (see NativeTransport#kept). */
+interface Kept {
+  /** Messages that arrived while paused, delivered by resume(). */
+  pausedQueue: Held[] | undefined;
+  /** Consumers of the async iterators in progress. */
+  iterators: Set<(m: Held) => void> | undefined;
+  /** Kept messages some iterator has not taken yet. */
+  iterated: Set<Held> | undefined;
+  /** The native close, while kept messages wait for resume(). */
+  closeAfterResume: [code: number, reason: string, wasClean: boolean] | undefined;
+}
+
 /**
  * A Transport over one native connection at a time. Connection (server side)
  * keeps its first; ClientTransport attaches a new one on each reconnect.
@@ -130,20 +142,13 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   // Counters as plain fields (an idle connection should cost little: no object per counter set).
   #messagesIn = 0;
   #messagesOut = 0;
+  /** Dropped by send() here, and natively (send(), publish()) by connections closed since. */
   #dropped = 0;
-  /** Published messages the 'drop' policy skipped on connections closed since. */
-  #droppedNative = 0;
   #handle: ConnHandle | undefined;
   #id = 0;
   #paused = false;
-  /** Messages that arrived while paused, delivered by resume(). */
-  #pausedQueue: Held[] | undefined;
-  /** Consumers of the async iterators in progress. */
-  #iterators: Set<(m: Held) => void> | undefined;
-  /** Kept messages some iterator has not taken yet. */
-  #iterated: Set<Held> | undefined;
-  /** The native close, while kept messages wait for resume(). */
-  #closeAfterResume: [code: number, reason: string, wasClean: boolean] | undefined;
+  /** What pause() and the async iterators keep: made on first use (most connections never). */
+  #kept: Kept | undefined;
   /** Shared by every connection of a server (or a client's options). */
   readonly #bp: BackpressureOptions;
   protected state: ReadyState;
@@ -174,13 +179,16 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   protected detach(): void {
     if (this.#handle === undefined) return;
     // What JavaScript still keeps no longer holds the native side back.
-    let kept = 0;
-    for (const m of this.#pausedQueue ?? []) kept += m.cost;
-    for (const m of this.#iterated ?? []) kept += m.cost;
-    for (const m of this.#pausedQueue ?? []) m.cost = 0;
-    for (const m of this.#iterated ?? []) m.cost = 0;
-    this.#release(kept);
-    this.#droppedNative += binding.dropped(this.#handle);
+    const k = this.#kept;
+    if (k) {
+      let kept = 0;
+      for (const m of k.pausedQueue ?? []) kept += m.cost;
+      for (const m of k.iterated ?? []) kept += m.cost;
+      for (const m of k.pausedQueue ?? []) m.cost = 0;
+      for (const m of k.iterated ?? []) m.cost = 0;
+      this.#release(kept);
+    }
+    this.#dropped += binding.dropped(this.#handle);
     runtime.conns.delete(this.#id);
     runtime.unref();
     const handle = this.#handle;
@@ -193,8 +201,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
    * policy (by send() and by publish()).
    */
   get stats(): TransportStats {
-    const native =
-      this.#droppedNative + (this.#handle === undefined ? 0 : binding.dropped(this.#handle));
+    const native = this.#handle === undefined ? 0 : binding.dropped(this.#handle);
     return {
       messagesIn: this.#messagesIn,
       messagesOut: this.#messagesOut,
@@ -368,15 +375,16 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     this.#paused = false;
     if (this.#handle !== undefined) binding.resume(this.#handle);
     let released = 0;
-    const queue = this.#pausedQueue;
+    const k = this.#kept;
+    const queue = k?.pausedQueue;
     while (!this.#paused && queue && queue.length > 0) {
       const m = queue.shift() as Held;
       if (!this.#deliver(m)) released += m.cost;
     }
     this.#release(released);
-    const close = this.#closeAfterResume;
-    if (close && !this.#paused && !queue?.length) {
-      this.#closeAfterResume = undefined;
+    const close = k?.closeAfterResume;
+    if (k && close && !this.#paused && !queue?.length) {
+      k.closeAfterResume = undefined;
       this.onNativeClose(...close);
     }
   }
@@ -402,8 +410,9 @@ export abstract class NativeTransport extends EventEmitter implements Connection
       done = true;
       wake?.();
     };
-    this.#iterators ??= new Set();
-    this.#iterators.add(consume);
+    const k = this.#keep();
+    k.iterators ??= new Set();
+    k.iterators.add(consume);
     const self = this.untyped;
     self.once('close', onClose);
     try {
@@ -421,7 +430,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
         wake = undefined;
       }
     } finally {
-      this.#iterators?.delete(consume);
+      k.iterators?.delete(consume);
       self.off('close', onClose);
       for (const m of queue) this.#taken(m);
     }
@@ -431,12 +440,13 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   #deliver(m: Held, lent = false): boolean {
     this.#messagesIn++;
     this.untyped.emit('message', m.data, m.isBinary);
-    const iterators = this.#iterators;
-    if (!iterators?.size) return false;
+    const k = this.#kept;
+    const iterators = k?.iterators;
+    if (!k || !iterators?.size) return false;
     if (lent) m.data = Buffer.from(m.data as Buffer);
     m.waiting = iterators.size;
-    this.#iterated ??= new Set();
-    this.#iterated.add(m);
+    k.iterated ??= new Set();
+    k.iterated.add(m);
     for (const consume of iterators) consume(m);
     return true;
   }
@@ -444,12 +454,22 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   /** An iterator took (or dropped) a kept message: release it once every iterator has. */
   #taken(m: Held): void {
     if (--m.waiting > 0) return;
-    this.#iterated?.delete(m);
+    this.#kept?.iterated?.delete(m);
     this.#release(m.cost);
   }
 
   #release(bytes: number): void {
     if (bytes > 0 && this.#handle !== undefined) binding.release(this.#handle, bytes);
+  }
+
+  #keep(): Kept {
+    this.#kept ??= {
+      pausedQueue: undefined,
+      iterators: undefined,
+      iterated: undefined,
+      closeAfterResume: undefined,
+    };
+    return this.#kept;
   }
 
   /** This emitter without the subclass's event map, for the events every transport has. */
@@ -477,8 +497,9 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     const m: Held = { data, isBinary, cost, waiting: 0 };
     if (this.#paused) {
       if (lent) m.data = Buffer.from(data as Buffer);
-      this.#pausedQueue ??= [];
-      this.#pausedQueue.push(m);
+      const k = this.#keep();
+      k.pausedQueue ??= [];
+      k.pausedQueue.push(m);
       return true;
     }
     return this.#deliver(m, lent);
@@ -518,7 +539,8 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   /** @internal */ _onClose(code: number, reason: string, wasClean: boolean): void {
     this.detach();
     // Messages kept by pause() come before 'close': it waits for resume().
-    if (this.#pausedQueue?.length) this.#closeAfterResume = [code, reason, wasClean];
+    const k = this.#kept;
+    if (k?.pausedQueue?.length) k.closeAfterResume = [code, reason, wasClean];
     else this.onNativeClose(code, reason, wasClean);
   }
 

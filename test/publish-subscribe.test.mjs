@@ -152,6 +152,12 @@ test("a stalled subscriber under 'drop' loses messages (counted) while the other
     `stalled subscriber buffers ${stalledConn.bufferedAmount} bytes (bound 1 MiB)`,
   );
   assert.ok(stalledConn.isOpen, "'drop' keeps the connection open");
+  // The count outlives the native connection.
+  const dropped = stalledConn.stats.dropped;
+  const closed = onceEvent(stalledConn, 'close', 5000, 'the stalled connection closes');
+  stalledConn.terminate();
+  await closed;
+  assert.is(stalledConn.stats.dropped, dropped);
 });
 
 test("a stalled subscriber under 'close' is closed with 1008", async () => {
