@@ -23,6 +23,7 @@
 #include "errors.h"
 #include "js_convert.h"
 #include "socket.h"
+#include "wire.h"
 #include "ws_frame.h"
 
 namespace nlws {
@@ -848,7 +849,8 @@ class Addon : public Napi::Addon<Addon> {
     Napi::Object r = Napi::Object::New(env);
     r.Set("receivePending",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->receive_pending()) : 0));
-    r.Set("pooled", Napi::Number::New(env, static_cast<double>(BufPooledBytes())));
+    r.Set("pooled",
+          Napi::Number::New(env, static_cast<double>(BufPooledBytes() + WireCachedBytes())));
     r.Set("handles",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->handles().live()) : 0));
     return r;

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include "buffers.h"
 #include "context.h"
@@ -30,11 +31,14 @@ constexpr size_t kCoalesceFirst = 1024;
 // BufAlloc'd block of that capacity will do (a frame's blocks never come
 // from BufAllocMapped).
 constexpr size_t kBlockCacheMax = 1024;
+// What every thread's cache keeps, for nativeMemory().pooled (any thread).
+std::atomic<size_t> g_cached_bytes{0};
 struct BlockCache {
   std::vector<uint8_t*> free;
   size_t low = 0;  // the fewest kept since the last trim
   ~BlockCache() {
     for (uint8_t* b : free) BufFree(b);
+    g_cached_bytes.fetch_sub(free.size() * kCoalesceFirst, std::memory_order_relaxed);
   }
 };
 thread_local BlockCache t_blocks;
@@ -45,15 +49,18 @@ uint8_t* TakeBlock() {
   uint8_t* b = c.free.back();
   c.free.pop_back();
   c.low = std::min(c.low, c.free.size());
+  g_cached_bytes.fetch_sub(kCoalesceFirst, std::memory_order_relaxed);
   return b;
 }
 
 void FreeBlock(uint8_t* b) {
   BlockCache& c = t_blocks;
-  if (b && BufCapacity(b) == kCoalesceFirst && c.free.size() < kBlockCacheMax)
+  if (b && BufCapacity(b) == kCoalesceFirst && c.free.size() < kBlockCacheMax) {
     c.free.push_back(b);
-  else
+    g_cached_bytes.fetch_add(kCoalesceFirst, std::memory_order_relaxed);
+  } else {
     BufFree(b);
+  }
 }
 
 constexpr size_t kTlsChunk = 64 * 1024;
@@ -67,11 +74,14 @@ void SharedFrame::Unref() {
   delete this;
 }
 
+size_t WireCachedBytes() { return g_cached_bytes.load(std::memory_order_relaxed); }
+
 size_t TrimWireBlocks() {
   BlockCache& c = t_blocks;
   size_t n = c.low;
   for (size_t i = 0; i < n; i++) BufFree(c.free[i]);
   c.free.erase(c.free.begin(), c.free.begin() + static_cast<std::ptrdiff_t>(n));
+  g_cached_bytes.fetch_sub(n * kCoalesceFirst, std::memory_order_relaxed);
   c.low = c.free.size();
   if (c.free.empty()) std::vector<uint8_t*>().swap(c.free);
   return n * kCoalesceFirst;

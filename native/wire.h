@@ -252,6 +252,8 @@ class JsWire : public Wire {
 // flush needed since the previous call; returns the bytes freed. Called by the
 // service thread about once a second.
 size_t TrimWireBlocks();
+// The bytes those blocks take on every thread (any thread may ask).
+size_t WireCachedBytes();
 
 // Frees what a frame owns (its block, or its reference to a shared frame; a
 // JsRef is the owner's to release).
