@@ -262,8 +262,8 @@ void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
       }
     }
     CopyPayload(ctrl_ + ctrl_len_, p, n, mask_phase_);
-    ctrl_len_ += n;
-    mask_phase_ += n;
+    ctrl_len_ = static_cast<uint8_t>(ctrl_len_ + n);
+    Advance(n);
     return;
   }
   if (msg_compressed_) {
@@ -271,7 +271,7 @@ void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
     size_t at = z_->in.size();
     z_->in.resize(at + n);
     CopyPayload(z_->in.data() + at, p, n, mask_phase_);
-    mask_phase_ += n;
+    Advance(n);
     if (frame_remaining_ > n) Inflate();  // the frame's end inflates in Feed()
     return;
   }
@@ -283,7 +283,7 @@ void FrameReader::ConsumePayload(const uint8_t* p, size_t n) {
 }
 
 void FrameReader::Accept(size_t n) {
-  mask_phase_ += n;
+  Advance(n);
   if (msg_opcode_ == kOpText && !utf8_.Feed(msg_ + msg_len_, n)) {
     Fail(kCloseInvalidData, "Invalid UTF-8 in a text message");
     return;

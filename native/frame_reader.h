@@ -101,6 +101,8 @@ class FrameReader {
   void CopyPayload(uint8_t* dst, const uint8_t* p, size_t n, size_t phase) const;
   // n unmasked payload bytes are at msg_ + msg_len_: validates and counts them.
   void Accept(size_t n);
+  // n more payload bytes of this frame were unmasked.
+  void Advance(size_t n) { mask_phase_ = static_cast<uint8_t>((mask_phase_ + n) & 3); }
   void Fail(uint16_t code, const char* why);
   bool Reserve(size_t need, size_t hint);
 
@@ -114,9 +116,12 @@ class FrameReader {
   uint8_t hdr_buf_[kMaxFrameHeader];
   bool in_frame_ = false;
   bool frame_end_pending_ = false;  // payload all read; its inflation is not finished
+  // Narrow fields packed into what would be padding (a Conn holds its reader): the mask phase
+  // is only ever used modulo 4, and a control frame's payload is at most 125 bytes.
+  uint8_t mask_phase_ = 0;  // how far into the payload, modulo 4
+  uint8_t ctrl_len_ = 0;    // bytes of the split control frame in ctrl_
   FrameHeader fh_;
   uint64_t frame_remaining_ = 0;
-  size_t mask_phase_ = 0;
   // message being assembled
   bool in_message_ = false;
   bool msg_compressed_ = false;
@@ -127,7 +132,6 @@ class FrameReader {
   size_t msg_cap_ = 0;
   // a control frame split across reads
   uint8_t* ctrl_ = nullptr;  // 125 bytes, allocated on first use
-  size_t ctrl_len_ = 0;
   // permessage-deflate, once negotiated: a side allocation, so that the
   // connections without it (most of them) do not carry its state
   struct Inflation {

@@ -40,8 +40,8 @@ struct FrameHeader {
   uint8_t rsv = 0;  // the three RSV bits, shifted down to 0..7
   uint8_t opcode = 0;
   bool masked = false;
+  uint8_t mask[4] = {0, 0, 0, 0};  // before length: the struct is 16 bytes, not 24
   uint64_t length = 0;
-  uint8_t mask[4] = {0, 0, 0, 0};
 };
 
 // Parses a frame header from the first n bytes of p.
