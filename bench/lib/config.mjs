@@ -10,8 +10,8 @@ export const LOADGEN = path.join(BUILD, 'loadgen');
 export const ECHO_RAW = path.join(BUILD, 'echo-raw');
 
 export const USAGE =
-  'usage: node bench/run.mjs [--runs N] [--quick] [--only id,id] [--spin latency|all|none] [--lend]';
-const OPTIONS = ['--runs', '--quick', '--only', '--spin', '--lend', '--help'];
+  'usage: node bench/run.mjs [--runs N] [--quick] [--only id,id] [--spin latency|all|none] [--spin-cores both|client] [--lend]';
+const OPTIONS = ['--runs', '--quick', '--only', '--spin', '--spin-cores', '--lend', '--help'];
 
 const argv = process.argv.slice(2);
 function opt(name, dflt) {
@@ -36,6 +36,10 @@ if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 50) throw new Error('--runs mu
 export const ONLY = opt('--only', '').split(',').filter(Boolean);
 export const SPIN = opt('--spin', 'latency');
 if (!['latency', 'all', 'none'].includes(SPIN)) throw new Error('--spin is latency, all or none');
+// Where the anti-idle loops run: both cores (the default), or the load client's only (the server's
+// core then idles between wake-ups; see machine.mjs).
+export const SPIN_CORES = opt('--spin-cores', 'both');
+if (!['both', 'client'].includes(SPIN_CORES)) throw new Error('--spin-cores is both or client');
 
 // Windows (ms).
 export const WARMUP_MS = QUICK ? 300 : 1000;

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CORES, log, PIN, QUICK, SPIN } from './config.mjs';
+import { CLIENT_CORE, CORES, log, PIN, QUICK, SPIN, SPIN_CORES } from './config.mjs';
 import { cmdOut, procTicks } from './proc.mjs';
 
 // ---- anti-idle busy loops ---------------------------------------------------------------------
@@ -23,7 +23,8 @@ export async function startSpinners() {
     '-e',
     'const end = Date.now() + 600000; while (Date.now() < end);',
   ];
-  for (let core = 0; core < Math.min(CORES, 2); core++) {
+  const cores = SPIN_CORES === 'client' ? [CLIENT_CORE] : [0, 1].slice(0, Math.min(CORES, 2));
+  for (const core of cores) {
     const set = PIN ? ['taskset', '-c', String(core)] : [];
     let child = spawn('chrt', ['-i', '0', 'nice', '-n', '19', ...set, ...loop], {
       stdio: 'ignore',
