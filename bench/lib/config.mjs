@@ -10,8 +10,17 @@ export const LOADGEN = path.join(BUILD, 'loadgen');
 export const ECHO_RAW = path.join(BUILD, 'echo-raw');
 
 export const USAGE =
-  'usage: node bench/run.mjs [--runs N] [--quick] [--only id,id] [--spin latency|all|none] [--spin-cores both|client] [--lend]';
-const OPTIONS = ['--runs', '--quick', '--only', '--spin', '--spin-cores', '--lend', '--help'];
+  'usage: node bench/run.mjs [--runs N] [--quick] [--only id,id] [--spin latency|all|none] [--wake qos|loop] [--spin-cores both|client] [--lend]';
+const OPTIONS = [
+  '--runs',
+  '--quick',
+  '--only',
+  '--spin',
+  '--wake',
+  '--spin-cores',
+  '--lend',
+  '--help',
+];
 
 const argv = process.argv.slice(2);
 function opt(name, dflt) {
@@ -36,6 +45,10 @@ if (!Number.isInteger(RUNS) || RUNS < 1 || RUNS > 50) throw new Error('--runs mu
 export const ONLY = opt('--only', '').split(',').filter(Boolean);
 export const SPIN = opt('--spin', 'latency');
 if (!['latency', 'all', 'none'].includes(SPIN)) throw new Error('--spin is latency, all or none');
+// How idle cores are kept quick to wake (see machine.mjs): PM QoS (the default, when
+// /dev/cpu_dma_latency can be written), or busy loops at SCHED_IDLE.
+export const WAKE = opt('--wake', 'qos');
+if (!['qos', 'loop'].includes(WAKE)) throw new Error('--wake is qos or loop');
 // Where the anti-idle loops run: both cores (the default), or the load client's only (the server's
 // core then idles between wake-ups; see machine.mjs).
 export const SPIN_CORES = opt('--spin-cores', 'both');

@@ -3,19 +3,41 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CLIENT_CORE, CORES, log, PIN, QUICK, SPIN, SPIN_CORES } from './config.mjs';
+import { CLIENT_CORE, CORES, log, PIN, QUICK, SPIN, SPIN_CORES, WAKE } from './config.mjs';
 import { cmdOut, procTicks } from './proc.mjs';
 
-// ---- anti-idle busy loops ---------------------------------------------------------------------
+// ---- wake-up control ---------------------------------------------------------------------------
 // Idle cores of this kind of VM take up to ~40 ms to wake, which wrecks latency tails. While
-// measuring latency, one busy loop per core runs at SCHED_IDLE (below nice 19: it only gets a
-// core nobody else wants, and is preempted at once on a wake-up), then it is stopped.
+// measuring latency, the bench holds /dev/cpu_dma_latency at 0 (PM QoS: the cores' idle loop
+// polls instead of halting, and nothing else runs on them), or, where that cannot be opened (not
+// root) or with --wake loop, runs one busy loop per core at SCHED_IDLE (below nice 19: it only
+// gets a core nobody else wants). The loop is not neutral: on a host of 2026-11-27 (kernel 6.18)
+// the one on the server's core took node-lws's p99 at 20k msg/s from ~120 µs to 1.6-2.4 ms, its
+// service thread and JavaScript thread handing work to each other on that core, while the
+// single-threaded servers moved little.
 let spinners = [];
+let qosFd = null;
 let spinMethod = 'none';
+let qosError = null;
 export const getSpinMethod = () => spinMethod;
 
 export async function startSpinners() {
-  if (spinners.length) return;
+  if (spinners.length || qosFd !== null) return;
+  if (WAKE === 'qos' && qosError === null) {
+    try {
+      qosFd = fs.openSync('/dev/cpu_dma_latency', 'w');
+      fs.writeSync(qosFd, Buffer.alloc(4)); // an int32 0: no idle state with any exit latency
+      spinMethod = 'PM QoS (/dev/cpu_dma_latency held at 0: idle cores poll instead of halting)';
+      return;
+    } catch (e) {
+      if (qosFd !== null) fs.closeSync(qosFd);
+      qosFd = null;
+      qosError = e.code ?? String(e);
+      log(
+        `bench: /dev/cpu_dma_latency: ${qosError}; busy loops at SCHED_IDLE keep the cores awake instead`,
+      );
+    }
+  }
   // One process per loop (its CPU time is read and left out of "other processes"), ending by
   // itself after 10 minutes at the latest.
   const loop = [
@@ -44,6 +66,10 @@ export async function startSpinners() {
 }
 
 export async function stopSpinners() {
+  if (qosFd !== null) {
+    fs.closeSync(qosFd); // the request ends with the file
+    qosFd = null;
+  }
   for (const c of spinners) {
     if (c.exitCode === null && c.signalCode === null) {
       c.kill('SIGTERM');

@@ -381,7 +381,7 @@ export function buildReport({ runs, selected, meta, uws, errors, warnings }) {
   );
   p(`Pinning: ${meta.pinning}.`);
   p(
-    `Wake-up control: ${SPIN === 'none' ? 'none' : `one busy loop ${SPIN_CORES === 'client' ? 'on the load client core only' : 'per core'} at ${meta.spinMethod === 'none' ? 'SCHED_IDLE + nice 19' : meta.spinMethod} while measuring ${SPIN === 'all' ? 'every workload' : 'latency, the idle-connection echo and listen+close'}, stopped afterwards`} (idle cores of this VM take up to ~40 ms to wake).`,
+    `Wake-up control: ${SPIN === 'none' ? 'none' : `${meta.spinMethod.startsWith('PM QoS') ? meta.spinMethod : `one busy loop ${SPIN_CORES === 'client' ? 'on the load client core only' : 'per core'} at ${meta.spinMethod === 'none' ? 'SCHED_IDLE + nice 19' : meta.spinMethod}`} while measuring ${SPIN === 'all' ? 'every workload' : 'latency, the idle-connection echo and listen+close'}, stopped afterwards`} (idle cores of this VM take up to ~40 ms to wake).`,
   );
   p(
     'Load client: bench/loadgen.c (epoll, non-blocking, pre-masked frames, closed loop N conns × K in flight; replies checked for opcode, length and payload; fan-out deliveries checked for sequence and every byte).',
