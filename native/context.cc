@@ -177,9 +177,19 @@ Context* Context::Create(Napi::Env env, Napi::Function on_events, LoopKind loop,
                          std::string* error) {
   Context* ctx = new Context();
   ctx->env_ = env;
-  ctx->tsfn_ = Napi::TypedThreadSafeFunction<Context, void, CallJs>::New(
-      env, on_events, "node-lws:events", 0, 1, ctx);
-  ctx->tsfn_.Unref(env);
+  ctx->on_events_ = Napi::Persistent(on_events);
+  ctx->resource_ = Napi::Persistent(Napi::Object::New(env));
+  napi_value name;
+  napi_create_string_utf8(env, "node-lws:events", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, ctx->resource_.Value(), name, &ctx->async_ctx_);
+  uv_loop_t* uv = nullptr;
+  napi_get_uv_event_loop(env, &uv);
+  ctx->waker_ = new Waker();
+  ctx->waker_->ctx = ctx;
+  uv_async_init(uv, &ctx->waker_->async, OnWake);
+  ctx->waker_->async.data = ctx->waker_;
+  uv_unref(reinterpret_cast<uv_handle_t*>(&ctx->waker_->async));
+  napi_add_async_cleanup_hook(env, OnWakerCleanup, ctx->waker_, &ctx->waker_->hook);
 
   std::mutex mu;
   std::condition_variable cv;
@@ -192,7 +202,7 @@ Context* Context::Create(Napi::Env env, Napi::Function on_events, LoopKind loop,
   if (!error->empty()) {
     ctx->thread_.join();
     ctx->stopped_ = true;
-    ctx->tsfn_.Release();
+    ctx->ReleaseWaker();
     delete ctx;
     return nullptr;
   }
@@ -230,16 +240,58 @@ void Context::Stop() {
     std::lock_guard<std::mutex> lock(ev_mu_);
     pending_.clear();
   }
-  tsfn_.Release();
+  ReleaseWaker();
+}
+
+void Context::ReleaseWaker() {
+  if (waker_) waker_->ctx = nullptr;  // the environment's teardown closes it
+  waker_ = nullptr;
+  if (async_ctx_) napi_async_destroy(env_, async_ctx_);
+  async_ctx_ = nullptr;
+  on_events_.Reset();
+  resource_.Reset();
+}
+
+void Context::OnWake(uv_async_t* async) {
+  Context* ctx = static_cast<Waker*>(async->data)->ctx;
+  if (!ctx || ctx->stopped_) return;
+  napi_env env = ctx->env_;
+  napi_handle_scope hs;
+  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
+  // A callback scope, as node::MakeCallback opens: process.nextTick() callbacks and microtasks
+  // queued by the listeners run when it closes.
+  napi_callback_scope cs;
+  bool scoped =
+      napi_open_callback_scope(env, ctx->resource_.Value(), ctx->async_ctx_, &cs) == napi_ok;
+  CallJs(Napi::Env(env), ctx->on_events_.Value(), ctx, nullptr);
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    napi_value err;
+    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+  }
+  if (scoped) napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+void Context::OnWakerCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
+  (void)hook;
+  auto* w = static_cast<Waker*>(arg);
+  if (w->ctx) w->ctx->Stop();  // joins the service thread: nothing wakes this handle after it
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->async), [](uv_handle_t* h) {
+    auto* w = static_cast<Waker*>(h->data);
+    napi_remove_async_cleanup_hook(w->hook);
+    delete w;
+  });
 }
 
 void Context::SetRef(bool ref) {
   if (ref == ref_ || stopped_) return;
   ref_ = ref;
+  if (!waker_) return;
   if (ref)
-    tsfn_.Ref(env_);
+    uv_ref(reinterpret_cast<uv_handle_t*>(&waker_->async));
   else
-    tsfn_.Unref(env_);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&waker_->async));
 }
 
 void Context::Push(Command&& cmd) {
@@ -974,10 +1026,7 @@ void Context::HandOver() {
     call_pending_ = true;
   }
   local_ = Batch();
-  if (call && tsfn_.NonBlockingCall() != napi_ok) {
-    std::lock_guard<std::mutex> lock(ev_mu_);
-    call_pending_ = false;
-  }
+  if (call) uv_async_send(&waker_->async);  // outside ev_mu_: see Waker
 }
 
 void Context::OnTrim(void* arg) {

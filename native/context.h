@@ -2,7 +2,7 @@
 // thread, and the two batched queues that connect it to JavaScript.
 //
 //   main thread    --Command-->  [commands_, one lws_cancel_service per batch]
-//   service thread --Batch---->  [pending_, one thread-safe-function call per batch]
+//   service thread --Batch---->  [pending_, one uv_async_send (Waker) per batch]
 //
 // Only lws_cancel_service() is called off the service thread; JavaScript is
 // only touched on the main thread (delivery.cc).
@@ -22,6 +22,7 @@
 #include <libwebsockets.h>
 #include <napi.h>
 #include <openssl/ssl.h>
+#include <uv.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -168,8 +169,8 @@ class Context {
   // Hands pending batches to JavaScript, for at most a few milliseconds.
   // Returns true when it delivered anything: the caller then lets the event
   // loop turn (timers, I/O) and calls again (lib/runtime.ts: setImmediate),
-  // until a call finds nothing; meanwhile the service thread queues no
-  // further thread-safe-function call.
+  // until a call finds nothing; meanwhile the service thread wakes the main
+  // thread no further.
   bool Deliver(napi_env env, napi_value cb);
   // The end of a delivery: the commands its listeners pushed cross to the
   // service thread under one lock, with one wake-up.
@@ -269,6 +270,9 @@ class Context {
   void PauseAll();
   void ResumeAll();
   static void CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused);
+  static void OnWake(uv_async_t* async);
+  static void OnWakerCleanup(napi_async_cleanup_hook_handle hook, void* arg);
+  void ReleaseWaker();
   void DeliverOne(napi_env env, napi_value cb, Batch& b);
   static void OnTrim(void* ctx);
 
@@ -315,7 +319,21 @@ class Context {
   bool delivering_ = false;                 // main thread: inside Deliver
   std::vector<LentBlock>* lent_ = nullptr;  // main thread: of the batch being delivered
   ConnHandles handles_;                     // main thread
-  Napi::TypedThreadSafeFunction<Context, void, CallJs> tsfn_;
+  // The main thread's wake-up: a uv_async_t on its loop. uv_async_send() is safe from any thread
+  // and holds no lock while it wakes the main thread. (A thread-safe function signals its
+  // uv_async inside its queue's mutex: with both threads on one core, the woken main thread
+  // preempted the service thread in that lock and blocked on it, two more context switches and
+  // two futex calls per hand-over.) The waker outlives the Context until the environment's
+  // teardown closes it (OnWakerCleanup, an async cleanup hook: Node waits for the close).
+  struct Waker {
+    uv_async_t async;
+    Context* ctx = nullptr;  // null once the Context stopped (main thread)
+    napi_async_cleanup_hook_handle hook = nullptr;
+  };
+  Waker* waker_ = nullptr;  // set before the service thread starts, cleared after it ends
+  Napi::FunctionReference on_events_;  // JS: runtime.onEvents
+  Napi::ObjectReference resource_;     // the async resource of the deliveries' callback scopes
+  napi_async_context async_ctx_ = nullptr;
   Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())
   DeliveryWindows windows_;           // main thread
   bool ref_ = false;

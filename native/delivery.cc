@@ -256,11 +256,9 @@ JsRef* Context::HoldLent(napi_env env, const uint8_t* p, size_t len, bool* lent)
 
 bool Context::Deliver(napi_env env, napi_value cb) {
   // A slice: other callbacks of the event loop (timers, I/O, IPC) run between
-  // slices, however fast the batches come. Node runs thread-safe-function
-  // calls queued meanwhile in the same turn (up to 1,000 of them), so the
-  // service thread queues no further call until a check in a later turn
-  // (the caller schedules it whenever this returns true) finds nothing to
-  // deliver.
+  // slices, however fast the batches come. The service thread wakes the main
+  // thread no further (call_pending_) until a check in a later turn (the
+  // caller schedules it whenever this returns true) finds nothing to deliver.
   constexpr int64_t kSliceUs = 4000;
   int64_t start = MonotonicUs();
   bool delivered = false;
