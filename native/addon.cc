@@ -131,7 +131,6 @@ class Addon : public Napi::Addon<Addon> {
       MakeCodedError(env, "ERR_LWS_INIT", "node-lws: " + error).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    dispatch_ = Napi::Persistent(info[0].As<Napi::Function>());
     ctx_->SetScheduler(env, info[2]);
     if (info[4].IsTypedArray() &&
         info[4].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array &&
@@ -144,7 +143,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value DeliverPending(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!ctx_ || ctx_->stopped()) return Napi::Boolean::New(env, false);
-    return Napi::Boolean::New(env, ctx_->Deliver(env, dispatch_.Value()));
+    return Napi::Boolean::New(env, ctx_->Deliver(env));
   }
 
   // bind({ host, port, reuseAddr, reusePort, ipv6Only, backlog, path })
@@ -896,7 +895,6 @@ class Addon : public Napi::Addon<Addon> {
 
   napi_env env_;
   Context* ctx_ = nullptr;
-  Napi::FunctionReference dispatch_;  // the JS event dispatcher (lib/runtime.ts)
 };
 
 }  // namespace nlws

@@ -263,7 +263,11 @@ void Context::OnWake(uv_async_t* async) {
   napi_callback_scope cs;
   bool scoped =
       napi_open_callback_scope(env, ctx->resource_.Value(), ctx->async_ctx_, &cs) == napi_ok;
-  CallJs(Napi::Env(env), ctx->on_events_.Value(), ctx, nullptr);
+  if (ctx->Deliver(env) && !ctx->schedule_.IsEmpty()) {
+    napi_value global, result;
+    if (napi_get_global(env, &global) == napi_ok)
+      napi_call_function(env, global, ctx->schedule_.Value(), 0, nullptr, &result);
+  }
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
     napi_value err;
@@ -1035,16 +1039,6 @@ void Context::OnTrim(void* arg) {
   TrimWireBlocks();
   for (Conn* c = ctx->conns_; c; c = c->next) c->Trim();
   ctx->timers_.Schedule(&ctx->trim_, MonotonicUs() + 1000 * 1000, OnTrim, ctx);
-}
-
-void Context::CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused) {
-  (void)unused;
-  if (!env || !ctx) return;
-  if (ctx->Deliver(env, cb) && !ctx->schedule_.IsEmpty()) {
-    napi_value global, result;
-    if (napi_get_global(env, &global) == napi_ok)
-      napi_call_function(env, global, ctx->schedule_.Value(), 0, nullptr, &result);
-  }
 }
 
 void Context::SetWindows(napi_env env, napi_value recs, napi_value arena) {

@@ -171,7 +171,7 @@ class Context {
   // loop turn (timers, I/O) and calls again (lib/runtime.ts: setImmediate),
   // until a call finds nothing; meanwhile the service thread wakes the main
   // thread no further.
-  bool Deliver(napi_env env, napi_value cb);
+  bool Deliver(napi_env env);
   // The end of a delivery: the commands its listeners pushed cross to the
   // service thread under one lock, with one wake-up.
   void PushLocal();
@@ -269,7 +269,6 @@ class Context {
   void HandOver();  // local_ to the main thread
   void PauseAll();
   void ResumeAll();
-  static void CallJs(Napi::Env env, Napi::Function cb, Context* ctx, void* unused);
   static void OnWake(uv_async_t* async);
   static void OnWakerCleanup(napi_async_cleanup_hook_handle hook, void* arg);
   void ReleaseWaker();
@@ -332,7 +331,7 @@ class Context {
     napi_async_cleanup_hook_handle hook = nullptr;
   };
   Waker* waker_ = nullptr;  // set before the service thread starts, cleared after it ends
-  Napi::FunctionReference on_events_;  // JS: runtime.onEvents
+  Napi::FunctionReference on_events_;  // JS: runtime.onEvents, which Deliver() calls
   Napi::ObjectReference resource_;     // the async resource of the deliveries' callback scopes
   napi_async_context async_ctx_ = nullptr;
   Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())

@@ -254,7 +254,8 @@ JsRef* Context::HoldLent(napi_env env, const uint8_t* p, size_t len, bool* lent)
   return nullptr;
 }
 
-bool Context::Deliver(napi_env env, napi_value cb) {
+bool Context::Deliver(napi_env env) {
+  napi_value cb = on_events_.Value();
   // A slice: other callbacks of the event loop (timers, I/O, IPC) run between
   // slices, however fast the batches come. The service thread wakes the main
   // thread no further (call_pending_) until a check in a later turn (the
