@@ -71,6 +71,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("dispose", &Addon::Dispose),
                              InstanceMethod("setReceiveLimit", &Addon::SetReceiveLimit),
                              InstanceMethod("memoryStats", &Addon::MemoryStats),
+                             InstanceMethod("serviceCounters", &Addon::ServiceCounters),
                              InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
                              InstanceMethod("dropped", &Addon::Dropped),
                              InstanceMethod("setRef", &Addon::SetRef),
@@ -852,6 +853,17 @@ class Addon : public Napi::Addon<Addon> {
           Napi::Number::New(env, static_cast<double>(BufPooledBytes() + WireCachedBytes())));
     r.Set("handles",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->handles().live()) : 0));
+    return r;
+  }
+
+  // serviceCounters() -> { trimRuns, trimVisits }: the service thread's
+  // once-a-second trim and the connections it visited (tests).
+  Napi::Value ServiceCounters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("trimRuns", Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->trim_runs()) : 0));
+    r.Set("trimVisits",
+          Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->trim_visits()) : 0));
     return r;
   }
 

@@ -378,6 +378,7 @@ void Conn::Input(const uint8_t* p, size_t n) {
         ServerInput(p, n);
       return;
     case State::kOpen: {
+      if (!trim_pending) ctx_->NoteBuffers(this);
       size_t used = reader_.Feed(p, n);
       if (used < n || reader_.busy()) {
         // The inflation budget ran out, or the receive budget (the reader
@@ -972,10 +973,12 @@ void Conn::Shutdown() {
   }
 }
 
-void Conn::Trim() {
-  if (killed_ || !HasTransport()) return;
-  if (wire_->empty()) wire_->Trim();
+bool Conn::Trim() {
+  if (killed_ || !HasTransport()) return false;
+  bool sending = !wire_->empty();
+  if (!sending) wire_->Trim();
   reader_.Trim();
+  return sending || reader_.holds_buffer();
 }
 
 // ---- publish/subscribe -------------------------------------------------------------
@@ -1183,6 +1186,7 @@ void Conn::OnWritable() {
 
 void Conn::Flush() {
   if (killed_ || !HasTransport() || state_ == State::kConnecting) return;
+  if (!trim_pending) ctx_->NoteBuffers(this);
   Wire::Status s = wire_->Flush();
   Settle();
   if (s == Wire::Status::kBroken) {

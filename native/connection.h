@@ -99,9 +99,11 @@ class Conn final : public FrameSink, public WireOwner {
   void QueuePublished(PublishJob& job, int64_t max_backpressure);
 
   // From the context
-  void Flush();           // writes queued frames now; once per command batch
-  void Continue();        // a turn of inflation left over from the last Feed
-  void Trim();            // about once a second: an idle connection gives back its buffers
+  void Flush();     // writes queued frames now; once per command batch
+  void Continue();  // a turn of inflation left over from the last Feed
+  // About once a second: an idle connection gives back its buffers. Returns
+  // whether it still holds some (a message or frames in flight).
+  bool Trim();
   void CloseSocketNow();  // OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
   Listener* server() const { return server_; }
@@ -117,6 +119,7 @@ class Conn final : public FrameSink, public WireOwner {
   bool kill_pending = false;
   bool adopting = false;  // inside lws_adopt_*: OnClosed must not delete
   bool closed_in_adopt = false;
+  bool trim_pending = true;  // on the prefix of the context's list that OnTrim walks
 
   // FrameSink
   uint8_t* MessageRoom(size_t len) override;

@@ -166,6 +166,9 @@ class Context {
   void SetReceiveLimit(int64_t bytes) { rx_limit_.store(bytes); }
   // Bytes charged to the receive total: events not yet consumed by JavaScript.
   int64_t receive_pending() const { return rx_total_.load(); }
+  // OnTrim's turns and the connections it visited (any thread; for tests).
+  uint64_t trim_runs() const { return trim_runs_.load(std::memory_order_relaxed); }
+  uint64_t trim_visits() const { return trim_visits_.load(std::memory_order_relaxed); }
   // Hands pending batches to JavaScript, for at most a few milliseconds.
   // Returns true when it delivered anything: the caller then lets the event
   // loop turn (timers, I/O) and calls again (lib/runtime.ts: setImmediate),
@@ -220,6 +223,9 @@ class Context {
   bool shutting_down() const { return shutting_down_; }
   void AddConn(Conn* c);
   void RemoveConn(Conn* c);
+  // c has read or written since OnTrim last saw it, so it may hold buffers
+  // to give back: OnTrim visits it (see conns_).
+  void NoteBuffers(Conn* c);
   void MarkDirty(Conn* conn);
   void MarkBusy(Conn* conn);  // conn->Continue() on the next turn of the loop
   void Forget(Conn* conn);    // conn is being deleted: off every list
@@ -348,12 +354,17 @@ class Context {
   // service thread state
   std::atomic<uint32_t> last_conn_id_{0};  // any thread
   std::unordered_map<uint32_t, Listener*> listeners_;
-  Conn* conns_ = nullptr;  // every connection (intrusive list)
+  // Every connection (intrusive list), those with trim_pending first: OnTrim
+  // walks that prefix only, so idle connections cost it nothing (it walked all
+  // of them once a second, ~1.7 ms at 19,000 on the service thread).
+  Conn* conns_ = nullptr;
   std::vector<Conn*> dirty_;
   std::vector<Conn*> busy_;
   std::vector<Conn*> kills_;
   TimerHeap timers_;
-  Timer trim_;  // gives pooled buffers back after a burst (BufTrim), once a second
+  Timer trim_;                          // gives buffers back after a burst, once a second (OnTrim)
+  std::atomic<uint64_t> trim_runs_{0};  // written by the service thread only
+  std::atomic<uint64_t> trim_visits_{0};
   std::unordered_map<std::string, SSL_CTX*> client_tls_ctx_;
   uint32_t vhost_serial_ = 0;
   std::list<std::string> vhost_names_;  // lws keeps pointers to vhost names
