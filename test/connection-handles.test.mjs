@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
+import { openClients } from './support/lws.mjs';
 import { withTimeout } from './support/wait.mjs';
 
 const require = createRequire(import.meta.url);
@@ -16,20 +17,7 @@ const HOST = '127.0.0.1';
 const N = 200;
 
 /** N node-lws clients of `server`, and the server's N connections once they are announced. */
-async function open(server, n = N) {
-  const conns = [];
-  const announced = new Promise((resolve) =>
-    server.on('connection', (c) => {
-      conns.push(c);
-      if (conns.length === n) resolve();
-    }),
-  );
-  const clients = await Promise.all(
-    Array.from({ length: n }, () => lws.connect(`ws://${HOST}:${server.port}/`)),
-  );
-  await withTimeout(announced, 20000, `${n} connections announced`);
-  return { clients, conns };
-}
+const open = (server, n = N) => openClients(server, n);
 
 function closed(conns) {
   return Promise.all(conns.map((c) => new Promise((r) => c.once('close', r))));

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
+import { openClients } from './support/lws.mjs';
 import { waitFor, withTimeout } from './support/wait.mjs';
 
 const require = createRequire(import.meta.url);
@@ -28,18 +29,11 @@ async function afterTurns(turns) {
 
 test('the trim visits the connections that read or wrote since its last turn, no others', async () => {
   const server = await lws.listen({ host: HOST, port: 0 });
-  const conns = [];
-  const announced = new Promise((resolve) =>
-    server.on('connection', (c) => {
-      conns.push(c);
-      if (conns.length === N) resolve();
-    }),
-  );
-  const clients = await Promise.all(
-    Array.from({ length: N }, () => lws.connect(`ws://${HOST}:${server.port}/`)),
-  );
+  let clients = [];
   try {
-    await withTimeout(announced, 20000, `${N} connections announced`);
+    const opened = await openClients(server, N);
+    clients = opened.clients;
+    const { conns } = opened;
     // New connections are visited once (they start on its list), then left alone while idle.
     const settled = await afterTurns(2);
     const idle = await afterTurns(2);

@@ -76,6 +76,25 @@ export function attachEcho(server, { prefix = '' } = {}) {
   return conns;
 }
 
+/**
+ * `n` node-lws clients of `server` (on 127.0.0.1), and the server's `n` connections once they are
+ * announced (within `ms`).
+ */
+export async function openClients(server, n, ms = 20000) {
+  const conns = [];
+  const announced = new Promise((resolve) =>
+    server.on('connection', (c) => {
+      conns.push(c);
+      if (conns.length === n) resolve();
+    }),
+  );
+  const clients = await Promise.all(
+    Array.from({ length: n }, () => lws.connect(`ws://127.0.0.1:${server.port}/`)),
+  );
+  await withTimeout(announced, ms, `${n} connections announced`);
+  return { clients, conns };
+}
+
 /** Resolve with `[conn, request]` of the server's next 'connection'. */
 export function nextConnection(server, ms = DEFAULT_TIMEOUT) {
   return onceEvent(server, 'connection', ms, "server 'connection' event");
