@@ -299,6 +299,31 @@ void Context::SetRef(bool ref) {
     uv_unref(reinterpret_cast<uv_handle_t*>(&waker_->async));
 }
 
+#if NLWS_WITH_LIBEV
+// The main thread wakes the service thread through an ev_async of ours rather
+// than lws_cancel_service(): lws's libev glue followed each wake-up of its own
+// fd with non-blocking polls (epoll_wait, timeout 0) until one came back empty,
+// after every batch of commands.
+struct Context::EvWake {
+  ev_async w;  // first member: OnWake casts back
+  Context* ctx;
+  static void OnWake(struct ev_loop*, ev_async* w, int) {
+    Context* ctx = reinterpret_cast<EvWake*>(w)->ctx;
+    if (!ctx->shutting_down_) ctx->RunCommands();
+  }
+};
+#endif
+
+void Context::WakeService() {
+#if NLWS_WITH_LIBEV
+  if (ev_wake_) {
+    ev_async_send(ev_, &ev_wake_->w);
+    return;
+  }
+#endif
+  lws_cancel_service(lws_);
+}
+
 void Context::Push(Command&& cmd) {
   if (stopped_) {
     DisposeCommand(cmd);
@@ -315,7 +340,7 @@ void Context::Push(Command&& cmd) {
     wake = !wake_pending_;
     wake_pending_ = true;
   }
-  if (wake) lws_cancel_service(lws_);
+  if (wake) WakeService();
 }
 
 uint8_t* Context::InlineFrame(size_t max) {
@@ -354,7 +379,7 @@ void Context::PushLocal() {
   local_used_ = 0;
   // A burst's capacity is not kept (an idle server holds none).
   if (local_cmds_.capacity() > 4096) std::vector<Command>().swap(local_cmds_);
-  if (wake) lws_cancel_service(lws_);
+  if (wake) WakeService();
 }
 
 void Context::ReleaseConn(ConnShared* shared, int64_t bytes) {
@@ -438,6 +463,10 @@ bool Context::CreateLws(bool libev, std::string* why) {
 #if NLWS_WITH_LIBEV
     if (ev_) {
       ev_timers_ = new EvTimers(this);
+      ev_wake_ = new EvWake();
+      ev_wake_->ctx = this;
+      ev_async_init(&ev_wake_->w, EvWake::OnWake);
+      ev_async_start(ev_, &ev_wake_->w);        // before the main thread hears we are ready
       read_buf_.reset(new uint8_t[kReadSize]);  // not touched (resident) until read into
       switch (ev_backend(ev_)) {
         case EVBACKEND_EPOLL:
@@ -555,6 +584,9 @@ void Context::ThreadMain(LoopKind loop, std::string* error, std::mutex* mu,
 #if NLWS_WITH_LIBEV
   delete ev_timers_;
   ev_timers_ = nullptr;
+  if (ev_wake_) ev_async_stop(ev_, &ev_wake_->w);
+  delete ev_wake_;
+  ev_wake_ = nullptr;
   if (ev_) ev_loop_destroy(ev_);
   ev_ = nullptr;
 #endif

@@ -1,11 +1,13 @@
 // The per-environment native core: one lws context driven by its own service
 // thread, and the two batched queues that connect it to JavaScript.
 //
-//   main thread    --Command-->  [commands_, one lws_cancel_service per batch]
+//   main thread    --Command-->  [commands_, one WakeService per batch]
 //   service thread --Batch---->  [pending_, one uv_async_send (Waker) per batch]
 //
-// Only lws_cancel_service() is called off the service thread; JavaScript is
-// only touched on the main thread (delivery.cc).
+// Off the service thread only wake-ups reach its loop: WakeService() (libev's
+// ev_async_send, thread-safe by libev's contract, under libev; else
+// lws_cancel_service()) and Stop()'s lws_cancel_service(). JavaScript is only
+// touched on the main thread (delivery.cc).
 //
 // Receive flow control. Every event the service thread produces is charged
 // to the context's receive total (rx_total_), and message events also to
@@ -287,6 +289,9 @@ class Context {
   EvLoop* ev_ = nullptr;  // the libev loop this thread owns (a "foreign" loop to lws); or null
   struct EvTimers;        // context.cc: lws's and timers_' deadlines under libev
   EvTimers* ev_timers_ = nullptr;
+  struct EvWake;  // context.cc: the main thread's wake-up of this loop under libev
+  EvWake* ev_wake_ = nullptr;
+  void WakeService();  // main thread: the service thread runs the queued commands soon
   struct {
     lws_sorted_usec_list_t sul;  // first member: the lws callback casts back
     Context* owner;
