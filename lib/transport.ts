@@ -182,10 +182,11 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     const k = this.#kept;
     if (k) {
       let kept = 0;
-      for (const m of k.pausedQueue ?? []) kept += m.cost;
-      for (const m of k.iterated ?? []) kept += m.cost;
-      for (const m of k.pausedQueue ?? []) m.cost = 0;
-      for (const m of k.iterated ?? []) m.cost = 0;
+      for (const held of [k.pausedQueue ?? [], k.iterated ?? []])
+        for (const m of held) {
+          kept += m.cost;
+          m.cost = 0;
+        }
       this.#release(kept);
     }
     this.#dropped += binding.dropped(this.#handle);

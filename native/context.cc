@@ -1085,12 +1085,8 @@ void Context::OnTrim(void* arg) {
   for (Conn* c = ctx->conns_; c && c->trim_pending;) {
     Conn* next = c->next;
     visits++;
-    if (c->Trim()) {
-      ctx->RemoveConn(c);
-      ctx->AddConn(c);
-    } else {
-      c->trim_pending = false;
-    }
+    c->trim_pending = false;
+    if (c->Trim()) ctx->NoteBuffers(c);
     c = next;
   }
   ctx->trim_visits_.fetch_add(visits, std::memory_order_relaxed);
