@@ -2,8 +2,8 @@
 // (control frames ahead of queued data, never inside a partly written frame)
 // and one of four transports behind it:
 //
-//   PlainWire      writev() straight to the socket: many queued frames leave
-//                  in one system call;
+//   PlainWire      sendmsg() (send() for one piece) straight to the socket:
+//                  many queued frames leave in one system call;
 //   LwsTlsWire     server TLS: lws_write() on the lws wsi, which encrypts and
 //                  keeps what the socket does not take;
 //   ClientTlsWire  wss:// clients: OpenSSL over memory BIOs (tls_client.h),
