@@ -257,31 +257,38 @@ JsRef* Context::HoldLent(napi_env env, const uint8_t* p, size_t len, bool* lent)
 bool Context::Deliver(napi_env env) {
   napi_value cb = on_events_.Value();
   // A slice: other callbacks of the event loop (timers, I/O, IPC) run between
-  // slices, however fast the batches come. The service thread wakes the main
-  // thread no further (call_pending_) until a check in a later turn (the
-  // caller schedules it whenever this returns true) finds nothing to deliver.
+  // slices, however fast the batches come. Batches the service thread hands
+  // over while this runs join the slice without waking the main thread
+  // (call_pending_ stays set); once none is left, the next batch wakes it
+  // anew. Returns true when the slice ran out with batches left: the caller
+  // then schedules the rest for a later turn. (Until 2026-11-27 every slice
+  // scheduled such a turn only to find nothing, with the service thread
+  // waking the main thread for the next batch all the same: a setImmediate(),
+  // a call into native code and a non-blocking epoll_pwait() per batch.)
   constexpr int64_t kSliceUs = 4000;
   int64_t start = MonotonicUs();
-  bool delivered = false;
+  bool more = false;
   delivering_ = true;  // commands pushed meanwhile share one wake-up, at the end
   while (true) {
     Batch b;
     {
       std::lock_guard<std::mutex> lock(ev_mu_);
       if (pending_.empty()) {
-        if (!delivered) call_pending_ = false;  // idle: the next batch calls anew
+        call_pending_ = false;  // the next batch calls anew
+        break;
+      }
+      if (MonotonicUs() - start >= kSliceUs) {
+        more = true;
         break;
       }
       b = std::move(pending_.front());
       pending_.pop_front();
     }
     DeliverOne(env, cb, b);
-    delivered = true;
-    if (MonotonicUs() - start >= kSliceUs) break;
   }
   delivering_ = false;
   PushLocal();
-  return delivered;
+  return more;
 }
 
 void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
