@@ -262,9 +262,9 @@ bool Context::Deliver(napi_env env) {
   // (call_pending_ stays set); once none is left, the next batch wakes it
   // anew. Returns true when the slice ran out with batches left: the caller
   // then schedules the rest for a later turn. (Until 2026-11-27 every slice
-  // scheduled such a turn only to find nothing, with the service thread
-  // waking the main thread for the next batch all the same: a setImmediate()
-  // and a call into native code per batch.)
+  // scheduled such a turn, which most often found nothing, and the service
+  // thread woke the main thread for the next batch all the same: a
+  // setImmediate() and a call into native code per batch.)
   constexpr int64_t kSliceUs = 4000;
   int64_t start = MonotonicUs();
   bool more = false;
