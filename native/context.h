@@ -172,10 +172,10 @@ class Context {
   uint64_t trim_runs() const { return trim_runs_.load(std::memory_order_relaxed); }
   uint64_t trim_visits() const { return trim_visits_.load(std::memory_order_relaxed); }
   // Hands pending batches to JavaScript, for at most a few milliseconds.
-  // Returns true when it delivered anything: the caller then lets the event
-  // loop turn (timers, I/O) and calls again (lib/runtime.ts: setImmediate),
-  // until a call finds nothing; meanwhile the service thread wakes the main
-  // thread no further.
+  // Returns true when that slice ran out with batches left: the caller then
+  // lets the event loop turn (timers, I/O) and calls again (lib/runtime.ts:
+  // setImmediate); meanwhile the service thread wakes the main thread no
+  // further. Finding none left, it lets the next batch wake the main thread.
   bool Deliver(napi_env env);
   // The end of a delivery: the commands its listeners pushed cross to the
   // service thread under one lock, with one wake-up.
