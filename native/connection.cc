@@ -72,12 +72,10 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
     : ctx_(ctx),
       server_(nullptr),
       shared_(cfg->shared),
-      opts_(nullptr),
-      own_opts_(new ConnOptions(cfg->conn)),
+      opts_(new ConnOptions(cfg->conn)),  // a client's own: ~Conn deletes them
       fd_(cfg->fd),
       reader_(this, true, cfg->conn.max_payload),
       state_(State::kConnecting) {
-  opts_ = own_opts_.get();
   client_hs_.reset(new ClientHandshake(std::move(cfg->request), std::move(cfg->accept),
                                        std::move(cfg->protocols), cfg->conn.deflate));
   client_hs_->address = cfg->address;
@@ -143,6 +141,7 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
 }
 
 Conn::~Conn() {
+  bool client = shared_->client;
   if (topics_ && server_) server_->topics().LeaveAll(topics_.get());
   ctx_->timers().Cancel(&deadline_);
   ctx_->timers().Cancel(&heartbeat_);
@@ -154,6 +153,7 @@ Conn::~Conn() {
   shared_->conn = nullptr;
   shared_->gone.store(true, std::memory_order_release);
   shared_->Unref();
+  if (client) delete opts_;          // a server connection's are its listener's
   if (server_) server_->ConnGone();  // may delete the listener: last
 }
 
@@ -552,14 +552,45 @@ void Conn::QueueBlock(const std::string& bytes) {
 }
 
 void Conn::SendHttpAndClose(const std::string& response) {
+  SendHttpAndClose(HttpAnswer{response, nullptr});
+}
+
+void Conn::SendHttpAndClose(HttpAnswer answer) {
   // "HTTP/1.1 404 ...": what a handed-over connection reports to JavaScript.
-  if (response.size() > 12) answered_ = static_cast<uint16_t>(atoi(response.c_str() + 9));
-  QueueBlock(response);
+  if (answer.bytes.size() > 12) answered_ = static_cast<uint16_t>(atoi(answer.bytes.c_str() + 9));
+  QueueBlock(answer.bytes);
+  file_ = std::move(answer.file);
   server_hs_.reset();
   stash_.reset();
   kill_after_flush_ = true;
-  SetDeadline(opts_->close_timeout_ms);  // a client that never reads cannot hold the socket
+  // A client that never reads cannot hold the socket: this long without
+  // taking a byte (each chunk of a file sets it again), and it is closed.
+  SetDeadline(opts_->close_timeout_ms);
   Flush();
+}
+
+bool Conn::QueueFileChunk() {
+  // One chunk at a time, read when the socket has taken the one before: a
+  // client that does not read holds this much of the file, not all of it.
+  constexpr size_t kFileChunk = 64 * 1024;
+  size_t n = static_cast<size_t>(std::min<uint64_t>(file_->left(), kFileChunk));
+  uint8_t* b = BufAlloc(n);
+  if (!b || !file_->Read(b, n)) {
+    // Shorter than the Content-Length sent: closing without the rest is
+    // how the client learns that the body is not whole.
+    BufFree(b);
+    file_.reset();
+    Kill();
+    return false;
+  }
+  if (!file_->left()) file_.reset();
+  OutFrame f;
+  f.data = b;
+  f.block = b;
+  f.len = n;
+  wire_->Push(f);
+  SetDeadline(opts_->close_timeout_ms);
+  return true;
 }
 
 void Conn::ServerInput(const uint8_t* p, size_t n) {
@@ -1187,15 +1218,25 @@ void Conn::OnWritable() {
 void Conn::Flush() {
   if (killed_ || !HasTransport() || state_ == State::kConnecting) return;
   if (!trim_pending) ctx_->NoteBuffers(this);
-  Wire::Status s = wire_->Flush();
-  Settle();
-  if (s == Wire::Status::kBroken) {
-    // The peer is gone (EPIPE, ECONNRESET, ...): nothing more can be sent.
-    DropQueue(false);
-    Kill();
-    return;
+  // A file goes out in at most this many chunks per turn: a client that
+  // reads as fast as the loopback takes it does not hold up the others.
+  int file_chunks = 16;
+  for (;;) {
+    Wire::Status s = wire_->Flush();
+    Settle();
+    if (s == Wire::Status::kBroken) {
+      // The peer is gone (EPIPE, ECONNRESET, ...): nothing more can be sent.
+      DropQueue(false);
+      file_.reset();
+      Kill();
+      return;
+    }
+    if (s != Wire::Status::kIdle) return;
+    if (!file_) break;
+    if (file_chunks-- == 0 && WantWritable()) return;  // OnWritable goes on next turn
+    if (!QueueFileChunk()) return;
   }
-  if (s != Wire::Status::kIdle || !kill_after_flush_ || lingering_) return;
+  if (!kill_after_flush_ || lingering_) return;
   if (wire_->HalfClose()) {
     // Lingering close (RFC 9112 9.6): our FIN is sent; discard what the peer
     // still sends until it closes too (or a short timer runs out). Closing at

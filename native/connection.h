@@ -23,6 +23,7 @@
 #include "conn_shared.h"
 #include "frame_reader.h"
 #include "handshake.h"
+#include "http_responder.h"
 #include "options.h"
 #include "timers.h"
 #include "topics.h"
@@ -170,6 +171,10 @@ class Conn final : public FrameSink, public WireOwner {
   void AddPeerCertificate(ConnInfo* info);
   void OpenEstablished();
   void SendHttpAndClose(const std::string& response);
+  void SendHttpAndClose(HttpAnswer answer);
+  // Once the socket has taken all before it: the next chunk of the static
+  // file being answered. False when the connection is done for (killed).
+  bool QueueFileChunk();
   void EmitConnectError();
   void EmitHandoverEnd();  // a handed-over connection closed before it opened
   bool HasTransport() const { return sock_ || wsi_ || js_pumped(); }
@@ -201,10 +206,11 @@ class Conn final : public FrameSink, public WireOwner {
   Context* ctx_;
   Listener* server_;
   ConnShared* shared_;
+  // A server connection's listener's; a client's own (deleted with it:
+  // no second pointer to own them, every server connection would carry it).
   const ConnOptions* opts_;
-  std::unique_ptr<ConnOptions> own_opts_;  // client: its own options
-  std::unique_ptr<EvSocket> sock_;         // the socket on the libev loop; or
-  lws* wsi_ = nullptr;                     // lws's wsi for it (closed by lws)
+  std::unique_ptr<EvSocket> sock_;  // the socket on the libev loop; or
+  lws* wsi_ = nullptr;              // lws's wsi for it (closed by lws)
   int fd_;
   int connect_errno_ = 0;  // next to fd_: the two ints share 8 bytes
   FrameReader reader_;
@@ -214,6 +220,7 @@ class Conn final : public FrameSink, public WireOwner {
   std::unique_ptr<ProxyStage> proxy_;            // through a proxy: until the tunnel is up
   std::unique_ptr<std::string> stash_;           // input not processed yet
   std::unique_ptr<Topics::Memberships> topics_;  // server: the topics subscribed to
+  std::unique_ptr<FileBody> file_;               // an HTTP answer's static file, still to send
   Timer deadline_;
   Timer heartbeat_;
   int64_t last_rx_us_ = 0;

@@ -1,10 +1,13 @@
-// HTTP on the WebSocket port: static files (types, lengths, HEAD, index files),
-// path-escape attempts that must never leave the static root, GET /health with
+// HTTP on the WebSocket port: static files (types, lengths, HEAD, index files,
+// large files streamed with bounded memory to clients that read slowly or not
+// at all), path-escape attempts that must never leave the static root, GET /health with
 // the live connection count, the `path` option for upgrades, and 404 / 426 for
 // plain requests the server has nothing for.
 
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -55,6 +58,7 @@ const FILES = {
   'mod.wasm': WASM,
   'sub/index.html': Buffer.from('<!doctype html><title>sub index</title>\n'),
   'noindex/readme.txt': Buffer.from('a folder without an index file\n'),
+  'empty.txt': Buffer.alloc(0),
 };
 
 fs.mkdirSync(ROOT);
@@ -124,6 +128,7 @@ const TYPES = [
   ['/img.png', 'img.png', 'image/png'],
   ['/mod.wasm', 'mod.wasm', 'application/wasm'],
   ['/sub/index.html', 'sub/index.html', 'text/html'],
+  ['/empty.txt', 'empty.txt', 'text/plain'],
 ];
 
 test('GET of each static file: 200, exact bytes, Content-Type and Content-Length', async () => {
@@ -278,6 +283,201 @@ test('escape attempts with HEAD are refused the same way', async () => {
 // ---------------------------------------------------------------------------
 // /health
 // ---------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------
+// Large static files: streamed, never all in memory
+// ---------------------------------------------------------------------------
+
+/** Open file descriptors of this process (the server's sockets and files are among them). */
+function openFds() {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** IPv4 TCP sockets from /proc/net/tcp: { localPort, remotePort, state, rxQueue, inode }. */
+function tcpSockets() {
+  return fs
+    .readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim())
+    .map((l) => {
+      const f = l.trim().split(/\s+/);
+      return {
+        localPort: Number.parseInt(f[1].split(':')[1], 16),
+        remotePort: Number.parseInt(f[2].split(':')[1], 16),
+        state: f[3],
+        rxQueue: Number.parseInt(f[4].split(':')[1], 16),
+        inode: Number(f[9]),
+      };
+    });
+}
+
+/** The server's accepted sockets on `port` that still have a descriptor (inode 0: closed). */
+function serverConnSockets(port) {
+  return tcpSockets().filter((t) => t.localPort === port && t.state !== '0A' && t.inode !== 0)
+    .length;
+}
+
+/** A raw GET that reads nothing: the socket is paused before any byte arrives. */
+function stalledGet(port, target) {
+  const s = net.connect(port, HOST);
+  s.on('error', () => {});
+  s.pause();
+  s.write(`GET ${target} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+  return s;
+}
+
+test('100 clients that never read a 65 MiB file hold a chunk each, not the file; closeTimeoutMs drops them and frees every fd', async () => {
+  // Sparse: 65 MiB of zeros on disk in no time, and over the 64 MiB that
+  // earlier versions refused with 413 (they read the whole file into memory).
+  const big = path.join(ROOT, 'big-sparse.bin');
+  fs.closeSync(fs.openSync(big, 'w'));
+  fs.truncateSync(big, 65 * 1024 * 1024);
+  const N = 100;
+  const socks = [];
+  try {
+    const server = await listen({ static: STATIC, closeTimeoutMs: 1000 });
+    // One whole response first: 200, the right length, all zeros.
+    const whole = await withTimeout(
+      new Promise((resolve, reject) => {
+        http
+          .get({ host: HOST, port: server.port, path: '/big-sparse.bin', agent: false }, (res) => {
+            let n = 0;
+            let nonZero = 0;
+            res.on('data', (c) => {
+              n += c.length;
+              for (const b of c) nonZero |= b;
+            });
+            res.on('end', () => resolve({ status: res.statusCode, res, n, nonZero }));
+          })
+          .on('error', reject);
+      }),
+      20_000,
+      'GET of the 65 MiB file',
+    );
+    assert.is(whole.status, 200);
+    assert.is(whole.res.headers['content-length'], String(65 * 1024 * 1024));
+    assert.is(whole.n, 65 * 1024 * 1024);
+    assert.is(whole.nonZero, 0);
+    await waitFor(() => serverConnSockets(server.port) === 0, {
+      label: 'the first response to close',
+    });
+
+    const fds0 = openFds();
+    const rss0 = process.memoryUsage().rss;
+    let peak = rss0;
+    for (let i = 0; i < N; i++) socks.push(stalledGet(server.port, '/big-sparse.bin'));
+    let most = 0;
+    // Every one is answered (its socket fills), then closed within
+    // closeTimeoutMs of its last progress.
+    await waitFor(
+      () => {
+        peak = Math.max(peak, process.memoryUsage().rss);
+        const open = serverConnSockets(server.port);
+        most = Math.max(most, open);
+        return most === N && open === 0;
+      },
+      {
+        timeout: 15_000,
+        interval: 20,
+        label: 'the server to close the connections that do not read',
+        describe: () => `${serverConnSockets(server.port)} open, at most ${most}`,
+      },
+    );
+    assert.ok(
+      tcpSockets().filter((t) => t.remotePort === server.port && t.rxQueue > 0).length >= N,
+      'each client had response bytes waiting unread',
+    );
+    const grown = (peak - rss0) / 1048576;
+    // Before: each held the whole file (100 × 65 MiB). Now at most a 64 KiB
+    // chunk each, plus the pool's blocks.
+    assert.ok(grown < 48, `RSS grew by ${grown.toFixed(1)} MiB for ${N} clients that do not read`);
+    for (const s of socks) s.destroy();
+    await waitFor(() => openFds() === fds0, { label: 'the client sockets to close' });
+  } finally {
+    for (const s of socks) s.destroy();
+    fs.rmSync(big, { force: true });
+  }
+});
+
+test('a client that reads slowly gets all of a 24 MiB file intact, though it takes longer than closeTimeoutMs', async () => {
+  const file = path.join(ROOT, 'slow.bin');
+  const bytes = crypto.randomBytes(24 * 1024 * 1024);
+  fs.writeFileSync(file, bytes);
+  try {
+    const closeTimeoutMs = 300;
+    const server = await listen({ static: STATIC, closeTimeoutMs });
+    const t0 = Date.now();
+    const got = await withTimeout(
+      new Promise((resolve, reject) => {
+        http
+          .get({ host: HOST, port: server.port, path: '/slow.bin', agent: false }, (res) => {
+            const chunks = [];
+            let sinceRest = 0;
+            res.on('data', (c) => {
+              chunks.push(c);
+              sinceRest += c.length;
+              // 50 ms of not reading after every MiB: about 1.2 s in all, so
+              // the server streams most of it across several closeTimeoutMs.
+              if (sinceRest >= 1 << 20) {
+                sinceRest = 0;
+                res.pause();
+                setTimeout(() => res.resume(), 50);
+              }
+            });
+            res.on('end', () => resolve({ res, body: Buffer.concat(chunks) }));
+            res.on('error', reject);
+          })
+          .on('error', reject);
+      }),
+      20_000,
+      'the slow GET',
+    );
+    const took = Date.now() - t0;
+    assert.ok(took > 3 * closeTimeoutMs, `the transfer took ${took} ms`);
+    assert.is(got.res.statusCode, 200);
+    assert.is(got.res.headers['content-length'], String(bytes.length));
+    assert.is(got.body.length, bytes.length);
+    assert.ok(got.body.equals(bytes), 'the body differs from the file');
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+});
+
+test('a file cut short while it is served: the client gets less than Content-Length and the connection closes', async () => {
+  const file = path.join(ROOT, 'shrinks.bin');
+  const size = 48 * 1024 * 1024;
+  fs.writeFileSync(file, crypto.randomBytes(size));
+  try {
+    const server = await listen({ static: STATIC, closeTimeoutMs: 5000 });
+    const s = stalledGet(server.port, '/shrinks.bin');
+    // Once the answer has begun (bytes wait unread in this socket), cut the
+    // file to 1 MiB: the server reads the rest from the open file, and finds
+    // it short.
+    await waitFor(
+      () => s.localPort && tcpSockets().some((t) => t.localPort === s.localPort && t.rxQueue > 0),
+      { label: 'the answer to begin' },
+    );
+    fs.truncateSync(file, 1 << 20);
+    let received = 0;
+    let head = '';
+    const ended = new Promise((resolve) => {
+      s.on('close', resolve);
+    });
+    s.on('data', (c) => {
+      if (!head.includes('\r\n\r\n')) head += c.toString('latin1');
+      received += c.length;
+    });
+    const bodyBytes = () => received - (head.indexOf('\r\n\r\n') + 4);
+    s.resume();
+    await withTimeout(ended, 10_000, 'the connection to close');
+    assert.match(head, /^HTTP\/1\.1 200 /);
+    assert.match(head, new RegExp(`Content-Length: ${size}\\r\\n`, 'i'));
+    assert.ok(bodyBytes() < size, `${bodyBytes()} body bytes of a ${size}-byte Content-Length`);
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+});
 
 test('GET /health: 200 JSON { status, connections, uptimeMs } counting open WebSocket clients', async () => {
   const t0 = performance.now();

@@ -226,6 +226,60 @@ test('certificate chains: intermediates from tls.ca or from a cert bundle reach 
   }
 });
 
+test('https static file: 24 MiB streamed through TLS arrives intact, to a client that pauses', async () => {
+  const root = path.join(dir, 'static');
+  fs.mkdirSync(root, { recursive: true });
+  const bytes = crypto.randomBytes(24 * 1024 * 1024);
+  fs.writeFileSync(path.join(root, 'big.bin'), bytes);
+  const server = await lws.listen({
+    host: HOST,
+    port: 0,
+    tls: { cert: main.cert, key: main.key },
+    static: { root },
+    closeTimeoutMs: 300,
+  });
+  try {
+    const got = await withTimeout(
+      new Promise((resolve, reject) => {
+        https
+          .get(
+            {
+              host: HOST,
+              port: server.port,
+              path: '/big.bin',
+              ca: fs.readFileSync(main.cert),
+              servername: 'localhost',
+              agent: false,
+            },
+            (res) => {
+              const chunks = [];
+              let sinceRest = 0;
+              res.on('data', (c) => {
+                chunks.push(c);
+                sinceRest += c.length;
+                if (sinceRest >= 1 << 20) {
+                  sinceRest = 0;
+                  res.pause();
+                  setTimeout(() => res.resume(), 40);
+                }
+              });
+              res.on('end', () => resolve({ res, body: Buffer.concat(chunks) }));
+              res.on('error', reject);
+            },
+          )
+          .on('error', reject);
+      }),
+      20_000,
+      'the https GET',
+    );
+    assert.is(got.res.statusCode, 200);
+    assert.is(got.res.headers['content-length'], String(bytes.length));
+    assert.ok(got.body.equals(bytes), `body differs (${got.body.length} bytes)`);
+  } finally {
+    await server.close();
+  }
+});
+
 test('wss to a refused port fails at once with ECONNREFUSED', async () => {
   const port = await freePort(HOST);
   const t0 = performance.now();
