@@ -108,12 +108,10 @@ std::unique_ptr<PerMessageDeflate> PerMessageDeflate::Negotiate(const DeflateOpt
       client_bits = opts.client_max_window_bits;
     std::unique_ptr<PerMessageDeflate> d(new PerMessageDeflate());
     d->opts_ = opts;
-    d->server_ = true;
     d->deflate_bits_ = server_bits;
     d->inflate_bits_ = client_bits;
     d->deflate_reset_ = server_nct;
     d->inflate_reset_ = client_nct;
-    if (!d->Init(true)) return nullptr;
     *response = "permessage-deflate";
     if (server_nct) *response += "; server_no_context_takeover";
     if (client_nct) *response += "; client_no_context_takeover";
@@ -151,7 +149,6 @@ std::unique_ptr<PerMessageDeflate> PerMessageDeflate::Accept(const DeflateOption
   }
   std::unique_ptr<PerMessageDeflate> d(new PerMessageDeflate());
   d->opts_ = opts;
-  d->server_ = false;
   d->inflate_bits_ = 15;
   d->deflate_bits_ = opts.client_max_window_bits;
   d->inflate_reset_ = false;
@@ -172,21 +169,26 @@ std::unique_ptr<PerMessageDeflate> PerMessageDeflate::Accept(const DeflateOption
       return nullptr;
     }
   }
-  if (!d->Init(false)) {
-    *error = "zlib initialisation failed";
-    return nullptr;
-  }
   return d;
 }
 
-bool PerMessageDeflate::Init(bool server) {
-  server_ = server;
+// The zlib streams are made on first use, not when the extension is agreed:
+// a deflate stream holds ~260 KiB (its window, hash chains and pending
+// buffer, 210 KiB of them resident at once), so connections that never
+// compress a message, or never receive a compressed one, do not pay for it.
+bool PerMessageDeflate::EnsureDeflate() {
+  if (out_ok_) return true;
   // zlib does not support raw deflate with an 8-bit window: use 9 (still
   // within what the peer can inflate).
   int dbits = deflate_bits_ < 9 ? 9 : deflate_bits_;
   if (deflateInit2(&out_, opts_.level, Z_DEFLATED, -dbits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
     return false;
   out_ok_ = true;
+  return true;
+}
+
+bool PerMessageDeflate::EnsureInflate() {
+  if (in_ok_) return true;
   // Inflating with the largest window accepts anything a smaller one made.
   if (inflateInit2(&in_, -15) != Z_OK) return false;
   in_ok_ = true;
@@ -205,6 +207,7 @@ int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, size_t* used, bool* 
   *used = n;
   *more = false;
   if (ended_) return 0;  // after BFINAL: ignored
+  if (!EnsureInflate()) return -1;
   in_.next_in = const_cast<Bytef*>(in);
   in_.avail_in = static_cast<uInt>(n);
   size_t produced = 0;
@@ -242,11 +245,12 @@ int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, size_t* used, bool* 
 }
 
 void PerMessageDeflate::EndMessage() {
-  if (inflate_reset_ || ended_) inflateReset(&in_);
+  if (in_ok_ && (inflate_reset_ || ended_)) inflateReset(&in_);
   ended_ = false;
 }
 
 bool PerMessageDeflate::Deflate(const uint8_t* in, size_t n, std::vector<uint8_t>* out) {
+  if (!EnsureDeflate()) return false;
   out->resize(deflateBound(&out_, static_cast<uLong>(n)) + 16);
   out_.next_in = const_cast<Bytef*>(in);
   out_.avail_in = static_cast<uInt>(n);

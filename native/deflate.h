@@ -60,10 +60,10 @@ class PerMessageDeflate {
 
  private:
   PerMessageDeflate() = default;
-  bool Init(bool server);
+  bool EnsureDeflate();  // out_, made on the first message compressed
+  bool EnsureInflate();  // in_, made on the first compressed message received
 
   DeflateOptions opts_;
-  bool server_ = true;
   // Window bits and takeover as agreed for each direction.
   int inflate_bits_ = 15;
   int deflate_bits_ = 15;

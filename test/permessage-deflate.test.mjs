@@ -1,8 +1,11 @@
 // permessage-deflate (RFC 7692): negotiation and round trips against ws and
 // node-lws itself; a decompression bomb is refused with 1009 (Chromium:
-// system/chromium.test.mjs).
+// system/chromium.test.mjs); what an idle connection with the extension costs.
+import { fork } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -188,6 +191,39 @@ test('a decompression bomb (64 MiB of zeros in a ~64 KiB frame) is refused with 
       `RSS grew ${growth.toFixed(0)} MiB (ws itself holds the 64 MiB message)`,
     );
   } finally {
+    await server.close();
+  }
+});
+
+/** This process's allocated memory (RssAnon), in bytes. */
+function rssAnon() {
+  const m = /RssAnon:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return Number(m[1]) * 1024;
+}
+
+test('an idle connection with permessage-deflate agreed holds no zlib stream (500 clients: < 24 KB each; 210 KB before)', async () => {
+  const N = 500;
+  const server = await echoServer({ perMessageDeflate: true });
+  const clients = fork(path.join(import.meta.dirname, 'fixtures', 'deflate-clients.mjs'), [
+    `ws://${HOST}:${server.port}/`,
+    String(N),
+  ]);
+  const next = () => onceEvent(clients, 'message', 30_000, 'the clients').then(([m]) => m);
+  try {
+    const before = rssAnon();
+    const opened = await next();
+    assert.is(opened.open, N);
+    assert.equal(opened.extensions, ['permessage-deflate']);
+    await new Promise((r) => setImmediate(r));
+    const perConn = (rssAnon() - before) / N;
+    assert.ok(perConn < 24 * 1024, `${Math.round(perConn)} B per idle connection`);
+    // The streams are made when they are needed: every connection still
+    // inflates what it receives and compresses its echo.
+    clients.send('talk');
+    assert.equal(await next(), { talked: N });
+  } finally {
+    clients.send('exit');
+    await onceEvent(clients, 'exit', 10_000, 'the clients to exit');
     await server.close();
   }
 });
