@@ -1120,8 +1120,16 @@ void Conn::SendCompressed(uint8_t* payload, size_t len, uint8_t opcode) {
     ReleaseFrame(bare);
     return;
   }
+  PerMessageDeflate* pmd = reader_.pmd();
   std::vector<uint8_t> z;
-  if (!reader_.pmd()->Deflate(payload, len, &z)) {
+  // Without context takeover on our side (serverNoContextTakeover), a
+  // message does not depend on the ones before: the listener's stream for
+  // this window and level compresses it, reset after each one, and the
+  // connection never makes a deflate stream of its own (~260 KiB).
+  bool ok = server_ && pmd->independent()
+                ? server_->deflaters().Compress(pmd->deflate_bits(), pmd->level(), payload, len, &z)
+                : pmd->Deflate(payload, len, &z);
+  if (!ok) {
     FrameDone(bare, false);
     Settle();
     ReleaseFrame(bare);

@@ -49,6 +49,7 @@ class Listener {
   void PauseAccept(bool pause);
   void ConnGone();  // one of this server's connections was deleted
   Topics& topics() { return topics_; }
+  SharedDeflaters& deflaters() { return deflaters_; }  // service thread
   // Queues one frame on every subscriber of `topic` but `skip`.
   void Publish(const std::string& topic, SharedFrame* frame, ConnShared* skip);
 

@@ -1,9 +1,8 @@
 // permessage-deflate (RFC 7692): negotiation and round trips against ws and
 // node-lws itself; a decompression bomb is refused with 1009 (Chromium:
 // system/chromium.test.mjs); what an idle connection with the extension costs.
-import { fork } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { test } from 'uvu';
@@ -195,37 +194,46 @@ test('a decompression bomb (64 MiB of zeros in a ~64 KiB frame) is refused with 
   }
 });
 
-/** This process's allocated memory (RssAnon), in bytes. */
-function rssAnon() {
-  const m = /RssAnon:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-  return Number(m[1]) * 1024;
+/**
+ * 500 clients offering permessage-deflate against a server with `perMessageDeflate`, in a
+ * process of its own (test/fixtures/deflate-cost.mjs): the server's RssAnon per connection while
+ * they are idle and after each has sent one compressible message and had its echo.
+ */
+async function deflateCostPerConnection(perMessageDeflate) {
+  const N = 500;
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(import.meta.dirname, 'fixtures', 'deflate-cost.mjs'),
+      String(N),
+      JSON.stringify(perMessageDeflate),
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    err += d;
+  });
+  const [code] = await onceEvent(child, 'exit', 60_000, 'the deflate-cost fixture');
+  assert.is(code, 0, `deflate-cost exited with ${code}: ${err}`);
+  const r = JSON.parse(out.trim().split('\n').pop());
+  assert.is(r.talked, N, 'every connection inflated its message and compressed the echo');
+  return r;
 }
 
-test('an idle connection with permessage-deflate agreed holds no zlib stream (500 clients: < 24 KB each; 210 KB before)', async () => {
-  const N = 500;
-  const server = await echoServer({ perMessageDeflate: true });
-  const clients = fork(path.join(import.meta.dirname, 'fixtures', 'deflate-clients.mjs'), [
-    `ws://${HOST}:${server.port}/`,
-    String(N),
-  ]);
-  const next = () => onceEvent(clients, 'message', 30_000, 'the clients').then(([m]) => m);
-  try {
-    const before = rssAnon();
-    const opened = await next();
-    assert.is(opened.open, N);
-    assert.equal(opened.extensions, ['permessage-deflate']);
-    await new Promise((r) => setImmediate(r));
-    const perConn = (rssAnon() - before) / N;
-    assert.ok(perConn < 24 * 1024, `${Math.round(perConn)} B per idle connection`);
-    // The streams are made when they are needed: every connection still
-    // inflates what it receives and compresses its echo.
-    clients.send('talk');
-    assert.equal(await next(), { talked: N });
-  } finally {
-    clients.send('exit');
-    await onceEvent(clients, 'exit', 10_000, 'the clients to exit');
-    await server.close();
-  }
+test('an idle connection with permessage-deflate agreed holds no zlib stream (500 clients: < 24 KB each; 208 KB before)', async () => {
+  const { idle } = await deflateCostPerConnection(true);
+  assert.ok(idle < 24 * 1024, `${Math.round(idle)} B per idle connection`);
+});
+
+test('serverNoContextTakeover: connections compress with the listener’s shared stream (< 64 KB each after a message each way; 236 KB with a stream of their own)', async () => {
+  const { idle, used } = await deflateCostPerConnection({ serverNoContextTakeover: true });
+  assert.ok(idle < 24 * 1024, `${Math.round(idle)} B per idle connection`);
+  assert.ok(used < 64 * 1024, `${Math.round(used)} B per connection after a message each way`);
 });
 
 test.run();
