@@ -281,10 +281,6 @@ test('escape attempts with HEAD are refused the same way', async () => {
 });
 
 // ---------------------------------------------------------------------------
-// /health
-// ---------------------------------------------------------------------------
-
-// ---------------------------------------------------------------------------
 // Large static files: streamed, never all in memory
 // ---------------------------------------------------------------------------
 
@@ -478,6 +474,10 @@ test('a file cut short while it is served: the client gets less than Content-Len
     fs.rmSync(file, { force: true });
   }
 });
+
+// ---------------------------------------------------------------------------
+// /health
+// ---------------------------------------------------------------------------
 
 test('GET /health: 200 JSON { status, connections, uptimeMs } counting open WebSocket clients', async () => {
   const t0 = performance.now();
