@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { slowGet } from './support/http-server.mjs';
 import { attachEcho, listenFor } from './support/lws.mjs';
 import { rawHttpExchange } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
@@ -404,29 +405,12 @@ test('a client that reads slowly gets all of a 24 MiB file intact, though it tak
     const closeTimeoutMs = 300;
     const server = await listen({ static: STATIC, closeTimeoutMs });
     const t0 = Date.now();
-    const got = await withTimeout(
-      new Promise((resolve, reject) => {
-        http
-          .get({ host: HOST, port: server.port, path: '/slow.bin', agent: false }, (res) => {
-            const chunks = [];
-            let sinceRest = 0;
-            res.on('data', (c) => {
-              chunks.push(c);
-              sinceRest += c.length;
-              // 50 ms of not reading after every MiB: about 1.2 s in all, so
-              // the server streams most of it across several closeTimeoutMs.
-              if (sinceRest >= 1 << 20) {
-                sinceRest = 0;
-                res.pause();
-                setTimeout(() => res.resume(), 50);
-              }
-            });
-            res.on('end', () => resolve({ res, body: Buffer.concat(chunks) }));
-            res.on('error', reject);
-          })
-          .on('error', reject);
-      }),
-      20_000,
+    // 50 ms of not reading after every MiB: about 1.2 s in all, so the
+    // server streams most of it across several closeTimeoutMs.
+    const got = await slowGet(
+      http.get,
+      { host: HOST, port: server.port, path: '/slow.bin', agent: false },
+      50,
       'the slow GET',
     );
     const took = Date.now() - t0;

@@ -12,6 +12,7 @@ import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
 import { makeCert, makeChain } from './support/certs.mjs';
+import { slowGet } from './support/http-server.mjs';
 import { freePort } from './support/net.mjs';
 import { note } from './support/suite.mjs';
 import { captureRejection, onceEvent, withTimeout } from './support/wait.mjs';
@@ -239,37 +240,17 @@ test('https static file: 24 MiB streamed through TLS arrives intact, to a client
     closeTimeoutMs: 300,
   });
   try {
-    const got = await withTimeout(
-      new Promise((resolve, reject) => {
-        https
-          .get(
-            {
-              host: HOST,
-              port: server.port,
-              path: '/big.bin',
-              ca: fs.readFileSync(main.cert),
-              servername: 'localhost',
-              agent: false,
-            },
-            (res) => {
-              const chunks = [];
-              let sinceRest = 0;
-              res.on('data', (c) => {
-                chunks.push(c);
-                sinceRest += c.length;
-                if (sinceRest >= 1 << 20) {
-                  sinceRest = 0;
-                  res.pause();
-                  setTimeout(() => res.resume(), 40);
-                }
-              });
-              res.on('end', () => resolve({ res, body: Buffer.concat(chunks) }));
-              res.on('error', reject);
-            },
-          )
-          .on('error', reject);
-      }),
-      20_000,
+    const got = await slowGet(
+      https.get,
+      {
+        host: HOST,
+        port: server.port,
+        path: '/big.bin',
+        ca: fs.readFileSync(main.cert),
+        servername: 'localhost',
+        agent: false,
+      },
+      40,
       'the https GET',
     );
     assert.is(got.res.statusCode, 200);

@@ -89,3 +89,31 @@ export function wrapInDuplex(socket) {
   socket.on('error', (err) => d.destroy(err));
   return d;
 }
+
+/**
+ * A GET with `get` (http.get or https.get) by a reader that stops for `pauseMs` after every MiB
+ * it takes; resolves with `{ res, body }` once the response has ended.
+ */
+export function slowGet(get, options, pauseMs, label = 'a slow GET') {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      get(options, (res) => {
+        const chunks = [];
+        let sinceRest = 0;
+        res.on('data', (c) => {
+          chunks.push(c);
+          sinceRest += c.length;
+          if (sinceRest >= 1 << 20) {
+            sinceRest = 0;
+            res.pause();
+            setTimeout(() => res.resume(), pauseMs);
+          }
+        });
+        res.on('end', () => resolve({ res, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      }).on('error', reject);
+    }),
+    20_000,
+    label,
+  );
+}
