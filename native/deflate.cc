@@ -245,6 +245,13 @@ int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, size_t* used, bool* 
   return 0;
 }
 
+void PerMessageDeflate::ReleaseInflate() {
+  if (!holds_inflate()) return;
+  inflateEnd(&in_);
+  in_ = z_stream{};
+  in_ok_ = false;
+}
+
 void PerMessageDeflate::EndMessage() {
   if (in_ok_ && (inflate_reset_ || ended_)) inflateReset(&in_);
   ended_ = false;

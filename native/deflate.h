@@ -46,6 +46,11 @@ class PerMessageDeflate {
               size_t* out_cap, size_t limit, size_t budget);
   void EndMessage();
   static const uint8_t kTail[4];
+  // Between messages: ends the inflate stream when the peer does not keep its
+  // context (the next compressed message makes a new one).
+  void ReleaseInflate();
+  // An inflate stream ReleaseInflate() would end.
+  bool holds_inflate() const { return in_ok_ && inflate_reset_; }
 
   // Compresses one message (final, tail removed) into *out.
   bool Deflate(const uint8_t* in, size_t n, std::vector<uint8_t>* out);

@@ -24,10 +24,23 @@ FrameReader::~FrameReader() {
 }
 
 void FrameReader::Trim() {
-  if (in_message_ || in_frame_ || !msg_) return;
+  if (in_message_ || in_frame_ || busy()) return;
   BufFree(msg_);
   msg_ = nullptr;
   msg_cap_ = 0;
+  if (z_) {
+    // The compressed input of the last message (up to 256 KiB kept between
+    // messages), and the inflate stream when the peer does not keep its
+    // context: a connection that once received a large compressed message
+    // held them for as long as it stayed idle.
+    std::vector<uint8_t>().swap(z_->in);
+    z_->off = 0;
+    z_->pmd->ReleaseInflate();
+  }
+}
+
+bool FrameReader::holds_buffer() const {
+  return msg_ != nullptr || (z_ && (z_->in.capacity() > 0 || z_->pmd->holds_inflate()));
 }
 
 void FrameReader::EnableDeflate(std::unique_ptr<PerMessageDeflate> pmd) {

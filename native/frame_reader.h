@@ -79,7 +79,7 @@ class FrameReader {
   bool done() const { return done_; }  // a close frame or an error was seen
   // Between messages: gives back the reassembly buffer kept for the next one.
   void Trim();
-  bool holds_buffer() const { return msg_ != nullptr; }  // what Trim() may give back later
+  bool holds_buffer() const;  // what Trim() may give back later
 
   // Reading a large payload straight into the message, for a caller that owns a
   // plain socket: when at least `min` payload bytes of an uncompressed data

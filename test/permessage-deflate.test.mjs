@@ -197,18 +197,28 @@ test('a decompression bomb (64 MiB of zeros in a ~64 KiB frame) is refused with 
 /**
  * 500 clients offering permessage-deflate against a server with `perMessageDeflate`, in a
  * process of its own (test/fixtures/deflate-cost.mjs): the server's RssAnon per connection while
- * they are idle and after each has sent one compressible message and had its echo.
+ * they are idle and after each has sent one compressible message and had its echo; with
+ * `receive` (bytes), 300 clients each send one random message of that size to a server that does
+ * not answer, and `settled` is the growth per connection once those are collected and the pool
+ * has given their blocks back.
  */
-async function deflateCostPerConnection(perMessageDeflate) {
-  const N = 500;
+async function deflateCostPerConnection(perMessageDeflate, receive = 0) {
+  const N = receive ? 300 : 500;
   const child = spawn(
     process.execPath,
     [
+      '--expose-gc',
       path.join(import.meta.dirname, 'fixtures', 'deflate-cost.mjs'),
       String(N),
       JSON.stringify(perMessageDeflate),
+      ...(receive ? [String(receive)] : []),
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Large blocks the server frees go back to the system at once: RssAnon
+      // then shows what it still holds, not what glibc keeps for reuse.
+      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '65536' },
+    },
   );
   let out = '';
   let err = '';
@@ -221,7 +231,8 @@ async function deflateCostPerConnection(perMessageDeflate) {
   const [code] = await onceEvent(child, 'exit', 60_000, 'the deflate-cost fixture');
   assert.is(code, 0, `deflate-cost exited with ${code}: ${err}`);
   const r = JSON.parse(out.trim().split('\n').pop());
-  assert.is(r.talked, N, 'every connection inflated its message and compressed the echo');
+  if (receive) assert.is(r.received, N, 'every connection received its message whole');
+  else assert.is(r.talked, N, 'every connection inflated its message and compressed the echo');
   return r;
 }
 
@@ -234,6 +245,15 @@ test('serverNoContextTakeover: connections compress with the listener’s shared
   const { idle, used } = await deflateCostPerConnection({ serverNoContextTakeover: true });
   assert.ok(idle < 24 * 1024, `${Math.round(idle)} B per idle connection`);
   assert.ok(used < 64 * 1024, `${Math.round(used)} B per connection after a message each way`);
+});
+
+test('a connection that received a 200 KB compressed message gives back its input buffer once idle (< 80 KB each, 140 KB before); with clientNoContextTakeover its inflate stream too (< 32 KB)', async () => {
+  const bytes = 200_000; // random: it stays ~200 KB compressed
+  // The inflate stream and its 32 KiB window stay: the peer keeps its context.
+  const kept = await deflateCostPerConnection(true, bytes);
+  assert.ok(kept.settled < 80_000, `${Math.round(kept.settled)} B per connection, idle again`);
+  const reset = await deflateCostPerConnection({ clientNoContextTakeover: true }, bytes);
+  assert.ok(reset.settled < 32_000, `${Math.round(reset.settled)} B per connection, idle again`);
 });
 
 test.run();
