@@ -15,6 +15,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { slowGet } from './support/http-server.mjs';
 import { attachEcho, listenFor } from './support/lws.mjs';
+import { tcpSockets } from './support/net.mjs';
+import { openFds } from './support/proc.mjs';
 import { rawHttpExchange } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
 import { onceEvent, waitFor, withTimeout } from './support/wait.mjs';
@@ -286,33 +288,9 @@ test('escape attempts with HEAD are refused the same way', async () => {
 // Large static files: streamed, never all in memory
 // ---------------------------------------------------------------------------
 
-/** Open file descriptors of this process (the server's sockets and files are among them). */
-function openFds() {
-  return fs.readdirSync('/proc/self/fd').length;
-}
-
-/** IPv4 TCP sockets from /proc/net/tcp: { localPort, remotePort, state, rxQueue, inode }. */
-function tcpSockets() {
-  return fs
-    .readFileSync('/proc/net/tcp', 'utf8')
-    .split('\n')
-    .slice(1)
-    .filter((l) => l.trim())
-    .map((l) => {
-      const f = l.trim().split(/\s+/);
-      return {
-        localPort: Number.parseInt(f[1].split(':')[1], 16),
-        remotePort: Number.parseInt(f[2].split(':')[1], 16),
-        state: f[3],
-        rxQueue: Number.parseInt(f[4].split(':')[1], 16),
-        inode: Number(f[9]),
-      };
-    });
-}
-
 /** The server's accepted sockets on `port` that still have a descriptor (inode 0: closed). */
 function serverConnSockets(port) {
-  return tcpSockets().filter((t) => t.localPort === port && t.state !== '0A' && t.inode !== 0)
+  return tcpSockets().filter((t) => t.localPort === port && t.state !== 'LISTEN' && t.inode !== '0')
     .length;
 }
 
