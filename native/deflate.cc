@@ -13,6 +13,28 @@ namespace nlws {
 
 namespace {
 
+// One whole message through z (final, Z_SYNC_FLUSH) into *out, without the
+// 00 00 ff ff the flush ends with (RFC 7692 7.2.1). The caller resets z when
+// its messages do not share a context.
+bool CompressMessage(z_stream* z, const uint8_t* in, size_t n, std::vector<uint8_t>* out) {
+  out->resize(deflateBound(z, static_cast<uLong>(n)) + 16);
+  z->next_in = const_cast<Bytef*>(in);
+  z->avail_in = static_cast<uInt>(n);
+  size_t produced = 0;
+  while (true) {
+    z->next_out = out->data() + produced;
+    z->avail_out = static_cast<uInt>(out->size() - produced);
+    int r = deflate(z, Z_SYNC_FLUSH);
+    produced = out->size() - z->avail_out;
+    if (r != Z_OK && r != Z_BUF_ERROR) return false;
+    if (z->avail_out > 0) break;
+    out->resize(out->size() * 2);
+  }
+  if (produced >= 4) produced -= 4;
+  out->resize(produced);
+  return true;
+}
+
 struct Param {
   std::string name;
   std::string value;
@@ -258,23 +280,7 @@ void PerMessageDeflate::EndMessage() {
 }
 
 bool PerMessageDeflate::Deflate(const uint8_t* in, size_t n, std::vector<uint8_t>* out) {
-  if (!EnsureDeflate()) return false;
-  out->resize(deflateBound(&out_, static_cast<uLong>(n)) + 16);
-  out_.next_in = const_cast<Bytef*>(in);
-  out_.avail_in = static_cast<uInt>(n);
-  size_t produced = 0;
-  while (true) {
-    out_.next_out = out->data() + produced;
-    out_.avail_out = static_cast<uInt>(out->size() - produced);
-    int r = deflate(&out_, Z_SYNC_FLUSH);
-    produced = out->size() - out_.avail_out;
-    if (r != Z_OK && r != Z_BUF_ERROR) return false;
-    if (out_.avail_out > 0) break;
-    out->resize(out->size() * 2);
-  }
-  // Remove the 00 00 ff ff that Z_SYNC_FLUSH ends with (RFC 7692 7.2.1).
-  if (produced >= 4) produced -= 4;
-  out->resize(produced);
+  if (!EnsureDeflate() || !CompressMessage(&out_, in, n, out)) return false;
   if (deflate_reset_) deflateReset(&out_);
   return true;
 }
@@ -298,26 +304,9 @@ bool SharedDeflaters::Compress(int window_bits, int level, const uint8_t* in, si
     e = fresh.get();
     entries_.push_back(std::move(fresh));
   }
-  out->resize(deflateBound(&e->z, static_cast<uLong>(n)) + 16);
-  e->z.next_in = const_cast<Bytef*>(in);
-  e->z.avail_in = static_cast<uInt>(n);
-  size_t produced = 0;
-  while (true) {
-    e->z.next_out = out->data() + produced;
-    e->z.avail_out = static_cast<uInt>(out->size() - produced);
-    int r = deflate(&e->z, Z_SYNC_FLUSH);
-    produced = out->size() - e->z.avail_out;
-    if (r != Z_OK && r != Z_BUF_ERROR) {
-      deflateReset(&e->z);
-      return false;
-    }
-    if (e->z.avail_out > 0) break;
-    out->resize(out->size() * 2);
-  }
-  if (produced >= 4) produced -= 4;
-  out->resize(produced);
-  deflateReset(&e->z);
-  return true;
+  bool ok = CompressMessage(&e->z, in, n, out);
+  deflateReset(&e->z);  // shared: every message starts without context
+  return ok;
 }
 
 }  // namespace nlws
