@@ -59,6 +59,7 @@ export interface NativeServerConfig {
   protocols: string[];
   verify: boolean;
   maxConnections: number;
+  maxPendingHeaderBytes: number;
   allowedOrigins: string[];
   path: string;
   health: boolean;

@@ -170,6 +170,12 @@ export interface ListenOptions {
   allowedOrigins?: string[];
   /** Open WebSocket connections allowed at once; beyond it upgrades get 503. */
   maxConnections?: number;
+  /**
+   * Bytes the request heads still arriving on this server's sockets may hold together (default
+   * 8 MiB; at least twice maxHeaderBytes). Past it, the request that began first is answered 503
+   * and closed: a client that sends its head slowly cannot hold memory for many others.
+   */
+  maxPendingHeaderBytes?: number;
   /** Accept upgrades only on this path (404 otherwise), e.g. '/ws'. */
   path?: string;
   /** Answer `GET /health` with `{ status, connections, uptimeMs }`. */
@@ -370,6 +376,7 @@ function normalize(options: unknown): Normalized {
       o.adapter,
     );
   const tlsMaterial = serverTls(optObject(o, 'tls'));
+  const conn = connOptions(o, { name: 'handshakeTimeoutMs', def: 10_000 });
   const stat = optObject(o, 'static');
   let staticRoot = '';
   let staticIndex = 'index.html';
@@ -421,10 +428,18 @@ function normalize(options: unknown): Normalized {
     headersHook,
     adapter: o.adapter as Adapter | undefined,
     config: {
-      conn: connOptions(o, { name: 'handshakeTimeoutMs', def: 10_000 }),
+      conn,
       protocols: optProtocols(o),
       verify: verify !== undefined || handleProtocols !== undefined || headersHook !== undefined,
       maxConnections: optInt(o, 'maxConnections', 0, 0, 2 ** 31 - 1),
+      // A head being read may take twice its size (its buffer doubles as it grows).
+      maxPendingHeaderBytes: optInt(
+        o,
+        'maxPendingHeaderBytes',
+        8 * 1024 * 1024,
+        2 * conn.maxHeaderBytes,
+        Number.MAX_SAFE_INTEGER,
+      ),
       allowedOrigins: optStringList(o, 'allowedOrigins'),
       path,
       health: optBool(o, 'health', false),

@@ -202,8 +202,8 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
-  // startServer(id, fd, { conn, protocols, verify, maxConnections, allowedOrigins,
-  //                       path, health, staticRoot, staticIndex, upgradeHeaders,
+  // startServer(id, fd, { conn, protocols, verify, maxConnections, maxPendingHeaderBytes,
+  //                       allowedOrigins, path, health, staticRoot, staticIndex, upgradeHeaders,
   //                       unixPath, unixDev, unixIno, tls* })
   Napi::Value StartServer(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -217,6 +217,8 @@ class Addon : public Napi::Addon<Addon> {
     cfg->protocols = StringList(o.Get("protocols"));
     cfg->verify = o.Get("verify").ToBoolean().Value();
     cfg->max_connections = o.Get("maxConnections").As<Napi::Number>().Uint32Value();
+    cfg->max_pending_header_bytes =
+        static_cast<size_t>(o.Get("maxPendingHeaderBytes").As<Napi::Number>().Int64Value());
     cfg->allowed_origins = StringList(o.Get("allowedOrigins"));
     cfg->path = o.Get("path").As<Napi::String>().Utf8Value();
     cfg->health = o.Get("health").ToBoolean().Value();

@@ -142,6 +142,7 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
 
 Conn::~Conn() {
   bool client = shared_->client;
+  if (server_hs_) server_->HeadDone(&server_hs_->pending);
   if (topics_ && server_) server_->topics().LeaveAll(topics_.get());
   ctx_->timers().Cancel(&deadline_);
   ctx_->timers().Cancel(&heartbeat_);
@@ -596,7 +597,13 @@ bool Conn::QueueFileChunk() {
 void Conn::ServerInput(const uint8_t* p, size_t n) {
   const ServerConfig& cfg = server_->config();
   ServerHandshake& hs = *server_hs_;
-  switch (hs.Feed(p, n, cfg, server_->open_connections)) {
+  ServerHandshake::Result result = hs.Feed(p, n, cfg, server_->open_connections);
+  if (result == ServerHandshake::Result::kMore) {
+    server_->HeadPending(&hs.pending, this, hs.held());  // may refuse this one
+    return;
+  }
+  server_->HeadDone(&hs.pending);
+  switch (result) {
     case ServerHandshake::Result::kMore:
       return;
     case ServerHandshake::Result::kReject:
@@ -632,6 +639,11 @@ void Conn::ServerInput(const uint8_t* p, size_t n) {
     return;
   }
   CompleteUpgrade(ChooseProtocol(cfg.protocols, hs.offered), std::string());
+}
+
+void Conn::RefuseHead() {
+  if (killed_) return;  // closing already; ~Conn is near
+  SendHttpAndClose(HttpErrorReply(503, "Too many unfinished requests", "Retry-After: 1\r\n"));
 }
 
 void Conn::AddPeerCertificate(ConnInfo* info) {

@@ -80,6 +80,9 @@ class Conn final : public FrameSink, public WireOwner {
   // own pick from its protocols; `headers` (complete lines) go into the 101.
   void AcceptUpgrade(const std::string& protocol, bool choose, const std::string& headers);
   void RejectUpgrade(int status, const std::string& headers, const std::string& body);
+  // Its request head is still arriving and the listener's heads hold too
+  // much together (Listener::HeadPending): answered 503 and closed.
+  void RefuseHead();
   void PauseRx(uint8_t reason);
   void ResumeRx(uint8_t reason);
   // kResumeRx from the main thread after a release: resume when JavaScript

@@ -24,6 +24,18 @@ namespace nlws {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+class Conn;
+
+// A request whose head is still arriving, in its listener's list of such
+// requests (oldest first) with the bytes counted for it against
+// maxPendingHeaderBytes (Listener::HeadPending / HeadDone).
+struct PendingHead {
+  Conn* conn = nullptr;
+  PendingHead* prev = nullptr;
+  PendingHead* next = nullptr;
+  size_t counted = 0;  // 0: not in the list
+};
+
 class ServerHandshake {
  public:
   enum class Result : uint8_t {
@@ -42,6 +54,9 @@ class ServerHandshake {
 
   const HttpRequest& request() const { return req_; }
   HttpRequest& mutable_request() { return req_; }
+  // Bytes the unfinished head holds (its buffer's capacity), after kMore.
+  size_t held() const { return head_.capacity(); }
+  PendingHead pending;
   int status() const { return status_; }
   const std::string& message() const { return message_; }
   const std::string& extra_headers() const { return extra_; }

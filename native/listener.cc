@@ -205,6 +205,57 @@ void Listener::Adopt(ConnShared* shared, int fd, std::string remote_address, int
   if (len) conn->OnReadable(head, len);
 }
 
+void Listener::HeadPending(PendingHead* h, Conn* c, size_t held) {
+  if (!h->counted) {
+    h->conn = c;
+    h->prev = heads_last_;
+    h->next = nullptr;
+    if (heads_last_)
+      heads_last_->next = h;
+    else
+      heads_first_ = h;
+    heads_last_ = h;
+  }
+  head_bytes_ += held - h->counted;
+  h->counted = held;
+  size_t limit = cfg_->max_pending_header_bytes;
+  if (head_bytes_ <= limit) return;
+  if (!heads_refused_) {
+    std::string line = "server " + std::to_string(cfg_->id) +
+                       ": unfinished request heads hold more than maxPendingHeaderBytes (" +
+                       std::to_string(limit) + " bytes); the oldest are answered 503";
+    ctx_->Log(LLL_WARN, line.c_str());
+  }
+  while (head_bytes_ > limit && heads_first_) {
+    Conn* oldest = heads_first_->conn;
+    HeadDone(heads_first_);
+    oldest->RefuseHead();  // may be c itself
+    heads_refused_++;
+  }
+}
+
+void Listener::HeadDone(PendingHead* h) {
+  if (!h->counted) return;
+  if (h->prev)
+    h->prev->next = h->next;
+  else
+    heads_first_ = h->next;
+  if (h->next)
+    h->next->prev = h->prev;
+  else
+    heads_last_ = h->prev;
+  head_bytes_ -= h->counted;
+  *h = PendingHead();
+  if (heads_refused_ && head_bytes_ <= cfg_->max_pending_header_bytes / 2) {
+    std::string line = "server " + std::to_string(cfg_->id) + ": " +
+                       std::to_string(heads_refused_) +
+                       " unfinished request(s) were answered 503 to keep within "
+                       "maxPendingHeaderBytes";
+    ctx_->Log(LLL_WARN, line.c_str());
+    heads_refused_ = 0;
+  }
+}
+
 void Listener::ResumeAccept(void* arg) {
   auto* l = static_cast<Listener*>(arg);
   l->backoff_ = false;

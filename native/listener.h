@@ -28,6 +28,7 @@
 namespace nlws {
 
 class Conn;
+struct PendingHead;
 
 class Listener {
  public:
@@ -48,6 +49,13 @@ class Listener {
   // its limit: new clients wait in the kernel's listen queue.
   void PauseAccept(bool pause);
   void ConnGone();  // one of this server's connections was deleted
+  // A request head is still arriving and now holds `held` bytes: counts it
+  // (at the end of the list the first time). While the heads hold more than
+  // maxPendingHeaderBytes together, the oldest is answered 503 and closed: an
+  // honest head usually arrives in one read and is never counted, one that
+  // trickles in is the first to go.
+  void HeadPending(PendingHead* h, Conn* c, size_t held);
+  void HeadDone(PendingHead* h);  // complete, refused, or its socket closed
   Topics& topics() { return topics_; }
   SharedDeflaters& deflaters() { return deflaters_; }  // service thread
   // Queues one frame on every subscriber of `topic` but `skip`.
@@ -83,6 +91,11 @@ class Listener {
   int spare_fd_ = -1;
   bool fd_burst_ = false;  // out of descriptors since the last accept that succeeded
   uint64_t refused_ = 0;   // clients refused in this burst
+  // Request heads still arriving (HeadPending), oldest first.
+  PendingHead* heads_first_ = nullptr;
+  PendingHead* heads_last_ = nullptr;
+  size_t head_bytes_ = 0;       // what they hold together
+  uint64_t heads_refused_ = 0;  // answered 503 since the heads last fit
   Topics topics_;
   SharedDeflaters deflaters_;  // for compressed frames shared by subscribers
 };

@@ -43,6 +43,9 @@ struct ServerConfig {
   std::vector<std::string> protocols;
   bool verify = false;           // JavaScript decides each upgrade (kEvUpgrade -> kAccept/kReject)
   uint32_t max_connections = 0;  // 0: no limit; beyond it, 503
+  // What the request heads still arriving may hold together; past it the
+  // oldest is answered 503 and closed.
+  size_t max_pending_header_bytes = 8 * 1024 * 1024;
   std::vector<std::string> allowed_origins;  // empty: any Origin
   std::string path;         // empty: upgrades on any path; else only this one (404 otherwise)
   bool health = false;      // GET /health answers JSON

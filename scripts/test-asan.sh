@@ -57,6 +57,7 @@ DEFAULT_FILES=(
   test/unix-socket.test.mjs
   test/proxy-errors.test.mjs
   test/handle-upgrade.test.mjs
+  test/admission.test.mjs
   test/ws-api.test.mjs
   test/system/network-fuzz.test.mjs
 )

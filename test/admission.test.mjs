@@ -1,13 +1,13 @@
 // Admission of upgrades: verify() (every result kind, async, throwing),
-// handleProtocols(), allowedOrigins, maxConnections, maxHeaderBytes, and the
-// timeouts that bound a handshake (handshakeTimeoutMs) and a closing handshake
+// handleProtocols(), allowedOrigins, maxConnections, maxHeaderBytes,
+// maxPendingHeaderBytes, and the timeouts that bound a handshake (handshakeTimeoutMs) and a closing handshake
 // (closeTimeoutMs).
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { attachEcho, connClosed, listenFor, nextConnection } from './support/lws.mjs';
 import { rawTcpConnect } from './support/net.mjs';
-import { OP, RawWsPeer, rawHttpExchange, rawWsUpgrade } from './support/raw-ws.mjs';
+import { OP, RawWsPeer, rawHttpExchange, rawWsUpgrade, upgradeRequest } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
 import { onceEvent, withTimeout } from './support/wait.mjs';
 import {
@@ -379,6 +379,98 @@ test('maxHeaderBytes: 1024 — a 4 KiB header gets 431; a small request is accep
   // A ~600-byte header is within the limit.
   const ok = await ws(urlOf(server), { headers: { 'X-Small': 's'.repeat(600) } });
   assert.is((await echoRoundTrip(ok, 'fits')).data, 'fits');
+});
+
+// ---------------------------------------------------------------------------
+// maxPendingHeaderBytes
+// ---------------------------------------------------------------------------
+
+/**
+ * A raw socket that sends an upgrade request padded to about `pad` bytes, all but its blank
+ * line; resolves once the bytes are written.
+ */
+async function partialHead(server, pad) {
+  const peer = track(new RawWsPeer(await rawTcpConnect(server.port)));
+  const request = upgradeRequest(server.port, { headers: { 'X-Pad': 'p'.repeat(pad) } });
+  const head = request.slice(0, -2);
+  await new Promise((resolve) => peer.socket.write(head, resolve));
+  return peer;
+}
+
+test('maxPendingHeaderBytes: heads that trickle in are answered 503 oldest first; the rest and a prompt client get in', async () => {
+  const logs = [];
+  const server = await listen({
+    maxPendingHeaderBytes: 64 * 1024,
+    logger: (_level, message) => logs.push(message),
+  });
+  attachEcho(server);
+  // Eight unfinished heads of ~15 KB each: at most four fit in 64 KiB.
+  const peers = [];
+  for (let i = 0; i < 8; i++) peers.push(await partialHead(server, 15_000));
+  for (let i = 0; i < 4; i++) {
+    const head = await peers[i].waitHead();
+    assert.is(head.status, 503, `peer ${i}: ${head.startLine}`);
+    assert.is(head.headers['retry-after'], '1');
+    await withTimeout(peers[i].closed, 5000, `peer ${i} closed after its 503`);
+  }
+  // A client that sends its request in one write is not held up by them.
+  const prompt = await ws(urlOf(server));
+  assert.is((await echoRoundTrip(prompt, 'prompt')).data, 'prompt');
+  // The newest heads are still waiting, and complete into connections.
+  const refused = peers.filter((p) => p.head?.status === 503).length;
+  assert.ok(refused >= 4 && refused <= 6, `${refused} of 8 refused`);
+  for (let i = 0; i < refused; i++) assert.is(peers[i].head?.status, 503, `peer ${i} (oldest)`);
+  for (let i = refused; i < 8; i++) {
+    assert.not.ok(peers[i].isClosed, `peer ${i} (newer) still open`);
+    const connected = onceEvent(server, 'connection', 5000, `'connection' for peer ${i}`);
+    peers[i].write('\r\n');
+    const head = await peers[i].waitHead();
+    assert.is(head.status, 101, `peer ${i}: ${head.startLine}`);
+    await connected;
+  }
+  assert.is(server.connectionCount, 1 + 8 - refused);
+  assert.ok(
+    logs.some((m) => m.includes('maxPendingHeaderBytes')),
+    `a log line says why: ${JSON.stringify(logs)}`,
+  );
+});
+
+test('maxPendingHeaderBytes: a head stops counting once complete or once its socket closes', async () => {
+  const server = await listen({ maxPendingHeaderBytes: 64 * 1024 });
+  attachEcho(server);
+  // Ten heads of ~15 KB one after the other (150 KB in all): each completes before the next.
+  for (let i = 0; i < 10; i++) {
+    const peer = await partialHead(server, 15_000);
+    peer.write('\r\n');
+    const head = await peer.waitHead();
+    assert.is(head.status, 101, `head ${i}: ${head.startLine}`);
+  }
+  // Four unfinished heads whose sockets close, then four more that complete (all eight
+  // together would not fit).
+  for (let i = 0; i < 4; i++) (await partialHead(server, 15_000)).socket.destroy();
+  const barrier = await ws(urlOf(server));
+  assert.is((await echoRoundTrip(barrier, 'after')).data, 'after');
+  const later = [];
+  for (let i = 0; i < 4; i++) later.push(await partialHead(server, 15_000));
+  for (const [i, peer] of later.entries()) {
+    peer.write('\r\n');
+    const head = await peer.waitHead();
+    assert.is(head.status, 101, `later head ${i}: ${head.startLine}`);
+  }
+});
+
+test('maxPendingHeaderBytes below twice maxHeaderBytes is refused before anything listens', async () => {
+  let err = null;
+  try {
+    await listen({ maxHeaderBytes: 4096, maxPendingHeaderBytes: 8191 });
+  } catch (e) {
+    err = e;
+  }
+  assert.instance(err, RangeError);
+  assert.is(err.code, 'ERR_OUT_OF_RANGE');
+  assert.match(err.message, /maxPendingHeaderBytes/);
+  const ok = await listen({ maxHeaderBytes: 4096, maxPendingHeaderBytes: 8192 });
+  assert.ok(ok.port > 0);
 });
 
 // ---------------------------------------------------------------------------

@@ -524,4 +524,68 @@ test('decompression bombs in a loop: each refused with 1009, others keep their l
   assertLatency(result, 'decompression bombs');
 });
 
+// ---- request heads that never end ----------------------------------------------------------
+
+/** The victim's RSS once it stops moving (two reads 300 ms apart within 256 KiB). */
+async function settledRss(victim, label) {
+  let last = -1;
+  let rss = 0;
+  await waitFor(
+    () => {
+      rss = victim.status().rss;
+      const still = Math.abs(rss - last) < 256 * 1024;
+      last = rss;
+      return still;
+    },
+    { timeout: 30_000, interval: 300, label },
+  );
+  return rss;
+}
+
+test('3,000 sockets each holding an unfinished 16 KB request head: node-lws holds its 8 MiB budget, not 48 MB; others keep their latency', async () => {
+  const SOCKETS = 3000;
+  const head = `GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(16_000)}`;
+  const held = {};
+  for (const impl of ['ws', 'lws']) {
+    const victim = await startVictim({ impl, role: 'server' });
+    const idle = victim.status().rss;
+    const sockets = [];
+    let closed = 0;
+    const probe = impl === 'lws' ? startProbe(victim.port, 3000) : null;
+    for (let i = 0; i < SOCKETS; i++) {
+      const s = net.connect(victim.port, '127.0.0.1');
+      s.on('error', () => {});
+      s.on('close', () => closed++);
+      s.resume();
+      s.write(head);
+      sockets.push(s);
+      cleanups.push(() => s.destroy());
+      if (i % 100 === 99) await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(() => sockets.every((s) => s.writableLength === 0 && !s.connecting), {
+      timeout: 30_000,
+      interval: 50,
+      label: `${impl}: every head written`,
+    });
+    if (impl === 'lws') {
+      // The oldest are answered 503 and closed while the rest fit in 8 MiB.
+      const fit = Math.floor((8 * MiB) / 16_000);
+      await waitFor(() => closed >= SOCKETS - fit, {
+        timeout: 30_000,
+        interval: 50,
+        label: `node-lws to refuse at least ${SOCKETS - fit} heads (${closed} closed)`,
+      });
+    }
+    held[impl] = (await settledRss(victim, `${impl}: RSS to settle`)) - idle;
+    note(
+      `${impl}: ${SOCKETS} unfinished 16 KB heads: +${mib(held[impl])} of RSS, ${closed} sockets closed by the server`,
+    );
+    if (probe) assertLatency(await probe, 'unfinished request heads');
+    for (const s of sockets) s.destroy();
+    await victim.stop();
+  }
+  // 8 MiB of heads, plus what each accepted socket costs until handshakeTimeoutMs (~1.3 KB).
+  assert.ok(held.lws < 20 * MiB, `node-lws held ${mib(held.lws)} for ${SOCKETS} heads`);
+});
+
 test.run();
