@@ -21,7 +21,8 @@
 #   listen-close-cycles, server, rfc6455-conformance, client, message-order, lend-messages,
 #   connection-handles,
 #   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
-#   handshake-headers, unix-socket, proxy-errors, handle-upgrade, ws-api, system/network-fuzz
+#   handshake-headers, unix-socket, proxy-errors, handle-upgrade, admission, ws-api,
+#   system/network-fuzz
 #   (FUZZ_SECONDS defaults to 20 here too)
 #
 # Env:
