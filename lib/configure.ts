@@ -11,9 +11,18 @@ export interface GlobalOptions {
    * Above it node-lws stops reading every socket and accepting new ones; it resumes at half.
    */
   totalReceiveLimit?: number;
+  /**
+   * Bound on the bytes held for incoming messages that are not complete yet (the reassembly
+   * buffers, and compressed bytes waiting to be inflated), over every connection of this thread
+   * (default 256 MiB). Past it the connection holding the most is closed with 1013 (Try Again
+   * Later) until the rest fits: peers that each send most of a large message cannot make the
+   * process hold `maxPayload` per connection. Keep it above the largest `maxPayload` in use.
+   */
+  totalUnfinishedLimit?: number;
 }
 
 export const DEFAULT_TOTAL_RECEIVE_LIMIT = 64 * 1024 * 1024;
+export const DEFAULT_TOTAL_UNFINISHED_LIMIT = 256 * 1024 * 1024;
 
 /** Changes process-wide settings; options left out keep their value. */
 export function configure(options: GlobalOptions): void {
@@ -25,11 +34,18 @@ export function configure(options: GlobalOptions): void {
       optInt(o, 'totalReceiveLimit', DEFAULT_TOTAL_RECEIVE_LIMIT, 64 * 1024, 2 ** 45),
     );
   }
+  if (o.totalUnfinishedLimit !== undefined) {
+    runtime.setUnfinishedLimit(
+      optInt(o, 'totalUnfinishedLimit', DEFAULT_TOTAL_UNFINISHED_LIMIT, 64 * 1024, 2 ** 45),
+    );
+  }
 }
 
 export interface NativeMemory {
   /** Bytes of received events JavaScript has not consumed yet (bounded by totalReceiveLimit). */
   receivePending: number;
+  /** Bytes held for incoming messages not complete yet (bounded by totalUnfinishedLimit). */
+  unfinished: number;
   /** Bytes of free frame and message buffers kept for reuse. */
   pooled: number;
   /**

@@ -208,7 +208,8 @@ export interface Binding {
    */
   dispose(handle: ConnHandle): void;
   setReceiveLimit(bytes: number): void;
-  memoryStats(): { receivePending: number; pooled: number; handles: number };
+  setUnfinishedLimit(bytes: number): void;
+  memoryStats(): { receivePending: number; unfinished: number; pooled: number; handles: number };
   /** The service thread's once-a-second trim: its turns and the connections it visited (tests). */
   serviceCounters(): { trimRuns: number; trimVisits: number };
   bufferedAmount(handle: ConnHandle): number;

@@ -233,6 +233,7 @@ class Runtime {
   private refs = 0;
   private lastServerId = 0;
   private receiveLimit: number | undefined;
+  private unfinishedLimit: number | undefined;
 
   start(): void {
     if (this.started) return;
@@ -253,6 +254,13 @@ class Runtime {
       process.emitWarning(`node-lws: ${loop.fallback}`, { code: 'NODE_LWS_POLL_FALLBACK' });
     }
     if (this.receiveLimit !== undefined) binding.setReceiveLimit(this.receiveLimit);
+    if (this.unfinishedLimit !== undefined) binding.setUnfinishedLimit(this.unfinishedLimit);
+  }
+
+  /** The context-wide bound on input held for messages not complete yet. */
+  setUnfinishedLimit(bytes: number): void {
+    this.unfinishedLimit = bytes;
+    if (this.started) binding.setUnfinishedLimit(bytes);
   }
 
   /** The context-wide bound on received bytes JavaScript has not consumed yet. */

@@ -70,6 +70,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("release", &Addon::Release),
                              InstanceMethod("dispose", &Addon::Dispose),
                              InstanceMethod("setReceiveLimit", &Addon::SetReceiveLimit),
+                             InstanceMethod("setUnfinishedLimit", &Addon::SetUnfinishedLimit),
                              InstanceMethod("memoryStats", &Addon::MemoryStats),
                              InstanceMethod("serviceCounters", &Addon::ServiceCounters),
                              InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
@@ -834,6 +835,13 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
+  // setUnfinishedLimit(bytes): the context's bound on unfinished input (see context.h).
+  Napi::Value SetUnfinishedLimit(const Napi::CallbackInfo& info) {
+    if (ctx_)
+      ctx_->SetUnfinishedLimit(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
+    return info.Env().Undefined();
+  }
+
   // dispose(handle): JavaScript is done with a server connection's handle
   // (ConnHandles); a no-op for an External, which V8 collects.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -845,12 +853,13 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
-  // memoryStats() -> { receivePending, pooled, handles }
+  // memoryStats() -> { receivePending, unfinished, pooled, handles }
   Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object r = Napi::Object::New(env);
     r.Set("receivePending",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->receive_pending()) : 0));
+    r.Set("unfinished", Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->unfinished()) : 0));
     r.Set("pooled",
           Napi::Number::New(env, static_cast<double>(BufPooledBytes() + WireCachedBytes())));
     r.Set("handles",

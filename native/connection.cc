@@ -143,6 +143,7 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
 Conn::~Conn() {
   bool client = shared_->client;
   if (server_hs_) server_->HeadDone(&server_hs_->pending);
+  if (unfinished_) ctx_->UnfinishedChanged(unfinished_, 0);
   if (topics_ && server_) server_->topics().LeaveAll(topics_.get());
   ctx_->timers().Cancel(&deadline_);
   ctx_->timers().Cancel(&heartbeat_);
@@ -392,6 +393,7 @@ void Conn::Input(const uint8_t* p, size_t n) {
       } else {
         ReadPayloadDirect();
       }
+      NoteUnfinished();
       return;
     }
     default:
@@ -465,6 +467,7 @@ void Conn::Continue() {
   if (reader_.busy() || state_ == State::kOpen) {
     size_t used = reader_.Feed(nullptr, 0);  // the inflation left over
     (void)used;
+    NoteUnfinished();
     if (reader_.busy()) {
       rx_pause_ |= kRxInflate;
       ctx_->MarkBusy(this);
@@ -639,6 +642,22 @@ void Conn::ServerInput(const uint8_t* p, size_t n) {
     return;
   }
   CompleteUpgrade(ChooseProtocol(cfg.protocols, hs.offered), std::string());
+}
+
+void Conn::NoteUnfinished() {
+  size_t held = reader_.held();
+  if (held == unfinished_) return;
+  size_t before = unfinished_;
+  unfinished_ = held;
+  ctx_->UnfinishedChanged(before, held);  // may fail this connection
+}
+
+void Conn::FailUnfinished() {
+  reader_.Abandon();
+  size_t before = unfinished_;
+  unfinished_ = 0;
+  ctx_->UnfinishedChanged(before, 0);
+  Fail(kCloseTryAgainLater, "The server holds too much unfinished input (totalUnfinishedLimit)");
 }
 
 void Conn::RefuseHead() {
@@ -1021,6 +1040,7 @@ bool Conn::Trim() {
   bool sending = !wire_->empty();
   if (!sending) wire_->Trim();
   reader_.Trim();
+  NoteUnfinished();
   return sending || reader_.holds_buffer();
 }
 

@@ -83,6 +83,13 @@ class Conn final : public FrameSink, public WireOwner {
   // Its request head is still arriving and the listener's heads hold too
   // much together (Listener::HeadPending): answered 503 and closed.
   void RefuseHead();
+  // Input held for this connection's unfinished message (as last counted in
+  // the context's total).
+  size_t unfinished() const { return unfinished_; }
+  // The context's unfinished input is over its limit and this connection
+  // holds the most: its message is given up and the connection failed with
+  // 1013 (Try Again Later).
+  void FailUnfinished();
   void PauseRx(uint8_t reason);
   void ResumeRx(uint8_t reason);
   // kResumeRx from the main thread after a release: resume when JavaScript
@@ -205,6 +212,9 @@ class Conn final : public FrameSink, public WireOwner {
   // flush, none when it wrote what it queued) and reports 'drain' when that
   // brings it down to the high-water mark.
   void Settle();
+  // The reader's held() changed: updates the context's total (which may fail
+  // this connection or another one).
+  void NoteUnfinished();
 
   Context* ctx_;
   Listener* server_;
@@ -229,6 +239,7 @@ class Conn final : public FrameSink, public WireOwner {
   int64_t last_rx_us_ = 0;
   int64_t ping_at_us_ = 0;
   int64_t rx_charge_ = 0;                // received bytes to charge to shared_ after this read
+  size_t unfinished_ = 0;                // reader_.held() as counted in the context's total
   int64_t tx_unsettled_ = 0;             // payload queued (+) and written or dropped (-) on this
                                          // thread, not yet in shared_->buffered (Settle)
   std::unique_ptr<std::string> reason_;  // reported with 'close': the peer's, or our failure's

@@ -961,6 +961,23 @@ void Context::Charge(ConnShared* shared, int64_t bytes) {
   local_.charges.push_back(RxCharge{shared, bytes});
 }
 
+void Context::UnfinishedChanged(size_t before, size_t after) {
+  int64_t total = unfinished_total_.load(std::memory_order_relaxed) + static_cast<int64_t>(after) -
+                  static_cast<int64_t>(before);
+  unfinished_total_.store(total, std::memory_order_relaxed);
+  if (after <= before) return;
+  int64_t limit = unfinished_limit_.load(std::memory_order_relaxed);
+  while (unfinished_total_.load(std::memory_order_relaxed) > limit) {
+    // Rare (only past the limit): a walk over every connection is cheaper
+    // than keeping them ordered by what they hold.
+    Conn* largest = nullptr;
+    for (Conn* c = conns_; c; c = c->next)
+      if (c->unfinished() && (!largest || c->unfinished() > largest->unfinished())) largest = c;
+    if (!largest) return;
+    largest->FailUnfinished();  // gives its input back: the total falls
+  }
+}
+
 void Context::CheckRxTotal() {
   if (rx_global_paused_) return;
   if (rx_total_.load() + local_.cost <= rx_limit_.load(std::memory_order_relaxed)) return;

@@ -166,6 +166,15 @@ class Context {
     ReleaseTotal(bytes);
   }
   void SetReceiveLimit(int64_t bytes) { rx_limit_.store(bytes); }
+  // Input held for messages not complete yet, over every connection
+  // (FrameReader::held): bounded by totalUnfinishedLimit.
+  void SetUnfinishedLimit(int64_t bytes) { unfinished_limit_.store(bytes); }
+  int64_t unfinished() const { return unfinished_total_.load(std::memory_order_relaxed); }
+  // c's reader now holds `after` bytes instead of `before`. Past the limit,
+  // the connection holding the most is failed with 1013 (Try Again Later)
+  // until the total fits again: many peers that each send most of a large
+  // message cannot make the process hold maxPayload per connection.
+  void UnfinishedChanged(size_t before, size_t after);
   // Bytes charged to the receive total: events not yet consumed by JavaScript.
   int64_t receive_pending() const { return rx_total_.load(); }
   // OnTrim's turns and the connections it visited (any thread; for tests).
@@ -353,6 +362,9 @@ class Context {
   // receive flow control (see above)
   std::atomic<int64_t> rx_total_{0};
   std::atomic<int64_t> rx_limit_{64 * 1024 * 1024};
+  // unfinished input (UnfinishedChanged); written on the service thread only
+  std::atomic<int64_t> unfinished_total_{0};
+  std::atomic<int64_t> unfinished_limit_{256 * 1024 * 1024};
   std::atomic<bool> rx_global_waiting_{false};  // the service thread waits for a kResumeAll
   bool rx_global_paused_ = false;               // service thread
 

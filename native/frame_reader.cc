@@ -39,6 +39,22 @@ void FrameReader::Trim() {
   }
 }
 
+void FrameReader::Abandon() {
+  done_ = true;
+  in_message_ = false;
+  in_frame_ = false;
+  frame_end_pending_ = false;
+  BufFree(msg_);
+  msg_ = nullptr;
+  msg_len_ = 0;
+  msg_cap_ = 0;
+  if (z_) {
+    std::vector<uint8_t>().swap(z_->in);
+    z_->off = 0;
+    z_->more = false;
+  }
+}
+
 bool FrameReader::holds_buffer() const {
   return msg_ != nullptr || (z_ && (z_->in.capacity() > 0 || z_->pmd->holds_inflate()));
 }

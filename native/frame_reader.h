@@ -80,6 +80,12 @@ class FrameReader {
   // Between messages: gives back the reassembly buffer kept for the next one.
   void Trim();
   bool holds_buffer() const;  // what Trim() may give back later
+  // Bytes of input held for messages not delivered yet: the reassembly
+  // buffer (its capacity) and compressed bytes waiting to be inflated.
+  size_t held() const { return msg_cap_ + (z_ ? z_->in.capacity() : 0); }
+  // Gives up the message being assembled and everything held for it, and
+  // reads nothing more (the connection is being failed).
+  void Abandon();
 
   // Reading a large payload straight into the message, for a caller that owns a
   // plain socket: when at least `min` payload bytes of an uncompressed data

@@ -31,6 +31,7 @@ enum CloseCode : uint16_t {
   kClosePolicy = 1008,
   kCloseTooBig = 1009,
   kCloseInternalError = 1011,
+  kCloseTryAgainLater = 1013,  // IANA registry: the server is overloaded
 };
 
 constexpr size_t kMaxFrameHeader = 14;  // 2 + 8 (length) + 4 (mask)

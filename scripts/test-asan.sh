@@ -21,8 +21,8 @@
 #   listen-close-cycles, server, rfc6455-conformance, client, message-order, lend-messages,
 #   connection-handles,
 #   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
-#   handshake-headers, unix-socket, proxy-errors, handle-upgrade, admission, ws-api,
-#   system/network-fuzz
+#   handshake-headers, unix-socket, proxy-errors, handle-upgrade, admission, unfinished-messages,
+#   ws-api, system/network-fuzz
 #   (FUZZ_SECONDS defaults to 20 here too)
 #
 # Env:
@@ -59,6 +59,7 @@ DEFAULT_FILES=(
   test/proxy-errors.test.mjs
   test/handle-upgrade.test.mjs
   test/admission.test.mjs
+  test/unfinished-messages.test.mjs
   test/ws-api.test.mjs
   test/system/network-fuzz.test.mjs
 )
