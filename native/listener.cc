@@ -228,9 +228,9 @@ void Listener::HeadPending(PendingHead* h, Conn* c, size_t held) {
   }
   while (head_bytes_ > limit && heads_first_) {
     Conn* oldest = heads_first_->conn;
-    HeadDone(heads_first_);
-    oldest->RefuseHead();  // may be c itself
     heads_refused_++;
+    HeadDone(heads_first_);  // reports the burst if that brings the heads under half the limit
+    oldest->RefuseHead();    // may be c itself
   }
 }
 
