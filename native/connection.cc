@@ -143,7 +143,7 @@ void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
 Conn::~Conn() {
   bool client = shared_->client;
   if (server_hs_) server_->HeadDone(&server_hs_->pending);
-  if (unfinished_) ctx_->UnfinishedChanged(unfinished_, 0);
+  if (unfinished_slot_) ctx_->SetUnfinished(this, &unfinished_slot_, 0);
   if (topics_ && server_) server_->topics().LeaveAll(topics_.get());
   ctx_->timers().Cancel(&deadline_);
   ctx_->timers().Cancel(&heartbeat_);
@@ -270,7 +270,7 @@ void Conn::EmitConnectError() {
           ? hs.address
           : (hs.address.find(':') != std::string::npos ? "[" + hs.address + "]" : hs.address) +
                 ":" + std::to_string(hs.port);
-  int err = connect_errno_;
+  int err = hs.connect_errno;
   if (!hs.error_code.empty()) {
     uint32_t obj = ctx_->AddError(hs.error_code.c_str(), hs.error_message, hs.error_status);
     if (!hs.error_headers.empty()) {
@@ -646,17 +646,12 @@ void Conn::ServerInput(const uint8_t* p, size_t n) {
 
 void Conn::NoteUnfinished() {
   size_t held = reader_.held();
-  if (held == unfinished_) return;
-  size_t before = unfinished_;
-  unfinished_ = held;
-  ctx_->UnfinishedChanged(before, held);  // may fail this connection
+  if (held || unfinished_slot_) ctx_->SetUnfinished(this, &unfinished_slot_, held);
 }
 
 void Conn::FailUnfinished() {
   reader_.Abandon();
-  size_t before = unfinished_;
-  unfinished_ = 0;
-  ctx_->UnfinishedChanged(before, 0);
+  ctx_->SetUnfinished(this, &unfinished_slot_, 0);
   Fail(kCloseTryAgainLater, "The server holds too much unfinished input (totalUnfinishedLimit)");
 }
 
@@ -1234,7 +1229,7 @@ void Conn::OnWritable() {
     socklen_t l = sizeof err;
     if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &l) < 0) err = errno;
     if (err) {
-      connect_errno_ = err;
+      client_hs_->connect_errno = err;
       Kill();
       return;
     }

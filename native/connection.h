@@ -83,9 +83,6 @@ class Conn final : public FrameSink, public WireOwner {
   // Its request head is still arriving and the listener's heads hold too
   // much together (Listener::HeadPending): answered 503 and closed.
   void RefuseHead();
-  // Input held for this connection's unfinished message (as last counted in
-  // the context's total).
-  size_t unfinished() const { return unfinished_; }
   // The context's unfinished input is over its limit and this connection
   // holds the most: its message is given up and the connection failed with
   // 1013 (Try Again Later).
@@ -212,8 +209,8 @@ class Conn final : public FrameSink, public WireOwner {
   // flush, none when it wrote what it queued) and reports 'drain' when that
   // brings it down to the high-water mark.
   void Settle();
-  // The reader's held() changed: updates the context's total (which may fail
-  // this connection or another one).
+  // Reports reader_.held() to the context's total of unfinished input (which
+  // may fail this connection or another one).
   void NoteUnfinished();
 
   Context* ctx_;
@@ -225,7 +222,9 @@ class Conn final : public FrameSink, public WireOwner {
   std::unique_ptr<EvSocket> sock_;  // the socket on the libev loop; or
   lws* wsi_ = nullptr;              // lws's wsi for it (closed by lws)
   int fd_;
-  int connect_errno_ = 0;  // next to fd_: the two ints share 8 bytes
+  // 1 + this connection's place in the context's list of unfinished input
+  // (Context::SetUnfinished); 0: it holds none. Next to fd_: they share 8 bytes.
+  uint32_t unfinished_slot_ = 0;
   FrameReader reader_;
   std::unique_ptr<Wire> wire_;
   std::unique_ptr<ServerHandshake> server_hs_;   // until open or answered
@@ -239,7 +238,6 @@ class Conn final : public FrameSink, public WireOwner {
   int64_t last_rx_us_ = 0;
   int64_t ping_at_us_ = 0;
   int64_t rx_charge_ = 0;                // received bytes to charge to shared_ after this read
-  size_t unfinished_ = 0;                // reader_.held() as counted in the context's total
   int64_t tx_unsettled_ = 0;             // payload queued (+) and written or dropped (-) on this
                                          // thread, not yet in shared_->buffered (Settle)
   std::unique_ptr<std::string> reason_;  // reported with 'close': the peer's, or our failure's

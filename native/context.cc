@@ -961,20 +961,33 @@ void Context::Charge(ConnShared* shared, int64_t bytes) {
   local_.charges.push_back(RxCharge{shared, bytes});
 }
 
-void Context::UnfinishedChanged(size_t before, size_t after) {
-  int64_t total = unfinished_total_.load(std::memory_order_relaxed) + static_cast<int64_t>(after) -
-                  static_cast<int64_t>(before);
-  unfinished_total_.store(total, std::memory_order_relaxed);
-  if (after <= before) return;
+void Context::SetUnfinished(Conn* c, uint32_t* slot, size_t held) {
+  size_t before = *slot ? holders_[*slot - 1].held : 0;
+  if (held == before) return;
+  unfinished_total_.store(unfinished_total_.load(std::memory_order_relaxed) +
+                              static_cast<int64_t>(held) - static_cast<int64_t>(before),
+                          std::memory_order_relaxed);
+  if (!held) {  // off the list: the last holder takes its place
+    UnfinishedHolder last = holders_.back();
+    holders_[*slot - 1] = last;
+    *last.slot = *slot;
+    holders_.pop_back();
+    *slot = 0;
+    return;
+  }
+  if (*slot) {
+    holders_[*slot - 1].held = held;
+  } else {
+    holders_.push_back(UnfinishedHolder{c, slot, held});
+    *slot = static_cast<uint32_t>(holders_.size());
+  }
+  if (held < before) return;
   int64_t limit = unfinished_limit_.load(std::memory_order_relaxed);
-  while (unfinished_total_.load(std::memory_order_relaxed) > limit) {
-    // Rare (only past the limit): a walk over every connection is cheaper
-    // than keeping them ordered by what they hold.
-    Conn* largest = nullptr;
-    for (Conn* c = conns_; c; c = c->next)
-      if (c->unfinished() && (!largest || c->unfinished() > largest->unfinished())) largest = c;
-    if (!largest) return;
-    largest->FailUnfinished();  // gives its input back: the total falls
+  while (unfinished_total_.load(std::memory_order_relaxed) > limit && !holders_.empty()) {
+    size_t largest = 0;
+    for (size_t i = 1; i < holders_.size(); i++)
+      if (holders_[i].held > holders_[largest].held) largest = i;
+    holders_[largest].conn->FailUnfinished();  // takes it off the list: the total falls
   }
 }
 

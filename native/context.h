@@ -170,11 +170,12 @@ class Context {
   // (FrameReader::held): bounded by totalUnfinishedLimit.
   void SetUnfinishedLimit(int64_t bytes) { unfinished_limit_.store(bytes); }
   int64_t unfinished() const { return unfinished_total_.load(std::memory_order_relaxed); }
-  // c's reader now holds `after` bytes instead of `before`. Past the limit,
-  // the connection holding the most is failed with 1013 (Try Again Later)
-  // until the total fits again: many peers that each send most of a large
-  // message cannot make the process hold maxPayload per connection.
-  void UnfinishedChanged(size_t before, size_t after);
+  // c's reader now holds `held` bytes (*slot: c's place in holders_, kept
+  // by c). Past the limit, the connection holding the most is failed with
+  // 1013 (Try Again Later) until the total fits again: many peers that each
+  // send most of a large message cannot make the process hold maxPayload per
+  // connection.
+  void SetUnfinished(Conn* c, uint32_t* slot, size_t held);
   // Bytes charged to the receive total: events not yet consumed by JavaScript.
   int64_t receive_pending() const { return rx_total_.load(); }
   // OnTrim's turns and the connections it visited (any thread; for tests).
@@ -362,9 +363,18 @@ class Context {
   // receive flow control (see above)
   std::atomic<int64_t> rx_total_{0};
   std::atomic<int64_t> rx_limit_{64 * 1024 * 1024};
-  // unfinished input (UnfinishedChanged); written on the service thread only
+  // unfinished input (SetUnfinished); the total is written on the service
+  // thread only. holders_: the connections that hold some, in no order, so
+  // that finding the largest past the limit reads one array rather than
+  // every connection.
   std::atomic<int64_t> unfinished_total_{0};
   std::atomic<int64_t> unfinished_limit_{256 * 1024 * 1024};
+  struct UnfinishedHolder {
+    Conn* conn;
+    uint32_t* slot;  // the Conn's 1-based index into holders_
+    size_t held;
+  };
+  std::vector<UnfinishedHolder> holders_;
   std::atomic<bool> rx_global_waiting_{false};  // the service thread waits for a kResumeAll
   bool rx_global_paused_ = false;               // service thread
 

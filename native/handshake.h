@@ -124,6 +124,7 @@ class ClientHandshake {
   std::string address;  // the server's (or its Unix socket's path), for error messages
   int port = 0;
   bool unix_socket = false;
+  int connect_errno = 0;  // connect() failed with this (SO_ERROR)
   // kFail
   std::string error_code;
   std::string error_message;
