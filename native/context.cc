@@ -973,6 +973,10 @@ void Context::SetUnfinished(Conn* c, uint32_t* slot, size_t held) {
     *last.slot = *slot;
     holders_.pop_back();
     *slot = 0;
+    // Its storage, grown in a burst of large messages, would otherwise stay
+    // near the top of the arena and keep what those messages freed below it
+    // from going back to the system.
+    if (holders_.empty()) std::vector<UnfinishedHolder>().swap(holders_);
     return;
   }
   if (*slot) {
