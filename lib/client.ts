@@ -482,6 +482,7 @@ export class ClientTransport extends NativeTransport implements Transport {
   async _dial(signal?: AbortSignal): Promise<void> {
     const o = this.#o;
     runtime.start();
+    runtime.notePayloadLimit(o.conn.maxPayload);
     if (signal?.aborted) throw abortError(signal);
     if (o.target.socketPath !== undefined) {
       try {

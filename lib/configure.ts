@@ -2,7 +2,7 @@
 import { invalidArgType } from './errors';
 import { binding } from './native';
 import { optInt } from './options';
-import { runtime } from './runtime';
+import { DEFAULT_TOTAL_UNFINISHED_LIMIT, runtime } from './runtime';
 
 export interface GlobalOptions {
   /**
@@ -14,15 +14,15 @@ export interface GlobalOptions {
   /**
    * Bound on the bytes held for incoming messages that are not complete yet (the reassembly
    * buffers, and compressed bytes waiting to be inflated), over every connection of this thread
-   * (default 256 MiB). Past it the connection holding the most is closed with 1013 (Try Again
-   * Later) until the rest fits: peers that each send most of a large message cannot make the
-   * process hold `maxPayload` per connection. Keep it above the largest `maxPayload` in use.
+   * (default 256 MiB, or twice the largest `maxPayload` of a server or client started, if that is
+   * more). Past it the connection holding the most is closed with 1013 (Try Again Later) until
+   * the rest fits: peers that each send most of a large message cannot make the process hold
+   * `maxPayload` per connection. Set, it is kept as it is: keep it above the largest `maxPayload`.
    */
   totalUnfinishedLimit?: number;
 }
 
 export const DEFAULT_TOTAL_RECEIVE_LIMIT = 64 * 1024 * 1024;
-export const DEFAULT_TOTAL_UNFINISHED_LIMIT = 256 * 1024 * 1024;
 
 /** Changes process-wide settings; options left out keep their value. */
 export function configure(options: GlobalOptions): void {

@@ -224,6 +224,9 @@ function eventLoopChoice(): 'auto' | 'poll' {
   throw invalidArgValue('NODE_LWS_EVENT_LOOP', "must be 'auto' or 'poll'", v);
 }
 
+/** configure({ totalUnfinishedLimit }) when not set (and no maxPayload needs more). */
+export const DEFAULT_TOTAL_UNFINISHED_LIMIT = 256 * 1024 * 1024;
+
 class Runtime {
   readonly servers = new Map<number, ServerSink>();
   readonly conns = new Map<number, ConnectionSink>();
@@ -233,7 +236,8 @@ class Runtime {
   private refs = 0;
   private lastServerId = 0;
   private receiveLimit: number | undefined;
-  private unfinishedLimit: number | undefined;
+  private unfinishedLimit: number | undefined; // set by configure(); else DEFAULT_... or more
+  private largestPayload = 0;
 
   start(): void {
     if (this.started) return;
@@ -254,13 +258,31 @@ class Runtime {
       process.emitWarning(`node-lws: ${loop.fallback}`, { code: 'NODE_LWS_POLL_FALLBACK' });
     }
     if (this.receiveLimit !== undefined) binding.setReceiveLimit(this.receiveLimit);
-    if (this.unfinishedLimit !== undefined) binding.setUnfinishedLimit(this.unfinishedLimit);
+    binding.setUnfinishedLimit(this.effectiveUnfinishedLimit());
   }
 
-  /** The context-wide bound on input held for messages not complete yet. */
+  /** The context-wide bound on input held for messages not complete yet (configure()). */
   setUnfinishedLimit(bytes: number): void {
     this.unfinishedLimit = bytes;
     if (this.started) binding.setUnfinishedLimit(bytes);
+  }
+
+  /**
+   * A server or client with this maxPayload starts. Unless configure() set the unfinished-input
+   * limit, it grows to hold two such messages at once: a larger maxPayload than the default
+   * limit allows must not make every such message fail with 1013.
+   */
+  notePayloadLimit(bytes: number): void {
+    if (bytes <= this.largestPayload) return;
+    this.largestPayload = bytes;
+    if (this.started && this.unfinishedLimit === undefined)
+      binding.setUnfinishedLimit(this.effectiveUnfinishedLimit());
+  }
+
+  private effectiveUnfinishedLimit(): number {
+    return (
+      this.unfinishedLimit ?? Math.max(DEFAULT_TOTAL_UNFINISHED_LIMIT, 2 * this.largestPayload)
+    );
   }
 
   /** The context-wide bound on received bytes JavaScript has not consumed yet. */

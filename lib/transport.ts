@@ -521,8 +521,8 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   }
 
   /** @internal */ _onError(code: number, message: string): void {
-    // Protocol violations by the peer: the connection is already being closed
-    // with `code`. Reported only to those who listen, so that a misbehaving
+    // Protocol violations by the peer, or its message given up for the process's
+    // unfinished-input limit: the connection is already being closed with `code`. Reported only to those who listen, so that a misbehaving
     // client cannot crash a server that did not subscribe.
     if (this.untyped.listenerCount('error') === 0) return;
     const err = codedError(
@@ -530,7 +530,9 @@ export abstract class NativeTransport extends EventEmitter implements Connection
         ? 'ERR_WS_MESSAGE_TOO_BIG'
         : code === 1007
           ? 'ERR_WS_INVALID_UTF8'
-          : 'ERR_WS_PROTOCOL',
+          : code === 1013
+            ? 'ERR_WS_TRY_AGAIN_LATER' // over configure({ totalUnfinishedLimit })
+            : 'ERR_WS_PROTOCOL',
       message,
     ) as Error & { code: string; closeCode?: number };
     err.closeCode = code;

@@ -650,8 +650,7 @@ void Conn::NoteUnfinished() {
 }
 
 void Conn::FailUnfinished() {
-  reader_.Abandon();
-  ctx_->SetUnfinished(this, &unfinished_slot_, 0);
+  reader_.Abandon();  // the context has taken it off its list already
   Fail(kCloseTryAgainLater, "The server holds too much unfinished input (totalUnfinishedLimit)");
 }
 

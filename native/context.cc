@@ -964,35 +964,42 @@ void Context::Charge(ConnShared* shared, int64_t bytes) {
 void Context::SetUnfinished(Conn* c, uint32_t* slot, size_t held) {
   size_t before = *slot ? holders_[*slot - 1].held : 0;
   if (held == before) return;
-  unfinished_total_.store(unfinished_total_.load(std::memory_order_relaxed) +
-                              static_cast<int64_t>(held) - static_cast<int64_t>(before),
-                          std::memory_order_relaxed);
-  if (!held) {  // off the list: the last holder takes its place
-    UnfinishedHolder last = holders_.back();
-    holders_[*slot - 1] = last;
-    *last.slot = *slot;
-    holders_.pop_back();
-    *slot = 0;
-    // Its storage, grown in a burst of large messages, would otherwise stay
-    // near the top of the arena and keep what those messages freed below it
-    // from going back to the system.
-    if (holders_.empty()) std::vector<UnfinishedHolder>().swap(holders_);
-    return;
-  }
-  if (*slot) {
+  int64_t total = unfinished_total_.load(std::memory_order_relaxed) + static_cast<int64_t>(held) -
+                  static_cast<int64_t>(before);
+  if (!held) {
+    RemoveHolder(slot);
+  } else if (*slot) {
     holders_[*slot - 1].held = held;
   } else {
     holders_.push_back(UnfinishedHolder{c, slot, held});
     *slot = static_cast<uint32_t>(holders_.size());
   }
-  if (held < before) return;
-  int64_t limit = unfinished_limit_.load(std::memory_order_relaxed);
-  while (unfinished_total_.load(std::memory_order_relaxed) > limit && !holders_.empty()) {
-    size_t largest = 0;
-    for (size_t i = 1; i < holders_.size(); i++)
-      if (holders_[i].held > holders_[largest].held) largest = i;
-    holders_[largest].conn->FailUnfinished();  // takes it off the list: the total falls
+  if (held > before) {
+    int64_t limit = unfinished_limit_.load(std::memory_order_relaxed);
+    while (total > limit && !holders_.empty()) {
+      size_t largest = 0;
+      for (size_t i = 1; i < holders_.size(); i++)
+        if (holders_[i].held > holders_[largest].held) largest = i;
+      UnfinishedHolder h = holders_[largest];
+      total -= static_cast<int64_t>(h.held);
+      RemoveHolder(h.slot);
+      h.conn->FailUnfinished();  // gives its input up
+    }
   }
+  // Stored once: nativeMemory() never sees a total over the limit on its way down.
+  unfinished_total_.store(total, std::memory_order_relaxed);
+}
+
+void Context::RemoveHolder(uint32_t* slot) {
+  UnfinishedHolder last = holders_.back();  // takes its place
+  holders_[*slot - 1] = last;
+  *last.slot = *slot;
+  holders_.pop_back();
+  *slot = 0;
+  // Its storage, grown in a burst of large messages, would otherwise stay
+  // near the top of the arena and keep what those messages freed below it
+  // from going back to the system.
+  if (holders_.empty()) std::vector<UnfinishedHolder>().swap(holders_);
 }
 
 void Context::CheckRxTotal() {

@@ -375,6 +375,7 @@ class Context {
     size_t held;
   };
   std::vector<UnfinishedHolder> holders_;
+  void RemoveHolder(uint32_t* slot);            // *slot: 1-based; set to 0
   std::atomic<bool> rx_global_waiting_{false};  // the service thread waits for a kResumeAll
   bool rx_global_paused_ = false;               // service thread
 

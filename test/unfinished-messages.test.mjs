@@ -3,10 +3,13 @@
 // Later); the others go on. nativeMemory().unfinished says what is held.
 
 import crypto from 'node:crypto';
+import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { configure, nativeMemory } from '../dist/index.mjs';
 import { listenFor, nextConnection } from './support/lws.mjs';
+import { ROOT } from './support/paths.mjs';
+import { spawnNode } from './support/proc.mjs';
 import { encodeFrame, OP, rawWsUpgrade } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
 import { waitFor } from './support/wait.mjs';
@@ -34,9 +37,9 @@ async function rawClient(server) {
   const connected = nextConnection(server);
   const peer = track(await rawWsUpgrade(server.port));
   const [conn] = await connected;
-  const client = { peer, conn, messages: [], closeCode: undefined };
+  const client = { peer, conn, messages: [], closeCode: undefined, errors: [] };
   conn.on('message', (data) => client.messages.push(data));
-  conn.on('error', () => {}); // the 1013 failure is reported as an error first
+  conn.on('error', (err) => client.errors.push(err)); // a 1013 failure is reported first
   conn.on('close', (code) => {
     client.closeCode = code;
   });
@@ -70,6 +73,12 @@ test('past totalUnfinishedLimit the connection holding the most gets 1013; a sma
   assert.is(close.payload.readUInt16BE(0), 1013, 'close code 1013 (Try Again Later)');
   assert.match(close.payload.subarray(2).toString(), /totalUnfinishedLimit/);
   assert.is(await closedWith(a, 'A'), 1013, "the server's 'close' reports 1013");
+  assert.equal(
+    a.errors.map((e) => [e.code, e.closeCode]),
+    [['ERR_WS_TRY_AGAIN_LATER', 1013]],
+    "A's 'error' before its 'close'",
+  );
+  assert.equal(b.errors, []);
   // A's input is given back at once; B's stays counted until it is complete.
   const held = nativeMemory().unfinished;
   assert.ok(held >= 400 * KiB && held < 600 * KiB, `unfinished ${held} after A was dropped`);
@@ -134,6 +143,23 @@ test('under the limit nothing is dropped: several large messages at once all arr
     await waitFor(() => c.messages.length === 1, { label: `message ${i} delivered` });
     assert.ok(Buffer.from(c.messages[0]).equals(payloads[i]), `message ${i} intact`);
   }
+});
+
+test('unless configured, the limit grows to hold two messages of the largest maxPayload in use', async () => {
+  // In processes of their own, where configure() has not been called: a server with maxPayload
+  // 200 MiB gets two 150 MiB messages announced (300 MiB held, above the 256 MiB default).
+  const run = async (...args) => {
+    const child = spawnNode([path.join(ROOT, 'test', 'fixtures', 'unfinished-auto.mjs'), ...args]);
+    cleanups.push(() => child.stop());
+    return JSON.parse(await child.line(() => true, 10_000, 'the fixture’s result'));
+  };
+  const auto = await run();
+  assert.equal(auto.errors, [], 'both kept: the limit is 400 MiB');
+  assert.is(auto.unfinished, 300 * MiB);
+  const configured = await run('configured');
+  assert.is(configured.errors.length, 1, 'an explicit 256 MiB limit is kept as it is');
+  assert.match(configured.errors[0], /^ERR_WS_TRY_AGAIN_LATER: .*totalUnfinishedLimit/);
+  assert.is(configured.unfinished, 150 * MiB);
 });
 
 test('configure({ totalUnfinishedLimit }) refuses what is not an integer of at least 64 KiB', () => {
