@@ -56,7 +56,7 @@ class ServerHandshake {
   HttpRequest& mutable_request() { return req_; }
   // Bytes the unfinished head holds (its buffer's capacity), after kMore.
   size_t held() const { return head_.capacity(); }
-  PendingHead pending;
+  PendingHead pending;  // its place in the listener's list while the head arrives
   int status() const { return status_; }
   const std::string& message() const { return message_; }
   const std::string& extra_headers() const { return extra_; }
