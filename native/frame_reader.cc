@@ -44,15 +44,12 @@ void FrameReader::Abandon() {
   in_message_ = false;
   in_frame_ = false;
   frame_end_pending_ = false;
-  BufFree(msg_);
-  msg_ = nullptr;
   msg_len_ = 0;
-  msg_cap_ = 0;
   if (z_) {
-    std::vector<uint8_t>().swap(z_->in);
-    z_->off = 0;
+    z_->off = z_->in.size();  // nothing left to inflate
     z_->more = false;
   }
+  Trim();  // between messages now: gives every buffer back
 }
 
 bool FrameReader::holds_buffer() const {
