@@ -482,7 +482,7 @@ export class ClientTransport extends NativeTransport implements Transport {
   async _dial(signal?: AbortSignal): Promise<void> {
     const o = this.#o;
     runtime.start();
-    runtime.notePayloadLimit(o.conn.maxPayload);
+    runtime.noteConnLimits(o.conn);
     if (signal?.aborted) throw abortError(signal);
     if (o.target.socketPath !== undefined) {
       try {

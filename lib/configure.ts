@@ -2,7 +2,7 @@
 import { invalidArgType } from './errors';
 import { binding } from './native';
 import { optInt } from './options';
-import { DEFAULT_TOTAL_UNFINISHED_LIMIT, runtime } from './runtime';
+import { DEFAULT_TOTAL_SEND_LIMIT, DEFAULT_TOTAL_UNFINISHED_LIMIT, runtime } from './runtime';
 
 export interface GlobalOptions {
   /**
@@ -20,6 +20,17 @@ export interface GlobalOptions {
    * `maxPayload` per connection. Set, it is kept as it is: keep it above the largest `maxPayload`.
    */
   totalUnfinishedLimit?: number;
+  /**
+   * Bound on the bytes held to send over every connection of this thread: copies of messages,
+   * Buffers sent without a copy and published frames, each counted once however many
+   * connections it is queued for (default 256 MiB, or twice the largest finite `maxBackpressure`
+   * of a server or client started, if that is more). Past it, a message for a connection that
+   * already holds at least its share (the limit divided by the open connections) meets that
+   * connection's `backpressurePolicy`: dropped, or the connection closed with 1008. So an
+   * application that ignores `send()`'s `false` cannot grow without bound when peers stop
+   * reading. Set, it is kept as it is.
+   */
+  totalSendLimit?: number;
 }
 
 export const DEFAULT_TOTAL_RECEIVE_LIMIT = 64 * 1024 * 1024;
@@ -39,6 +50,9 @@ export function configure(options: GlobalOptions): void {
       optInt(o, 'totalUnfinishedLimit', DEFAULT_TOTAL_UNFINISHED_LIMIT, 64 * 1024, 2 ** 45),
     );
   }
+  if (o.totalSendLimit !== undefined) {
+    runtime.setSendLimit(optInt(o, 'totalSendLimit', DEFAULT_TOTAL_SEND_LIMIT, 64 * 1024, 2 ** 45));
+  }
 }
 
 export interface NativeMemory {
@@ -46,6 +60,11 @@ export interface NativeMemory {
   receivePending: number;
   /** Bytes held for incoming messages not complete yet (bounded by totalUnfinishedLimit). */
   unfinished: number;
+  /**
+   * Bytes held to send over every connection, each piece of storage counted once (bounded by
+   * totalSendLimit).
+   */
+  sending: number;
   /** Bytes of free frame and message buffers kept for reuse. */
   pooled: number;
   /**

@@ -180,7 +180,8 @@ export interface Binding {
     isBinary: boolean,
     maxBackpressure: number,
   ): number;
-  close(handle: ConnHandle, code: number, reason: string): void;
+  /** discard: the messages still queued are dropped first. */
+  close(handle: ConnHandle, code: number, reason: string, discard?: boolean): void;
   terminate(handle: ConnHandle): void;
   /** `protocol` null: native code picks from the server's `protocols`; headerLines go in the 101. */
   accept(handle: ConnHandle, protocol: string | null, headerLines: string): void;
@@ -209,7 +210,14 @@ export interface Binding {
   dispose(handle: ConnHandle): void;
   setReceiveLimit(bytes: number): void;
   setUnfinishedLimit(bytes: number): void;
-  memoryStats(): { receivePending: number; unfinished: number; pooled: number; handles: number };
+  setSendLimit(bytes: number): void;
+  memoryStats(): {
+    receivePending: number;
+    unfinished: number;
+    sending: number;
+    pooled: number;
+    handles: number;
+  };
   /** The service thread's once-a-second trim: its turns and the connections it visited (tests). */
   serviceCounters(): { trimRuns: number; trimVisits: number };
   bufferedAmount(handle: ConnHandle): number;

@@ -226,6 +226,8 @@ function eventLoopChoice(): 'auto' | 'poll' {
 
 /** configure({ totalUnfinishedLimit }) when not set (and no maxPayload needs more). */
 export const DEFAULT_TOTAL_UNFINISHED_LIMIT = 256 * 1024 * 1024;
+/** configure({ totalSendLimit }) when not set (and no maxBackpressure needs more). */
+export const DEFAULT_TOTAL_SEND_LIMIT = 256 * 1024 * 1024;
 
 class Runtime {
   readonly servers = new Map<number, ServerSink>();
@@ -238,6 +240,8 @@ class Runtime {
   private receiveLimit: number | undefined;
   private unfinishedLimit: number | undefined; // set by configure(); else DEFAULT_... or more
   private largestPayload = 0;
+  private sendLimit: number | undefined; // set by configure(); else DEFAULT_... or more
+  private largestBackpressure = 0;
 
   start(): void {
     if (this.started) return;
@@ -259,6 +263,7 @@ class Runtime {
     }
     if (this.receiveLimit !== undefined) binding.setReceiveLimit(this.receiveLimit);
     binding.setUnfinishedLimit(this.effectiveUnfinishedLimit());
+    binding.setSendLimit(this.effectiveSendLimit());
   }
 
   /** The context-wide bound on input held for messages not complete yet (configure()). */
@@ -267,16 +272,33 @@ class Runtime {
     if (this.started) binding.setUnfinishedLimit(bytes);
   }
 
+  /** The context-wide bound on what is held to send (configure()). */
+  setSendLimit(bytes: number): void {
+    this.sendLimit = bytes;
+    if (this.started) binding.setSendLimit(bytes);
+  }
+
   /**
-   * A server or client with this maxPayload starts. Unless configure() set the unfinished-input
-   * limit, it grows to hold two such messages at once: a larger maxPayload than the default
-   * limit allows must not make every such message fail with 1013.
+   * A server or client with these limits starts. Unless configure() set them, the
+   * unfinished-input limit grows to hold two messages of its maxPayload at once (a larger
+   * maxPayload than the default limit allows must not make every such message fail with 1013),
+   * and the send limit to twice its (finite) maxBackpressure.
    */
-  notePayloadLimit(bytes: number): void {
-    if (bytes <= this.largestPayload) return;
-    this.largestPayload = bytes;
-    if (this.started && this.unfinishedLimit === undefined)
-      binding.setUnfinishedLimit(this.effectiveUnfinishedLimit());
+  noteConnLimits(conn: { maxPayload: number; maxBackpressure: number }): void {
+    if (conn.maxPayload > this.largestPayload) {
+      this.largestPayload = conn.maxPayload;
+      if (this.started && this.unfinishedLimit === undefined)
+        binding.setUnfinishedLimit(this.effectiveUnfinishedLimit());
+    }
+    if (conn.maxBackpressure > this.largestBackpressure) {
+      this.largestBackpressure = conn.maxBackpressure;
+      if (this.started && this.sendLimit === undefined)
+        binding.setSendLimit(this.effectiveSendLimit());
+    }
+  }
+
+  private effectiveSendLimit(): number {
+    return this.sendLimit ?? Math.max(DEFAULT_TOTAL_SEND_LIMIT, 2 * this.largestBackpressure);
   }
 
   private effectiveUnfinishedLimit(): number {

@@ -950,7 +950,7 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
   /** @internal createServer(): starts the native server, which has no socket of its own. */
   _startWithoutSocket(): void {
     runtime.start();
-    runtime.notePayloadLimit(this.#opts.config.conn.maxPayload);
+    runtime.noteConnLimits(this.#opts.config.conn);
     runtime.servers.set(this.#id, this);
     // Commands keep their order: handleUpgrade() may hand connections over at once.
     binding.startServer(this.#id, -1, this.#opts.config);
@@ -970,7 +970,7 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
       adaptersInUse.add(o.adapter);
     }
     runtime.start();
-    runtime.notePayloadLimit(o.config.conn.maxPayload);
+    runtime.noteConnLimits(o.config.conn);
     runtime.ref();
     let bound: ReturnType<typeof binding.bind> | undefined;
     try {

@@ -144,6 +144,8 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   #messagesOut = 0;
   /** Dropped by send() here, and natively (send(), publish()) by connections closed since. */
   #dropped = 0;
+  /** The next close() drops what is queued first (a close for configure({ totalSendLimit })). */
+  #discardQueued = false;
   #handle: ConnHandle | undefined;
   #id = 0;
   #paused = false;
@@ -258,12 +260,17 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     const bp = this.#bp;
     const buffered = binding.send(this.#handle as ConnHandle, data, binary, bp.maxBackpressure);
     if (buffered < 0) {
-      if (buffered === -2) {
-        // Over maxBackpressure: the message was not queued.
+      if (buffered !== -1) {
+        // Over maxBackpressure (-2), or over configure({ totalSendLimit }) while this connection
+        // holds its share of it (-3): the message was not queued.
         if (bp.policy === 'drop') {
           this.#dropped++;
-        } else {
+        } else if (buffered === -2) {
           this.close(1008, 'Send buffer over maxBackpressure');
+        } else {
+          // What it holds is given back at once: a peer this far behind would not read it.
+          this.#discardQueued = true;
+          this.close(1008, 'Send buffers over totalSendLimit');
         }
       }
       return false;
@@ -309,7 +316,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
       return;
     }
     this.state = 'closing';
-    binding.close(this.#handle as ConnHandle, code, reason);
+    binding.close(this.#handle as ConnHandle, code, reason, this.#discardQueued);
   }
 
   protected closeWhileNotOpen(_code: number, _reason: string): void {}

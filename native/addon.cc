@@ -71,6 +71,7 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceMethod("dispose", &Addon::Dispose),
                              InstanceMethod("setReceiveLimit", &Addon::SetReceiveLimit),
                              InstanceMethod("setUnfinishedLimit", &Addon::SetUnfinishedLimit),
+                             InstanceMethod("setSendLimit", &Addon::SetSendLimit),
                              InstanceMethod("memoryStats", &Addon::MemoryStats),
                              InstanceMethod("serviceCounters", &Addon::ServiceCounters),
                              InstanceMethod("bufferedAmount", &Addon::BufferedAmount),
@@ -401,8 +402,10 @@ class Addon : public Napi::Addon<Addon> {
   }
 
   // Queues c (its data filled in) as a send of len payload bytes on cs;
-  // returns bufferedAmount after it.
+  // returns bufferedAmount after it. A copy's payload joins the send total
+  // here (a JsRef's bytes when it is made).
   static Napi::Value QueueSend(Napi::Env env, Context* ctx, ConnShared* cs, Command c, size_t len) {
+    if (!c.js) ctx->AddSendHeld(static_cast<int64_t>(len));
     int64_t buffered =
         cs->buffered.fetch_add(static_cast<int64_t>(len), std::memory_order_acq_rel) +
         static_cast<int64_t>(len);
@@ -416,7 +419,9 @@ class Addon : public Napi::Addon<Addon> {
 
   // send(handle, data, isBinary, maxBackpressure) -> bufferedAmount after
   // queueing; -1 when the connection is already gone, -2 when the message would
-  // take bufferedAmount past maxBackpressure (nothing queued in either case).
+  // take bufferedAmount past maxBackpressure, -3 when the context holds more
+  // than totalSendLimit to send and this connection its share of it
+  // (Context::OverSendLimit); nothing is queued in those cases.
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     ConnShared* cs = HandleArg(Handles(), info[0]);
@@ -429,8 +434,12 @@ class Addon : public Napi::Addon<Addon> {
     int64_t limit = info.Length() > 3 && info[3].IsNumber()
                         ? static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue())
                         : 0;
-    auto over = [&](size_t n) {
-      return limit && cs->buffered.load() + static_cast<int64_t>(n) > limit;
+    // 0, or why a message of n bytes, `adding` of them new storage, is refused.
+    auto refused = [&](size_t n, size_t adding) {
+      int64_t buffered = cs->buffered.load();
+      if (limit && buffered + static_cast<int64_t>(n) > limit) return -2;
+      if (ctx->OverSendLimit(cs, buffered, static_cast<int64_t>(adding), false)) return -3;
+      return 0;
     };
     napi_valuetype t;
     napi_typeof(env, v, &t);
@@ -448,7 +457,7 @@ class Addon : public Napi::Addon<Addon> {
       if (is_string && napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok)
         return env.Undefined();
       if (len >= threshold) {
-        if (over(len)) return Napi::Number::New(env, -2);
+        if (int why = refused(len, len)) return Napi::Number::New(env, why);
         uint8_t* payload = BufAlloc(len + 1);
         if (!payload) return OutOfMemory(env);
         size_t copied;
@@ -469,14 +478,27 @@ class Addon : public Napi::Addon<Addon> {
       // written (the caller must not change it meanwhile, as with a socket).
       // A message lent to the listeners (lendMessages) is taken back when they
       // return: the frame holds the lent block instead of the Buffer.
-      if (over(len)) return Napi::Number::New(env, -2);
-      bool lent;
-      JsRef* ref = ctx->HoldLent(env, data, len, &lent);
-      if (!lent) {
-        ref = new JsRef{env, nullptr};
-        if (napi_create_reference(env, v, 1, &ref->ref) != napi_ok) {
-          delete ref;
-          return OutOfMemory(env);
+      // The same Buffer sent to many connections in a row shares one
+      // reference, counted once in the send total.
+      JsRef* ref = ctx->ReuseJs(data, len);
+      if (int why = refused(len, ref ? 0 : len)) {
+        if (ref) ctx->UnuseJs(ref);
+        return Napi::Number::New(env, why);
+      }
+      bool lent = false;
+      if (!ref) {
+        ref = ctx->HoldLent(env, data, len, &lent);
+        if (!lent) {
+          ref = new JsRef{env, nullptr};
+          if (napi_create_reference(env, v, 1, &ref->ref) != napi_ok) {
+            delete ref;
+            return OutOfMemory(env);
+          }
+        }
+        if (ref) {
+          ref->bytes = static_cast<int64_t>(len);
+          ctx->AddSendHeld(ref->bytes);
+          ctx->RememberJs(ref, data, len);
         }
       }
       if (ref) {
@@ -494,9 +516,9 @@ class Addon : public Napi::Addon<Addon> {
       // One encoding pass: UTF-8 needs at most 3 bytes per UTF-16 unit.
       if (napi_get_value_string_utf16(env, v, nullptr, 0, &units) != napi_ok)
         return env.Undefined();
-      if (over(units)) return Napi::Number::New(env, -2);
+      if (int why = refused(units, units)) return Napi::Number::New(env, why);
     } else {
-      if (over(len)) return Napi::Number::New(env, -2);
+      if (int why = refused(len, len)) return Napi::Number::New(env, why);
     }
     // A small frame sent from a listener goes into the delivery's chunk of
     // inline frames; any other gets a block of its own.
@@ -664,7 +686,8 @@ class Addon : public Napi::Addon<Addon> {
     });
   }
 
-  // close(handle, code, reason): code 0 sends a close frame with no payload.
+  // close(handle, code, reason, discard): code 0 sends a close frame with no
+  // payload; discard drops the messages still queued first.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     ConnShared* cs = HandleArg(Handles(), info[0]);
@@ -685,7 +708,15 @@ class Addon : public Napi::Addon<Addon> {
     size_t flen;
     uint8_t* frame = NewFrame(cs->client, kOpClose, payload, plen, &flen);
     if (!frame) return OutOfMemory(env);
-    PushFrame(ctx, cs, Command::kClose, frame, flen, 0, static_cast<uint16_t>(code));
+    cs->Ref();
+    Command c{};
+    c.type = Command::kClose;
+    c.conn = cs;
+    c.data = frame;
+    c.len = flen;
+    c.code = static_cast<uint16_t>(code);
+    c.discard = info.Length() > 3 && info[3].ToBoolean().Value();
+    ctx->Push(std::move(c));
     return env.Undefined();
   }
 
@@ -790,6 +821,7 @@ class Addon : public Napi::Addon<Addon> {
     frame->len = flen;
     frame->header_len = flen - len;
     frame->opcode = opcode;
+    frame->Count(ctx->send_total());
     Command c{};
     c.type = Command::kPublish;
     c.id = server;
@@ -842,6 +874,12 @@ class Addon : public Napi::Addon<Addon> {
     return info.Env().Undefined();
   }
 
+  // setSendLimit(bytes): the context's bound on what is held to send (see context.h).
+  Napi::Value SetSendLimit(const Napi::CallbackInfo& info) {
+    if (ctx_) ctx_->SetSendLimit(static_cast<int64_t>(info[0].As<Napi::Number>().DoubleValue()));
+    return info.Env().Undefined();
+  }
+
   // dispose(handle): JavaScript is done with a server connection's handle
   // (ConnHandles); a no-op for an External, which V8 collects.
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -860,6 +898,7 @@ class Addon : public Napi::Addon<Addon> {
     r.Set("receivePending",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->receive_pending()) : 0));
     r.Set("unfinished", Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->unfinished()) : 0));
+    r.Set("sending", Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->send_held()) : 0));
     r.Set("pooled",
           Napi::Number::New(env, static_cast<double>(BufPooledBytes() + WireCachedBytes())));
     r.Set("handles",

@@ -221,12 +221,16 @@ struct Arena {
 
 // A JavaScript value kept alive while native code uses its memory (a Buffer
 // sent without copying), or a hold on a lent block (`ref` null). Created and
-// deleted on the main thread; the service thread hands it back in
-// Batch::releases once it is done with it.
+// deleted on the main thread. Every queued frame that points into it is one
+// of its `users` (the same Buffer sent to many connections in a row shares
+// one JsRef: Context::ReuseJs); whoever drops the last user owns it then,
+// and the service thread hands it back in Batch::releases.
 struct JsRef {
   napi_env env;
   napi_ref ref;
   LentHold* hold = nullptr;
+  std::atomic<int> users{1};
+  int64_t bytes = 0;  // what it counts in the context's send total (Context::send_held)
 };
 // Lets go of what r keeps (main thread) and deletes it.
 void ReleaseRef(JsRef* r);

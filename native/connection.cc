@@ -65,7 +65,7 @@ Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, i
     wire_kind_ = WireKind::kJs;
   }
   server_hs_.reset(new ServerHandshake(std::move(remote_address), remote_port));
-  ctx->AddConn(this);
+  ctx->Register(this);
 }
 
 Conn::Conn(Context* ctx, ClientConfig* cfg)
@@ -90,7 +90,7 @@ Conn::Conn(Context* ctx, ClientConfig* cfg)
   shared_->conn = this;
   shared_->rx_low_water = opts_->receive_high_water_mark / 2;
   text_as_buffer_ = opts_->text_as_buffer;
-  ctx->AddConn(this);
+  ctx->Register(this);
 }
 
 void Conn::StartClient(Context* ctx, ClientConfig* cfg) {
@@ -1001,12 +1001,13 @@ void Conn::CloseHandshakeDone() {
   ctx_->MarkDirty(this);
 }
 
-void Conn::CloseFromJs(uint8_t* frame, size_t len) {
+void Conn::CloseFromJs(uint8_t* frame, size_t len, bool discard) {
   if (close_sent_ || killed_ || state_ != State::kOpen) {
     BufFree(frame);
     return;
   }
   close_sent_ = true;
+  if (discard) DropQueue(true);
   OutFrame of;
   of.data = frame;
   of.block = frame;
@@ -1056,15 +1057,19 @@ void Conn::Unsubscribe(const std::string& topic) {
   if (topics_->empty()) topics_.reset();
 }
 
-bool Conn::AdmitBackpressure(size_t payload, int64_t limit) {
-  if (!limit || shared_->buffered.load() + tx_unsettled_ + static_cast<int64_t>(payload) <= limit)
-    return true;
+bool Conn::AdmitBackpressure(size_t payload, int64_t limit, int64_t adding) {
+  int64_t buffered = shared_->buffered.load() + tx_unsettled_;
+  bool over_mine = limit && buffered + static_cast<int64_t>(payload) > limit;
+  if (!over_mine && !ctx_->OverSendLimit(shared_, buffered, adding, true)) return true;
   if (opts_->drop_on_backpressure) {
     shared_->dropped.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  // As send() does under the 'close' policy.
-  QueueClose(kClosePolicy, "Send buffer over maxBackpressure");
+  // As send() does under the 'close' policy (past the send total, the
+  // queued messages are given back at once).
+  if (!over_mine) DropQueue(true);
+  QueueClose(kClosePolicy,
+             over_mine ? "Send buffer over maxBackpressure" : "Send buffers over totalSendLimit");
   SetDeadline(opts_->close_timeout_ms);
   ctx_->MarkDirty(this);
   return false;
@@ -1079,11 +1084,12 @@ void Conn::QueuePublished(PublishJob& job, int64_t max_backpressure) {
   if (pmd && payload >= pmd->threshold()) {
     if (!pmd->independent()) {
       // This connection's compressor keeps context: a frame of its own.
-      if (!AdmitBackpressure(payload, limit)) return;
+      if (!AdmitBackpressure(payload, limit, static_cast<int64_t>(payload))) return;
       uint8_t* copy = BufAlloc(payload + 1);
       if (!copy) return;
       memcpy(copy, f->payload(), payload);
       tx_unsettled_ += static_cast<int64_t>(payload);
+      ctx_->NoteSendHeld(static_cast<int64_t>(payload));
       SendCompressed(copy, payload, f->opcode);
       return;
     }
@@ -1093,12 +1099,16 @@ void Conn::QueuePublished(PublishJob& job, int64_t max_backpressure) {
       return;
     }
   }
-  if (!AdmitBackpressure(payload, limit)) return;
-  if (f->len <= Wire::kCoalesce) {
+  // A small frame is copied (its payload adds to the send total); a large
+  // one is referenced, counted once already.
+  bool copy = f->len <= Wire::kCoalesce;
+  if (!AdmitBackpressure(payload, limit, copy ? static_cast<int64_t>(payload) : 0)) return;
+  if (copy) {
     // A small frame is copied next to the frames queued before it (one
     // iovec, one FrameDone for the lot) rather than referenced.
     if (!wire_->PushCopy(f->block, f->len, payload)) return;
     tx_unsettled_ += static_cast<int64_t>(payload);
+    ctx_->NoteSendHeld(static_cast<int64_t>(payload));
     ctx_->MarkDirty(this);
     return;
   }
@@ -1130,6 +1140,7 @@ void Conn::Send(const OutFrame& f) {
 void Conn::SendCopy(const uint8_t* frame, size_t len, size_t payload) {
   if (close_sent_ || killed_ || state_ != State::kOpen || !wire_->PushCopy(frame, len, payload)) {
     tx_unsettled_ -= static_cast<int64_t>(payload);  // dropped
+    ctx_->NoteSendHeld(-static_cast<int64_t>(payload));
     Settle();
     return;
   }
@@ -1182,7 +1193,10 @@ void Conn::SendCompressed(uint8_t* payload, size_t len, uint8_t opcode) {
 }
 
 void Conn::FrameDone(const OutFrame& f, bool written) {
-  if (f.js) ctx_->ReleaseJs(f.js);
+  if (f.js)
+    ctx_->ReleaseJs(f.js);
+  else if (!f.shared && f.payload)
+    ctx_->NoteSendHeld(-static_cast<int64_t>(f.payload));  // a copy of its own
   if (f.kind == OutFrame::kClose && written) {
     close_written_ = true;
     CloseHandshakeDone();

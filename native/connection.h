@@ -74,7 +74,9 @@ class Conn final : public FrameSink, public WireOwner {
   void Send(const OutFrame& f);
   // permessage-deflate: compresses `payload` (BufAlloc'd, bare) into one frame.
   void SendCompressed(uint8_t* payload, size_t len, uint8_t opcode);
-  void CloseFromJs(uint8_t* frame, size_t len);
+  // close() from JavaScript (frame: the close frame, BufAlloc'd, taken);
+  // discard: the queued messages are dropped first.
+  void CloseFromJs(uint8_t* frame, size_t len, bool discard);
   void Terminate() { Kill(); }
   // After JavaScript's verify(): with `protocol`, or (choose) the server's
   // own pick from its protocols; `headers` (complete lines) go into the 101.
@@ -202,9 +204,11 @@ class Conn final : public FrameSink, public WireOwner {
   void CloseHandshakeDone();
   void Kill();
   void DropQueue(bool keep_partial);
-  // Over maxBackpressure: true when the message may be queued; otherwise it
-  // is dropped (counted) or the connection closes with 1008.
-  bool AdmitBackpressure(size_t payload, int64_t limit);
+  // A published message of `payload` bytes (`adding` of them new storage):
+  // true when it may be queued; false past this subscription's limit or the
+  // context's totalSendLimit (Context::OverSendLimit), and then it is
+  // dropped (counted) or the connection closes with 1008.
+  bool AdmitBackpressure(size_t payload, int64_t limit, int64_t adding);
   // Applies tx_unsettled_ to ConnShared::buffered (one atomic for a whole
   // flush, none when it wrote what it queued) and reports 'drain' when that
   // brings it down to the high-water mark.

@@ -145,7 +145,7 @@ void DisposeCommand(Command& cmd) {
   cmd.data = nullptr;
   if (cmd.js) {
     // Never run: disposed on the main thread (Push after Stop, or Stop itself).
-    ReleaseRef(cmd.js);
+    if (cmd.js->users.fetch_sub(1, std::memory_order_acq_rel) == 1) ReleaseRef(cmd.js);
     cmd.js = nullptr;
   }
   if (cmd.conn) {
@@ -225,6 +225,7 @@ Context::~Context() { Stop(); }
 void Context::Stop() {
   if (stopped_) return;
   stopped_ = true;
+  last_js_ = nullptr;
   stopping_.store(true);
   lws_cancel_service(lws_);
   thread_.join();
@@ -673,7 +674,11 @@ void Context::RunCommands() {
     wake_pending_ = false;
   }
   for (Command& c : running_) {
+    // A copy's payload counts in the send total until its frame is done; a
+    // send the connection did not take (it is gone) gives it back here.
+    bool copy = c.type == Command::kSend && !c.js;
     RunCommand(c);
+    if (copy && c.payload) NoteSendHeld(-static_cast<int64_t>(c.payload));
     DisposeCommand(c);
   }
   running_.clear();
@@ -757,7 +762,7 @@ void Context::RunCommand(Command& c) {
     }
     case Command::kClose:
       if (!conn) return;
-      conn->CloseFromJs(c.data, c.len);
+      conn->CloseFromJs(c.data, c.len, c.discard);
       c.data = nullptr;
       return;
     case Command::kTerminate:
@@ -910,6 +915,49 @@ void Context::Forget(Conn* conn) {
   if (conn->kill_pending) drop(kills_);
   conn->dirty = conn->busy = conn->kill_pending = false;
   RemoveConn(conn);
+  conn_count_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+bool Context::OverSendLimit(const ConnShared* cs, int64_t buffered, int64_t adding,
+                            bool service) const {
+  int64_t limit = tx_limit_.load(std::memory_order_relaxed);
+  int64_t total = tx_total_.load(std::memory_order_relaxed) + adding + (service ? tx_delta_ : 0);
+  if (total <= limit) return false;
+  uint32_t n = conn_count_.load(std::memory_order_relaxed);
+  return buffered >= std::max(limit / (n ? n : 1), cs->high_water_mark);
+}
+
+void Context::ReleaseJs(JsRef* r) {
+  if (r->users.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  tx_delta_ -= r->bytes;
+  local_.releases.push_back(r);
+}
+
+JsRef* Context::ReuseJs(const uint8_t* data, size_t len) {
+  JsRef* r = last_js_;
+  if (!r || stopped_ || data != last_js_data_ || len != last_js_len_) return nullptr;
+  // The service thread may be dropping its last user right now: a JsRef at
+  // zero is on its way back here, never taken up again.
+  int n = r->users.load(std::memory_order_acquire);
+  while (n > 0) {
+    if (r->users.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return r;
+  }
+  last_js_ = nullptr;
+  return nullptr;
+}
+
+void Context::UnuseJs(JsRef* r) {
+  if (r->users.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  // The service thread let go of it meanwhile: it is ours to release.
+  tx_total_.fetch_sub(r->bytes, std::memory_order_relaxed);
+  if (r == last_js_) last_js_ = nullptr;
+  ReleaseRef(r);
+}
+
+void Context::RememberJs(JsRef* r, const uint8_t* data, size_t len) {
+  last_js_ = r;
+  last_js_data_ = data;
+  last_js_len_ = len;
 }
 
 void Context::ScheduleKill(Conn* conn) {
@@ -1098,6 +1146,10 @@ void Context::Log(int level, const char* line) { Emit(kEvLog, level, 0, AddStrin
 void Context::FlushEvents() {
   FlushDirty();
   RunKills();
+  if (tx_delta_) {
+    tx_total_.fetch_add(tx_delta_, std::memory_order_relaxed);
+    tx_delta_ = 0;
+  }
   HandOver();
 }
 

@@ -89,6 +89,7 @@ struct Command {
   size_t len = 0;                  // frame length
   size_t payload = 0;              // payload bytes counted in ConnShared::buffered
   bool compress = false;           // kSend: data is a bare payload to deflate; code = opcode
+  bool discard = false;            // kClose: the queued messages are dropped first
   uint16_t code = 0;               // kClose, kReject (HTTP status), kPauseRx/kResumeRx (reason)
   std::string text;                // kAccept: subprotocol; kReject: extra header lines
   std::string text2;               // kAccept: extra 101 header lines; kReject: body
@@ -176,6 +177,40 @@ class Context {
   // send most of a large message cannot make the process hold maxPayload per
   // connection.
   void SetUnfinished(Conn* c, uint32_t* slot, size_t held);
+  // ---- what is held to send, over every connection (totalSendLimit) ----
+  // Counted once per piece of storage, not per connection: a copied
+  // message's payload, a JavaScript Buffer a frame points into (once however
+  // many connections share its JsRef), a published frame (SharedFrame::Count).
+  // A connection's bufferedAmount counts all three, so the sum of those
+  // overstates what a broadcast holds.
+  void SetSendLimit(int64_t bytes) { tx_limit_.store(bytes, std::memory_order_relaxed); }
+  int64_t send_held() const { return tx_total_.load(std::memory_order_relaxed); }
+  std::atomic<int64_t>* send_total() { return &tx_total_; }
+  // Main thread: storage of a message queued now (a copy, a new JsRef).
+  void AddSendHeld(int64_t n) { tx_total_.fetch_add(n, std::memory_order_relaxed); }
+  // Service thread: storage given back (or a copy made); reaches the total
+  // once per turn of the loop (FlushEvents).
+  void NoteSendHeld(int64_t d) { tx_delta_ += d; }
+  // Whether a message for cs is refused (its backpressurePolicy applies):
+  // the total with `adding` more bytes is over the limit and cs already
+  // holds (`buffered`) at least its share of the limit (the limit divided
+  // by the connections open) and at least its highWaterMark (below which
+  // send() tells the application to go on). The connections behind stop
+  // growing; the others hold at most the limit together, or their
+  // high-water marks. `service`: called on the service thread (adds the
+  // bytes not yet in the total).
+  bool OverSendLimit(const ConnShared* cs, int64_t buffered, int64_t adding, bool service) const;
+  // Main thread: the JsRef of the Buffer last sent without a copy, when
+  // `data`/`len` are that Buffer's and a queued frame still uses it (one
+  // more user taken); null otherwise. A loop sending one Buffer to many
+  // connections then makes one reference and counts its bytes once.
+  JsRef* ReuseJs(const uint8_t* data, size_t len);
+  void RememberJs(JsRef* r, const uint8_t* data, size_t len);
+  // Gives back a user ReuseJs took for a message then refused.
+  void UnuseJs(JsRef* r);
+  // Service thread: a queued frame no longer uses r; the last user hands
+  // it back to the main thread (and takes its bytes off the send total).
+  void ReleaseJs(JsRef* r);
   // Bytes charged to the receive total: events not yet consumed by JavaScript.
   int64_t receive_pending() const { return rx_total_.load(); }
   // OnTrim's turns and the connections it visited (any thread; for tests).
@@ -233,14 +268,18 @@ class Context {
   uint8_t* ArenaRoom(size_t n);
   uint32_t NextConnId() { return last_conn_id_.fetch_add(1, std::memory_order_relaxed) + 1; }
   bool shutting_down() const { return shutting_down_; }
-  void AddConn(Conn* c);
-  void RemoveConn(Conn* c);
+  // A connection is made (counted in OverSendLimit's shares) and put on
+  // the list OnTrim walks; Forget() undoes both.
+  void Register(Conn* c) {
+    conn_count_.fetch_add(1, std::memory_order_relaxed);
+    AddConn(c);
+  }
   // c has read or written since OnTrim last saw it, so it may hold buffers
   // to give back: OnTrim visits it (see conns_).
   void NoteBuffers(Conn* c);
   void MarkDirty(Conn* conn);
   void MarkBusy(Conn* conn);  // conn->Continue() on the next turn of the loop
-  void Forget(Conn* conn);    // conn is being deleted: off every list
+  void Forget(Conn* conn);    // conn is being deleted: off every list, uncounted
   // Closes conn's socket at the end of this service iteration (see RunKills).
   void ScheduleKill(Conn* conn);
   void ServerClosed(Listener* l);   // a listener has no connections left and is closing
@@ -262,8 +301,6 @@ class Context {
   uint32_t AddInfo(std::unique_ptr<ConnInfo> info);
   uint32_t AddError(const char* code, std::string message, int status);
   void Log(int level, const char* line);
-  // Native code is done with a JS value: the main thread releases it.
-  void ReleaseJs(JsRef* r) { local_.releases.push_back(r); }
 
   // Main thread: the handles of server connections JavaScript holds.
   ConnHandles& handles() { return handles_; }
@@ -291,6 +328,8 @@ class Context {
   static void OnWakerCleanup(napi_async_cleanup_hook_handle hook, void* arg);
   void ReleaseWaker();
   void DeliverOne(napi_env env, napi_value cb, Batch& b);
+  void AddConn(Conn* c);  // the front of conns_
+  void RemoveConn(Conn* c);
   static void OnTrim(void* ctx);
 
   std::thread thread_;
@@ -375,7 +414,15 @@ class Context {
     size_t held;
   };
   std::vector<UnfinishedHolder> holders_;
-  void RemoveHolder(uint32_t* slot);            // *slot: 1-based; set to 0
+  void RemoveHolder(uint32_t* slot);  // *slot: 1-based; set to 0
+  // what is held to send (see send_held)
+  std::atomic<int64_t> tx_total_{0};
+  std::atomic<int64_t> tx_limit_{256 * 1024 * 1024};
+  std::atomic<uint32_t> conn_count_{0};  // written by the service thread
+  int64_t tx_delta_ = 0;                 // service thread: not in tx_total_ yet
+  JsRef* last_js_ = nullptr;             // main thread (ReuseJs)
+  const uint8_t* last_js_data_ = nullptr;
+  size_t last_js_len_ = 0;
   std::atomic<bool> rx_global_waiting_{false};  // the service thread waits for a kResumeAll
   bool rx_global_paused_ = false;               // service thread
 

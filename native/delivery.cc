@@ -346,7 +346,10 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
     }
     napi_close_handle_scope(env, scope);
   }
-  for (JsRef* r : b.releases) ReleaseRef(r);
+  for (JsRef* r : b.releases) {
+    if (r == last_js_) last_js_ = nullptr;
+    ReleaseRef(r);
+  }
   b.releases.clear();
   for (RxCharge& c : b.charges) {
     int64_t bytes = c.bytes;

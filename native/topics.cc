@@ -25,6 +25,7 @@ SharedFrame* PublishJob::Compressed(int window_bits, int level) {
       f->len = flen;
       f->header_len = FrameHeaderSize(z.size(), false);
       f->opcode = plain_->opcode;
+      if (plain_->held) f->Count(plain_->held);
     }
   }
   variants_.push_back(Variant{window_bits, level, f});

@@ -70,6 +70,7 @@ constexpr size_t kMaxCipherBacklog = 1024 * 1024;
 
 void SharedFrame::Unref() {
   if (--refs > 0) return;
+  if (held) held->fetch_sub(static_cast<int64_t>(len), std::memory_order_relaxed);
   BufFree(block);
   delete this;
 }

@@ -21,6 +21,7 @@
 #include <libwebsockets.h>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -42,10 +43,18 @@ struct SharedFrame {
   int refs = 1;
   uint8_t* block = nullptr;  // BufAlloc'd: the whole frame
   size_t len = 0;            // frame length
-  size_t header_len = 0;     // the payload is block + header_len
+  // The context's send total (Context::send_held): counts `len` once,
+  // however many queues hold the frame; Count() adds it, the last Unref
+  // takes it off.
+  std::atomic<int64_t>* held = nullptr;
+  size_t header_len = 0;  // the payload is block + header_len
   uint8_t opcode = 0;
   void Ref() { refs++; }
   void Unref();  // frees at zero
+  void Count(std::atomic<int64_t>* total) {
+    held = total;
+    held->fetch_add(static_cast<int64_t>(len), std::memory_order_relaxed);
+  }
   size_t payload_len() const { return len - header_len; }
   const uint8_t* payload() const { return block + header_len; }
 };
