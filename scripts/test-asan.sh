@@ -22,6 +22,7 @@
 #   connection-handles,
 #   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
 #   handshake-headers, unix-socket, proxy-errors, handle-upgrade, admission, unfinished-messages,
+#   send-limit,
 #   ws-api, system/network-fuzz
 #   (FUZZ_SECONDS defaults to 20 here too)
 #
@@ -60,6 +61,7 @@ DEFAULT_FILES=(
   test/handle-upgrade.test.mjs
   test/admission.test.mjs
   test/unfinished-messages.test.mjs
+  test/send-limit.test.mjs
   test/ws-api.test.mjs
   test/system/network-fuzz.test.mjs
 )
