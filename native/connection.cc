@@ -1,8 +1,11 @@
 #include "connection.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +22,8 @@
 namespace nlws {
 
 namespace {
+
+constexpr int kTlsHeader = 5;  // a TLS record's header: type, version, length
 
 // Complete messages up to this size are copied into the batch arena (no
 // allocation of their own); larger ones are handed to JavaScript as they are.
@@ -160,8 +165,13 @@ Conn::~Conn() {
 }
 
 bool Conn::Watch(lws_vhost* tls_vhost) {
-  if (!tls_vhost && ctx_->ev()) {
+  if (ctx_->ev() && (!tls_vhost || server_)) {
     sock_.reset(new EvSocket(ctx_, fd_, this));
+    if (tls_vhost) {
+      int lowat = kTlsHeader;
+      setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+      sock_->WaitForHello();
+    }
   } else {
     adopting = true;
     int type = tls_vhost ? LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL : LWS_ADOPT_SOCKET;
@@ -174,6 +184,52 @@ bool Conn::Watch(lws_vhost* tls_vhost) {
   SetDeadline(opts_->handshake_timeout_ms);
   if (rx_pause_) SetRxPause(rx_pause_);  // paused before the socket was watched
   return true;
+}
+
+void Conn::HelloReadable() {
+  uint8_t h[kTlsHeader];
+  ssize_t n;
+  do {
+    n = recv(fd_, h, sizeof h, MSG_PEEK);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n <= 0) {
+    CloseSocketNow();  // closed or reset before its first record: deletes this
+    return;
+  }
+  // A handshake record's length is in its header; anything else is not
+  // TLS, and lws fails it at once.
+  int need = kTlsHeader;
+  if (n == kTlsHeader && h[0] == 22) need += h[3] << 8 | h[4];
+  int avail = 0;
+  if (n < need && ioctl(fd_, FIONREAD, &avail) == 0 && avail < need) {
+    // Not all there: ask for a report once it is, unless the peer has sent
+    // everything it will (a FIN keeps the socket readable).
+    tcp_info ti{};
+    socklen_t tl = sizeof ti;
+    if (getsockopt(fd_, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 && ti.tcpi_state != TCP_ESTABLISHED) {
+      CloseSocketNow();
+      return;
+    }
+    setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &need, sizeof need);
+    return;
+  }
+  int lowat = 1;
+  setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+  int fd = sock_->Release();
+  sock_.reset();
+  adopting = true;
+  lws* wsi = ctx_->Adopt(server_->tls_vhost(), LWS_ADOPT_SOCKET | LWS_ADOPT_ALLOW_SSL, fd, this);
+  adopting = false;
+  if (!wsi || closed_in_adopt) {
+    // lws closed the socket; the connection never reached JavaScript.
+    if (!wsi) ctx_->Log(LLL_WARN, "lws could not adopt an accepted socket");
+    OnClosed();  // deletes this
+    return;
+  }
+  wsi_ = wsi;
+  static_cast<LwsTlsWire*>(wire_.get())->Attach(wsi);
+  if (rx_pause_) SetRxPause(rx_pause_);
 }
 
 void Conn::AttachJs() {

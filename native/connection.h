@@ -63,6 +63,16 @@ class Conn final : public FrameSink, public WireOwner {
   // loop. false: lws refused the socket (and closed it); the caller deletes
   // this.
   bool Watch(lws_vhost* tls_vhost);
+  // Server TLS under libev: Watch() leaves the socket on an EvSocket until
+  // the client's first TLS record (its ClientHello) is all in the kernel, and
+  // only then hands it to lws. lws makes the SSL object and OpenSSL its
+  // handshake buffers (~50 KB) as it adopts a socket, so a client that
+  // connects and sends nothing, or part of a record, held that until
+  // handshakeTimeoutMs; now it holds what a plain socket does. The socket's
+  // SO_RCVLOWAT makes the loop report it only once the bytes awaited are
+  // there (or the peer is gone). Deletes this when the peer closed first or
+  // lws refuses the socket.
+  void HelloReadable();
   // The JsWire counterpart of Watch: the connection starts without a socket.
   void AttachJs();
   // socket events (EvSocket, or lws callbacks)

@@ -19,7 +19,14 @@ EvSocket::EvSocket(Context* ctx, int fd, Conn* conn) : ctx_(ctx), conn_(conn) {
 
 EvSocket::~EvSocket() {
   ev_io_stop(ctx_->ev(), &io_);
-  close(io_.fd);
+  if (io_.fd >= 0) close(io_.fd);
+}
+
+int EvSocket::Release() {
+  ev_io_stop(ctx_->ev(), &io_);
+  int fd = io_.fd;
+  io_.fd = -1;
+  return fd;
 }
 
 void EvSocket::SetReading(bool on) {
@@ -52,6 +59,10 @@ void EvSocket::OnIo(struct ev_loop*, ev_io* w, int revents) {
     conn->OnWritable();  // never deletes conn: closing waits for Context::RunKills
   }
   if (!(revents & EV_READ) || !s->reading_) return;
+  if (s->hello_) {
+    conn->HelloReadable();  // may delete conn, and s with it
+    return;
+  }
   uint8_t* buf = s->ctx_->read_buffer();
   ssize_t n;
   do {
@@ -71,6 +82,7 @@ void EvSocket::OnIo(struct ev_loop*, ev_io* w, int revents) {
 // Without libev every socket is an lws wsi (Conn::Watch never makes one of these).
 EvSocket::EvSocket(Context* ctx, int fd, Conn* conn) : ctx_(ctx), conn_(conn) { close(fd); }
 EvSocket::~EvSocket() = default;
+int EvSocket::Release() { return -1; }
 void EvSocket::SetReading(bool) {}
 void EvSocket::WantWritable() {}
 

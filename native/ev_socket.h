@@ -36,6 +36,11 @@ class EvSocket {
   void SetReading(bool on);
   // One Conn::OnWritable() once the socket takes more.
   void WantWritable();
+  // Server TLS: readiness goes to Conn::HelloReadable, which peeks and does
+  // not read, until the socket is handed to lws (Release).
+  void WaitForHello() { hello_ = true; }
+  // Stops watching and gives the descriptor up (it is not closed).
+  int Release();
 
  private:
 #if NLWS_WITH_LIBEV
@@ -48,6 +53,7 @@ class EvSocket {
   Conn* conn_;
   bool reading_ = true;
   bool writing_ = false;
+  bool hello_ = false;
 };
 
 }  // namespace nlws

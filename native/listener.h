@@ -62,6 +62,8 @@ class Listener {
   void Publish(const std::string& topic, SharedFrame* frame, ConnShared* skip);
 
   uint32_t id() const { return cfg_->id; }
+  // The vhost its TLS connections are adopted into (null for plain servers).
+  lws_vhost* tls_vhost() const { return tls_ ? vhost_ : nullptr; }
   const ServerConfig& config() const { return *cfg_; }
   bool closing() const { return closing_; }
   size_t open_connections = 0;  // upgraded (WebSocket) connections, for maxConnections

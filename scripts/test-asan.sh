@@ -22,7 +22,7 @@
 #   connection-handles,
 #   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
 #   handshake-headers, unix-socket, proxy-errors, handle-upgrade, admission, unfinished-messages,
-#   send-limit,
+#   send-limit, tls-hello-wait,
 #   ws-api, system/network-fuzz
 #   (FUZZ_SECONDS defaults to 20 here too)
 #
@@ -62,6 +62,7 @@ DEFAULT_FILES=(
   test/admission.test.mjs
   test/unfinished-messages.test.mjs
   test/send-limit.test.mjs
+  test/tls-hello-wait.test.mjs
   test/ws-api.test.mjs
   test/system/network-fuzz.test.mjs
 )
