@@ -73,6 +73,9 @@ class Conn final : public FrameSink, public WireOwner {
   // there (or the peer is gone). Deletes this when the peer closed first or
   // lws refuses the socket.
   void HelloReadable();
+  // lws has this server TLS socket: its handshake counts kTlsHandshakeHeld
+  // against maxPendingHeaderBytes until a request byte is decrypted.
+  void CountTlsHandshake();
   // The JsWire counterpart of Watch: the connection starts without a socket.
   void AttachJs();
   // socket events (EvSocket, or lws callbacks)

@@ -222,8 +222,10 @@ void Listener::HeadPending(PendingHead* h, Conn* c, size_t held) {
   if (head_bytes_ <= limit) return;
   if (!heads_refused_) {
     std::string line = "server " + std::to_string(cfg_->id) +
-                       ": unfinished request heads hold more than maxPendingHeaderBytes (" +
-                       std::to_string(limit) + " bytes); the oldest are answered 503";
+                       ": unfinished TLS handshakes and request heads hold more than "
+                       "maxPendingHeaderBytes (" +
+                       std::to_string(limit) +
+                       " bytes); the oldest are closed (a request begun is answered 503)";
     ctx_->Log(LLL_WARN, line.c_str());
   }
   while (head_bytes_ > limit && heads_first_) {
@@ -245,11 +247,13 @@ void Listener::HeadDone(PendingHead* h) {
   else
     heads_last_ = h->prev;
   head_bytes_ -= h->counted;
+  bool tls_handshake = h->tls_handshake;  // RefuseHead reads it after this
   *h = PendingHead();
+  h->tls_handshake = tls_handshake;
   if (heads_refused_ && head_bytes_ <= cfg_->max_pending_header_bytes / 2) {
     std::string line = "server " + std::to_string(cfg_->id) + ": " +
                        std::to_string(heads_refused_) +
-                       " unfinished request(s) were answered 503 to keep within "
+                       " unfinished TLS handshake(s) or request(s) were closed to keep within "
                        "maxPendingHeaderBytes";
     ctx_->Log(LLL_WARN, line.c_str());
     heads_refused_ = 0;

@@ -49,11 +49,13 @@ class Listener {
   // its limit: new clients wait in the kernel's listen queue.
   void PauseAccept(bool pause);
   void ConnGone();  // one of this server's connections was deleted
-  // A request head is still arriving and now holds `held` bytes: counts it
-  // (at the end of the list the first time). While the heads hold more than
-  // maxPendingHeaderBytes together, the oldest is answered 503 and closed: an
-  // honest head usually arrives in one read and is never counted, one that
-  // trickles in is the first to go.
+  // A request head is still arriving (or, on a TLS server, its TLS handshake
+  // is: kTlsHandshakeHeld) and now holds `held` bytes: counts it (at the end
+  // of the list the first time). While they hold more than
+  // maxPendingHeaderBytes together, the oldest is closed (answered 503 once
+  // its request has begun): an honest head usually arrives in one read and
+  // an honest handshake within a round trip, one that trickles in or stalls
+  // is the first to go.
   void HeadPending(PendingHead* h, Conn* c, size_t held);
   void HeadDone(PendingHead* h);  // complete, refused, or its socket closed
   Topics& topics() { return topics_; }
@@ -97,7 +99,7 @@ class Listener {
   PendingHead* heads_first_ = nullptr;
   PendingHead* heads_last_ = nullptr;
   size_t head_bytes_ = 0;       // what they hold together
-  uint64_t heads_refused_ = 0;  // answered 503 since the heads last fit
+  uint64_t heads_refused_ = 0;  // closed since the heads last fit
   Topics topics_;
   SharedDeflaters deflaters_;  // for compressed frames shared by subscribers
 };

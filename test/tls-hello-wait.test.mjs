@@ -2,7 +2,8 @@
 // cost ~50 KB from the moment it adopts one) only once the client's first TLS record, its
 // ClientHello, is all there. A client that connects and sends nothing, or part of a record,
 // costs what a plain socket does; a ClientHello that trickles in byte by byte still completes;
-// a peer that gives up halfway is closed at once, not at handshakeTimeoutMs.
+// a peer that gives up halfway is closed at once, not at handshakeTimeoutMs. Once lws has it, a
+// handshake counts ~48 KiB against maxPendingHeaderBytes until its first request byte arrives.
 
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
@@ -144,6 +145,80 @@ test('bytes that are not TLS are refused by lws as before', async () => {
   }
 });
 
+/**
+ * A TLS client whose handshake stalls: its ClientHello reaches the server, and nothing after it
+ * (the Duplex under it swallows every later write). Resolves once the server has answered (its
+ * ServerHello came back: lws has the socket); `closed` resolves when the server closes it.
+ */
+async function stalledHandshake(port) {
+  const socket = await rawSocket(port);
+  let writes = 0;
+  let answered;
+  const serverAnswered = new Promise((resolve) => {
+    answered = resolve;
+  });
+  const d = new Duplex({
+    write(chunk, _enc, done) {
+      if (writes++ === 0) socket.write(chunk);
+      done();
+    },
+    read() {},
+  });
+  socket.on('data', (b) => {
+    answered();
+    d.push(b);
+  });
+  const t = tls.connect({ socket: d, rejectUnauthorized: false });
+  t.on('error', () => {});
+  const isClosed = new Promise((resolve) => socket.once('close', resolve));
+  await withTimeout(serverAnswered, 5000, 'the ServerHello');
+  let gone = false;
+  isClosed.then(() => {
+    gone = true;
+  });
+  return { socket, t, isClosed, gone: () => gone };
+}
+
+test('TLS handshakes that stall count against maxPendingHeaderBytes: the oldest are closed, a prompt client gets in', async () => {
+  const logs = [];
+  // 5 handshakes of 48 KiB fit in 256 KiB; the 6th, 7th and 8th push out the oldest three.
+  const server = await tlsServer({
+    handshakeTimeoutMs: 30000,
+    maxPendingHeaderBytes: 256 * 1024,
+    logger: (_level, message) => logs.push(message),
+  });
+  const stalled = [];
+  try {
+    for (let i = 0; i < 8; i++) stalled.push(await stalledHandshake(server.port));
+    await withTimeout(
+      Promise.all(stalled.slice(0, 3).map((h) => h.isClosed)),
+      5000,
+      'the three oldest handshakes closed',
+    );
+    // The others stay: until handshakeTimeoutMs, or the 5 s lws gives a TLS handshake of its own.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(
+      stalled.map((h) => h.gone()),
+      [true, true, true, false, false, false, false, false],
+      `the oldest go first; the others stay until handshakeTimeoutMs ${JSON.stringify(stalled.map((h) => h.gone()))}`,
+    );
+    const client = await lws.connect(`wss://127.0.0.1:${server.port}/`, {
+      tls: { rejectUnauthorized: false },
+    });
+    const reply = new Promise((resolve) => client.once('message', resolve));
+    client.send('prompt');
+    assert.is(String(await withTimeout(reply, 5000, 'echo')), 'prompt');
+    client.close();
+    assert.ok(
+      logs.some((m) => m.includes('maxPendingHeaderBytes') && m.includes('TLS handshakes')),
+      `a log line says why: ${JSON.stringify(logs)}`,
+    );
+  } finally {
+    for (const h of stalled) h.socket.destroy();
+    await server.close();
+  }
+});
+
 test('2,000 sockets that connect to a TLS server and send nothing cost what plain sockets do', async () => {
   // The server in a child process of its own: its RSS is the figure.
   const child = fork(path.join(ROOT, 'test/fixtures/tls-idle-server.mjs'), [cert.cert, cert.key], {
@@ -169,9 +244,11 @@ test('2,000 sockets that connect to a TLS server and send nothing cost what plai
     for (let i = 0; i < 2000; i++) sockets.push(await rawSocket(port));
     // Every socket accepted: the server counts them as it watches them.
     let after;
+    const deadline = Date.now() + 20000;
     for (;;) {
       after = await ask();
       if (after.sockets >= 2000) break;
+      if (Date.now() > deadline) assert.unreachable(`only ${after.sockets} sockets accepted`);
       await new Promise((r) => setTimeout(r, 50));
     }
     const per = (after.rss - before.rss) / 2000;
