@@ -171,9 +171,11 @@ export interface ListenOptions {
   /** Open WebSocket connections allowed at once; beyond it upgrades get 503. */
   maxConnections?: number;
   /**
-   * Bytes the request heads still arriving on this server's sockets may hold together (default
-   * 8 MiB; at least twice maxHeaderBytes). Past it, the request that began first is answered 503
-   * and closed: a client that sends its head slowly cannot hold memory for many others.
+   * Bytes the request heads still arriving on this server's sockets may hold together, with the
+   * TLS handshakes in progress on a TLS server (48 KiB each) (default 8 MiB, 32 MiB with `tls`;
+   * at least twice maxHeaderBytes). Past it, the one that began first is closed (answered 503 if
+   * its request began): a client that sends its head slowly, or stops in its TLS handshake,
+   * cannot hold memory for many others.
    */
   maxPendingHeaderBytes?: number;
   /** Accept upgrades only on this path (404 otherwise), e.g. '/ws'. */
@@ -432,11 +434,13 @@ function normalize(options: unknown): Normalized {
       protocols: optProtocols(o),
       verify: verify !== undefined || handleProtocols !== undefined || headersHook !== undefined,
       maxConnections: optInt(o, 'maxConnections', 0, 0, 2 ** 31 - 1),
-      // A head being read may take twice its size (its buffer doubles as it grows).
+      // A head being read may take twice its size (its buffer doubles as it grows). A TLS
+      // handshake in progress counts 48 KiB: 32 MiB lets ~680 be in progress at once (an honest
+      // one lasts a round trip), 8 MiB only ~170.
       maxPendingHeaderBytes: optInt(
         o,
         'maxPendingHeaderBytes',
-        8 * 1024 * 1024,
+        tlsMaterial ? 32 * 1024 * 1024 : 8 * 1024 * 1024,
         2 * conn.maxHeaderBytes,
         Number.MAX_SAFE_INTEGER,
       ),
