@@ -333,7 +333,7 @@ cp "$BLD/lws_config.h" "$PREFIX/include/lws_config.h" 2>/dev/null ||
   cp "$(find "$BLD" -name lws_config.h | head -n1)" "$PREFIX/include/lws_config.h"
 # Every object must be position-independent (no absolute 32-bit relocations).
 for lib in libwebsockets.a libev.a; do
-  if readelf -r "$PREFIX/lib/$lib" 2>/dev/null | grep -q 'R_X86_64_32S\? '; then
+  if readelf -r "$PREFIX/lib/$lib" 2>/dev/null | grep 'R_X86_64_32S\? ' >/dev/null; then
     die "$lib contains non-PIC relocations"
   fi
 done

@@ -95,8 +95,9 @@ if [[ ! -e $LIBASAN ]]; then
   echo "test-asan: libasan.so not found (gcc -print-file-name=libasan.so gave '$LIBASAN')" >&2
   exit 2
 fi
-# The .node must have been linked against the same libasan as the one preloaded.
-if ! ldd "$OUT" | grep -q libasan; then
+# The .node must have been linked against the same libasan as the one preloaded. (Not `grep -q`:
+# it exits at the first match, ldd then dies of SIGPIPE, and pipefail fails the check at random.)
+if ! ldd "$OUT" | grep libasan >/dev/null; then
   echo "test-asan: $OUT is not linked against libasan; rebuild with NODE_LWS_ASAN_REBUILD=1" >&2
   exit 2
 fi
