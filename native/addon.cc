@@ -448,7 +448,9 @@ class Addon : public Napi::Addon<Addon> {
     size_t len = 0;
     if (!is_string && !PayloadOf(env, v, &data, &len))
       return ThrowTypeError(env, "send: string, Buffer, ArrayBuffer or ArrayBufferView expected");
-    uint8_t opcode = !is_string && info[2].ToBoolean().Value() ? kOpBinary : kOpText;
+    uint8_t opcode = !is_string && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value()
+                         ? kOpBinary
+                         : kOpText;
 
     uint32_t threshold = cs->deflate_threshold.load(std::memory_order_acquire);
     if (threshold != 0xFFFFFFFFu) {
@@ -715,7 +717,9 @@ class Addon : public Napi::Addon<Addon> {
     c.data = frame;
     c.len = flen;
     c.code = static_cast<uint16_t>(code);
-    c.discard = info.Length() > 3 && info[3].ToBoolean().Value();
+    // Not ToBoolean(): coercion fails (and throws) in an environment being
+    // torn down, where a worker's transports still close.
+    c.discard = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
     ctx->Push(std::move(c));
     return env.Undefined();
   }
@@ -804,7 +808,9 @@ class Addon : public Napi::Addon<Addon> {
     if (!is_string && !PayloadOf(env, v, &data, &len))
       return ThrowTypeError(env,
                             "publish: string, Buffer, ArrayBuffer or ArrayBufferView expected");
-    uint8_t opcode = !is_string && info[3].ToBoolean().Value() ? kOpBinary : kOpText;
+    uint8_t opcode = !is_string && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value()
+                         ? kOpBinary
+                         : kOpText;
     uint8_t* block;
     size_t flen;
     if (is_string) {
