@@ -440,7 +440,7 @@ function normalize(options: unknown): Normalized {
       maxPendingHeaderBytes: optInt(
         o,
         'maxPendingHeaderBytes',
-        tlsMaterial ? 32 * 1024 * 1024 : 8 * 1024 * 1024,
+        tlsMaterial.tlsCert !== '' ? 32 * 1024 * 1024 : 8 * 1024 * 1024,
         2 * conn.maxHeaderBytes,
         Number.MAX_SAFE_INTEGER,
       ),
