@@ -225,7 +225,7 @@ Context::~Context() { Stop(); }
 void Context::Stop() {
   if (stopped_) return;
   stopped_ = true;
-  last_js_ = nullptr;
+  for (RecentJs& e : recent_js_) e = RecentJs();
   stopping_.store(true);
   lws_cancel_service(lws_);
   thread_.join();
@@ -934,15 +934,19 @@ void Context::ReleaseJs(JsRef* r) {
 }
 
 JsRef* Context::ReuseJs(const uint8_t* data, size_t len) {
-  JsRef* r = last_js_;
-  if (!r || stopped_ || data != last_js_data_ || len != last_js_len_) return nullptr;
-  // The service thread may be dropping its last user right now: a JsRef at
-  // zero is on its way back here, never taken up again.
-  int n = r->users.load(std::memory_order_acquire);
-  while (n > 0) {
-    if (r->users.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return r;
+  if (stopped_) return nullptr;
+  for (RecentJs& e : recent_js_) {
+    if (!e.ref || e.data != data || e.len != len) continue;
+    // The service thread may be dropping its last user right now: a JsRef at
+    // zero is on its way back here, never taken up again.
+    JsRef* r = e.ref;
+    int n = r->users.load(std::memory_order_acquire);
+    while (n > 0) {
+      if (r->users.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel)) return r;
+    }
+    e = RecentJs();
+    return nullptr;
   }
-  last_js_ = nullptr;
   return nullptr;
 }
 
@@ -950,14 +954,18 @@ void Context::UnuseJs(JsRef* r) {
   if (r->users.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   // The service thread let go of it meanwhile: it is ours to release.
   tx_total_.fetch_sub(r->bytes, std::memory_order_relaxed);
-  if (r == last_js_) last_js_ = nullptr;
+  ForgetJs(r);
   ReleaseRef(r);
 }
 
 void Context::RememberJs(JsRef* r, const uint8_t* data, size_t len) {
-  last_js_ = r;
-  last_js_data_ = data;
-  last_js_len_ = len;
+  recent_js_[recent_next_] = RecentJs{r, data, len};
+  recent_next_ = (recent_next_ + 1) % kRecentJs;
+}
+
+void Context::ForgetJs(JsRef* r) {
+  for (RecentJs& e : recent_js_)
+    if (e.ref == r) e = RecentJs();
 }
 
 void Context::ScheduleKill(Conn* conn) {

@@ -200,12 +200,14 @@ class Context {
   // high-water marks. `service`: called on the service thread (adds the
   // bytes not yet in the total).
   bool OverSendLimit(const ConnShared* cs, int64_t buffered, int64_t adding, bool service) const;
-  // Main thread: the JsRef of the Buffer last sent without a copy, when
-  // `data`/`len` are that Buffer's and a queued frame still uses it (one
-  // more user taken); null otherwise. A loop sending one Buffer to many
-  // connections then makes one reference and counts its bytes once.
+  // Main thread: the JsRef of one of the last few Buffers sent without a
+  // copy, when `data`/`len` are that Buffer's and a queued frame still uses
+  // it (one more user taken); null otherwise. A loop sending one Buffer (or
+  // one of a few) to many connections then makes one reference per Buffer
+  // and counts its bytes once. ForgetJs: r is being deleted.
   JsRef* ReuseJs(const uint8_t* data, size_t len);
   void RememberJs(JsRef* r, const uint8_t* data, size_t len);
+  void ForgetJs(JsRef* r);
   // Gives back a user ReuseJs took for a message then refused.
   void UnuseJs(JsRef* r);
   // Service thread: a queued frame no longer uses r; the last user hands
@@ -420,9 +422,17 @@ class Context {
   std::atomic<int64_t> tx_limit_{256 * 1024 * 1024};
   std::atomic<uint32_t> conn_count_{0};  // written by the service thread
   int64_t tx_delta_ = 0;                 // service thread: not in tx_total_ yet
-  JsRef* last_js_ = nullptr;             // main thread (ReuseJs)
-  const uint8_t* last_js_data_ = nullptr;
-  size_t last_js_len_ = 0;
+  // main thread (ReuseJs): the Buffers last sent without a copy, newest
+  // written over the oldest; a few, for a loop that sends each connection
+  // one of several (a video variant per viewer, say)
+  struct RecentJs {
+    JsRef* ref = nullptr;
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+  };
+  static constexpr int kRecentJs = 4;
+  RecentJs recent_js_[kRecentJs];
+  int recent_next_ = 0;
   std::atomic<bool> rx_global_waiting_{false};  // the service thread waits for a kResumeAll
   bool rx_global_paused_ = false;               // service thread
 

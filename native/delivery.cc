@@ -347,7 +347,7 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
     napi_close_handle_scope(env, scope);
   }
   for (JsRef* r : b.releases) {
-    if (r == last_js_) last_js_ = nullptr;
+    ForgetJs(r);
     ReleaseRef(r);
   }
   b.releases.clear();

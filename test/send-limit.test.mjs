@@ -143,6 +143,33 @@ test('one Buffer sent to many stalled connections is counted once, so none of th
   await sendingIsZero('the Buffers let go when the connections close');
 });
 
+test('three Buffers sent in turn (a variant per connection) are counted once each', async () => {
+  const limit = 24 * MiB;
+  limitTo(limit);
+  const server = await listen({ maxBackpressure: Number.POSITIVE_INFINITY });
+  const slow = [];
+  for (let i = 0; i < 9; i++) slow.push(await stalled(server));
+  // Each round makes three new 1 MiB variants; connection i gets variant i % 3, so the sends
+  // alternate between the three.
+  for (let round = 0; round < 7; round++) {
+    const variants = [0, 1, 2].map((v) => Buffer.alloc(MiB, round * 3 + v));
+    for (const [i, c] of slow.entries()) c.conn.send(variants[i % 3]);
+  }
+  const sum = () => slow.reduce((n, c) => n + c.conn.bufferedAmount, 0);
+  await waitFor(() => sum() > limit, {
+    label: 'the bufferedAmounts add up to more than the limit',
+    describe: () => `sum ${sum()}`,
+  });
+  const held = nativeMemory().sending;
+  assert.ok(held <= 21 * MiB, `sending ${held}: 21 Buffers, each counted once`);
+  for (const c of slow) {
+    assert.is(c.conn.readyState, 'open');
+    assert.is(c.conn.stats.dropped, 0);
+  }
+  for (const c of slow) c.peer.destroy();
+  await sendingIsZero('the Buffers let go when the connections close');
+});
+
 test('a published frame is counted once however many subscribers hold it', async () => {
   const limit = 32 * MiB;
   limitTo(limit);
