@@ -387,9 +387,10 @@ class Addon : public Napi::Addon<Addon> {
     return r;
   }
 
-  // Queues a frame built here (data, ping, close) for the service thread.
+  // Queues a frame built here (data, ping, close) for the service thread;
+  // discard: a close that drops the queued messages first.
   static void PushFrame(Context* ctx, ConnShared* cs, Command::Type type, uint8_t* frame,
-                        size_t flen, size_t payload, uint16_t code) {
+                        size_t flen, size_t payload, uint16_t code, bool discard = false) {
     cs->Ref();
     Command c{};
     c.type = type;
@@ -398,6 +399,7 @@ class Addon : public Napi::Addon<Addon> {
     c.len = flen;
     c.payload = payload;
     c.code = code;
+    c.discard = discard;
     ctx->Push(std::move(c));
   }
 
@@ -710,17 +712,10 @@ class Addon : public Napi::Addon<Addon> {
     size_t flen;
     uint8_t* frame = NewFrame(cs->client, kOpClose, payload, plen, &flen);
     if (!frame) return OutOfMemory(env);
-    cs->Ref();
-    Command c{};
-    c.type = Command::kClose;
-    c.conn = cs;
-    c.data = frame;
-    c.len = flen;
-    c.code = static_cast<uint16_t>(code);
     // Not ToBoolean(): coercion fails (and throws) in an environment being
     // torn down, where a worker's transports still close.
-    c.discard = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
-    ctx->Push(std::move(c));
+    bool discard = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+    PushFrame(ctx, cs, Command::kClose, frame, flen, 0, static_cast<uint16_t>(code), discard);
     return env.Undefined();
   }
 

@@ -59,6 +59,33 @@ const sendingIsZero = (label) =>
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
+/**
+ * Once the stalled clients' bufferedAmounts add up to more than `limit` (the kernel's socket
+ * buffers full), `sending` is at most `storage` (and at least `atLeast`): what they share is
+ * counted once. Returns what `sending` read.
+ */
+async function countedOnce(slow, limit, storage, atLeast = 0) {
+  const sum = () => slow.reduce((n, c) => n + c.conn.bufferedAmount, 0);
+  await waitFor(() => sum() > limit, {
+    label: 'the bufferedAmounts add up to more than the limit',
+    describe: () => `sum ${sum()}`,
+  });
+  const held = nativeMemory().sending;
+  assert.ok(held <= storage, `sending ${held}: each piece of storage counted once`);
+  assert.ok(held >= atLeast, `sending ${held}: what the stalled connections hold`);
+  return held;
+}
+
+/** None of the stalled clients was refused anything; then they go, and so does what they held. */
+async function noneRefused(slow) {
+  for (const c of slow) {
+    assert.is(c.conn.readyState, 'open');
+    assert.is(c.conn.stats.dropped, 0);
+  }
+  for (const c of slow) c.peer.destroy();
+  await sendingIsZero('the Buffers let go when the connections close');
+}
+
 test('past totalSendLimit the connections that stopped reading are closed with 1008 and give back what they held; a reader gets every message', async () => {
   const limit = 4 * MiB;
   limitTo(limit);
@@ -124,23 +151,11 @@ test('one Buffer sent to many stalled connections is counted once, so none of th
   for (const b of buffers) for (const c of slow) c.conn.send(b);
   // 16 MiB of storage: under the limit, though the connections' bufferedAmounts add up to
   // more than the limit once the kernel's socket buffers are full.
-  const sum = () => slow.reduce((n, c) => n + c.conn.bufferedAmount, 0);
-  await waitFor(() => sum() > limit, {
-    label: 'the bufferedAmounts add up to more than the limit',
-    describe: () => `sum ${sum()}`,
-  });
-  const held = nativeMemory().sending;
-  assert.ok(held <= 16 * MiB, `sending ${held}: each Buffer counted once`);
-  assert.ok(held >= 8 * MiB, `sending ${held}: what the stalled connections hold`);
+  await countedOnce(slow, limit, 16 * MiB, 8 * MiB);
   // One more message to each: still under the limit, so queued.
   for (const c of slow) assert.is(c.conn.send('one more'), false, 'queued above highWaterMark');
   await turn();
-  for (const c of slow) {
-    assert.is(c.conn.readyState, 'open');
-    assert.is(c.conn.stats.dropped, 0);
-  }
-  for (const c of slow) c.peer.destroy();
-  await sendingIsZero('the Buffers let go when the connections close');
+  await noneRefused(slow);
 });
 
 test('three Buffers sent in turn (a variant per connection) are counted once each', async () => {
@@ -155,19 +170,8 @@ test('three Buffers sent in turn (a variant per connection) are counted once eac
     const variants = [0, 1, 2].map((v) => Buffer.alloc(MiB, round * 3 + v));
     for (const [i, c] of slow.entries()) c.conn.send(variants[i % 3]);
   }
-  const sum = () => slow.reduce((n, c) => n + c.conn.bufferedAmount, 0);
-  await waitFor(() => sum() > limit, {
-    label: 'the bufferedAmounts add up to more than the limit',
-    describe: () => `sum ${sum()}`,
-  });
-  const held = nativeMemory().sending;
-  assert.ok(held <= 21 * MiB, `sending ${held}: 21 Buffers, each counted once`);
-  for (const c of slow) {
-    assert.is(c.conn.readyState, 'open');
-    assert.is(c.conn.stats.dropped, 0);
-  }
-  for (const c of slow) c.peer.destroy();
-  await sendingIsZero('the Buffers let go when the connections close');
+  await countedOnce(slow, limit, 21 * MiB);
+  await noneRefused(slow);
 });
 
 test('a published frame is counted once however many subscribers hold it', async () => {
@@ -181,14 +185,7 @@ test('a published frame is counted once however many subscribers hold it', async
     slow.push(c);
   }
   for (let i = 0; i < 16; i++) assert.is(server.publish('video', Buffer.alloc(MiB, i)), 8);
-  const sum = () => slow.reduce((n, c) => n + c.conn.bufferedAmount, 0);
-  await waitFor(() => sum() > limit, {
-    label: 'the bufferedAmounts add up to more than the limit',
-    describe: () => `sum ${sum()}`,
-  });
-  const held = nativeMemory().sending;
-  assert.ok(held <= 16 * MiB + 64 * KiB, `sending ${held}: each frame counted once`);
-  assert.ok(held >= 8 * MiB, `sending ${held}`);
+  await countedOnce(slow, limit, 16 * MiB + 64 * KiB, 8 * MiB);
   // Over the limit: the subscribers holding their share are refused a frame that would add to it.
   limitTo(4 * MiB);
   assert.is(server.publish('video', Buffer.alloc(MiB, 16)), 8);

@@ -36,6 +36,16 @@ async function tlsServer(extra = {}) {
   return server;
 }
 
+/** Runs fn(server) with a TLS echo server made with `extra` options, closed afterwards. */
+async function withTlsServer(extra, fn) {
+  const server = await tlsServer(extra);
+  try {
+    await fn(server);
+  } finally {
+    await server.close();
+  }
+}
+
 /** The socket closed, by a FIN or a reset (the server resets a socket with bytes unread). */
 const closed = (s, label) =>
   withTimeout(new Promise((resolve) => s.once('close', resolve)), 5000, label);
@@ -76,8 +86,7 @@ function tricklingDuplex(socket) {
 }
 
 test('a ClientHello that arrives a byte at a time completes, and the upgrade over it too', async () => {
-  const server = await tlsServer();
-  try {
+  await withTlsServer({}, async (server) => {
     const socket = await rawSocket(server.port);
     const t = tls.connect({ socket: tricklingDuplex(socket), rejectUnauthorized: false });
     await onceEvent(t, 'secureConnect', 20000, 'TLS handshake over a trickling ClientHello');
@@ -98,14 +107,11 @@ test('a ClientHello that arrives a byte at a time completes, and the upgrade ove
     );
     assert.match(head, /^HTTP\/1\.1 101 /);
     t.destroy();
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 test('a peer that sends part of its first record and ends is closed at once, not at handshakeTimeoutMs', async () => {
-  const server = await tlsServer({ handshakeTimeoutMs: 30000 });
-  try {
+  await withTlsServer({ handshakeTimeoutMs: 30000 }, async (server) => {
     // 3 bytes (part of the header), and 5 + 10 of a record announcing 512 bytes.
     const header = Buffer.from([22, 3, 1, 0x02, 0x00]);
     for (const bytes of [header.subarray(0, 3), Buffer.concat([header, Buffer.alloc(10, 1)])]) {
@@ -115,34 +121,26 @@ test('a peer that sends part of its first record and ends is closed at once, not
       await closed(s, `close after ${bytes.length} bytes and a FIN`);
       assert.ok(msSince(t0) < 5000);
     }
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 test('a socket that stalls inside its ClientHello is dropped at handshakeTimeoutMs', async () => {
-  const server = await tlsServer({ handshakeTimeoutMs: 300 });
-  try {
+  await withTlsServer({ handshakeTimeoutMs: 300 }, async (server) => {
     const s = await rawSocket(server.port);
     const t0 = performance.now();
     s.write(Buffer.from([22, 3, 1, 0x02, 0x00, 1, 2, 3]));
     await closed(s, 'close at the handshake deadline');
     const ms = msSince(t0);
     assert.ok(ms >= 250, `closed after ${ms.toFixed(0)} ms, before the deadline`);
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 test('bytes that are not TLS are refused by lws as before', async () => {
-  const server = await tlsServer({ handshakeTimeoutMs: 30000 });
-  try {
+  await withTlsServer({ handshakeTimeoutMs: 30000 }, async (server) => {
     const s = await rawSocket(server.port);
     s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     await closed(s, 'a plain-text request on the TLS port closed');
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 /**
