@@ -36,6 +36,15 @@ async function stalled(server) {
   return { peer, conn };
 }
 
+/** Under `limit`, a server made with `options` and `n` clients of it that never read. */
+async function stalledClients(limit, n, options) {
+  limitTo(limit);
+  const server = await listen(options);
+  const slow = [];
+  for (let i = 0; i < n; i++) slow.push(await stalled(server));
+  return { server, slow };
+}
+
 /**
  * The server has closed their connections: the stalled clients read again, and after what the
  * kernel buffered each gets the close frame. Resolves with their codes and reasons.
@@ -88,10 +97,7 @@ async function noneRefused(slow) {
 
 test('past totalSendLimit the connections that stopped reading are closed with 1008 and give back what they held; a reader gets every message', async () => {
   const limit = 4 * MiB;
-  limitTo(limit);
-  const server = await listen();
-  const slow = [];
-  for (let i = 0; i < 4; i++) slow.push(await stalled(server));
+  const { slow } = await stalledClients(limit, 4, {});
   // The limit is the thread's, over every server: the reader is on a second one, whose
   // highWaterMark (below which the limit never refuses a message) leaves room for the moments
   // it is behind by a few messages.
@@ -143,10 +149,7 @@ test('past totalSendLimit the connections that stopped reading are closed with 1
 
 test('one Buffer sent to many stalled connections is counted once, so none of them is refused', async () => {
   const limit = 32 * MiB;
-  limitTo(limit);
-  const server = await listen({ maxBackpressure: Number.POSITIVE_INFINITY });
-  const slow = [];
-  for (let i = 0; i < 8; i++) slow.push(await stalled(server));
+  const { slow } = await stalledClients(limit, 8, { maxBackpressure: Number.POSITIVE_INFINITY });
   const buffers = Array.from({ length: 16 }, (_, i) => Buffer.alloc(MiB, i));
   for (const b of buffers) for (const c of slow) c.conn.send(b);
   // 16 MiB of storage: under the limit, though the connections' bufferedAmounts add up to
@@ -160,10 +163,9 @@ test('one Buffer sent to many stalled connections is counted once, so none of th
 
 test('three Buffers sent in turn (a variant per connection) are counted once each', async () => {
   const limit = 24 * MiB;
-  limitTo(limit);
-  const server = await listen({ maxBackpressure: Number.POSITIVE_INFINITY });
-  const slow = [];
-  for (let i = 0; i < 9; i++) slow.push(await stalled(server));
+  const { slow } = await stalledClients(limit, 9, {
+    maxBackpressure: Number.POSITIVE_INFINITY,
+  });
   // Each round makes three new 1 MiB variants; connection i gets variant i % 3, so the sends
   // alternate between the three.
   for (let round = 0; round < 7; round++) {
