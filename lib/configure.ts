@@ -25,10 +25,11 @@ export interface GlobalOptions {
    * Buffers sent without a copy and published frames, each counted once however many
    * connections it is queued for (default 256 MiB, or twice the largest finite `maxBackpressure`
    * of a server or client started, if that is more). Past it, a message for a connection that
-   * already holds at least its share (the limit divided by the open connections) meets that
-   * connection's `backpressurePolicy`: dropped, or the connection closed with 1008. So an
-   * application that ignores `send()`'s `false` cannot grow without bound when peers stop
-   * reading. Set, it is kept as it is.
+   * already holds at least its share (the limit divided by the open connections) and at least
+   * its `highWaterMark` meets that connection's `backpressurePolicy`: dropped, or the connection
+   * closed with 1008 after its queue is dropped. So an application that ignores `send()`'s
+   * `false` cannot grow without bound when peers stop reading, and connections that keep up are
+   * not touched. Set, it is kept as it is.
    */
   totalSendLimit?: number;
 }
