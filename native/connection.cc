@@ -165,7 +165,7 @@ Conn::~Conn() {
 }
 
 bool Conn::Watch(lws_vhost* tls_vhost) {
-  if (ctx_->ev() && (!tls_vhost || server_)) {
+  if (ctx_->ev()) {
     sock_.reset(new EvSocket(ctx_, fd_, this));
     if (tls_vhost) {
       int lowat = kTlsHeader;
@@ -182,8 +182,8 @@ bool Conn::Watch(lws_vhost* tls_vhost) {
     if (wire_kind_ == WireKind::kLwsTls) static_cast<LwsTlsWire*>(wire_.get())->Attach(wsi);
   }
   SetDeadline(opts_->handshake_timeout_ms);
-  if (rx_pause_) SetRxPause(rx_pause_);                   // paused before the socket was watched
-  if (tls_vhost && server_ && wsi_) CountTlsHandshake();  // lws's poll() loop: adopted at once
+  if (rx_pause_) SetRxPause(rx_pause_);        // paused before the socket was watched
+  if (tls_vhost && wsi_) CountTlsHandshake();  // lws's poll() loop: adopted at once
   return true;
 }
 
@@ -238,7 +238,7 @@ void Conn::CountTlsHandshake() {
   // The handshake's memory counts with the request heads still arriving
   // (maxPendingHeaderBytes) until the first request byte is decrypted: many
   // clients that send a ClientHello and stop cannot hold ~50 KB each.
-  server_hs_->pending.tls_handshake = true;
+  server_hs_->tls_handshake = true;
   server_->HeadPending(&server_hs_->pending, this, kTlsHandshakeHeld);  // may refuse this one
 }
 
@@ -666,7 +666,7 @@ bool Conn::QueueFileChunk() {
 void Conn::ServerInput(const uint8_t* p, size_t n) {
   const ServerConfig& cfg = server_->config();
   ServerHandshake& hs = *server_hs_;
-  hs.pending.tls_handshake = false;  // a request byte decrypted: the TLS handshake is done
+  hs.tls_handshake = false;  // a request byte decrypted: the TLS handshake is done
   ServerHandshake::Result result = hs.Feed(p, n, cfg, server_->open_connections);
   if (result == ServerHandshake::Result::kMore) {
     server_->HeadPending(&hs.pending, this, hs.held());  // may refuse this one
@@ -723,7 +723,7 @@ void Conn::FailUnfinished() {
 
 void Conn::RefuseHead() {
   if (killed_) return;  // closing already; ~Conn is near
-  if (server_hs_ && server_hs_->pending.tls_handshake) {
+  if (server_hs_ && server_hs_->tls_handshake) {
     Kill();  // no TLS session to answer over yet
     return;
   }

@@ -6,8 +6,9 @@
 // plain socket node-lws used none of it but readiness (it reads, writes,
 // frames and times out by itself). An EvSocket is that readiness alone: one
 // ev_io on the loop lws also runs on, the reads into one buffer of the
-// context, and the close. Server TLS keeps its wsi (lws encrypts), and so
-// does every connection when the context runs lws's poll() loop.
+// context, and the close. A server TLS socket starts on one only until its
+// ClientHello is in (WaitForHello, Conn::HelloReadable), then gets its wsi
+// (lws encrypts), as every connection does under lws's poll() loop.
 //
 // Service thread only.
 #pragma once

@@ -34,9 +34,6 @@ struct PendingHead {
   PendingHead* prev = nullptr;
   PendingHead* next = nullptr;
   size_t counted = 0;  // 0: not in the list
-  // Server TLS: lws has the socket and its TLS handshake is not done (no
-  // request byte decrypted yet); it counts kTlsHandshakeHeld meanwhile.
-  bool tls_handshake = false;
 };
 
 // What a TLS handshake in progress holds once lws has the socket: the SSL
@@ -65,6 +62,9 @@ class ServerHandshake {
   // Bytes the unfinished head holds (its buffer's capacity), after kMore.
   size_t held() const { return head_.capacity(); }
   PendingHead pending;  // its place in the listener's list while the head arrives
+  // Server TLS: lws has the socket and its TLS handshake is not done (no
+  // request byte decrypted yet); `pending` counts kTlsHandshakeHeld meanwhile.
+  bool tls_handshake = false;
   int status() const { return status_; }
   const std::string& message() const { return message_; }
   const std::string& extra_headers() const { return extra_; }

@@ -247,9 +247,7 @@ void Listener::HeadDone(PendingHead* h) {
   else
     heads_last_ = h->prev;
   head_bytes_ -= h->counted;
-  bool tls_handshake = h->tls_handshake;  // RefuseHead reads it after this
   *h = PendingHead();
-  h->tls_handshake = tls_handshake;
   if (heads_refused_ && head_bytes_ <= cfg_->max_pending_header_bytes / 2) {
     std::string line = "server " + std::to_string(cfg_->id) + ": " +
                        std::to_string(heads_refused_) +
