@@ -529,8 +529,9 @@ export abstract class NativeTransport extends EventEmitter implements Connection
 
   /** @internal */ _onError(code: number, message: string): void {
     // Protocol violations by the peer, or its message given up for the process's
-    // unfinished-input limit: the connection is already being closed with `code`. Reported only to those who listen, so that a misbehaving
-    // client cannot crash a server that did not subscribe.
+    // unfinished-input limit: the connection is already being closed with `code`. Reported
+    // only to those who listen, so that a misbehaving client cannot crash a server that did not
+    // subscribe.
     if (this.untyped.listenerCount('error') === 0) return;
     const err = codedError(
       code === 1009

@@ -482,8 +482,8 @@ class Addon : public Napi::Addon<Addon> {
       // written (the caller must not change it meanwhile, as with a socket).
       // A message lent to the listeners (lendMessages) is taken back when they
       // return: the frame holds the lent block instead of the Buffer.
-      // The same Buffer sent to many connections in a row shares one
-      // reference, counted once in the send total.
+      // A Buffer sent to many connections (one of the last few sent without
+      // a copy) shares one reference, counted once in the send total.
       JsRef* ref = ctx->ReuseJs(data, len);
       if (int why = refused(len, ref ? 0 : len)) {
         if (ref) ctx->UnuseJs(ref);
