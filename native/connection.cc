@@ -402,9 +402,9 @@ void Conn::EmitHandoverEnd() {
 void Conn::OnReadable(const uint8_t* in, size_t len) {
   if (killed_) return;
   if (!lws_timeout_cleared_ && wsi_) {
-    // lws arms a 5 s "establish" timeout when it adopts a socket with TLS and never clears
-    // it for a raw socket: every wss:// connection of listen({ tls }) dropped after 5 s.
-    // Deadlines are ours (handshake, close, heartbeat): lws's goes once data flows.
+    // lws arms its "establish" timeout when it adopts a socket with TLS and never clears
+    // it for a raw socket (set past every deadline of ours: Context::CreateLws). Deadlines
+    // are ours (handshake, close, heartbeat): lws's goes once data flows.
     lws_timeout_cleared_ = true;
     lws_set_timeout(wsi_, NO_PENDING_TIMEOUT, 0);
   }

@@ -428,6 +428,14 @@ bool Context::CreateLws(bool libev, std::string* why) {
   info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS |
                  LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   info.fd_limit_per_thread = FdLimit();
+  // lws arms this timeout (5 s by default) when it adopts a TLS socket and again once
+  // SSL_accept() is done, and drops the socket when it runs out: a wss:// handshake
+  // slower than 5 s failed whatever handshakeTimeoutMs said. Every accepted socket
+  // has node-lws's own deadline (handshakeTimeoutMs, at most 2^31-1 ms, ~24.9 days)
+  // from the moment it is accepted, so lws's is set past any of them. node-lws's
+  // wsis are raw sockets: lws's other uses of it (its HTTP and client roles, the
+  // staged shutdown of non-raw wsis) do not arise.
+  info.timeout_secs = 30 * 24 * 3600;
 #if NLWS_WITH_LIBEV
   void* loops[1] = {nullptr};
   if (libev) {

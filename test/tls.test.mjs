@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -80,6 +81,64 @@ test("a wss connection outlives lws's 5 s adoption timeout (echoes for 6.5 s)", 
     assert.not.ok(closed, 'still open');
     ws.close();
     await onceEvent(ws, 'close');
+  } finally {
+    await server.close();
+  }
+});
+
+test('handshakeTimeoutMs governs a TLS handshake, not lws (5 s): a slow upgrade above it is taken, a silent one closed at it', async () => {
+  const server = await echoServer({ cert: main.cert, key: main.key }, { handshakeTimeoutMs: 8000 });
+  let opened = 0;
+  const firstOpen = new Promise((resolve) =>
+    server.on('connection', () => {
+      opened++;
+      resolve();
+    }),
+  );
+  try {
+    const connect = async () => {
+      const s = tls.connect({
+        host: HOST,
+        port: server.port,
+        ca: fs.readFileSync(main.cert),
+        servername: 'localhost',
+      });
+      s.on('error', () => {});
+      const t0 = Date.now();
+      await onceEvent(s, 'secureConnect', 5000, 'TLS handshake');
+      const ended = new Promise((resolve) => s.once('close', () => resolve(Date.now() - t0)));
+      return { s, t0, ended };
+    };
+    // Slow: its TLS is done at once, its upgrade request comes 5.6 s after it connected (past
+    // lws's 5 s, within handshakeTimeoutMs). Silent: TLS done, then nothing.
+    const [slow, silent] = await Promise.all([connect(), connect()]);
+    const reply = new Promise((resolve) => {
+      let got = '';
+      slow.s.on('data', (d) => {
+        got += d.toString('latin1');
+        if (got.includes('\r\n\r\n')) resolve(got.split('\r\n')[0]);
+      });
+    });
+    // The scenario is a client that takes this long; the wait is the test's input, not a sync.
+    await new Promise((r) => setTimeout(r, 5600 - (Date.now() - slow.t0)));
+    slow.s.write(
+      'GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    const status = await withTimeout(
+      Promise.race([reply, slow.ended.then((ms) => `closed after ${ms} ms`)]),
+      3000,
+      "the slow client's upgrade answer",
+    );
+    assert.is(status, 'HTTP/1.1 101 Switching Protocols');
+    await withTimeout(firstOpen, 3000, "the slow client's 'connection'");
+    const silentMs = await withTimeout(silent.ended, 6000, 'the silent client closed');
+    assert.ok(
+      silentMs >= 7500 && silentMs < 10000,
+      `silent client closed at ${silentMs} ms, not ~8000`,
+    );
+    assert.is(opened, 1, 'one connection opened, the slow one');
+    slow.s.destroy();
   } finally {
     await server.close();
   }
