@@ -5,7 +5,6 @@
 // a peer that gives up halfway is closed at once, not at handshakeTimeoutMs. Once lws has it, a
 // handshake counts ~48 KiB against maxPendingHeaderBytes until its first request byte arrives.
 
-import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -16,7 +15,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as lws from '../dist/index.mjs';
 import { makeCert } from './support/certs.mjs';
-import { ROOT } from './support/paths.mjs';
+import { startServerProcess } from './support/proc.mjs';
 import { note } from './support/suite.mjs';
 import { msSince, onceEvent, withTimeout } from './support/wait.mjs';
 
@@ -218,33 +217,20 @@ test('TLS handshakes that stall count against maxPendingHeaderBytes: the oldest 
 });
 
 test('2,000 sockets that connect to a TLS server and send nothing cost what plain sockets do', async () => {
-  // The server in a child process of its own: its RSS is the figure.
-  const child = fork(path.join(ROOT, 'test/fixtures/tls-idle-server.mjs'), [cert.cert, cert.key], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  // The server in a process of its own: its RSS is the figure.
+  const server = await startServerProcess({
+    tls: { cert: cert.cert, key: cert.key },
+    handshakeTimeoutMs: 120_000,
   });
-  const ask = () =>
-    withTimeout(
-      new Promise((resolve) => {
-        child.once('message', resolve);
-        child.send('rss');
-      }),
-      10000,
-      'the server reports its RSS',
-    );
   const sockets = [];
   try {
-    const { port } = await withTimeout(
-      new Promise((resolve) => child.once('message', resolve)),
-      10000,
-      'the server listens',
-    );
-    const before = await ask();
-    for (let i = 0; i < 2000; i++) sockets.push(await rawSocket(port));
+    const before = await server.stats();
+    for (let i = 0; i < 2000; i++) sockets.push(await rawSocket(server.port));
     // Every socket accepted: the server counts them as it watches them.
     let after;
     const deadline = Date.now() + 20000;
     for (;;) {
-      after = await ask();
+      after = await server.stats();
       if (after.sockets >= 2000) break;
       if (Date.now() > deadline) assert.unreachable(`only ${after.sockets} sockets accepted`);
       await new Promise((r) => setTimeout(r, 50));
@@ -255,8 +241,7 @@ test('2,000 sockets that connect to a TLS server and send nothing cost what plai
     assert.ok(per < 8 * 1024, `${per.toFixed(0)} B per silent socket`);
   } finally {
     for (const s of sockets) s.destroy();
-    child.kill();
-    await onceEvent(child, 'exit', 10000, 'server exit').catch(() => {});
+    await server.stop();
   }
 });
 

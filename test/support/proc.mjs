@@ -3,8 +3,9 @@
 //
 // Layer 1 of test/support/: imports only wait.mjs.
 
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { DEFAULT_TIMEOUT, withTimeout } from './wait.mjs';
 
 /** Number of open file descriptors of this process. */
@@ -118,4 +119,42 @@ export function spawnProcess(command, args, { stdin = 'ignore', env, cwd } = {})
 /** spawnProcess() for this node binary. */
 export function spawnNode(args, options) {
   return spawnProcess(process.execPath, args, options);
+}
+
+/**
+ * A node-lws server in a process of its own (test/fixtures/server-process.mjs), listening with
+ * `options` (JSON-serialisable listen() options) on 127.0.0.1: for tests whose figure is the
+ * server's RSS. `stats()` is { rss, sockets } (bytes, descriptors opened since it listened);
+ * `stop()` ends it.
+ */
+export async function startServerProcess(options) {
+  const child = fork(
+    fileURLToPath(new URL('../fixtures/server-process.mjs', import.meta.url)),
+    [JSON.stringify(options)],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
+  const next = (label) =>
+    withTimeout(new Promise((resolve) => child.once('message', resolve)), 10_000, label);
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill();
+      await withTimeout(exited, 10_000, 'the server process to exit').catch(() => {});
+    }
+  };
+  try {
+    const { port } = await next('the server process to listen');
+    return {
+      port,
+      stats() {
+        const reply = next('the server process to report its RSS');
+        child.send('stats');
+        return reply;
+      },
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }
