@@ -639,16 +639,40 @@ void Conn::SendHttpAndClose(HttpAnswer answer) {
   Flush();
 }
 
-bool Conn::QueueFileChunk() {
-  // One chunk at a time, read when the socket has taken the one before: a
-  // client that does not read holds this much of the file, not all of it.
+bool Conn::SendFileChunk() {
+  // One chunk at a time, when the socket has taken the one before. A plain
+  // socket takes it from the file itself: a client that does not read holds
+  // nothing here. Otherwise (TLS, a JavaScript stream) it is read into a
+  // block and queued: such a client holds that much, never the whole file.
   constexpr size_t kFileChunk = 64 * 1024;
   size_t n = static_cast<size_t>(std::min<uint64_t>(file_->left(), kFileChunk));
-  uint8_t* b = BufAlloc(n);
-  if (!b || !file_->Read(b, n)) {
-    // Shorter than the Content-Length sent: closing without the rest is
-    // how the client learns that the body is not whole.
-    BufFree(b);
+  size_t sent = 0;
+  uint8_t* b = nullptr;
+  switch (wire_->SendFile(file_->fd(), n, &sent)) {
+    case Wire::FileStatus::kSent:
+      file_->Sent(sent);
+      if (!file_->left()) file_.reset();
+      SetDeadline(opts_->close_timeout_ms);
+      return true;
+    case Wire::FileStatus::kBlocked:
+      return false;  // OnWritable goes on
+    case Wire::FileStatus::kBroken:
+      DropQueue(false);
+      file_.reset();
+      Kill();
+      return false;
+    case Wire::FileStatus::kFileEnded:
+      break;
+    case Wire::FileStatus::kUnsupported:
+      b = BufAlloc(n);
+      if (b && file_->Read(b, n)) break;
+      BufFree(b);
+      b = nullptr;
+      break;
+  }
+  if (!b) {
+    // Shorter than the Content-Length sent (or out of memory): closing
+    // without the rest is how the client learns that the body is not whole.
     file_.reset();
     Kill();
     return false;
@@ -1353,7 +1377,7 @@ void Conn::Flush() {
     if (s != Wire::Status::kIdle) return;
     if (!file_) break;
     if (file_chunks-- == 0 && WantWritable()) return;  // OnWritable goes on next turn
-    if (!QueueFileChunk()) return;
+    if (!SendFileChunk()) return;
   }
   if (!kill_after_flush_ || lingering_) return;
   if (wire_->HalfClose()) {

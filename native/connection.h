@@ -195,8 +195,10 @@ class Conn final : public FrameSink, public WireOwner {
   void SendHttpAndClose(const std::string& response);
   void SendHttpAndClose(HttpAnswer answer);
   // Once the socket has taken all before it: the next chunk of the static
-  // file being answered. False when the connection is done for (killed).
-  bool QueueFileChunk();
+  // file being answered, sent from the file (sendfile) or else read and
+  // queued. False when the socket is full (its writable report goes on) or
+  // the connection is done for (killed).
+  bool SendFileChunk();
   void EmitConnectError();
   void EmitHandoverEnd();  // a handed-over connection closed before it opened
   bool HasTransport() const { return sock_ || wsi_ || js_pumped(); }

@@ -81,7 +81,7 @@ HttpAnswer ServeStatic(const ServerConfig& cfg, const std::string& target, bool 
   }
   if (!S_ISREG(st.st_mode)) return {HttpErrorReply(404, "Not found")};
   // A GET serves the file opened here, at the size it has then; its body is
-  // read as the socket takes it (Conn::QueueFileChunk).
+  // sent as the socket takes it (Conn::SendFileChunk).
   int fd = -1;
   if (!head_only) {
     fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -1,9 +1,10 @@
 // Answers to HTTP requests that are not WebSocket upgrades (GET /health,
 // static files, 404/426) and to refused upgrades, as complete HTTP/1.1
 // responses. Every response closes the connection. No sockets: the caller
-// queues the bytes, and reads a static file's body from its FileBody as the
-// socket takes it (a client that does not read holds one chunk, never the
-// whole file).
+// queues the bytes, and sends a static file's body from its FileBody as the
+// socket takes it: by sendfile() where the transport can (nothing of the file
+// is held), else read in chunks (a client that does not read holds one chunk,
+// never the whole file).
 //
 // Service thread.
 #pragma once
@@ -35,6 +36,10 @@ class FileBody {
   // Reads the next n bytes (n <= left()) into p. False when the file ended
   // early or could not be read: the answer cannot be completed.
   bool Read(uint8_t* p, size_t n);
+  // For a transport that sends from the descriptor itself (sendfile): n
+  // bytes left from its offset.
+  int fd() const { return fd_; }
+  void Sent(size_t n) { left_ -= n; }
 
  private:
   int fd_;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -222,6 +223,8 @@ void Wire::Trim() {
   ctrl_.Release();
 }
 
+Wire::FileStatus Wire::SendFile(int, size_t, size_t*) { return FileStatus::kUnsupported; }
+
 void Wire::RequestWritable() {
   if (!want_writable_) want_writable_ = owner_->WantWritable();
 }
@@ -328,6 +331,37 @@ ssize_t PlainWire::Write(const iovec* iov, int n, bool* full) {
   }
   if (static_cast<size_t>(w) < total) *full = true;
   return w;
+}
+
+Wire::FileStatus PlainWire::SendFile(int file_fd, size_t max, size_t* sent) {
+  // The kernel moves the bytes from the page cache to the socket: a client
+  // that stops reading holds nothing of the file in this process. SIGPIPE
+  // (sendfile has no MSG_NOSIGNAL) is ignored by Node and by lws.
+  ssize_t w;
+  do {
+    w = sendfile(fd_, file_fd, nullptr, max);
+  } while (w < 0 && errno == EINTR);
+  if (w > 0) {
+    *sent = static_cast<size_t>(w);
+    return FileStatus::kSent;
+  }
+  if (w == 0) return FileStatus::kFileEnded;  // end of file before the length announced
+  switch (errno) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+      RequestWritable();
+      return FileStatus::kBlocked;
+    case EINVAL:
+    case ENOSYS:
+      return FileStatus::kUnsupported;  // a file sendfile() cannot read: read() it
+    case EIO:
+    case ENOMEM:
+      return FileStatus::kFileEnded;
+    default:
+      return FileStatus::kBroken;  // EPIPE, ECONNRESET, ...: the peer is gone
+  }
 }
 
 bool PlainWire::HalfClose() {

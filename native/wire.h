@@ -3,7 +3,8 @@
 // and one of four transports behind it:
 //
 //   PlainWire      sendmsg() (send() for one piece) straight to the socket:
-//                  many queued frames leave in one system call;
+//                  many queued frames leave in one system call; a static
+//                  file's body goes by sendfile(), from the page cache;
 //   LwsTlsWire     server TLS: lws_write() on the lws wsi, which encrypts and
 //                  keeps what the socket does not take;
 //   ClientTlsWire  wss:// clients: OpenSSL over memory BIOs (tls_client.h),
@@ -129,6 +130,15 @@ class Wire {
   // After the last byte: the plain wire sends FIN and returns true (the
   // caller lingers until the peer closes); TLS wires return false (drop).
   virtual bool HalfClose() { return false; }
+  // Sends up to `max` bytes of an open file from its current offset, for a
+  // transport that can do it without copying them through this process (the
+  // plain socket: sendfile()); call only once Flush() has reported kIdle.
+  // kSent: *sent bytes left (the offset moved on); kBlocked: the socket is
+  // full, a writable report was asked for; kBroken: the peer is gone;
+  // kFileEnded: the file is shorter than expected, or could not be read;
+  // kUnsupported: this transport cannot, queue the bytes instead.
+  enum class FileStatus : uint8_t { kSent, kBlocked, kBroken, kFileEnded, kUnsupported };
+  virtual FileStatus SendFile(int file_fd, size_t max, size_t* sent);
   void RequestWritable();
   void WritableArrived() { want_writable_ = false; }
   // Gives back the memory of empty queues (an idle connection keeps none).
@@ -183,6 +193,7 @@ class PlainWire : public Wire {
  public:
   PlainWire(WireOwner* owner, int fd) : Wire(owner), fd_(fd) {}
   bool HalfClose() override;
+  FileStatus SendFile(int file_fd, size_t max, size_t* sent) override;
 
  protected:
   ssize_t Write(const iovec* iov, int n, bool* full) override;

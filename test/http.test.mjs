@@ -16,9 +16,9 @@ import * as assert from 'uvu/assert';
 import { slowGet } from './support/http-server.mjs';
 import { attachEcho, listenFor } from './support/lws.mjs';
 import { tcpSockets } from './support/net.mjs';
-import { openFds } from './support/proc.mjs';
+import { openFds, startServerProcess } from './support/proc.mjs';
 import { rawHttpExchange } from './support/raw-ws.mjs';
-import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
+import { cleanupsAfterEach, exitWatchdog, note } from './support/suite.mjs';
 import { onceEvent, waitFor, withTimeout } from './support/wait.mjs';
 import { closeClient, echoRoundTrip, wsConnectFor, wsExpectReject } from './support/ws-client.mjs';
 
@@ -372,6 +372,45 @@ test('100 clients that never read a 65 MiB file hold a chunk each, not the file;
     await waitFor(() => openFds() === fds0, { label: 'the client sockets to close' });
   } finally {
     for (const s of socks) s.destroy();
+    fs.rmSync(big, { force: true });
+  }
+});
+
+test('100 clients that never read a 64 MiB file cost the server no chunk of it: the socket takes it from the file', async () => {
+  const big = path.join(ROOT, 'stalled-sparse.bin');
+  fs.closeSync(fs.openSync(big, 'w'));
+  fs.truncateSync(big, 64 * 1024 * 1024);
+  const N = 100;
+  const socks = [];
+  // The server in a process of its own: its RSS is the figure.
+  const server = await startServerProcess({ static: STATIC, closeTimeoutMs: 60_000 });
+  try {
+    const before = await server.stats();
+    for (let i = 0; i < N; i++) socks.push(stalledGet(server.port, '/stalled-sparse.bin'));
+    // Each answer has begun and stopped: bytes wait unread in every client socket, and the
+    // server's send buffers are full (it can send no more until the clients read).
+    const waiting = () =>
+      tcpSockets().filter((t) => t.remotePort === server.port && t.rxQueue > 0).length;
+    await waitFor(() => waiting() === N, {
+      timeout: 15_000,
+      label: 'every client to have response bytes waiting',
+      describe: () => `${waiting()} of ${N}`,
+    });
+    await waitFor(
+      () =>
+        tcpSockets().filter(
+          (t) => t.localPort === server.port && t.state !== 'LISTEN' && t.txQueue > 0,
+        ).length === N,
+      { timeout: 15_000, label: "the server's sockets to be full" },
+    );
+    const after = await server.stats();
+    const per = (after.rss - before.rss) / N;
+    note(`${N} clients that stopped reading a static file: ${per.toFixed(0)} B of server RSS each`);
+    // A 64 KiB chunk each when the body was read into memory and queued.
+    assert.ok(per < 32 * 1024, `${per.toFixed(0)} B of RSS per client that does not read`);
+  } finally {
+    for (const s of socks) s.destroy();
+    await server.stop();
     fs.rmSync(big, { force: true });
   }
 });

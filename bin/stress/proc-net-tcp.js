@@ -66,8 +66,8 @@ const hexPort = (addr) => Number.parseInt(addr.slice(addr.indexOf(':') + 1), 16)
 
 /**
  * TCP sockets of the machine as `{ family, localAddress, localPort, remoteAddress, remotePort,
- * state, rxQueue, inode }` (state: a TCP_STATES name; rxQueue: bytes received and not read yet;
- * inode: a string, to match against /proc/self/fd's `socket:[inode]` links, '0' once no
+ * state, rxQueue, txQueue, inode }` (state: a TCP_STATES name; rxQueue: bytes received and not
+ * read yet; txQueue: bytes written and not acknowledged yet, the send queue; inode: a string, to match against /proc/self/fd's `socket:[inode]` links, '0' once no
  * descriptor holds the socket). With `port`, only the sockets whose local port it is (their
  * addresses are the only ones decoded). Null when neither file can be read (not Linux).
  */
@@ -99,6 +99,7 @@ function tcpSockets({ port } = {}) {
         remotePort: hexPort(f[2]),
         state: TCP_STATES[f[3]] ?? f[3],
         rxQueue: Number.parseInt(f[4].slice(f[4].indexOf(':') + 1), 16),
+        txQueue: Number.parseInt(f[4].slice(0, f[4].indexOf(':')), 16),
         inode: f[9],
       });
     }

@@ -89,8 +89,8 @@ export function rawTcpConnect(port, host = '127.0.0.1', ms = DEFAULT_TIMEOUT) {
 
 /**
  * All TCP sockets of the machine (from /proc/net/tcp and /proc/net/tcp6) as
- * `{ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue, inode }`; the
- * parser is the stress CLI's (bin/stress/proc-net-tcp.js).
+ * `{ family, localAddress, localPort, remoteAddress, remotePort, state, rxQueue, txQueue, inode }`;
+ * the parser is the stress CLI's (bin/stress/proc-net-tcp.js).
  */
 export function tcpSockets() {
   return procNetTcp.tcpSockets() ?? [];
