@@ -133,7 +133,7 @@ class Wire {
   // Sends up to `max` bytes of an open file from its current offset, for a
   // transport that can do it without copying them through this process (the
   // plain socket: sendfile()); call only once Flush() has reported kIdle.
-  // kSent: *sent bytes left (the offset moved on); kBlocked: the socket is
+  // kSent: *sent bytes went out (the offset moved on); kBlocked: the socket is
   // full, a writable report was asked for; kBroken: the peer is gone;
   // kFileEnded: the file is shorter than expected, or could not be read;
   // kUnsupported: this transport cannot, queue the bytes instead.
