@@ -63,6 +63,7 @@ DEFAULT_FILES=(
   test/unfinished-messages.test.mjs
   test/send-limit.test.mjs
   test/tls-hello-wait.test.mjs
+  test/http.test.mjs
   test/ws-api.test.mjs
   test/system/network-fuzz.test.mjs
 )

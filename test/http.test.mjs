@@ -294,6 +294,14 @@ function serverConnSockets(port) {
     .length;
 }
 
+/** A file of `bytes` zeros in the static root, made sparse (no time, no disk): its path. */
+function sparseFile(name, bytes) {
+  const file = path.join(ROOT, name);
+  fs.closeSync(fs.openSync(file, 'w'));
+  fs.truncateSync(file, bytes);
+  return file;
+}
+
 /** A raw GET that reads nothing: the socket is paused before any byte arrives. */
 function stalledGet(port, target) {
   const s = net.connect(port, HOST);
@@ -303,12 +311,10 @@ function stalledGet(port, target) {
   return s;
 }
 
-test('100 clients that never read a 65 MiB file hold a chunk each, not the file; closeTimeoutMs drops them and frees every fd', async () => {
-  // Sparse: 65 MiB of zeros on disk in no time, and over the 64 MiB that
-  // earlier versions refused with 413 (they read the whole file into memory).
-  const big = path.join(ROOT, 'big-sparse.bin');
-  fs.closeSync(fs.openSync(big, 'w'));
-  fs.truncateSync(big, 65 * 1024 * 1024);
+test('100 clients that never read a 65 MiB file do not hold the file; closeTimeoutMs drops them and frees every fd', async () => {
+  // Over the 64 MiB that earlier versions refused with 413 (they read the
+  // whole file into memory).
+  const big = sparseFile('big-sparse.bin', 65 * 1024 * 1024);
   const N = 100;
   const socks = [];
   try {
@@ -365,8 +371,8 @@ test('100 clients that never read a 65 MiB file hold a chunk each, not the file;
       'each client had response bytes waiting unread',
     );
     const grown = (peak - rss0) / 1048576;
-    // Before: each held the whole file (100 × 65 MiB). Now at most a 64 KiB
-    // chunk each, plus the pool's blocks.
+    // Before: each held the whole file (100 × 65 MiB). Then at most a 64 KiB
+    // chunk each, plus the pool's blocks; now (sendfile) none.
     assert.ok(grown < 48, `RSS grew by ${grown.toFixed(1)} MiB for ${N} clients that do not read`);
     for (const s of socks) s.destroy();
     await waitFor(() => openFds() === fds0, { label: 'the client sockets to close' });
@@ -377,9 +383,7 @@ test('100 clients that never read a 65 MiB file hold a chunk each, not the file;
 });
 
 test('100 clients that never read a 64 MiB file cost the server no chunk of it: the socket takes it from the file', async () => {
-  const big = path.join(ROOT, 'stalled-sparse.bin');
-  fs.closeSync(fs.openSync(big, 'w'));
-  fs.truncateSync(big, 64 * 1024 * 1024);
+  const big = sparseFile('stalled-sparse.bin', 64 * 1024 * 1024);
   const N = 100;
   const socks = [];
   // The server in a process of its own: its RSS is the figure.
@@ -478,9 +482,7 @@ test('a file cut short while it is served: the client gets less than Content-Len
 });
 
 test('a fast download of a 512 MiB file does not hold up the connections beside it: an echo’s worst round trip stays under 100 ms', async () => {
-  const big = path.join(ROOT, 'fast-sparse.bin');
-  fs.closeSync(fs.openSync(big, 'w'));
-  fs.truncateSync(big, 512 * 1024 * 1024);
+  const big = sparseFile('fast-sparse.bin', 512 * 1024 * 1024);
   try {
     const server = await listen({ static: STATIC });
     attachEcho(server);

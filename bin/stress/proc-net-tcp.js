@@ -67,9 +67,10 @@ const hexPort = (addr) => Number.parseInt(addr.slice(addr.indexOf(':') + 1), 16)
 /**
  * TCP sockets of the machine as `{ family, localAddress, localPort, remoteAddress, remotePort,
  * state, rxQueue, txQueue, inode }` (state: a TCP_STATES name; rxQueue: bytes received and not
- * read yet; txQueue: bytes written and not acknowledged yet, the send queue; inode: a string, to match against /proc/self/fd's `socket:[inode]` links, '0' once no
- * descriptor holds the socket). With `port`, only the sockets whose local port it is (their
- * addresses are the only ones decoded). Null when neither file can be read (not Linux).
+ * read yet; txQueue: bytes written and not acknowledged yet, the send queue; inode: a string, to
+ * match against /proc/self/fd's `socket:[inode]` links, '0' once no descriptor holds the socket).
+ * With `port`, only the sockets whose local port it is (their addresses are the only ones
+ * decoded). Null when neither file can be read (not Linux).
  */
 function tcpSockets({ port } = {}) {
   const out = [];
