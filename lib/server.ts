@@ -130,7 +130,10 @@ export interface ListenOptions {
   receiveHighWaterMark?: number;
   /** Past maxBackpressure, 'close' the connection with 1008 (default) or 'drop' new messages. */
   backpressurePolicy?: BackpressurePolicy;
-  /** A client must complete its upgrade request within this time (default 10 s). */
+  /**
+   * A client must complete its upgrade request within this time of connecting, TLS handshake
+   * included on a TLS server (default 10 s).
+   */
   handshakeTimeoutMs?: number;
   /** How long a closing handshake may take before the TCP connection is dropped (default 5 s). */
   closeTimeoutMs?: number;
