@@ -22,7 +22,7 @@
 #   connection-handles,
 #   send-backpressure, whatwg-websocket, worker-threads, event-loop, emfile, publish-subscribe,
 #   handshake-headers, unix-socket, proxy-errors, handle-upgrade, admission, unfinished-messages,
-#   send-limit, tls-hello-wait,
+#   send-limit, tls-hello-wait, http,
 #   ws-api, system/network-fuzz
 #   (FUZZ_SECONDS defaults to 20 here too)
 #
