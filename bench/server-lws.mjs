@@ -7,8 +7,6 @@
 // --redis, through a Redis adapter (node-lws/redis) to the other server processes too.
 // --attach: a Node http.Server / https.Server listens and node-lws takes its upgrades.
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import { attach, Connection, listen } from '../dist/index.mjs';
 import { floodChecker, MAX_PAYLOAD, parseArgs, serve, TOPIC } from './server-common.mjs';
 
@@ -31,9 +29,13 @@ const common = {
 let httpServer;
 let server;
 if (o.attach) {
+  // Loaded here, not up front: a server made by listen() loads neither (nor does node-lws).
   httpServer = o.tlsCert
-    ? https.createServer({ cert: fs.readFileSync(o.tlsCert), key: fs.readFileSync(o.tlsKey) })
-    : http.createServer();
+    ? (await import('node:https')).createServer({
+        cert: fs.readFileSync(o.tlsCert),
+        key: fs.readFileSync(o.tlsKey),
+      })
+    : (await import('node:http')).createServer();
   await new Promise((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(o.port, o.host, resolve);

@@ -3,8 +3,9 @@
 // server: another 'upgrade' listener may take it, and when there is none it goes to the
 // 'request' handlers as an ordinary request (as Node itself does when nothing listens for
 // 'upgrade'), so the application answers it (Express / Fastify: 404 for an unknown path).
-import { type Server as HttpServer, type IncomingMessage, ServerResponse } from 'node:http';
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { nodeHttp } from './builtins';
 import type { Server } from './server';
 
 interface Route {
@@ -65,7 +66,7 @@ function answerAsRequest(http: HttpServer, req: IncomingMessage, socket: Duplex)
     socket.once('finish', () => socket.destroy());
     return;
   }
-  const res = new ServerResponse(req);
+  const res = new (nodeHttp().ServerResponse)(req);
   res.shouldKeepAlive = false; // the socket carries nothing after this response
   res.assignSocket(socket as unknown as Parameters<ServerResponse['assignSocket']>[0]);
   res.once('finish', () => {

@@ -1,9 +1,7 @@
 // connect() and ClientTransport: the client half, with optional reconnect.
-import { createHash, createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
 import { lstatSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { rootCertificates } from 'node:tls';
+import { nodeCrypto, nodeDns, nodeTls } from './builtins';
 import {
   abortError,
   codedError,
@@ -362,7 +360,7 @@ function normalize(url: string | URL, options: unknown): Normalized {
 let nodeRoots: string | undefined;
 
 function clientTls(t: Record<string, unknown> | undefined): NormalizedTls {
-  if (!t || t.ca === undefined) nodeRoots ??= rootCertificates.join('\n');
+  if (!t || t.ca === undefined) nodeRoots ??= nodeTls().rootCertificates.join('\n');
   if (!t)
     return {
       ca: nodeRoots as string,
@@ -392,6 +390,7 @@ function clientTls(t: Record<string, unknown> | undefined): NormalizedTls {
     if (passphrase !== undefined && typeof passphrase !== 'string')
       throw invalidArgType('tls.passphrase', 'of type string', passphrase);
     try {
+      const { X509Certificate, createPrivateKey } = nodeCrypto();
       new X509Certificate(cert);
       // Native code takes the key unencrypted.
       key = createPrivateKey({ key: keyPem, passphrase }).export({
@@ -412,7 +411,7 @@ async function resolve(host: string): Promise<string[]> {
   if (isIP(host)) return [host];
   if (host === 'localhost') return ['127.0.0.1', '::1'];
   try {
-    const addrs = await lookup(host, { all: true });
+    const addrs = await nodeDns().lookup(host, { all: true });
     return addrs.map((a) => a.address);
   } catch (e) {
     const code = (e as SystemError).code ?? 'ENOTFOUND';
@@ -513,6 +512,7 @@ export class ClientTransport extends NativeTransport implements Transport {
 
   #dialOne(address: string, signal?: AbortSignal): Promise<void> {
     const o = this.#o;
+    const { createHash, randomBytes } = nodeCrypto();
     const key = randomBytes(16).toString('base64');
     const accept = createHash('sha1')
       .update(key + GUID)

@@ -14,7 +14,6 @@
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { TLSSocket } from 'node:tls';
 import { codedError } from './errors';
 import { binding, type ConnHandle, type NativeConnectError, WireCtl } from './native';
 import { hasMethods } from './options';
@@ -47,7 +46,9 @@ interface TcpHandle {
 
 /** A plain TCP socket whose descriptor can move to the service thread as it is. */
 function takeableFd(socket: Duplex): number {
-  if (!(socket instanceof Socket) || socket instanceof TLSSocket) return -1;
+  // A TLSSocket (`encrypted`: always true on one) keeps its TLS in Node.
+  if (!(socket instanceof Socket) || (socket as { encrypted?: unknown }).encrypted === true)
+    return -1;
   const handle = (socket as unknown as { _handle?: TcpHandle | null })._handle;
   if (handle?.constructor?.name !== 'TCP') return -1;
   const fd = handle?.fd;

@@ -2,7 +2,7 @@
 // native context per environment). It owns the event dispatch loop, the id
 // maps, the event-loop reference count and the lws log channel.
 import { debuglog } from 'node:util';
-import { markAsUntransferable } from 'node:worker_threads';
+import { nodeWorkerThreads } from './builtins';
 import { invalidArgValue } from './errors';
 import {
   binding,
@@ -128,7 +128,7 @@ let untransferableChunks = 0;
  * ArrayBuffer, not move it to another thread (where it would outlive the call).
  */
 function untransferable(b: Buffer): void {
-  markAsUntransferable(b.buffer);
+  nodeWorkerThreads().markAsUntransferable(b.buffer);
 }
 
 /** The arena chunk and the offset in it of a message's place (native ArenaPlace: chunk << 16 | offset). */

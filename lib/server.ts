@@ -1,15 +1,14 @@
 // listen() and Server: a WebSocket server whose listening socket node-lws owns.
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
+import type { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { lstatSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import { isIP, connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createSecureContext, rootCertificates } from 'node:tls';
 import { type Adapter, type AdapterError, type AdapterSink, isAdapter } from './adapter';
 import { attachRouter, detachRouter } from './attach';
+import { nodeCrypto, nodeDns, nodeTls } from './builtins';
 import { checkSocketPath } from './client';
 import {
   Connection,
@@ -491,7 +490,13 @@ function certificate(
   const keyPem = readPem(`${name}.key`, t.key);
   const passphrase = optString(t, 'passphrase');
   try {
-    createSecureContext({ cert: certPem, key: keyPem, passphrase, ca: caPem || undefined });
+    const { X509Certificate, createPrivateKey } = nodeCrypto();
+    nodeTls().createSecureContext({
+      cert: certPem,
+      key: keyPem,
+      passphrase,
+      ca: caPem || undefined,
+    });
     const chainBlocks = blocks.slice(1);
     // The issuers of the last certificate so far, from ca, up to a root (not sent).
     const pool = (caPem.match(PEM_CERT) ?? []).map((p) => ({ pem: p, x: new X509Certificate(p) }));
@@ -541,7 +546,7 @@ function serverTls(t: Record<string, unknown> | undefined): TlsMaterial {
     throw invalidArgType('tls.rejectUnauthorized', 'of type boolean', rejectUnauthorized);
   let clientCa = '';
   if (requestCert) {
-    clientCa = t.ca === undefined ? rootCertificates.join('\n') : readPem('tls.ca', t.ca);
+    clientCa = t.ca === undefined ? nodeTls().rootCertificates.join('\n') : readPem('tls.ca', t.ca);
     if (!clientCa.includes('-----BEGIN CERTIFICATE-----'))
       throw codedError('ERR_TLS_CERT', 'tls.ca holds no certificate');
   }
@@ -582,7 +587,8 @@ const NO_PEER_TLS: PeerTls = Object.freeze({
 function peerTls(info: NativeRequestInfo, requestCert: boolean): PeerTls {
   if (!requestCert) return NO_PEER_TLS;
   let peerCertificate: X509Certificate | undefined;
-  if (info.peerCertificate) peerCertificate = new X509Certificate(info.peerCertificate);
+  if (info.peerCertificate)
+    peerCertificate = new (nodeCrypto().X509Certificate)(info.peerCertificate);
   const authorizationError =
     info.authorizationError ?? (peerCertificate ? undefined : 'no client certificate');
   return { peerCertificate, authorized: authorizationError === undefined, authorizationError };
@@ -1301,7 +1307,7 @@ async function resolveHosts(host: string | undefined, signal?: AbortSignal): Pro
   }
   let addrs: { address: string }[];
   try {
-    addrs = await lookup(host, { all: true });
+    addrs = await nodeDns().lookup(host, { all: true });
   } catch (e) {
     const err = e as SystemError;
     if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') {
