@@ -219,7 +219,7 @@ export interface Binding {
     handles: number;
   };
   /** The service thread's once-a-second trim: its turns and the connections it visited (tests). */
-  serviceCounters(): { trimRuns: number; trimVisits: number };
+  serviceCounters(): { trimRuns: number; trimVisits: number; trimReturns: number };
   bufferedAmount(handle: ConnHandle): number;
   setRef(ref: boolean): void;
   setLogLevel(level: number): void;

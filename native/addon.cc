@@ -907,14 +907,17 @@ class Addon : public Napi::Addon<Addon> {
     return r;
   }
 
-  // serviceCounters() -> { trimRuns, trimVisits }: the service thread's
-  // once-a-second trim and the connections it visited (tests).
+  // serviceCounters() -> { trimRuns, trimVisits, trimReturns }: the service
+  // thread's once-a-second trim, the connections it visited, and the turns
+  // that had malloc give freed memory back to the system (tests).
   Napi::Value ServiceCounters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object r = Napi::Object::New(env);
     r.Set("trimRuns", Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->trim_runs()) : 0));
     r.Set("trimVisits",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->trim_visits()) : 0));
+    r.Set("trimReturns",
+          Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->trim_returns()) : 0));
     return r;
   }
 

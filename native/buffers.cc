@@ -3,8 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -63,11 +67,17 @@ bool IsMapped(const uint8_t* raw) {
   return mapped != 0;
 }
 
+// Bytes of blocks of kPoolMin and more freed to malloc (and what
+// BufNoteFreed adds) since BufReturnFreed last asked malloc to return them.
+std::atomic<size_t> freed_to_malloc{0};
+
 void DeleteRaw(uint8_t* raw, size_t cap) {
-  if (IsMapped(raw))
+  if (IsMapped(raw)) {
     munmap(raw, cap);
-  else
-    free(raw);
+    return;
+  }
+  free(raw);
+  if (cap >= kPoolMin) freed_to_malloc.fetch_add(cap, std::memory_order_relaxed);
 }
 
 struct Pool {
@@ -189,6 +199,21 @@ size_t BufTrim() {
     freed += d.second;
   }
   return freed;
+}
+
+void BufNoteFreed(size_t n) { freed_to_malloc.fetch_add(n, std::memory_order_relaxed); }
+
+bool BufReturnFreed(size_t threshold, bool burst_over, size_t* seen) {
+  size_t n = freed_to_malloc.load(std::memory_order_relaxed);
+  bool quiet = n == *seen;
+  *seen = n;
+  if (n < threshold || !(quiet || burst_over)) return false;
+  // What other threads free meanwhile stays counted for the next time.
+  *seen = freed_to_malloc.fetch_sub(n, std::memory_order_relaxed) - n;
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+  return true;
 }
 
 uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep) {

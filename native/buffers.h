@@ -30,5 +30,21 @@ size_t BufPooledBytes();
 // previous call; returns the bytes freed. Called about once a second, so a
 // burst's memory is returned soon after the burst (any thread).
 size_t BufTrim();
+// Memory freed to malloc outside these buffers (zlib's streams), counted
+// like the pooled blocks malloc gets back (any thread).
+void BufNoteFreed(size_t n);
+// Once a burst is over, asks malloc to give the memory freed to it back to
+// the system (glibc's malloc_trim: the free pages of every arena, not only
+// the top of each) and returns true: when at least `threshold` bytes went
+// back to malloc since the last time (blocks of 16 KiB and more the pool gave
+// back or could not keep, and what BufNoteFreed counted), and either
+// `burst_over` (the pool gave blocks back: none had been used for a second)
+// or nothing was freed since the previous call (*seen: the count then, kept
+// by the caller). malloc keeps memory freed below the top of an arena
+// resident, and the service thread's arena holds a burst's blocks and zlib
+// streams between the small allocations that outlive them; under a steady
+// load what is freed is soon taken again, and returning it would only fault
+// it in again. About once a second, from a service thread.
+bool BufReturnFreed(size_t threshold, bool burst_over, size_t* seen);
 
 }  // namespace nlws

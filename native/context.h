@@ -218,6 +218,7 @@ class Context {
   // OnTrim's turns and the connections it visited (any thread; for tests).
   uint64_t trim_runs() const { return trim_runs_.load(std::memory_order_relaxed); }
   uint64_t trim_visits() const { return trim_visits_.load(std::memory_order_relaxed); }
+  uint64_t trim_returns() const { return trim_returns_.load(std::memory_order_relaxed); }
   // Hands pending batches to JavaScript, for at most a few milliseconds.
   // Returns true when that slice ran out with batches left: the caller then
   // lets the event loop turn (timers, I/O) and calls again (lib/runtime.ts:
@@ -450,6 +451,8 @@ class Context {
   Timer trim_;                          // gives buffers back after a burst, once a second (OnTrim)
   std::atomic<uint64_t> trim_runs_{0};  // written by the service thread only
   std::atomic<uint64_t> trim_visits_{0};
+  std::atomic<uint64_t> trim_returns_{0};  // turns that had malloc return memory (BufReturnFreed)
+  size_t freed_seen_ = 0;                  // BufReturnFreed's count at the last turn
   std::unordered_map<std::string, SSL_CTX*> client_tls_ctx_;
   uint32_t vhost_serial_ = 0;
   std::list<std::string> vhost_names_;  // lws keeps pointers to vhost names

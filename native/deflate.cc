@@ -199,6 +199,14 @@ std::unique_ptr<PerMessageDeflate> PerMessageDeflate::Accept(const DeflateOption
 // buffer), and both made at the upgrade cost every connection ~208 KB of
 // RSS, so connections that never compress a message, or never receive a
 // compressed one, do not pay for it.
+namespace {
+// What zlib allocates for a stream (zconf.h: "the memory requirements for
+// deflate are ... (1 << (windowBits+2)) + (1 << (memLevel+9))", inflate's
+// 1 << windowBits plus ~7 KB of state), counted as freed when one ends.
+constexpr size_t kInflateBytes = (size_t{1} << 15) + 7 * 1024;
+size_t DeflateBytes(int bits) { return (size_t{1} << (bits + 2)) + (size_t{1} << 17) + 6 * 1024; }
+}  // namespace
+
 bool PerMessageDeflate::EnsureDeflate() {
   if (out_ok_) return true;
   // zlib does not support raw deflate with an 8-bit window: use 9 (still
@@ -219,8 +227,14 @@ bool PerMessageDeflate::EnsureInflate() {
 }
 
 PerMessageDeflate::~PerMessageDeflate() {
-  if (in_ok_) inflateEnd(&in_);
-  if (out_ok_) deflateEnd(&out_);
+  if (in_ok_) {
+    inflateEnd(&in_);
+    BufNoteFreed(kInflateBytes);
+  }
+  if (out_ok_) {
+    deflateEnd(&out_);
+    BufNoteFreed(DeflateBytes(deflate_bits()));
+  }
 }
 
 const uint8_t PerMessageDeflate::kTail[4] = {0x00, 0x00, 0xff, 0xff};
@@ -270,6 +284,7 @@ int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, size_t* used, bool* 
 void PerMessageDeflate::ReleaseInflate() {
   if (!holds_inflate()) return;
   inflateEnd(&in_);
+  BufNoteFreed(kInflateBytes);
   in_ = z_stream{};
   in_ok_ = false;
 }

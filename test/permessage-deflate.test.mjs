@@ -1,14 +1,13 @@
 // permessage-deflate (RFC 7692): negotiation and round trips against ws and
 // node-lws itself; a decompression bomb is refused with 1009 (Chromium:
 // system/chromium.test.mjs); what an idle connection with the extension costs.
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import net from 'node:net';
-import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket, { WebSocketServer } from 'ws';
 import * as lws from '../dist/index.mjs';
+import { memoryCostPerConnection } from './support/memory-cost.mjs';
 import { onceEvent, withTimeout } from './support/wait.mjs';
 
 const HOST = '127.0.0.1';
@@ -194,66 +193,25 @@ test('a decompression bomb (64 MiB of zeros in a ~64 KiB frame) is refused with 
   }
 });
 
-/**
- * 500 clients offering permessage-deflate against a server with `perMessageDeflate`, in a
- * process of its own (test/fixtures/deflate-cost.mjs): the server's RssAnon per connection while
- * they are idle and after each has sent one compressible message and had its echo; with
- * `receive` (bytes), 300 clients each send one random message of that size to a server that does
- * not answer, and `settled` is the growth per connection once those are collected and the pool
- * has given their blocks back.
- */
-async function deflateCostPerConnection(perMessageDeflate, receive = 0) {
-  const N = receive ? 300 : 500;
-  const child = spawn(
-    process.execPath,
-    [
-      '--expose-gc',
-      path.join(import.meta.dirname, 'fixtures', 'deflate-cost.mjs'),
-      String(N),
-      JSON.stringify(perMessageDeflate),
-      ...(receive ? [String(receive)] : []),
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      // Large blocks the server frees go back to the system at once: RssAnon
-      // then shows what it still holds, not what glibc keeps for reuse.
-      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '65536' },
-    },
-  );
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  child.stderr.on('data', (d) => {
-    err += d;
-  });
-  const [code] = await onceEvent(child, 'exit', 60_000, 'the deflate-cost fixture');
-  assert.is(code, 0, `deflate-cost exited with ${code}: ${err}`);
-  const r = JSON.parse(out.trim().split('\n').pop());
-  if (receive) assert.is(r.received, N, 'every connection received its message whole');
-  else assert.is(r.talked, N, 'every connection inflated its message and compressed the echo');
-  return r;
-}
-
 test('an idle connection with permessage-deflate agreed holds no zlib stream (500 clients: < 24 KB each; 208 KB before)', async () => {
-  const { idle } = await deflateCostPerConnection(true);
+  const { idle } = await memoryCostPerConnection(true);
   assert.ok(idle < 24 * 1024, `${Math.round(idle)} B per idle connection`);
 });
 
 test('serverNoContextTakeover: connections compress with the listener’s shared stream (< 64 KB each after a message each way; 236 KB with a stream of their own)', async () => {
-  const { idle, used } = await deflateCostPerConnection({ serverNoContextTakeover: true });
+  const { idle, used } = await memoryCostPerConnection({ serverNoContextTakeover: true });
   assert.ok(idle < 24 * 1024, `${Math.round(idle)} B per idle connection`);
   assert.ok(used < 64 * 1024, `${Math.round(used)} B per connection after a message each way`);
 });
 
-test('a connection that received a 200 KB compressed message gives back its input buffer once idle (< 80 KB each, 140 KB before); with clientNoContextTakeover its inflate stream too (< 32 KB)', async () => {
+test('a connection that received a 200 KB compressed message gives back its input buffer once idle (< 80 KB each, 140 KB before); with clientNoContextTakeover its inflate stream too, and malloc gives the memory back (< 16 KB; 130–210 KB before)', async () => {
   const bytes = 200_000; // random: it stays ~200 KB compressed
   // The inflate stream and its 32 KiB window stay: the peer keeps its context.
-  const kept = await deflateCostPerConnection(true, bytes);
+  const kept = await memoryCostPerConnection(true, bytes);
   assert.ok(kept.settled < 80_000, `${Math.round(kept.settled)} B per connection, idle again`);
-  const reset = await deflateCostPerConnection({ clientNoContextTakeover: true }, bytes);
-  assert.ok(reset.settled < 32_000, `${Math.round(reset.settled)} B per connection, idle again`);
+  const reset = await memoryCostPerConnection({ clientNoContextTakeover: true }, bytes);
+  assert.ok(reset.settled < 16_000, `${Math.round(reset.settled)} B per connection, idle again`);
+  assert.ok(reset.returns >= 1, 'malloc was asked to give the freed streams back');
 });
 
 test.run();
