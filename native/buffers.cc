@@ -208,8 +208,9 @@ bool BufReturnFreed(size_t threshold, bool burst_over, size_t* seen) {
   bool quiet = n == *seen;
   *seen = n;
   if (n < threshold || !(quiet || burst_over)) return false;
-  // What other threads free meanwhile stays counted for the next time.
-  *seen = freed_to_malloc.fetch_sub(n, std::memory_order_relaxed) - n;
+  // Taken whole (another context's service thread may be here too).
+  freed_to_malloc.exchange(0, std::memory_order_relaxed);
+  *seen = 0;
 #if defined(__GLIBC__)
   malloc_trim(0);
 #endif

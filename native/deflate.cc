@@ -194,11 +194,6 @@ std::unique_ptr<PerMessageDeflate> PerMessageDeflate::Accept(const DeflateOption
   return d;
 }
 
-// The zlib streams are made on first use, not when the extension is agreed:
-// a deflate stream allocates ~260 KiB (its window, hash chains and pending
-// buffer), and both made at the upgrade cost every connection ~208 KB of
-// RSS, so connections that never compress a message, or never receive a
-// compressed one, do not pay for it.
 namespace {
 // What zlib allocates for a stream (zconf.h: "the memory requirements for
 // deflate are ... (1 << (windowBits+2)) + (1 << (memLevel+9))", inflate's
@@ -207,6 +202,11 @@ constexpr size_t kInflateBytes = (size_t{1} << 15) + 7 * 1024;
 size_t DeflateBytes(int bits) { return (size_t{1} << (bits + 2)) + (size_t{1} << 17) + 6 * 1024; }
 }  // namespace
 
+// The zlib streams are made on first use, not when the extension is agreed:
+// a deflate stream allocates ~260 KiB (its window, hash chains and pending
+// buffer), and both made at the upgrade cost every connection ~208 KB of
+// RSS, so connections that never compress a message, or never receive a
+// compressed one, do not pay for it.
 bool PerMessageDeflate::EnsureDeflate() {
   if (out_ok_) return true;
   // zlib does not support raw deflate with an 8-bit window: use 9 (still
