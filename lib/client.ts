@@ -136,7 +136,8 @@ interface Target {
 }
 
 interface NormalizedTls {
-  ca: string;
+  /** undefined: Node's root certificates (nodeRootCertificates), looked up for wss:// only. */
+  ca: string | undefined;
   rejectUnauthorized: boolean;
   cert: string | undefined;
   key: string | undefined;
@@ -359,17 +360,21 @@ function normalize(url: string | URL, options: unknown): Normalized {
 /** Node's own root certificates: the default trust for wss://, as for https. */
 let nodeRoots: string | undefined;
 
+function nodeRootCertificates(): string {
+  nodeRoots ??= nodeTls().rootCertificates.join('\n');
+  return nodeRoots;
+}
+
 function clientTls(t: Record<string, unknown> | undefined): NormalizedTls {
-  if (!t || t.ca === undefined) nodeRoots ??= nodeTls().rootCertificates.join('\n');
   if (!t)
     return {
-      ca: nodeRoots as string,
+      ca: undefined,
       rejectUnauthorized: true,
       cert: undefined,
       key: undefined,
       servername: undefined,
     };
-  const ca = t.ca === undefined ? (nodeRoots as string) : readPem('tls.ca', t.ca);
+  const ca = t.ca === undefined ? undefined : readPem('tls.ca', t.ca);
   const rejectUnauthorized = t.rejectUnauthorized === undefined ? true : t.rejectUnauthorized;
   if (typeof rejectUnauthorized !== 'boolean') {
     throw invalidArgType('tls.rejectUnauthorized', 'of type boolean', rejectUnauthorized);
@@ -538,7 +543,7 @@ export class ClientTransport extends NativeTransport implements Transport {
         proxyRequest: o.proxy ? connectRequest(o.proxy, o.target.host, o.target.port) : '',
         tls: o.target.secure,
         host: o.tls.servername ?? o.target.host,
-        ca: o.tls.ca,
+        ca: o.target.secure ? (o.tls.ca ?? nodeRootCertificates()) : '',
         rejectUnauthorized: o.tls.rejectUnauthorized,
         cert: o.tls.cert,
         key: o.tls.key,
