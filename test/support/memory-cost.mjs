@@ -1,9 +1,11 @@
 // What connections cost a node-lws server in memory, measured in a process of its own
 // (test/fixtures/memory-cost.mjs) so that memory freed by earlier tests does not hide it.
-import { spawn } from 'node:child_process';
+//
+// Layer 2 of test/support/: imports wait.mjs and proc.mjs.
 import path from 'node:path';
 import * as assert from 'uvu/assert';
-import { onceEvent } from './wait.mjs';
+import { spawnNode } from './proc.mjs';
+import { withTimeout } from './wait.mjs';
 
 const FIXTURE = path.join(import.meta.dirname, '..', 'fixtures', 'memory-cost.mjs');
 
@@ -19,24 +21,19 @@ export async function memoryCostPerConnection(perMessageDeflate, receive = 0) {
   const N = receive ? 300 : 500;
   const args = ['--expose-gc', FIXTURE, String(N), JSON.stringify(perMessageDeflate)];
   if (receive) args.push(String(receive));
-  const child = spawn(process.execPath, args, {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // While the clients are open or talking, large blocks the server frees go back to the
-    // system at once: RssAnon then shows what it still holds, not what glibc keeps for reuse
-    // until node-lws's next trim.
-    env: receive ? process.env : { ...process.env, MALLOC_MMAP_THRESHOLD_: '65536' },
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  child.stderr.on('data', (d) => {
-    err += d;
-  });
-  const [code] = await onceEvent(child, 'exit', 60_000, 'the memory-cost fixture');
-  assert.is(code, 0, `memory-cost exited with ${code}: ${err}`);
-  const r = JSON.parse(out.trim().split('\n').pop());
+  // While the clients are open or talking, large blocks the server frees go back to the
+  // system at once: RssAnon then shows what it still holds, not what glibc keeps for reuse
+  // until node-lws's next trim.
+  const env = receive ? process.env : { ...process.env, MALLOC_MMAP_THRESHOLD_: '65536' };
+  const child = spawnNode(args, { env });
+  let code;
+  try {
+    ({ code } = await withTimeout(child.exited, 60_000, 'the memory-cost fixture'));
+  } finally {
+    await child.stop();
+  }
+  assert.is(code, 0, `memory-cost exited with ${code}: ${child.stderrText}`);
+  const r = JSON.parse(child.stdoutText.trim().split('\n').pop());
   if (receive) assert.is(r.received, N, 'every connection received its message whole');
   else assert.is(r.talked, N, 'every connection had its message echoed');
   return r;
