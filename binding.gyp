@@ -29,8 +29,7 @@
         "<!@(pkg-config --libs libwebsockets)",
         "-lwebsockets",
         "<!@(node scripts/libev-flags.cjs --libs)",
-        "-lssl",
-        "-lcrypto",
+        "<!@(node scripts/openssl-flags.cjs --libs)",
         "-lz",
         "-lpthread"
       ],

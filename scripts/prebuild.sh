@@ -13,8 +13,10 @@
 #    directory holds only libwebsockets.a, so binding.gyp's own -lwebsockets resolves to it too.
 # 3. Checks the result: no NEEDED libwebsockets or libev, no exported lws_* or ev_* symbol, loads
 #    in Node and runs its context on the libev loop compiled in (epoll).
-# libssl.so.3, libcrypto.so.3 and libz.so.1 stay dynamic (part of every Debian/Ubuntu system);
-# libev is linked in statically with lws (scripts/build-lws-static.sh).
+# libz.so.1 stays dynamic (part of every Debian/Ubuntu system); libev is linked in statically with
+# lws (scripts/build-lws-static.sh). OpenSSL is Node's own: the addon leaves its symbols undefined
+# and the loader binds them to those Node exports (scripts/openssl-flags.cjs), so it needs no
+# libssl.so.3 and the process holds one OpenSSL.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,7 +40,7 @@ mkdir -p "$STAGE"
 cp package.json binding.gyp "$STAGE/"
 cp -r native "$STAGE/native"
 mkdir -p "$STAGE/scripts"
-cp scripts/libev-flags.cjs "$STAGE/scripts/" # binding.gyp asks it for libev flags
+cp scripts/libev-flags.cjs scripts/openssl-flags.cjs "$STAGE/scripts/" # binding.gyp asks them
 
 # Node's own headers next to the running node (e.g. /usr/include/node): no header download.
 NODE_PREFIX="$(cd "$(dirname "$(readlink -f "$(command -v node)")")/.." && pwd)"
@@ -70,6 +72,24 @@ addon="$(ls "$PLATFORM_DIR"/*.node 2>/dev/null | head -n1 || true)"
 needed="$(readelf -d "$addon" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 case "$needed" in *libwebsockets*) die "$addon still needs a shared libwebsockets: $needed" ;; esac
 case "$needed" in *libev*) die "$addon still needs a shared libev: $needed" ;; esac
+case "$needed" in *libssl* | *libcrypto*) die "$addon needs the system's OpenSSL: $needed" ;; esac
+# Every symbol the addon leaves to the loader must be defined by node (N-API, and OpenSSL:
+# Node's own) or by a library the addon needs. A node built with a shared OpenSSL defines the
+# OpenSSL ones in the libssl/libcrypto it links.
+node_bin="$(readlink -f "$(command -v node)")"
+providers="$node_bin $(ldd "$node_bin" "$addon" | awk '{ for (i = 1; i <= NF; i++)
+  if ($i ~ /^\// && $i !~ /:$/) print $i }' | sort -u | tr '\n' ' ')"
+defined_syms() {
+  # shellcheck disable=SC2086 # one path per word
+  nm -D --defined-only "$@" | awk 'NF == 3 {print $3}' | sed 's/@.*//' | sort -u
+}
+undefined="$(nm -D --undefined-only "$addon" | awk '$1 == "U" {print $2}' | sed 's/@.*//' | sort -u)"
+# shellcheck disable=SC2086
+missing_syms="$(comm -23 <(echo "$undefined") <(defined_syms $providers))"
+[ -z "$missing_syms" ] || die "nothing in node or the libraries $addon needs defines: $missing_syms"
+from_node="$(comm -12 <(echo "$undefined") <(defined_syms "$node_bin"))"
+ssl_from_node="$(echo "$from_node" | grep -c '^SSL_' || true)"
+[ "$ssl_from_node" -gt 0 ] || die "$addon takes no OpenSSL symbol from node (expected Node's own)"
 exported="$(nm -D --defined-only "$addon" | grep -c ' lws_' || true)"
 [ "$exported" = 0 ] || die "$addon exports $exported lws_* symbols (expected 0)"
 exported_ev="$(nm -D --defined-only "$addon" | grep -c ' ev_' || true)"
@@ -89,5 +109,6 @@ loop="$(node -e '
 
 log "done in $(($(date +%s) - start)) s: ${addon#"$ROOT"/} ($(du -k "$addon" | cut -f1) KiB)"
 log "NEEDED: $needed"
+log "symbols node defines: $(echo "$from_node" | wc -l) (N-API, libuv, OpenSSL: $ssl_from_node SSL_*, zlib)"
 log "exported lws_* symbols: $exported, ev_* symbols: $exported_ev"
 log "event loop: $loop"

@@ -1,8 +1,9 @@
 // Prebuilt addon (npm run prebuild -> prebuilds/<platform>-<arch>/*.node): it must not need a
-// system libwebsockets. Checks the ELF (no NEEDED libwebsockets, no exported lws_* symbol, nothing
-// of lws left unresolved), that the dynamic loader never even looks for libwebsockets, and that
-// the `npm pack` tarball installs into a temporary folder without building and serves ws:// and
-// wss:// echo there with the library's own client.
+// system libwebsockets nor a system OpenSSL (it uses Node's own). Checks the ELF (no NEEDED
+// libwebsockets, libssl or libcrypto, no exported lws_* symbol, nothing of lws left unresolved,
+// every OpenSSL symbol defined by the running node), that the dynamic loader never even looks for
+// libwebsockets, libssl or libcrypto, and that the `npm pack` tarball installs into a temporary
+// folder without building and serves ws:// and wss:// echo there with the library's own client.
 //
 // When prebuilds/ is missing (or older than native/ or binding.gyp), this file runs
 // scripts/prebuild.sh first: about 35 s with build/lws-static cached, about 3 min when
@@ -20,11 +21,10 @@ import { ROOT } from '../support/paths.mjs';
 
 const PLATFORM_DIR = path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
 const LINUX = process.platform === 'linux';
-// Shared libraries the prebuilt addon may need: libc/libstdc++ and OpenSSL + zlib, which every
-// Debian/Ubuntu system has (inside Node the OpenSSL symbols resolve to Node's own copy anyway).
+// Shared libraries the prebuilt addon may need: libc/libstdc++ and zlib, which every
+// Debian/Ubuntu system has. Not OpenSSL: its symbols are left to the loader, which binds them to
+// those Node exports (scripts/openssl-flags.cjs).
 const ALLOWED_NEEDED = new Set([
-  'libssl.so.3',
-  'libcrypto.so.3',
   'libz.so.1',
   'libstdc++.so.6',
   'libm.so.6',
@@ -92,7 +92,7 @@ test.after(() => {
 
 const linuxTest = LINUX ? test : test.skip;
 
-linuxTest('no NEEDED libwebsockets; only libc/libstdc++/OpenSSL/zlib', () => {
+linuxTest('no NEEDED libwebsockets or OpenSSL; only libc/libstdc++/zlib', () => {
   const needed = [
     ...run('readelf', ['-d', addon]).matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g),
   ].map((m) => m[1]);
@@ -136,6 +136,56 @@ linuxTest('the loader never looks for libwebsockets when the addon loads', () =>
   assert.ok(r.stderr.includes(path.basename(addon)), 'LD_DEBUG trace does not show the addon load');
   assert.not.ok(/websockets/.test(r.stderr), 'the loader searched for libwebsockets');
 });
+
+// The libraries whose search the loader's trace shows (LD_DEBUG=libs: `find library=NAME`).
+function librariesSearched(args) {
+  const r = spawnSync(process.execPath, args, {
+    env: { ...process.env, LD_DEBUG: 'libs', LD_PRELOAD: '' },
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  assert.is(r.status, 0, `node ${args.join(' ')} failed:\n${r.stderr.slice(-2000)}`);
+  return new Set([...r.stderr.matchAll(/find library=(\S+)/g)].map((m) => m[1]));
+}
+
+linuxTest(
+  "OpenSSL is Node's own: no libssl or libcrypto is looked for, every symbol is node's",
+  () => {
+    // A node built with a shared OpenSSL loads libssl itself before any addon: only what loading
+    // the addon adds to a bare node's searches counts.
+    const bare = librariesSearched(['-e', '0']);
+    const withAddon = librariesSearched(['-e', 'require(process.argv[1])', addon]);
+    const added = [...withAddon].filter((n) => !bare.has(n));
+    note(`libraries the addon makes the loader look for: ${added.join(' ') || 'none'}`);
+    assert.ok(added.includes('libz.so.1') || bare.has('libz.so.1'), 'the trace shows no search');
+    const ssl = added.filter((n) => /libssl|libcrypto/.test(n));
+    assert.equal(ssl, [], `loading the addon looks for ${ssl}`);
+
+    // Every OpenSSL function the addon calls must be one this node defines (official builds link
+    // OpenSSL statically and export it; a shared-OpenSSL build defines it in the libs it links).
+    const providers = [
+      process.execPath,
+      ...run('ldd', [process.execPath])
+        .split('\n')
+        .map((l) => l.match(/=>\s+(\/\S+lib(?:ssl|crypto)\S*)/)?.[1])
+        .filter(Boolean),
+    ];
+    const defined = new Set();
+    for (const p of providers)
+      for (const l of run('nm', ['-D', '--defined-only', p]).split('\n')) {
+        const f = l.trim().split(/\s+/);
+        if (f.length === 3) defined.add(f[2].replace(/@.*/, ''));
+      }
+    const openssl = run('nm', ['-D', '--undefined-only', addon])
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[1]?.replace(/@.*/, ''))
+      .filter((n) => n && /^(SSL|TLS|EVP|X509|PEM|BIO|ERR|OPENSSL|CRYPTO|RSA|EC|BN|ASN1)_/.test(n));
+    note(`OpenSSL symbols the addon takes from node: ${openssl.length}`);
+    assert.ok(openssl.length >= 50, `only ${openssl.length} OpenSSL symbols: ${openssl}`);
+    const missing = openssl.filter((n) => !defined.has(n));
+    assert.equal(missing, [], `node does not define: ${missing.join(' ')}`);
+  },
+);
 
 linuxTest('the context runs on the libev loop compiled in: epoll, no plugin loaded', () => {
   // LD_DEBUG=libs would show a dlopen of libwebsockets-evlib_ev.so (or of libev.so) if the
