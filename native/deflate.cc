@@ -13,6 +13,35 @@ namespace nlws {
 
 namespace {
 
+// zlib's allocations go through these, which count what each stream frees
+// (BufNoteFreed: it decides when malloc is asked to return memory). A 16-byte
+// header, which keeps malloc's alignment, holds the size.
+constexpr size_t kZHeader = 16;
+
+voidpf ZAlloc(voidpf, uInt items, uInt size) {
+  size_t n = static_cast<size_t>(items) * size;
+  auto* raw = static_cast<uint8_t*>(malloc(n + kZHeader));
+  if (!raw) return Z_NULL;
+  memcpy(raw, &n, sizeof n);
+  return raw + kZHeader;
+}
+
+void ZFree(voidpf, voidpf p) {
+  if (!p) return;
+  uint8_t* raw = static_cast<uint8_t*>(p) - kZHeader;
+  size_t n;
+  memcpy(&n, raw, sizeof n);
+  free(raw);
+  BufNoteFreed(n + kZHeader);
+}
+
+// A stream whose allocations are counted, ready for deflateInit2/inflateInit2.
+void Counted(z_stream* z) {
+  *z = z_stream{};
+  z->zalloc = ZAlloc;
+  z->zfree = ZFree;
+}
+
 // One whole message through z (final, Z_SYNC_FLUSH) into *out, without the
 // 00 00 ff ff the flush ends with (RFC 7692 7.2.1). The caller resets z when
 // its messages do not share a context.
@@ -194,14 +223,6 @@ std::unique_ptr<PerMessageDeflate> PerMessageDeflate::Accept(const DeflateOption
   return d;
 }
 
-namespace {
-// What zlib allocates for a stream (zconf.h: "the memory requirements for
-// deflate are ... (1 << (windowBits+2)) + (1 << (memLevel+9))", inflate's
-// 1 << windowBits plus ~7 KB of state), counted as freed when one ends.
-constexpr size_t kInflateBytes = (size_t{1} << 15) + 7 * 1024;
-size_t DeflateBytes(int bits) { return (size_t{1} << (bits + 2)) + (size_t{1} << 17) + 6 * 1024; }
-}  // namespace
-
 // The zlib streams are made on first use, not when the extension is agreed:
 // a deflate stream allocates ~260 KiB (its window, hash chains and pending
 // buffer), and both made at the upgrade cost every connection ~208 KB of
@@ -212,6 +233,7 @@ bool PerMessageDeflate::EnsureDeflate() {
   // zlib does not support raw deflate with an 8-bit window: use 9 (still
   // within what the peer can inflate).
   int dbits = deflate_bits_ < 9 ? 9 : deflate_bits_;
+  Counted(&out_);
   if (deflateInit2(&out_, opts_.level, Z_DEFLATED, -dbits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
     return false;
   out_ok_ = true;
@@ -221,20 +243,15 @@ bool PerMessageDeflate::EnsureDeflate() {
 bool PerMessageDeflate::EnsureInflate() {
   if (in_ok_) return true;
   // Inflating with the largest window accepts anything a smaller one made.
+  Counted(&in_);
   if (inflateInit2(&in_, -15) != Z_OK) return false;
   in_ok_ = true;
   return true;
 }
 
 PerMessageDeflate::~PerMessageDeflate() {
-  if (in_ok_) {
-    inflateEnd(&in_);
-    BufNoteFreed(kInflateBytes);
-  }
-  if (out_ok_) {
-    deflateEnd(&out_);
-    BufNoteFreed(DeflateBytes(deflate_bits()));
-  }
+  if (in_ok_) inflateEnd(&in_);
+  if (out_ok_) deflateEnd(&out_);
 }
 
 const uint8_t PerMessageDeflate::kTail[4] = {0x00, 0x00, 0xff, 0xff};
@@ -284,7 +301,6 @@ int PerMessageDeflate::Inflate(const uint8_t* in, size_t n, size_t* used, bool* 
 void PerMessageDeflate::ReleaseInflate() {
   if (!holds_inflate()) return;
   inflateEnd(&in_);
-  BufNoteFreed(kInflateBytes);
   in_ = z_stream{};
   in_ok_ = false;
 }
@@ -313,7 +329,7 @@ bool SharedDeflaters::Compress(int window_bits, int level, const uint8_t* in, si
     auto fresh = std::make_unique<Entry>();
     fresh->bits = window_bits;
     fresh->level = level;
-    fresh->z = z_stream{};
+    Counted(&fresh->z);
     if (deflateInit2(&fresh->z, level, Z_DEFLATED, -window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK)
       return false;
     e = fresh.get();
