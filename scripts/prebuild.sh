@@ -11,8 +11,9 @@
 #    build/lws-static/pkgconfig first, so `pkg-config --cflags/--libs libwebsockets` give the
 #    static headers and `-Wl,--exclude-libs,ALL -L build/lws-static/lib -lwebsockets`; that
 #    directory holds only libwebsockets.a, so binding.gyp's own -lwebsockets resolves to it too.
-# 3. Checks the result: no NEEDED libwebsockets or libev, no exported lws_* or ev_* symbol, loads
-#    in Node and runs its context on the libev loop compiled in (epoll).
+# 3. Checks the result: no NEEDED libwebsockets, libev, libssl or libcrypto, every symbol left to
+#    the loader defined by node or a library the addon needs, no exported lws_* or ev_* symbol,
+#    loads in Node and runs its context on the libev loop compiled in (epoll).
 # libz.so.1 stays dynamic (part of every Debian/Ubuntu system); libev is linked in statically with
 # lws (scripts/build-lws-static.sh). OpenSSL is Node's own: the addon leaves its symbols undefined
 # and the loader binds them to those Node exports (scripts/openssl-flags.cjs), so it needs no
