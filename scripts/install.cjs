@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // npm "install" hook for node-lws.
-//  1. A usable prebuilt binary (prebuilds/ or an existing build/) -> nothing to do.
+//  1. A usable prebuilt binary (prebuilds/ or an existing build/) -> nothing to do (not for a
+//     Node built without OpenSSL: the prebuild uses Node's).
 //  2. libwebsockets development files missing -> one clear line on stderr, exit 1.
 //  3. Native sources listed in native/sources.txt not all present (early development,
 //     or a partial checkout) -> warning, exit 0 so `npm ci` still completes.
@@ -19,6 +20,9 @@ const LWS_MISSING =
 
 function hasPrebuild() {
   if (process.env.NODE_LWS_FORCE_BUILD) return false;
+  // The prebuild takes OpenSSL from Node (scripts/openssl-flags.cjs): a Node built without it
+  // needs a source build against the system's.
+  if (!process.versions.openssl) return false;
   try {
     require('node-gyp-build').path(root);
     return true;
