@@ -3,7 +3,8 @@
 // libwebsockets, libssl or libcrypto, no exported lws_* symbol, nothing of lws left unresolved,
 // every OpenSSL symbol defined by the running node), that the dynamic loader never even looks for
 // libwebsockets, libssl or libcrypto, and that the `npm pack` tarball installs into a temporary
-// folder without building and serves ws:// and wss:// echo there with the library's own client.
+// folder without building and serves ws:// and wss:// echo there with the library's own client,
+// with the system's libwebsockets, libssl and libcrypto hidden where a mount namespace allows.
 //
 // When prebuilds/ is missing (or older than native/ or binding.gyp), this file runs
 // scripts/prebuild.sh first: about 35 s with build/lws-static cached, about 3 min when
@@ -268,16 +269,22 @@ linuxTest('npm pack tarball installs without building and echoes over ws:// and 
   // Where possible (root, unshare), the system libwebsockets is hidden for real: in a private
   // mount namespace every libwebsockets.so* the loader could find is bind-mounted over by
   // /dev/null, so a build that needed it would fail to load. The system itself is untouched.
-  const hide = systemLwsFiles();
+  // The system's libssl and libcrypto too, unless this node needs them itself (a node built with
+  // a shared OpenSSL): the prebuild uses Node's own.
+  const nodeLinksOpenssl = /lib(ssl|crypto)\.so/.test(run('ldd', [process.execPath]));
+  const hide = [
+    ...systemLibFiles(/libwebsockets\.so/),
+    ...(nodeLinksOpenssl ? [] : systemLibFiles(/lib(ssl|crypto)\.so/)),
+  ];
   let cmd = process.execPath;
   let args = ['smoke.mjs', cert, key];
   if (hide.length > 0 && canUnshare()) {
     const mounts = hide.map((f) => `mount --bind /dev/null '${f}' &&`).join(' ');
     args = ['-m', 'sh', '-c', `${mounts} exec '${process.execPath}' smoke.mjs '${cert}' '${key}'`];
     cmd = 'unshare';
-    note(`smoke test with the system libwebsockets hidden: ${hide.join(' ')}`);
+    note(`smoke test with the system's libraries hidden: ${hide.join(' ')}`);
   } else {
-    note('smoke test with the system libwebsockets in place (no unshare -m here)');
+    note('smoke test with the system libwebsockets and OpenSSL in place (no unshare -m here)');
   }
   const smoke = spawnSync(cmd, args, {
     cwd: app,
@@ -295,10 +302,11 @@ linuxTest('npm pack tarball installs without building and echoes over ws:// and 
     `loaded ${out.addon}, not the prebuild`,
   );
   assert.equal(out.lwsMapped, [], 'a libwebsockets shared object is mapped');
+  if (!nodeLinksOpenssl) assert.equal(out.sslMapped, [], 'the system libssl/libcrypto is mapped');
 });
 
-/** Real paths of the libwebsockets shared objects the dynamic loader knows (ldconfig -p). */
-function systemLwsFiles() {
+/** Real paths of the shared objects named like `re` that the dynamic loader knows (ldconfig -p). */
+function systemLibFiles(re) {
   let out = '';
   try {
     out = run('/sbin/ldconfig', ['-p']);
@@ -306,10 +314,11 @@ function systemLwsFiles() {
     return [];
   }
   const files = new Set();
-  for (const m of out.matchAll(/^\s*libwebsockets\.so\S*\s.*=>\s*(\S+)$/gm)) {
+  for (const m of out.matchAll(/^\s*(\S+)\s.*=>\s*(\S+)$/gm)) {
+    if (!re.test(m[1])) continue;
     try {
-      files.add(fs.realpathSync(m[1]));
-      files.add(m[1]);
+      files.add(fs.realpathSync(m[2]));
+      files.add(m[2]);
     } catch {
       /* dangling */
     }
@@ -349,9 +358,11 @@ const ws = await echo('ws', {}, {}, 'hello over ws');
 const wss = await echo('wss', { tls: { cert, key } }, { tls: { ca: fs.readFileSync(cert) } }, 'hello over wss');
 const maps = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n');
 const addon = (maps.find((l) => l.endsWith('.node')) || '').split(/\\s+/).pop();
-const lwsMapped = [...new Set(maps.filter((l) => /libwebsockets/.test(l)).map((l) => l.split(/\\s+/).pop()))];
+const mapped = (re) => [...new Set(maps.filter((l) => re.test(l)).map((l) => l.split(/\\s+/).pop()))];
+const lwsMapped = mapped(/libwebsockets/);
+const sslMapped = mapped(/libssl|libcrypto/);
 clearTimeout(deadline);
-console.log(JSON.stringify({ ws, wss, addon, lwsMapped }));
+console.log(JSON.stringify({ ws, wss, addon, lwsMapped, sslMapped }));
 `;
 
 test.run();
