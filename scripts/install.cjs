@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // npm "install" hook for node-lws.
-//  1. A usable prebuilt binary (prebuilds/ or an existing build/) -> nothing to do (not for a
-//     Node built without OpenSSL: the prebuild uses Node's).
+//  1. A usable prebuilt binary (prebuilds/ or an existing build/: it loads in this node) ->
+//     nothing to do. One that does not load (another C library, an older glibc than the one it
+//     was built against) is reported in one line and a source build follows. Not for a Node
+//     built without OpenSSL: the prebuild uses Node's.
 //  2. libwebsockets development files missing -> one clear line on stderr, exit 1.
 //  3. Native sources listed in native/sources.txt not all present (early development,
 //     or a partial checkout) -> warning, exit 0 so `npm ci` still completes.
@@ -23,12 +25,25 @@ function hasPrebuild() {
   // The prebuild takes OpenSSL from Node (scripts/openssl-flags.cjs): a Node built without it
   // needs a source build against the system's.
   if (!process.versions.openssl) return false;
+  let file;
   try {
-    require('node-gyp-build').path(root);
-    return true;
+    file = require('node-gyp-build').path(root);
   } catch {
     return false;
   }
+  // Found is not enough: it must load here (in a child, so that a failure cannot take this
+  // process with it).
+  const r = spawnSync(process.execPath, ['-e', 'require(process.argv[1])', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
+  });
+  if (r.status === 0) return true;
+  const why = (r.stderr || '').split('\n').find((l) => /Error/.test(l)) || `exit ${r.status}`;
+  process.stderr.write(
+    `node-lws: the prebuilt addon ${path.relative(root, file)} does not load here (${why.trim()}); ` +
+      'building from source.\n',
+  );
+  return false;
 }
 
 function hasLibwebsockets() {

@@ -303,6 +303,20 @@ linuxTest('npm pack tarball installs without building and echoes over ws:// and 
   );
   assert.equal(out.lwsMapped, [], 'a libwebsockets shared object is mapped');
   if (!nodeLinksOpenssl) assert.equal(out.sslMapped, [], 'the system libssl/libcrypto is mapped');
+
+  // A prebuild that does not load here (here: not an ELF file at all; elsewhere: an older glibc)
+  // is not taken: the hook says so and goes on to a source build, which without libwebsockets
+  // headers stops with its one line.
+  const installed = path.join(pkgDir, path.relative(ROOT, addon));
+  fs.writeFileSync(installed, 'not a shared object\n');
+  const broken = spawnSync(process.execPath, [path.join(pkgDir, 'scripts', 'install.cjs')], {
+    cwd: pkgDir,
+    env: noLws,
+    encoding: 'utf8',
+  });
+  assert.is(broken.status, 1, `install.cjs took a prebuild that does not load:\n${broken.stderr}`);
+  assert.match(broken.stderr, /prebuilt addon prebuilds\/linux-x64\/\S+ does not load here/);
+  assert.match(broken.stderr, /libwebsockets headers not found/);
 });
 
 /** Real paths of the shared objects named like `re` that the dynamic loader knows (ldconfig -p). */
