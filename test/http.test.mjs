@@ -495,7 +495,7 @@ test('a fast download of a 512 MiB file does not hold up the connections beside 
         path.join(import.meta.dirname, 'fixtures', 'echo-probe.mjs'),
         `ws://${HOST}:${server.port}/`,
         '5',
-        '4000',
+        '6000',
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -530,8 +530,9 @@ test('a fast download of a 512 MiB file does not hold up the connections beside 
     await onceEvent(reader, 'exit', 15_000, 'the download');
     const took = Date.now() - t0;
     assert.is(readerOut.trim(), String(512 * 1024 * 1024), 'the whole file was read');
-    // It ran inside the probe's 4 s (it takes well under a second here).
-    assert.ok(took < 3000, `the download took ${took} ms`);
+    // It ran inside the probe's 6 s (it takes well under a second here; 3.2 s once in the
+    // sanitizer build while a compiler shared the two cores).
+    assert.ok(took < 5000, `the download took ${took} ms`);
     await probeExit;
     const { rtts } = JSON.parse(probeOut.trim());
     const worst = Math.max(...rtts);
