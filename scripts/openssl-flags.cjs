@@ -5,7 +5,8 @@
 //                                               by pkg-config is a static library
 //   node scripts/openssl-flags.cjs --explain  ->  one line saying which and why
 //
-// Node exports the OpenSSL 3 it is built with (every public symbol, for addons). A shared
+// Node exports the OpenSSL 3 it is built with, for addons (scripts/prebuild.sh checks that it
+// defines every symbol the prebuild leaves to the loader). A shared
 // libwebsockets (the system's, for source builds) needs the system's libssl.so.3 and
 // libcrypto.so.3 whatever the addon does, so the addon links them too. A static one (the
 // prebuild's, scripts/build-lws-static.sh) needs nothing more: the addon leaves its OpenSSL
