@@ -6,15 +6,14 @@
 //   node scripts/openssl-flags.cjs --explain  ->  one line saying which and why
 //
 // Node exports the OpenSSL 3 it is built with, for addons (scripts/prebuild.sh checks that it
-// defines every symbol the prebuild leaves to the loader). A shared
-// libwebsockets (the system's, for source builds) needs the system's libssl.so.3 and
-// libcrypto.so.3 whatever the addon does, so the addon links them too. A static one (the
-// prebuild's, scripts/build-lws-static.sh) needs nothing more: the addon leaves its OpenSSL
-// symbols undefined and the loader binds them to Node's own. The process then has one OpenSSL,
-// and the prebuild loads where no libssl.so.3 is installed. The system's copy would not have
-// been used anyway: Node's exported symbols come first in the loader's search, so lws's OpenSSL
-// calls went to Node's OpenSSL already (LD_DEBUG=bindings); the system copy was loaded,
-// relocated and initialised for nothing (1.7 MB of RSS).
+// defines every symbol the prebuild leaves to the loader). A shared libwebsockets (the system's,
+// for source builds) needs the system's libssl.so.3 and libcrypto.so.3 whatever the addon does, so
+// the addon links them too. A static one (the prebuild's, scripts/build-lws-static.sh) needs
+// nothing more: the addon leaves its OpenSSL symbols undefined and the loader binds them to Node's
+// own. The process then has one OpenSSL, and the prebuild loads where no libssl.so.3 is installed.
+// The system's copy would not have been used anyway: Node's exported symbols come first in the
+// loader's search, so lws's OpenSSL calls went to Node's OpenSSL already (LD_DEBUG=bindings); the
+// system copy was loaded, relocated and initialised for nothing (1.7 MB of RSS).
 'use strict';
 
 const { execFileSync } = require('node:child_process');
