@@ -19,3 +19,9 @@ export const nodeHttp = (): typeof Http => (http ??= require('node:http'));
 export const nodeTls = (): typeof Tls => (tls ??= require('node:tls'));
 export const nodeWorkerThreads = (): typeof WorkerThreads =>
   (workerThreads ??= require('node:worker_threads'));
+
+let rootPem: string | undefined;
+/** Node's own root certificates as one PEM: the default trust for wss:// clients and for client
+ * certificates (requestCert), as for https. Joined once. */
+export const nodeRootCertificates = (): string =>
+  (rootPem ??= nodeTls().rootCertificates.join('\n'));

@@ -1,7 +1,7 @@
 // connect() and ClientTransport: the client half, with optional reconnect.
 import { lstatSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { nodeCrypto, nodeDns, nodeTls } from './builtins';
+import { nodeCrypto, nodeDns, nodeRootCertificates } from './builtins';
 import {
   abortError,
   codedError,
@@ -355,14 +355,6 @@ function normalize(url: string | URL, options: unknown): Normalized {
     proxy,
     reconnect,
   };
-}
-
-/** Node's own root certificates: the default trust for wss://, as for https. */
-let nodeRoots: string | undefined;
-
-function nodeRootCertificates(): string {
-  nodeRoots ??= nodeTls().rootCertificates.join('\n');
-  return nodeRoots;
 }
 
 function clientTls(t: Record<string, unknown> | undefined): NormalizedTls {

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Adapter, type AdapterError, type AdapterSink, isAdapter } from './adapter';
 import { attachRouter, detachRouter } from './attach';
-import { nodeCrypto, nodeDns, nodeTls } from './builtins';
+import { nodeCrypto, nodeDns, nodeRootCertificates, nodeTls } from './builtins';
 import { checkSocketPath } from './client';
 import {
   Connection,
@@ -546,7 +546,7 @@ function serverTls(t: Record<string, unknown> | undefined): TlsMaterial {
     throw invalidArgType('tls.rejectUnauthorized', 'of type boolean', rejectUnauthorized);
   let clientCa = '';
   if (requestCert) {
-    clientCa = t.ca === undefined ? nodeTls().rootCertificates.join('\n') : readPem('tls.ca', t.ca);
+    clientCa = t.ca === undefined ? nodeRootCertificates() : readPem('tls.ca', t.ca);
     if (!clientCa.includes('-----BEGIN CERTIFICATE-----'))
       throw codedError('ERR_TLS_CERT', 'tls.ca holds no certificate');
   }
