@@ -219,7 +219,13 @@ export interface Binding {
     handles: number;
   };
   /** The service thread's once-a-second trim: its turns and the connections it visited (tests). */
-  serviceCounters(): { trimRuns: number; trimVisits: number; trimReturns: number };
+  serviceCounters(): {
+    trimRuns: number;
+    trimVisits: number;
+    trimReturns: number;
+    chunkViewsMade: number;
+    chunkViewsReused: number;
+  };
   bufferedAmount(handle: ConnHandle): number;
   setRef(ref: boolean): void;
   setLogLevel(level: number): void;

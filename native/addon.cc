@@ -918,6 +918,12 @@ class Addon : public Napi::Addon<Addon> {
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->trim_visits()) : 0));
     r.Set("trimReturns",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->trim_returns()) : 0));
+    // Main thread: the kept ArrayBuffers over arena chunks (DeliveryWindows).
+    const DeliveryWindows* w = ctx_ ? &ctx_->windows() : nullptr;
+    r.Set("chunkViewsMade",
+          Napi::Number::New(env, w ? static_cast<double>(w->chunk_views_made) : 0));
+    r.Set("chunkViewsReused",
+          Napi::Number::New(env, w ? static_cast<double>(w->chunk_views_reused) : 0));
     return r;
   }
 

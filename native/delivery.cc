@@ -197,12 +197,15 @@ bool MakeBatch(napi_env env, Batch& b, ConnHandles* handles, DeliveryWindows* wi
   if (nrec) memcpy(*recs, b.recs.data(), nrec * sizeof(uint32_t));
   NLWS_OK(napi_create_typedarray(env, napi_uint32_array, nrec, rab, 0, &argv[0]));
 
-  // The arena is lent to JavaScript for the call only: external
-  // ArrayBuffers, detached when the call returns (JavaScript copies what it
-  // keeps), so their memory is reused at once instead of waiting for V8 to
-  // collect them. Every chunk is lent whole (the last one up to its used
-  // bytes). A small arena that no lendMessages connection has a view into is
-  // copied into the window instead.
+  // The arena is lent to JavaScript for the call only (JavaScript copies
+  // what it keeps), so its memory is reused at once instead of waiting for
+  // V8 to collect it. A small arena that no lendMessages connection has a
+  // view into is copied into the window; a larger one goes over as the kept
+  // ArrayBuffers over its chunks (DeliveryWindows::chunks). One that a
+  // lendMessages connection has views into goes over as external
+  // ArrayBuffers made for the call and detached when it returns, so that a
+  // view a listener kept reads as empty: every chunk whole, the last one up
+  // to its used bytes.
   NLWS_OK(napi_get_undefined(env, &argv[1]));
   if (!b.arena.empty() && win && !b.lends && b.arena.chunks.size() == 1 &&
       b.arena.used <= win->arena_len) {
@@ -210,12 +213,18 @@ bool MakeBatch(napi_env env, Batch& b, ConnHandles* handles, DeliveryWindows* wi
     NLWS_OK(napi_get_null(env, &argv[1]));
   } else if (!b.arena.empty()) {
     size_t n = b.arena.chunks.size();
+    if (win) win->batch++;
     NLWS_OK(napi_create_array_with_length(env, n, &argv[1]));
     for (size_t i = 0; i < n; i++) {
       napi_value ab;
-      size_t len = i + 1 < n ? kArenaChunk : b.arena.used;
-      NLWS_OK(napi_create_external_arraybuffer(env, b.arena.chunks[i], len, nullptr, nullptr, &ab));
-      lent->push_back(LentBlock{ab, &b.arena.chunks[i], b.arena.chunks[i], kArenaChunk});
+      if (win && !b.lends) {
+        if (!win->ChunkBuffer(env, b.arena.chunks[i], &ab)) return false;
+      } else {
+        size_t len = i + 1 < n ? kArenaChunk : b.arena.used;
+        NLWS_OK(
+            napi_create_external_arraybuffer(env, b.arena.chunks[i], len, nullptr, nullptr, &ab));
+        lent->push_back(LentBlock{ab, &b.arena.chunks[i], b.arena.chunks[i], kArenaChunk});
+      }
       NLWS_OK(napi_set_element(env, argv[1], static_cast<uint32_t>(i), ab));
     }
   }
@@ -232,9 +241,34 @@ bool MakeBatch(napi_env env, Batch& b, ConnHandles* handles, DeliveryWindows* wi
   return true;
 }
 
-#undef NLWS_OK
-
 }  // namespace
+
+bool DeliveryWindows::ChunkBuffer(napi_env env, uint8_t* chunk, napi_value* ab) {
+  for (ChunkView& c : chunks)
+    if (c.chunk == chunk) {
+      chunk_views_reused++;
+      c.batch = batch;
+      return napi_get_reference_value(env, c.ab, ab) == napi_ok;
+    }
+  chunk_views_made++;
+  NLWS_OK(napi_create_external_arraybuffer(env, chunk, kArenaChunk, nullptr, nullptr, ab));
+  ChunkView view{chunk, Napi::Persistent(Napi::ArrayBuffer(env, *ab)), batch};
+  if (chunks.size() < kChunkViews) {
+    chunks.push_back(std::move(view));
+    return true;
+  }
+  // Full: one goes, round the cache, detached (its chunk may be anything's by
+  // now); never one this batch already has in its arena array.
+  while (chunks[evict].batch == batch) evict = (evict + 1) % kChunkViews;
+  ChunkView& old = chunks[evict];
+  evict = (evict + 1) % kChunkViews;
+  napi_value gone;
+  if (napi_get_reference_value(env, old.ab, &gone) == napi_ok) napi_detach_arraybuffer(env, gone);
+  old = std::move(view);
+  return true;
+}
+
+#undef NLWS_OK
 
 JsRef* Context::HoldLent(napi_env env, const uint8_t* p, size_t len, bool* lent) {
   *lent = false;
