@@ -127,7 +127,7 @@ enum class LoopKind : uint8_t {
 // second in the 16 KiB echo. Between calls such an ArrayBuffer points at
 // memory the pool may give to anything: nothing that outlives a call holds
 // it (the runtime copies what it keeps, also for a deferred batch), and
-// one pushed out of the cache is detached.
+// the one pushed out of a full cache (the least recently used) is detached.
 struct DeliveryWindows {
   Napi::Reference<Napi::ArrayBuffer> recs_ab;
   uint32_t* recs = nullptr;
@@ -141,12 +141,11 @@ struct DeliveryWindows {
     Napi::Reference<Napi::ArrayBuffer> ab;
     uint64_t batch;  // the last batch it went over with
   };
-  // More than a batch's chunks (kArenaChunks + 1 at most), so that one not
-  // in the batch being made can always go.
+  // More than a batch's chunks (kArenaChunks at most), so that one not in
+  // the batch being made can always go.
   static constexpr size_t kChunkViews = 64;
-  static_assert(kChunkViews > kArenaChunks + 1);
+  static_assert(kChunkViews > kArenaChunks);
   std::vector<ChunkView> chunks;
-  size_t evict = 0;                 // where to look for one to push out once the cache is full
   uint64_t batch = 0;               // the batch being made (MakeBatch counts them)
   uint64_t chunk_views_made = 0;    // for tests: ArrayBuffers made for the cache
   uint64_t chunk_views_reused = 0;  // ... and calls that found one there

@@ -257,11 +257,13 @@ bool DeliveryWindows::ChunkBuffer(napi_env env, uint8_t* chunk, napi_value* ab) 
     chunks.push_back(std::move(view));
     return true;
   }
-  // Full: one goes, round the cache, detached (its chunk may be anything's by
-  // now); never one this batch already has in its arena array.
-  while (chunks[evict].batch == batch) evict = (evict + 1) % kChunkViews;
-  ChunkView& old = chunks[evict];
-  evict = (evict + 1) % kChunkViews;
+  // Full: the one that went over longest ago goes, detached (its chunk may be
+  // anything's by now). Never one this batch already has in its arena array:
+  // those went over last, and a batch has fewer chunks than the cache.
+  ChunkView* lru = &chunks[0];
+  for (ChunkView& c : chunks)
+    if (c.batch < lru->batch) lru = &c;
+  ChunkView& old = *lru;
   napi_value gone;
   if (napi_get_reference_value(env, old.ab, &gone) == napi_ok) napi_detach_arraybuffer(env, gone);
   old = std::move(view);
