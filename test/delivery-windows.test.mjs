@@ -49,6 +49,30 @@ async function ackingClient(port) {
   return { client, until };
 }
 
+/**
+ * A server that keeps every message, every `slowEvery`-th handler call taking longer than the
+ * runtime's 4 ms slice (so that the rest of its batch is deferred), and a wait for a count.
+ */
+async function slowKeepingServer(slowEvery) {
+  const server = await lws.listen({ host: HOST, port: 0 });
+  const kept = [];
+  const waiters = [];
+  const until = async (n) => {
+    while (kept.length < n) await new Promise((r) => waiters.push(r));
+  };
+  server.on('connection', (c) =>
+    c.on('message', (d) => {
+      if (kept.length % slowEvery === 0) {
+        const end = performance.now() + 6; // longer than the 4 ms slice
+        while (performance.now() < end);
+      }
+      kept.push(d);
+      for (const w of waiters.splice(0)) w();
+    }),
+  );
+  return { server, kept, until };
+}
+
 test('one message per batch, then bursts across the 8 KiB window: every kept message intact', async () => {
   const { server, kept } = await keepingServer({ textAs: 'buffer' });
   const { client, until } = await ackingClient(server.port);
@@ -120,12 +144,7 @@ test('a lendMessages server and a default one in the same batches', async () => 
 });
 
 test('a handler slower than a slice: the rest of a small batch is deferred intact', async () => {
-  const server = await lws.listen({ host: HOST, port: 0 });
-  const kept = [];
-  const waiters = [];
-  const until = async (n) => {
-    while (kept.length < n) await new Promise((r) => waiters.push(r));
-  };
+  const { server, kept, until } = await slowKeepingServer(50);
   // Bursts of 200 small messages, and every 50th message slower than a slice: a batch holds more
   // records than the runtime dispatches between two looks at the clock (64), so batches whose
   // bytes are in the window are deferred (whole, behind a waiting one, or their rest) and the
@@ -133,16 +152,6 @@ test('a handler slower than a slice: the rest of a small batch is deferred intac
   // Checked to fail when defer() keeps the window or a view of the records instead of copies.
   const N = 2000;
   const BURST = 200;
-  server.on('connection', (c) =>
-    c.on('message', (d) => {
-      if (kept.length % 50 === 0) {
-        const end = performance.now() + 6; // longer than the 4 ms slice
-        while (performance.now() < end);
-      }
-      kept.push(d);
-      for (const w of waiters.splice(0)) w();
-    }),
-  );
   const client = await lws.connect(`ws://${HOST}:${server.port}/`);
   const sent = [];
   try {
@@ -172,23 +181,8 @@ test('arenas over the window: ArrayBuffers over their chunks are reused, kept me
   // pool hands the same chunks out again, so the next batches find them. What a handler keeps is
   // a copy, and so is what a slow handler defers (every 40th message here is slower than a slice):
   // the chunk's next batch must change neither.
-  const server = await lws.listen({ host: HOST, port: 0 });
+  const { server, kept, until } = await slowKeepingServer(40);
   const before = binding.serviceCounters();
-  const kept = [];
-  const waiters = [];
-  const until = async (n) => {
-    while (kept.length < n) await new Promise((r) => waiters.push(r));
-  };
-  server.on('connection', (c) =>
-    c.on('message', (d) => {
-      if (kept.length % 40 === 0) {
-        const end = performance.now() + 6;
-        while (performance.now() < end);
-      }
-      kept.push(d);
-      for (const w of waiters.splice(0)) w();
-    }),
-  );
   const client = await lws.connect(`ws://${HOST}:${server.port}/`);
   const sent = [];
   try {
