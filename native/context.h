@@ -241,8 +241,8 @@ class Context {
   void ReleaseJs(JsRef* r);
   // Bytes charged to the receive total: events not yet consumed by JavaScript.
   int64_t receive_pending() const { return rx_total_.load(); }
+  const DeliveryWindows& windows() const { return windows_; }  // main thread; for tests
   // OnTrim's turns and the connections it visited (any thread; for tests).
-  const DeliveryWindows& windows() const { return windows_; }  // main thread
   uint64_t trim_runs() const { return trim_runs_.load(std::memory_order_relaxed); }
   uint64_t trim_visits() const { return trim_visits_.load(std::memory_order_relaxed); }
   uint64_t trim_returns() const { return trim_returns_.load(std::memory_order_relaxed); }

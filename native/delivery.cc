@@ -252,7 +252,9 @@ bool DeliveryWindows::ChunkBuffer(napi_env env, uint8_t* chunk, napi_value* ab) 
     }
   chunk_views_made++;
   NLWS_OK(napi_create_external_arraybuffer(env, chunk, kArenaChunk, nullptr, nullptr, ab));
-  ChunkView view{chunk, Napi::Persistent(Napi::ArrayBuffer(env, *ab)), batch};
+  napi_ref ref;  // the C API, as everywhere here (see NLWS_OK)
+  NLWS_OK(napi_create_reference(env, *ab, 1, &ref));
+  ChunkView view{chunk, Napi::Reference<Napi::ArrayBuffer>(env, ref), batch};
   if (chunks.size() < kChunkViews) {
     chunks.push_back(std::move(view));
     return true;
