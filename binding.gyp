@@ -29,8 +29,7 @@
         "<!@(pkg-config --libs libwebsockets)",
         "-lwebsockets",
         "<!@(node scripts/libev-flags.cjs --libs)",
-        "<!@(node scripts/openssl-flags.cjs --libs)",
-        "-lz",
+        "<!@(node scripts/node-libs.cjs --libs)",
         "-lpthread"
       ],
       "ldflags": ["-pthread"],

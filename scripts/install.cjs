@@ -22,8 +22,8 @@ const LWS_MISSING =
 
 function hasPrebuild() {
   if (process.env.NODE_LWS_FORCE_BUILD) return false;
-  // The prebuild takes OpenSSL from Node (scripts/openssl-flags.cjs): a Node built without it
-  // needs a source build against the system's.
+  // The prebuild takes OpenSSL and zlib from Node (scripts/node-libs.cjs): a Node built without
+  // OpenSSL needs a source build against the system's.
   if (!process.versions.openssl) return false;
   let file;
   try {

@@ -11,13 +11,13 @@
 #    build/lws-static/pkgconfig first, so `pkg-config --cflags/--libs libwebsockets` give the
 #    static headers and `-Wl,--exclude-libs,ALL -L build/lws-static/lib -lwebsockets`; that
 #    directory holds only libwebsockets.a, so binding.gyp's own -lwebsockets resolves to it too.
-# 3. Checks the result: no NEEDED libwebsockets, libev, libssl or libcrypto, every symbol left to
-#    the loader defined by node or a library the addon needs, no exported lws_* or ev_* symbol,
-#    loads in Node and runs its context on the libev loop compiled in (epoll).
-# libz.so.1 stays dynamic (part of every Debian/Ubuntu system); libev is linked in statically with
-# lws (scripts/build-lws-static.sh). OpenSSL is Node's own: the addon leaves its symbols undefined
-# and the loader binds them to those Node exports (scripts/openssl-flags.cjs), so it needs no
-# libssl.so.3 and the process holds one OpenSSL.
+# 3. Checks the result: no NEEDED libwebsockets, libev, libssl, libcrypto or libz, every symbol
+#    left to the loader defined by node or a library the addon needs, no exported lws_* or ev_*
+#    symbol, loads in Node and runs its context on the libev loop compiled in (epoll).
+# libev is linked in statically with lws (scripts/build-lws-static.sh). OpenSSL and zlib are
+# Node's own: the addon leaves their symbols undefined and the loader binds them to those Node
+# exports (scripts/node-libs.cjs), so it needs no libssl.so.3 or libz.so.1 and the process holds
+# one OpenSSL and one zlib.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,7 +41,7 @@ mkdir -p "$STAGE"
 cp package.json binding.gyp "$STAGE/"
 cp -r native "$STAGE/native"
 mkdir -p "$STAGE/scripts"
-cp scripts/libev-flags.cjs scripts/openssl-flags.cjs "$STAGE/scripts/" # binding.gyp asks them
+cp scripts/libev-flags.cjs scripts/node-libs.cjs "$STAGE/scripts/" # binding.gyp asks them
 
 # Node's own headers next to the running node (e.g. /usr/include/node): no header download.
 NODE_PREFIX="$(cd "$(dirname "$(readlink -f "$(command -v node)")")/.." && pwd)"
@@ -74,9 +74,10 @@ needed="$(readelf -d "$addon" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n'
 case "$needed" in *libwebsockets*) die "$addon still needs a shared libwebsockets: $needed" ;; esac
 case "$needed" in *libev*) die "$addon still needs a shared libev: $needed" ;; esac
 case "$needed" in *libssl* | *libcrypto*) die "$addon needs the system's OpenSSL: $needed" ;; esac
-# Every symbol the addon leaves to the loader must be defined by node (N-API, and OpenSSL:
-# Node's own) or by a library the addon needs. A node built with a shared OpenSSL defines the
-# OpenSSL ones in the libssl/libcrypto it links.
+case "$needed" in *libz.*) die "$addon needs the system's zlib: $needed" ;; esac
+# Every symbol the addon leaves to the loader must be defined by node (N-API, and OpenSSL and
+# zlib: Node's own) or by a library the addon needs. A node built with a shared OpenSSL or zlib
+# defines those in the libssl/libcrypto/libz it links.
 node_bin="$(readlink -f "$(command -v node)")"
 providers="$node_bin $(ldd "$node_bin" "$addon" | awk '{ for (i = 1; i <= NF; i++)
   if ($i ~ /^\// && $i !~ /:$/) print $i }' | sort -u | tr '\n' ' ')"
@@ -91,6 +92,8 @@ missing_syms="$(comm -23 <(echo "$undefined") <(defined_syms $providers))"
 from_node="$(comm -12 <(echo "$undefined") <(defined_syms "$node_bin"))"
 ssl_from_node="$(echo "$from_node" | grep -c '^SSL_' || true)"
 [ "$ssl_from_node" -gt 0 ] || die "$addon takes no OpenSSL symbol from node (expected Node's own)"
+zlib_from_node="$(echo "$from_node" | grep -cE '^(deflate|inflate)' || true)"
+[ "$zlib_from_node" -gt 0 ] || die "$addon takes no zlib symbol from node (expected Node's own)"
 exported="$(nm -D --defined-only "$addon" | grep -c ' lws_' || true)"
 [ "$exported" = 0 ] || die "$addon exports $exported lws_* symbols (expected 0)"
 exported_ev="$(nm -D --defined-only "$addon" | grep -c ' ev_' || true)"
@@ -110,6 +113,6 @@ loop="$(node -e '
 
 log "done in $(($(date +%s) - start)) s: ${addon#"$ROOT"/} ($(du -k "$addon" | cut -f1) KiB)"
 log "NEEDED: $needed"
-log "symbols node defines: $(echo "$from_node" | wc -l) (N-API, libuv, OpenSSL: $ssl_from_node SSL_*, zlib)"
+log "symbols node defines: $(echo "$from_node" | wc -l) (N-API, libuv, OpenSSL: $ssl_from_node SSL_*, zlib: $zlib_from_node)"
 log "exported lws_* symbols: $exported, ev_* symbols: $exported_ev"
 log "event loop: $loop"

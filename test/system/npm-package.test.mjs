@@ -77,7 +77,7 @@ test('npm pack holds the build, the native sources and the install scripts, noth
     'dist/index.d.mts',
     'scripts/install.cjs',
     'scripts/libev-flags.cjs', // binding.gyp and CMakeLists.txt run it (source builds)
-    'scripts/openssl-flags.cjs', // binding.gyp runs it (source builds)
+    'scripts/node-libs.cjs', // binding.gyp runs it (source builds)
     'bin/node-lws-stress.js',
     'bin/stress/proc-net-tcp.js', // shared with the tests, so it must ship with the CLI
     'bin/stress/flood-receiver.js', // forked by path (--flood)
@@ -85,7 +85,7 @@ test('npm pack holds the build, the native sources and the install scripts, noth
   ];
   for (const f of must) assert.ok(files.includes(f), `${f} missing from the tarball`);
   const allowed =
-    /^(package\.json|README\.md|LICENSE|CHANGELOG\.md|binding\.gyp|CMakeLists\.txt|native\/|dist\/|scripts\/(install\.cjs|libev-flags\.cjs|openssl-flags\.cjs|bootstrap\.sh)$|bin\/|prebuilds\/)/;
+    /^(package\.json|README\.md|LICENSE|CHANGELOG\.md|binding\.gyp|CMakeLists\.txt|native\/|dist\/|scripts\/(install\.cjs|libev-flags\.cjs|node-libs\.cjs|bootstrap\.sh)$|bin\/|prebuilds\/)/;
   const extra = files.filter((f) => !allowed.test(f));
   assert.equal(extra, [], `files a user does not need: ${extra.join(', ')}`);
   assert.not.ok(

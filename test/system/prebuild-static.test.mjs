@@ -1,10 +1,11 @@
 // Prebuilt addon (npm run prebuild -> prebuilds/<platform>-<arch>/*.node): it must not need a
-// system libwebsockets nor a system OpenSSL (it uses Node's own). Checks the ELF (no NEEDED
-// libwebsockets, libssl or libcrypto, no exported lws_* symbol, nothing of lws left unresolved,
-// every OpenSSL symbol defined by the running node), that the dynamic loader never even looks for
-// libwebsockets, libssl or libcrypto, and that the `npm pack` tarball installs into a temporary
-// folder without building and serves ws:// and wss:// echo there with the library's own client,
-// with the system's libwebsockets, libssl and libcrypto hidden where a mount namespace allows.
+// system libwebsockets, OpenSSL or zlib (it uses Node's own OpenSSL and zlib). Checks the ELF (no
+// NEEDED libwebsockets, libssl, libcrypto or libz, no exported lws_* symbol, nothing of lws left
+// unresolved, every OpenSSL and zlib symbol defined by the running node), that the dynamic loader
+// never even looks for libwebsockets, libssl, libcrypto or libz, and that the `npm pack` tarball
+// installs into a temporary folder without building and serves ws:// (with permessage-deflate)
+// and wss:// echo there with the library's own client, with the system's libwebsockets, libssl,
+// libcrypto and libz hidden where a mount namespace allows.
 //
 // When prebuilds/ is missing (or older than native/ or binding.gyp), this file runs
 // scripts/prebuild.sh first: about 35 s with build/lws-static cached, about 3 min when
@@ -22,11 +23,10 @@ import { ROOT } from '../support/paths.mjs';
 
 const PLATFORM_DIR = path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`);
 const LINUX = process.platform === 'linux';
-// Shared libraries the prebuilt addon may need: libc/libstdc++ and zlib, which every
-// Debian/Ubuntu system has. Not OpenSSL: its symbols are left to the loader, which binds them to
-// those Node exports (scripts/openssl-flags.cjs).
+// Shared libraries the prebuilt addon may need: libc and the C++ runtime, which Node needs too.
+// Not OpenSSL or zlib: their symbols are left to the loader, which binds them to those Node
+// exports (scripts/node-libs.cjs).
 const ALLOWED_NEEDED = new Set([
-  'libz.so.1',
   'libstdc++.so.6',
   'libm.so.6',
   'libgcc_s.so.1',
@@ -93,7 +93,7 @@ test.after(() => {
 
 const linuxTest = LINUX ? test : test.skip;
 
-linuxTest('no NEEDED libwebsockets or OpenSSL; only libc/libstdc++/zlib', () => {
+linuxTest('no NEEDED libwebsockets, OpenSSL or zlib; only libc/libstdc++', () => {
   const needed = [
     ...run('readelf', ['-d', addon]).matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g),
   ].map((m) => m[1]);
@@ -138,7 +138,8 @@ linuxTest('the loader never looks for libwebsockets when the addon loads', () =>
   assert.not.ok(/websockets/.test(r.stderr), 'the loader searched for libwebsockets');
 });
 
-// The libraries whose search the loader's trace shows (LD_DEBUG=libs: `find library=NAME`).
+// The libraries whose search the loader's trace shows (LD_DEBUG=libs: `find library=NAME`),
+// and the trace.
 function librariesSearched(args) {
   const r = spawnSync(process.execPath, args, {
     env: { ...process.env, LD_DEBUG: 'libs', LD_PRELOAD: '' },
@@ -146,29 +147,34 @@ function librariesSearched(args) {
     maxBuffer: 64 * 1024 * 1024,
   });
   assert.is(r.status, 0, `node ${args.join(' ')} failed:\n${r.stderr.slice(-2000)}`);
-  return new Set([...r.stderr.matchAll(/find library=(\S+)/g)].map((m) => m[1]));
+  return {
+    searched: new Set([...r.stderr.matchAll(/find library=(\S+)/g)].map((m) => m[1])),
+    trace: r.stderr,
+  };
 }
 
 linuxTest(
-  "OpenSSL is Node's own: no libssl or libcrypto is looked for, every symbol is node's",
+  "OpenSSL and zlib are Node's own: no libssl, libcrypto or libz is looked for, every symbol is node's",
   () => {
-    // A node built with a shared OpenSSL loads libssl itself before any addon: only what loading
-    // the addon adds to a bare node's searches counts.
+    // A node built with a shared OpenSSL or zlib loads them itself before any addon: only what
+    // loading the addon adds to a bare node's searches counts.
     const bare = librariesSearched(['-e', '0']);
     const withAddon = librariesSearched(['-e', 'require(process.argv[1])', addon]);
-    const added = [...withAddon].filter((n) => !bare.has(n));
+    assert.ok(bare.searched.size > 0, 'the trace shows no search at all');
+    assert.ok(withAddon.trace.includes(`calling init: ${addon}`), 'the trace shows no addon load');
+    const added = [...withAddon.searched].filter((n) => !bare.searched.has(n));
     note(`libraries the addon makes the loader look for: ${added.join(' ') || 'none'}`);
-    assert.ok(added.includes('libz.so.1') || bare.has('libz.so.1'), 'the trace shows no search');
-    const ssl = added.filter((n) => /libssl|libcrypto/.test(n));
-    assert.equal(ssl, [], `loading the addon looks for ${ssl}`);
+    const system = added.filter((n) => /libssl|libcrypto|libz\./.test(n));
+    assert.equal(system, [], `loading the addon looks for ${system}`);
 
-    // Every OpenSSL function the addon calls must be one this node defines (official builds link
-    // OpenSSL statically and export it; a shared-OpenSSL build defines it in the libs it links).
+    // Every OpenSSL and zlib function the addon calls must be one this node defines (official
+    // builds link both statically and export them; a shared build defines them in the libs it
+    // links).
     const providers = [
       process.execPath,
       ...run('ldd', [process.execPath])
         .split('\n')
-        .map((l) => l.match(/=>\s+(\/\S+lib(?:ssl|crypto)\S*)/)?.[1])
+        .map((l) => l.match(/=>\s+(\/\S+lib(?:ssl|crypto|z)\.\S*)/)?.[1])
         .filter(Boolean),
     ];
     const defined = new Set();
@@ -177,13 +183,18 @@ linuxTest(
         const f = l.trim().split(/\s+/);
         if (f.length === 3) defined.add(f[2].replace(/@.*/, ''));
       }
-    const openssl = run('nm', ['-D', '--undefined-only', addon])
+    const undefinedSyms = run('nm', ['-D', '--undefined-only', addon])
       .split('\n')
       .map((l) => l.trim().split(/\s+/)[1]?.replace(/@.*/, ''))
-      .filter((n) => n && /^(SSL|TLS|EVP|X509|PEM|BIO|ERR|OPENSSL|CRYPTO|RSA|EC|BN|ASN1)_/.test(n));
-    note(`OpenSSL symbols the addon takes from node: ${openssl.length}`);
+      .filter(Boolean);
+    const openssl = undefinedSyms.filter((n) =>
+      /^(SSL|TLS|EVP|X509|PEM|BIO|ERR|OPENSSL|CRYPTO|RSA|EC|BN|ASN1)_/.test(n),
+    );
+    const zlib = undefinedSyms.filter((n) => /^(deflate|inflate)/.test(n));
+    note(`symbols the addon takes from node: OpenSSL ${openssl.length}, zlib ${zlib.length}`);
     assert.ok(openssl.length >= 50, `only ${openssl.length} OpenSSL symbols: ${openssl}`);
-    const missing = openssl.filter((n) => !defined.has(n));
+    assert.ok(zlib.length >= 8, `only ${zlib.length} zlib symbols: ${zlib}`);
+    const missing = [...openssl, ...zlib].filter((n) => !defined.has(n));
     assert.equal(missing, [], `node does not define: ${missing.join(' ')}`);
   },
 );
@@ -269,12 +280,15 @@ linuxTest('npm pack tarball installs without building and echoes over ws:// and 
   // Where possible (root, unshare), the system libwebsockets is hidden for real: in a private
   // mount namespace every libwebsockets.so* the loader could find is bind-mounted over by
   // /dev/null, so a build that needed it would fail to load. The system itself is untouched.
-  // The system's libssl and libcrypto too, unless this node needs them itself (a node built with
-  // a shared OpenSSL): the prebuild uses Node's own.
-  const nodeLinksOpenssl = /lib(ssl|crypto)\.so/.test(run('ldd', [process.execPath]));
+  // The system's libssl, libcrypto and libz too, unless this node needs them itself (a node built
+  // with a shared OpenSSL or zlib): the prebuild uses Node's own.
+  const nodeLdd = run('ldd', [process.execPath]);
+  const nodeLinksOpenssl = /lib(ssl|crypto)\.so/.test(nodeLdd);
+  const nodeLinksZlib = /libz\.so/.test(nodeLdd);
   const hide = [
     ...systemLibFiles(/libwebsockets\.so/),
     ...(nodeLinksOpenssl ? [] : systemLibFiles(/lib(ssl|crypto)\.so/)),
+    ...(nodeLinksZlib ? [] : systemLibFiles(/^libz\.so/)),
   ];
   let cmd = process.execPath;
   let args = ['smoke.mjs', cert, key];
@@ -284,7 +298,9 @@ linuxTest('npm pack tarball installs without building and echoes over ws:// and 
     cmd = 'unshare';
     note(`smoke test with the system's libraries hidden: ${hide.join(' ')}`);
   } else {
-    note('smoke test with the system libwebsockets and OpenSSL in place (no unshare -m here)');
+    note(
+      'smoke test with the system libwebsockets, OpenSSL and zlib in place (no unshare -m here)',
+    );
   }
   const smoke = spawnSync(cmd, args, {
     cwd: app,
@@ -296,6 +312,7 @@ linuxTest('npm pack tarball installs without building and echoes over ws:// and 
   const out = JSON.parse(smoke.stdout.trim().split('\n').pop());
   note(`smoke: ${JSON.stringify(out)}`);
   assert.equal(out.ws, 'hello over ws');
+  assert.match(out.wsExtensions, /permessage-deflate/, 'ws:// ran without permessage-deflate');
   assert.equal(out.wss, 'hello over wss');
   assert.ok(
     out.addon.startsWith(path.join(pkgDir, 'prebuilds')),
@@ -303,6 +320,7 @@ linuxTest('npm pack tarball installs without building and echoes over ws:// and 
   );
   assert.equal(out.lwsMapped, [], 'a libwebsockets shared object is mapped');
   if (!nodeLinksOpenssl) assert.equal(out.sslMapped, [], 'the system libssl/libcrypto is mapped');
+  if (!nodeLinksZlib) assert.equal(out.zMapped, [], 'the system libz is mapped');
 
   // A prebuild that does not load here (here: not an ELF file at all; elsewhere: an older glibc)
   // is not taken: the hook says so and goes on to a source build, which without libwebsockets
@@ -353,6 +371,7 @@ import { connect, listen } from 'node-lws';
 const [cert, key] = process.argv.slice(2);
 const deadline = setTimeout(() => { console.error('smoke: timed out'); process.exit(2); }, 20000);
 
+const extensions = {};
 async function echo(scheme, serverOpts, clientOpts, text) {
   const server = await listen({ host: '127.0.0.1', port: 0, ...serverOpts });
   server.on('connection', (conn) => conn.on('message', (data, isBinary) => conn.send(data, isBinary)));
@@ -360,6 +379,7 @@ async function echo(scheme, serverOpts, clientOpts, text) {
   const got = new Promise((resolve) => client.once('message', (data) => resolve(String(data))));
   client.send(text);
   const reply = await got;
+  extensions[scheme] = client.extensions;
   const closed = new Promise((resolve) => client.once('close', (code) => resolve(code)));
   client.close(1000, 'done');
   const code = await closed;
@@ -368,15 +388,18 @@ async function echo(scheme, serverOpts, clientOpts, text) {
   return reply;
 }
 
-const ws = await echo('ws', {}, {}, 'hello over ws');
+// permessage-deflate: zlib, Node's own, compresses and inflates each way.
+const deflate = { perMessageDeflate: true };
+const ws = await echo('ws', deflate, deflate, 'hello over ws');
 const wss = await echo('wss', { tls: { cert, key } }, { tls: { ca: fs.readFileSync(cert) } }, 'hello over wss');
 const maps = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n');
 const addon = (maps.find((l) => l.endsWith('.node')) || '').split(/\\s+/).pop();
 const mapped = (re) => [...new Set(maps.filter((l) => re.test(l)).map((l) => l.split(/\\s+/).pop()))];
 const lwsMapped = mapped(/libwebsockets/);
 const sslMapped = mapped(/libssl|libcrypto/);
+const zMapped = mapped(/\\/libz\\.so/);
 clearTimeout(deadline);
-console.log(JSON.stringify({ ws, wss, addon, lwsMapped, sslMapped }));
+console.log(JSON.stringify({ ws, wss, addon, lwsMapped, sslMapped, zMapped, wsExtensions: extensions.ws }));
 `;
 
 test.run();
