@@ -397,8 +397,15 @@ class Runtime {
     objs: unknown[] | undefined,
   ): void {
     const rest = recs.slice(from);
+    // What of each arena chunk the records left point at: a chunk is copied up to there only
+    // (a chunk is 64 KiB, the bytes after its last message are none of this batch's).
+    const ends: number[] | undefined = arena?.map(() => 0);
     for (let j = from; j < recs.length; j += 4) {
       const type = recs[j];
+      if (ends && isArenaRecord(type)) {
+        const k = recs[j + 2] >>> 16;
+        ends[k] = Math.max(ends[k], placeOffset(recs[j + 2]) + recs[j + 3]);
+      }
       if (!isMessageEvent(type)) continue;
       recs[j] |= HELD_BIT;
       // A large message lent for this call (lendMessages) is detached when it returns.
@@ -411,7 +418,7 @@ class Runtime {
     }
     this.deferred.push({
       recs: rest,
-      arena: arena?.map((b) => Buffer.from(b)), // copies
+      arena: arena?.map((b, k) => Buffer.from(b.subarray(0, ends?.[k]))), // copies
       objs,
       at: 0,
     });
