@@ -73,6 +73,17 @@ export interface TopicHub {
   gone(conn: Connection): void;
 }
 
+/**
+ * What a server's connections share: its backpressure and message options, its topic hub and,
+ * unless it asks for client certificates (each connection then has its own), the empty peer
+ * TLS facts. One object per server, so that a connection holds one reference for all of it.
+ * @internal
+ */
+export interface ConnectionSettings extends BackpressureOptions {
+  readonly hub: TopicHub;
+  readonly tls: PeerTls;
+}
+
 function optionsObject(v: unknown): Record<string, unknown> {
   if (v === null || typeof v !== 'object') throw invalidArgType('options', 'an object', v);
   return v as Record<string, unknown>;
@@ -86,27 +97,17 @@ export function checkTopic(topic: unknown): asserts topic is string {
 
 // biome-ignore lint/suspicious/noUnsafeDeclarationMerging: see the interface above
 export class Connection extends NativeTransport implements Transport, PeerTls {
-  readonly #hub: TopicHub;
-  readonly #tls: PeerTls;
   #topics: Set<string> | undefined;
   /** What `verify` attached to this connection (`{ accept: true, data }`), else undefined. */
   data: unknown;
 
   /** @internal */
-  constructor(
-    info: NativeRequestInfo,
-    bp: BackpressureOptions,
-    hub: TopicHub,
-    data: unknown,
-    tls: PeerTls,
-  ) {
-    super(bp, 'open');
+  constructor(info: NativeRequestInfo, settings: ConnectionSettings, data: unknown) {
+    super(settings, 'open');
     this.remoteAddress = info.remoteAddress;
     this.remotePort = info.remotePort;
     this.protocol = info.protocol;
-    this.#hub = hub;
     this.data = data;
-    this.#tls = tls;
     this.attach(info.handle, info.id);
   }
 
@@ -131,7 +132,7 @@ export class Connection extends NativeTransport implements Transport, PeerTls {
     const fresh = !this.#topics.has(topic);
     if (fresh) {
       this.#topics.add(topic);
-      this.#hub.join(topic);
+      this.#settings.hub.join(topic);
     }
     binding.subscribe(this.handle, topic, maxBackpressure);
     return fresh;
@@ -141,7 +142,7 @@ export class Connection extends NativeTransport implements Transport, PeerTls {
   unsubscribe(topic: string): boolean {
     checkTopic(topic);
     if (!this.#topics?.delete(topic)) return false;
-    this.#hub.leave(topic);
+    this.#settings.hub.leave(topic);
     if (this.handle) binding.unsubscribe(this.handle, topic);
     return true;
   }
@@ -162,22 +163,26 @@ export class Connection extends NativeTransport implements Transport, PeerTls {
    */
   publish(topic: string, data: WebSocketData, isBinary?: boolean): number {
     checkTopic(topic);
-    return this.#hub.publish(topic, data, isBinary, this);
+    return this.#settings.hub.publish(topic, data, isBinary, this);
   }
 
   /** The certificate the client presented (servers with `tls.requestCert`), else undefined. */
   get peerCertificate(): X509Certificate | undefined {
-    return this.#tls.peerCertificate;
+    return this.#settings.tls.peerCertificate;
   }
 
   /** True when the client's certificate verified against the server's `tls.ca`. */
   get authorized(): boolean {
-    return this.#tls.authorized;
+    return this.#settings.tls.authorized;
   }
 
   /** Why it did not (OpenSSL's reason, or 'no client certificate'); undefined when it did. */
   get authorizationError(): string | undefined {
-    return this.#tls.authorizationError;
+    return this.#settings.tls.authorizationError;
+  }
+
+  get #settings(): ConnectionSettings {
+    return this.settings as ConnectionSettings;
   }
 
   /** @internal */ get nativeHandle() {
@@ -185,9 +190,9 @@ export class Connection extends NativeTransport implements Transport, PeerTls {
   }
 
   protected override onNativeClose(code: number, reason: string, wasClean: boolean): void {
-    for (const topic of this.#topics ?? []) this.#hub.leave(topic);
+    for (const topic of this.#topics ?? []) this.#settings.hub.leave(topic);
     this.#topics = undefined;
-    this.#hub.gone(this);
+    this.#settings.hub.gone(this);
     super.onNativeClose(code, reason, wasClean);
   }
 }

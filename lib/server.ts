@@ -12,6 +12,7 @@ import { nodeCrypto, nodeDns, nodeRootCertificates, nodeTls } from './builtins';
 import { checkSocketPath } from './client';
 import {
   Connection,
+  type ConnectionSettings,
   checkTopic,
   type PeerTls,
   type TopicHub,
@@ -687,10 +688,14 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
     gone: (conn) => this.#conns.delete(conn),
   };
 
+  /** What every connection of this server refers to (see ConnectionSettings). */
+  readonly #connSettings: ConnectionSettings;
+
   /** @internal Use listen(), createServer() or attach(). */
   constructor(opts: Normalized, own = true) {
     super();
     this.#opts = opts;
+    this.#connSettings = { ...opts.backpressure, hub: this.#hub, tls: NO_PEER_TLS };
     this.#own = own;
     if (!own) this.#refed = false; // no socket of its own to keep the process alive for
   }
@@ -1205,10 +1210,10 @@ export class Server extends EventEmitter<ServerEvents> implements ServerSink, Ha
     if (pending) this.#upgrades.delete(info.id);
     const conn = new Connection(
       info,
-      this.#opts.backpressure,
-      this.#hub,
+      this.#opts.config.tlsRequestCert
+        ? { ...this.#connSettings, tls: peerTls(info, true) }
+        : this.#connSettings,
       pending?.data,
-      peerTls(info, this.#opts.config.tlsRequestCert),
     );
     this.#conns.add(conn);
     const request: UpgradeRequest = {

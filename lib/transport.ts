@@ -128,6 +128,13 @@ interface Kept {
   closeAfterResume: [code: number, reason: string, wasClean: boolean] | undefined;
 }
 
+/** Bits of NativeTransport's #flags. */
+const PAUSED = 1;
+/** send() returned false: 'drain' is due. */
+const NEED_DRAIN = 2;
+/** The next close() drops what is queued first (a close for configure({ totalSendLimit })). */
+const DISCARD_QUEUED = 4;
+
 /**
  * A Transport over one native connection at a time. Connection (server side)
  * keeps its first; ClientTransport attaches a new one on each reconnect.
@@ -144,17 +151,15 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   #messagesOut = 0;
   /** Dropped by send() here, and natively (send(), publish()) by connections closed since. */
   #dropped = 0;
-  /** The next close() drops what is queued first (a close for configure({ totalSendLimit })). */
-  #discardQueued = false;
+  /** PAUSED, NEED_DRAIN and DISCARD_QUEUED: one field (an idle connection should cost little). */
+  #flags = 0;
   #handle: ConnHandle | undefined;
   #id = 0;
-  #paused = false;
   /** What pause() and the async iterators keep: made on first use (most connections never). */
   #kept: Kept | undefined;
   /** Shared by every connection of a server (or a client's options). */
   readonly #bp: BackpressureOptions;
   protected state: ReadyState;
-  #needDrain = false;
 
   constructor(bp: BackpressureOptions, state: ReadyState) {
     super();
@@ -175,7 +180,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     this.#id = id;
     runtime.conns.set(id, this);
     runtime.ref();
-    if (this.#paused) binding.pause(handle);
+    if (this.#flags & PAUSED) binding.pause(handle);
   }
 
   protected detach(): void {
@@ -210,6 +215,11 @@ export abstract class NativeTransport extends EventEmitter implements Connection
       messagesOut: this.#messagesOut,
       dropped: this.#dropped + native,
     };
+  }
+
+  /** The options this transport was made with (a server's are shared by its connections). */
+  protected get settings(): BackpressureOptions {
+    return this.#bp;
   }
 
   protected get handle(): ConnHandle | undefined {
@@ -269,7 +279,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
           this.close(1008, 'Send buffer over maxBackpressure');
         } else {
           // What it holds is given back at once: a peer this far behind would not read it.
-          this.#discardQueued = true;
+          this.#flags |= DISCARD_QUEUED;
           this.close(1008, 'Send buffers over totalSendLimit');
         }
       }
@@ -277,7 +287,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
     }
     this.#messagesOut++;
     if (buffered > bp.highWaterMark) {
-      this.#needDrain = true;
+      this.#flags |= NEED_DRAIN;
       return false;
     }
     return true;
@@ -316,7 +326,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
       return;
     }
     this.state = 'closing';
-    binding.close(this.#handle as ConnHandle, code, reason, this.#discardQueued);
+    binding.close(this.#handle as ConnHandle, code, reason, (this.#flags & DISCARD_QUEUED) !== 0);
   }
 
   protected closeWhileNotOpen(_code: number, _reason: string): void {}
@@ -372,33 +382,33 @@ export abstract class NativeTransport extends EventEmitter implements Connection
    * peer down meanwhile. Heartbeats do not count the paused time against the peer.
    */
   pause(): void {
-    if (this.#paused) return;
-    this.#paused = true;
+    if (this.#flags & PAUSED) return;
+    this.#flags |= PAUSED;
     if (this.#handle !== undefined) binding.pause(this.#handle);
   }
 
   /** Undoes pause(): kept messages are delivered first, in order. */
   resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
+    if (!(this.#flags & PAUSED)) return;
+    this.#flags &= ~PAUSED;
     if (this.#handle !== undefined) binding.resume(this.#handle);
     let released = 0;
     const k = this.#kept;
     const queue = k?.pausedQueue;
-    while (!this.#paused && queue && queue.length > 0) {
+    while (!(this.#flags & PAUSED) && queue && queue.length > 0) {
       const m = queue.shift() as Held;
       if (!this.#deliver(m)) released += m.cost;
     }
     this.#release(released);
     const close = k?.closeAfterResume;
-    if (k && close && !this.#paused && !queue?.length) {
+    if (k && close && !(this.#flags & PAUSED) && !queue?.length) {
       k.closeAfterResume = undefined;
       this.onNativeClose(...close);
     }
   }
 
   get isPaused(): boolean {
-    return this.#paused;
+    return (this.#flags & PAUSED) !== 0;
   }
 
   /**
@@ -503,7 +513,7 @@ export abstract class NativeTransport extends EventEmitter implements Connection
    */
   _onMessage(data: Buffer | string, isBinary: boolean, cost: number, lent = false): boolean {
     const m: Held = { data, isBinary, cost, waiting: 0 };
-    if (this.#paused) {
+    if (this.#flags & PAUSED) {
       if (lent) m.data = Buffer.from(data as Buffer);
       const k = this.#keep();
       k.pausedQueue ??= [];
@@ -514,8 +524,8 @@ export abstract class NativeTransport extends EventEmitter implements Connection
   }
 
   /** @internal */ _onDrain(): void {
-    if (!this.#needDrain || this.state === 'closed') return;
-    this.#needDrain = false;
+    if (!(this.#flags & NEED_DRAIN) || this.state === 'closed') return;
+    this.#flags &= ~NEED_DRAIN;
     this.untyped.emit('drain');
   }
 
