@@ -129,6 +129,7 @@ class Conn final : public FrameSink, public WireOwner {
   bool Trim();
   void CloseSocketNow();  // OnClosed runs (and deletes this) before it returns
   ConnShared* shared() const { return shared_; }
+  Context* ctx() const { return ctx_; }
   Listener* server() const { return server_; }
   bool js_pumped() const { return wire_kind_ == WireKind::kJs; }  // no socket: JavaScript has it
   bool has_wsi() const { return wsi_ != nullptr; }  // lws closes it in lws_context_destroy

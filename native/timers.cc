@@ -70,7 +70,6 @@ void TimerHeap::Schedule(Timer* t, int64_t due_us, Timer::Callback cb, void* arg
     size_t i = t->index_;
     int64_t old = heap_[i].due_us;
     heap_[i].due_us = due_us;
-    t->due_us_ = due_us;
     if (due_us < old)
       SiftUp(i);
     else if (due_us > old)
@@ -78,7 +77,6 @@ void TimerHeap::Schedule(Timer* t, int64_t due_us, Timer::Callback cb, void* arg
     return;
   }
   t->heap_ = this;
-  t->due_us_ = due_us;
   heap_.push_back(Entry{due_us, t});
   SiftUp(heap_.size() - 1);
 }

@@ -34,13 +34,11 @@ class Timer {
   ~Timer();  // cancels
 
   bool scheduled() const { return heap_ != nullptr; }
-  int64_t due_us() const { return due_us_; }  // when scheduled
 
  private:
   friend class TimerHeap;
   TimerHeap* heap_ = nullptr;
   size_t index_ = 0;
-  int64_t due_us_ = 0;
   Callback cb_ = nullptr;
   void* arg_ = nullptr;
 };
@@ -69,7 +67,7 @@ class TimerHeap {
 
  private:
   struct Entry {
-    int64_t due_us;  // a copy: comparisons stay in this array
+    int64_t due_us;  // kept here only: comparisons stay in this array
     Timer* timer;
   };
   void Place(size_t i, Entry e);  // heap_[i] = e, and the timer learns its index
