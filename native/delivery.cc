@@ -52,6 +52,7 @@ bool MakeHeaders(napi_env env, std::vector<std::pair<std::string, std::string>>&
   napi_value v;
   NLWS_OK(napi_create_object(env, out));
   std::vector<std::pair<std::string, std::string>> merged;
+  merged.reserve(list.size());
   std::vector<std::string> cookies;
   for (auto& kv : list) {
     if (response && kv.first == "set-cookie") {

@@ -130,10 +130,15 @@ std::string ChooseProtocol(const std::vector<std::string>& accepted, const std::
 
 std::string UpgradeResponse(const std::string& key, const std::string& protocol,
                             const std::string& ext_response, const std::string& extra_headers) {
-  std::string resp =
+  static constexpr char kHead[] =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Accept: " +
-      WebSocketAccept(key) + "\r\n";
+      "Sec-WebSocket-Accept: ";
+  std::string resp;
+  resp.reserve(sizeof kHead + 30 + (protocol.empty() ? 0 : 26 + protocol.size()) +
+               (ext_response.empty() ? 0 : 28 + ext_response.size()) + extra_headers.size() + 2);
+  resp += kHead;
+  resp += WebSocketAccept(key);
+  resp += "\r\n";
   if (!protocol.empty()) resp += "Sec-WebSocket-Protocol: " + protocol + "\r\n";
   if (!ext_response.empty()) resp += "Sec-WebSocket-Extensions: " + ext_response + "\r\n";
   resp += extra_headers;

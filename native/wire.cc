@@ -229,6 +229,13 @@ void Wire::RequestWritable() {
   if (!want_writable_) want_writable_ = owner_->WantWritable();
 }
 
+ssize_t Wire::WriteNow(const uint8_t* p, size_t n) {
+  if (!empty() || Drain() != 1) return 0;
+  iovec iov{const_cast<uint8_t*>(p), n};
+  bool full = false;
+  return Write(&iov, 1, &full);
+}
+
 Wire::Status Wire::Flush() {
   while (true) {
     int d = Drain();

@@ -121,6 +121,11 @@ class Wire {
   // that has not started to be written (RFC 6455 5.5.3: answering the
   // latest ping is enough), so a ping flood queues at most one.
   void PushControl(const OutFrame& f);
+  // Writes n bytes at p at once when nothing is queued ahead of them (a
+  // connection's first answer): what the socket takes needs no copy and no
+  // queue entry. Returns how many bytes it took (0 when something is queued
+  // or the socket takes none now), -1 when the peer is gone.
+  ssize_t WriteNow(const uint8_t* p, size_t n);
   // Drops queued frames; keep_partial keeps a partly written frame (the
   // stream breaks without its end).
   void Drop(bool keep_partial);
