@@ -130,19 +130,23 @@ std::string ChooseProtocol(const std::vector<std::string>& accepted, const std::
 
 std::string UpgradeResponse(const std::string& key, const std::string& protocol,
                             const std::string& ext_response, const std::string& extra_headers) {
+  // Built in one allocation, its pieces appended in place.
   static constexpr char kHead[] =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: ";
+  static constexpr char kProtocol[] = "Sec-WebSocket-Protocol: ";
+  static constexpr char kExtensions[] = "Sec-WebSocket-Extensions: ";
+  const std::string accept = WebSocketAccept(key);
+  // sizeof counts each literal's NUL: room for the "\r\n" after its value.
   std::string resp;
-  resp.reserve(sizeof kHead + 30 + (protocol.empty() ? 0 : 26 + protocol.size()) +
-               (ext_response.empty() ? 0 : 28 + ext_response.size()) + extra_headers.size() + 2);
-  resp += kHead;
-  resp += WebSocketAccept(key);
-  resp += "\r\n";
-  if (!protocol.empty()) resp += "Sec-WebSocket-Protocol: " + protocol + "\r\n";
-  if (!ext_response.empty()) resp += "Sec-WebSocket-Extensions: " + ext_response + "\r\n";
-  resp += extra_headers;
-  resp += "\r\n";
+  resp.reserve(sizeof kHead + accept.size() + 1 +
+               (protocol.empty() ? 0 : sizeof kProtocol + protocol.size() + 1) +
+               (ext_response.empty() ? 0 : sizeof kExtensions + ext_response.size() + 1) +
+               extra_headers.size() + 2);
+  resp.append(kHead).append(accept).append("\r\n");
+  if (!protocol.empty()) resp.append(kProtocol).append(protocol).append("\r\n");
+  if (!ext_response.empty()) resp.append(kExtensions).append(ext_response).append("\r\n");
+  resp.append(extra_headers).append("\r\n");
   return resp;
 }
 
