@@ -33,9 +33,10 @@ namespace {
 void LwsLogSink(int level, const char* line) { LwsLogToContext(level, line); }
 
 constexpr uint16_t kRxUser = 4;  // Conn::kRxUser (connection.h is service-thread code)
-// Buffers of at least this size are sent without copying (server side): the
-// reference costs less than the copy from here up (echo of 16 KiB +10%,
-// 8 KiB +4%, 4 KiB within the noise, in alternating runs against 64 KiB).
+// Buffers of at least this size are sent without copying on a server's plain
+// socket (ConnShared::send_in_place): the reference costs less than the copy
+// from here up (echo of 16 KiB +10%, 8 KiB +4%, 4 KiB within the noise, in
+// alternating runs against 64 KiB).
 constexpr size_t kZeroCopyMin = 8 * 1024;
 
 }  // namespace
@@ -478,13 +479,16 @@ class Addon : public Napi::Addon<Addon> {
       }
     }
     if (!is_string && !cs->client && len >= kZeroCopyMin) {
-      // A large Buffer is not copied: the frame points into it until it is
-      // written (the caller must not change it meanwhile, as with a socket).
+      // A large Buffer is not copied on a plain socket: the frame points into
+      // it until it is written (the caller must not change it meanwhile, as
+      // with a socket). Elsewhere code of ours would read it, and JavaScript
+      // may free it under us (ConnShared::send_in_place): copied below.
       // A message lent to the listeners (lendMessages) is taken back when they
-      // return: the frame holds the lent block instead of the Buffer.
+      // return: the frame holds the lent block (ours) instead of the Buffer,
+      // on any connection.
       // A Buffer sent to many connections (one of the last few sent without
       // a copy) shares one reference, counted once in the send total.
-      JsRef* ref = ctx->ReuseJs(data, len);
+      JsRef* ref = cs->send_in_place ? ctx->ReuseJs(data, len) : nullptr;
       if (int why = refused(len, ref ? 0 : len)) {
         if (ref) ctx->UnuseJs(ref);
         return Napi::Number::New(env, why);
@@ -492,7 +496,7 @@ class Addon : public Napi::Addon<Addon> {
       bool lent = false;
       if (!ref) {
         ref = ctx->HoldLent(env, data, len, &lent);
-        if (!lent) {
+        if (!lent && cs->send_in_place) {
           ref = new JsRef{env, nullptr};
           if (napi_create_reference(env, v, 1, &ref->ref) != napi_ok) {
             delete ref;
@@ -513,7 +517,7 @@ class Addon : public Napi::Addon<Addon> {
         c.head_len = static_cast<uint8_t>(EncodeFrameHeader(c.head, true, opcode, len, nullptr));
         return QueueSend(env, ctx, cs, std::move(c), len);
       }
-      // Lent, but not all in one lent block: copied below.
+      // Not a plain socket, or lent but not all in one lent block: copied below.
     }
     size_t units = 0;
     if (is_string) {

@@ -37,6 +37,15 @@ struct ConnShared {
   std::atomic<bool> gone{false};  // the Conn is closed; sends are dropped
   std::atomic<bool> rx_waiting{false};
   bool client = false;  // frames we send must be masked
+  // A large Buffer may be sent from where it lies, JavaScript's memory, until
+  // written (Addon::Send): only on a plain socket, where no code of ours reads
+  // that memory, only the kernel's send. If JavaScript detaches its
+  // ArrayBuffer meanwhile (a transfer, a byte stream) and the memory is freed,
+  // the send fails with EFAULT and the connection drops. Over TLS (OpenSSL
+  // encrypts it on the service thread) or a JavaScript stream (JsWire copies
+  // it) that read would crash the process, so those connections copy. Set
+  // before the connection is announced.
+  bool send_in_place = false;
 
   void Ref() { refs.fetch_add(1, std::memory_order_relaxed); }
   void Unref() {

@@ -65,6 +65,7 @@ Conn::Conn(Context* ctx, Listener* server, int fd, std::string remote_address, i
     wire_kind_ = WireKind::kLwsTls;
   } else if (fd >= 0) {
     wire_.reset(new PlainWire(this, fd));
+    shared_->send_in_place = true;
   } else {
     wire_.reset(new JsWire(this, ctx, shared_->id));
     wire_kind_ = WireKind::kJs;

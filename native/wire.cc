@@ -252,10 +252,14 @@ Wire::Status Wire::Flush() {
     size_t used = 0;
     iovec iov[kMaxIov];
     int cnt = 0;
-    auto add = [&](const uint8_t* p, size_t n) {
-      // A piece is copied only to join a neighbour: a lone one (a block of
-      // PushCopy()'d frames, say) is handed over where it lies.
-      if (n <= Wire::kCoalesce && cnt > 0) {
+    bool last_ours = false;  // iov[cnt - 1] may be copied
+    // A piece is copied only to join a neighbour: a lone one (a block of
+    // PushCopy()'d frames, say) is handed over where it lies. Never the rest
+    // of a JavaScript Buffer sent without a copy (`ours` false): JavaScript
+    // may have detached and freed it, which only the kernel may find out
+    // (EFAULT), not a memcpy here (ConnShared::send_in_place).
+    auto add = [&](const uint8_t* p, size_t n, bool ours) {
+      if (ours && n <= Wire::kCoalesce && cnt > 0) {
         iovec& last = iov[cnt - 1];
         auto* lp = static_cast<uint8_t*>(last.iov_base);
         auto at = reinterpret_cast<uintptr_t>(lp) - reinterpret_cast<uintptr_t>(scratch);
@@ -266,7 +270,8 @@ Wire::Status Wire::Flush() {
           used += n;
           return;
         }
-        if (!in_scratch && last.iov_len <= Wire::kCoalesce && used + last.iov_len + n <= kScratch) {
+        if (!in_scratch && last_ours && last.iov_len <= Wire::kCoalesce &&
+            used + last.iov_len + n <= kScratch) {
           memcpy(scratch + used, lp, last.iov_len);
           memcpy(scratch + used + last.iov_len, p, n);
           last.iov_base = scratch + used;
@@ -277,17 +282,18 @@ Wire::Status Wire::Flush() {
       }
       iov[cnt].iov_base = const_cast<uint8_t*>(p);
       iov[cnt++].iov_len = n;
+      last_ours = ours;
     };
     OutFrame* f;
     for (size_t i = 0; cnt + 2 <= kMaxIov && (f = At(i)) != nullptr; i++) {
       size_t skip = i == 0 ? off_ : 0;
       if (skip < f->head_len) {
-        add(f->head + skip, f->head_len - skip);
+        add(f->head + skip, f->head_len - skip, true);
         skip = 0;
       } else {
         skip -= f->head_len;
       }
-      if (f->len > skip) add(f->data + skip, f->len - skip);
+      if (f->len > skip) add(f->data + skip, f->len - skip, f->js == nullptr);
     }
     bool full = false;
     ssize_t w = Write(iov, cnt, &full);
