@@ -129,15 +129,20 @@ function buildId() {
   const hash = (f) => {
     try {
       return createHash('sha256')
-        .update(fs.readFileSync(path.join(ROOT, f)))
+        .update(fs.readFileSync(path.resolve(ROOT, f)))
         .digest('hex')
         .slice(0, 12);
     } catch {
       return 'missing';
     }
   };
+  // NODE_LWS_BINDING (another build of the addon, as lib/native.ts loads it) is what the
+  // servers load when it is set: its hash is the one that says what was measured.
+  const override = process.env.NODE_LWS_BINDING;
   return {
-    addon: hash('build/Release/node_lws.node'),
+    addon: override
+      ? `${hash(override)} (NODE_LWS_BINDING=${override})`
+      : hash('build/Release/node_lws.node'),
     dist: `${hash('dist/index.js')}/${hash('dist/connection.js')}`,
   };
 }
