@@ -366,15 +366,33 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
     // block goes to its ArrayBuffer instead, freed when V8 collects it (or
     // never, if even that cannot be arranged: a block lost beats a view into
     // freed memory).
+    //
+    // A lent ArrayBuffer JavaScript detached during the call took the block
+    // along: a byte stream's enqueue() (or a BYOB read) makes a new
+    // ArrayBuffer over the same memory, and nothing tells us when that one
+    // lets go. Such a block is kept for good (the batch's reference on its
+    // hold is never dropped), for the same reason: the memory of a listener
+    // that broke the lending contract, rather than a view into freed memory
+    // (test/lend-messages.test.mjs).
     bool pending = false;
     if (!lent.empty()) {
-      if (called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && !pending) {
+      bool call_done =
+          called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && !pending;
+      for (LentBlock& l : lent) {
+        bool taken = false;
+        if (napi_is_detached_arraybuffer(env, l.ab, &taken) != napi_ok || !taken) continue;
+        if (!l.hold) *l.owner = nullptr;  // the batch frees nothing there (BufFree skips null)
+        l.ab = nullptr;                   // and leaves the hold's reference where it is
+      }
+      if (call_done) {
         for (LentBlock& l : lent) {
+          if (!l.ab) continue;
           napi_detach_arraybuffer(env, l.ab);
           if (l.hold) DropHold(l.hold);  // the frames written from it keep it
         }
       } else {
         for (LentBlock& l : lent) {
+          if (!l.ab) continue;
           if (l.hold)
             napi_add_finalizer(env, l.ab, l.hold, FinalizeHold, nullptr, nullptr);
           else

@@ -302,6 +302,47 @@ test('postMessage() with a lent message in its transfer list copies it instead o
   assert.ok(got[1].equals(large), 'the copy of the large message intact');
 });
 
+test('a lent message a listener hands to a byte stream keeps its bytes: node-lws keeps the block', async () => {
+  // Against the contract (copy what you keep), but what it costs must be memory, not a view of
+  // memory node-lws reuses or unmaps: a byte stream's enqueue() detaches the ArrayBuffer and
+  // makes a new one over the same block, and before 2026-11-28 the block went back to the pool
+  // when the call returned (the next message of its size class was received into it; an unmapped
+  // one made reading the chunk a SIGSEGV).
+  const server = await listen({ lendMessages: true });
+  const connP = nextConnection(server);
+  const ws = await client(server);
+  const [conn] = await connP;
+  let ctrl;
+  const reader = new ReadableStream({
+    type: 'bytes',
+    start(c) {
+      ctrl = c;
+    },
+  }).getReader();
+  const lengthsAfter = [];
+  conn.on('message', (d) => {
+    const i = d.readUInt32LE(0);
+    if (i === 0) {
+      ctrl.enqueue(d);
+      lengthsAfter.push(d.length);
+    }
+    conn.send(Buffer.from([i])); // the call is over (its blocks given back) when this arrives
+  });
+  const size = 2 * 1024 * 1024;
+  const sent = [message(0, size), message(1, size), message(2, size)];
+  for (const m of sent) {
+    const ack = collect(ws, 1);
+    ws.send(m);
+    const [a] = await withTimeout(ack, 10_000, 'the acknowledgement');
+    ws.removeAllListeners('message');
+    assert.is(a[0], m.readUInt32LE(0));
+  }
+  assert.equal(lengthsAfter, [0], 'enqueue() took the ArrayBuffer along');
+  const { value } = await withTimeout(reader.read(), 5000, 'the chunk');
+  assert.is(value.length, size);
+  assert.ok(Buffer.from(value.buffer, value.byteOffset, value.length).equals(sent[0]));
+});
+
 test("node-lws/ws: lws: { lendMessages } lends to ws-style 'message' listeners; echoes intact", async () => {
   const { WebSocketServer } = await import('../dist/ws/index.mjs');
   const wss = new WebSocketServer({ host: HOST, port: 0, lws: { lendMessages: true } });
