@@ -73,6 +73,11 @@ export interface NativeMemory {
    * (a closed one gives its handle back as soon as JavaScript hears that it closed).
    */
   handles: number;
+  /**
+   * Bytes of lent messages (lendMessages) kept for good because a listener let JavaScript take
+   * their memory along (a byte stream's enqueue()) instead of copying what it kept.
+   */
+  lentKept: number;
 }
 
 /** What the native core holds now, beside what V8 reports. */

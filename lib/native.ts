@@ -217,6 +217,7 @@ export interface Binding {
     sending: number;
     pooled: number;
     handles: number;
+    lentKept: number;
   };
   /** The service thread's once-a-second trim: its turns and the connections it visited (tests). */
   serviceCounters(): {

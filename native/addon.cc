@@ -908,6 +908,7 @@ class Addon : public Napi::Addon<Addon> {
           Napi::Number::New(env, static_cast<double>(BufPooledBytes() + WireCachedBytes())));
     r.Set("handles",
           Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->handles().live()) : 0));
+    r.Set("lentKept", Napi::Number::New(env, ctx_ ? static_cast<double>(ctx_->lent_kept()) : 0));
     return r;
   }
 

@@ -242,6 +242,9 @@ class Context {
   // Bytes charged to the receive total: events not yet consumed by JavaScript.
   int64_t receive_pending() const { return rx_total_.load(); }
   const DeliveryWindows& windows() const { return windows_; }  // main thread; for tests
+  // Bytes of lent blocks kept for good: JavaScript detached their
+  // ArrayBuffer during the call (DeliverOne). Main thread.
+  int64_t lent_kept() const { return lent_kept_; }
   // OnTrim's turns and the connections it visited (any thread; for tests).
   uint64_t trim_runs() const { return trim_runs_.load(std::memory_order_relaxed); }
   uint64_t trim_visits() const { return trim_visits_.load(std::memory_order_relaxed); }
@@ -426,6 +429,7 @@ class Context {
   napi_async_context async_ctx_ = nullptr;
   Napi::FunctionReference schedule_;  // JS: setImmediate(() => binding.deliverPending())
   DeliveryWindows windows_;           // main thread
+  int64_t lent_kept_ = 0;             // main thread: see lent_kept()
   bool ref_ = false;
   napi_env env_ = nullptr;
 

@@ -383,6 +383,7 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
         if (napi_is_detached_arraybuffer(env, l.ab, &taken) != napi_ok || !taken) continue;
         if (!l.hold) *l.owner = nullptr;  // the batch frees nothing there (BufFree skips null)
         l.ab = nullptr;                   // and leaves the hold's reference where it is
+        lent_kept_ += static_cast<int64_t>(l.len);
       }
       if (call_done) {
         for (LentBlock& l : lent) {

@@ -329,6 +329,7 @@ test('a lent message a listener hands to a byte stream keeps its bytes: node-lws
     conn.send(Buffer.from([i])); // the call is over (its blocks given back) when this arrives
   });
   const size = 2 * 1024 * 1024;
+  const keptBefore = lws.nativeMemory().lentKept;
   const sent = [message(0, size), message(1, size), message(2, size)];
   for (const m of sent) {
     const ack = collect(ws, 1);
@@ -338,6 +339,7 @@ test('a lent message a listener hands to a byte stream keeps its bytes: node-lws
     assert.is(a[0], m.readUInt32LE(0));
   }
   assert.equal(lengthsAfter, [0], 'enqueue() took the ArrayBuffer along');
+  assert.is(lws.nativeMemory().lentKept - keptBefore, size, 'the kept block is counted');
   const { value } = await withTimeout(reader.read(), 5000, 'the chunk');
   assert.is(value.length, size);
   assert.ok(Buffer.from(value.buffer, value.byteOffset, value.length).equals(sent[0]));
