@@ -207,14 +207,25 @@ void Listener::Adopt(ConnShared* shared, int fd, std::string remote_address, int
 
 void Listener::HeadPending(PendingHead* h, Conn* c, size_t held) {
   if (!h->counted) {
+    // Oldest first means connected first: ids rise with each accept. One
+    // turn of the loop may read the first bytes of several new connections,
+    // and libev runs their watchers newest first, so a head goes in after the
+    // last one older than it, not at the end (until 2026-11-28 the newest of
+    // such a turn were the ones refused).
     h->conn = c;
-    h->prev = heads_last_;
-    h->next = nullptr;
-    if (heads_last_)
-      heads_last_->next = h;
+    uint32_t id = c->shared()->id;
+    PendingHead* after = heads_last_;
+    while (after && static_cast<int32_t>(after->conn->shared()->id - id) > 0) after = after->prev;
+    h->prev = after;
+    h->next = after ? after->next : heads_first_;
+    if (h->prev)
+      h->prev->next = h;
     else
       heads_first_ = h;
-    heads_last_ = h;
+    if (h->next)
+      h->next->prev = h;
+    else
+      heads_last_ = h;
   }
   head_bytes_ += held - h->counted;
   h->counted = held;

@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { attachEcho, connClosed, listenFor, nextConnection } from './support/lws.mjs';
 import { rawTcpConnect } from './support/net.mjs';
+import { startServerProcess } from './support/proc.mjs';
 import { OP, RawWsPeer, rawHttpExchange, rawWsUpgrade, upgradeRequest } from './support/raw-ws.mjs';
 import { cleanupsAfterEach, exitWatchdog } from './support/suite.mjs';
 import { onceEvent, withTimeout } from './support/wait.mjs';
@@ -433,6 +434,32 @@ test('maxPendingHeaderBytes: heads that trickle in are answered 503 oldest first
     logs.some((m) => m.includes('maxPendingHeaderBytes')),
     `a log line says why: ${JSON.stringify(logs)}`,
   );
+});
+
+test('maxPendingHeaderBytes: heads that arrive in one turn of the loop are refused oldest first too', async () => {
+  // The server's process is stopped while eight heads arrive, so that one turn of its loop
+  // accepts and reads them all. libev runs the ready sockets' watchers newest first, and until
+  // 2026-11-28 the list the oldest are refused from was in that order: the four newest got the
+  // 503 (and, now and then under AddressSanitizer, the test above waited in vain).
+  const srv = await startServerProcess({ maxPendingHeaderBytes: 64 * 1024 });
+  cleanups.push(() => srv.stop());
+  srv.signal('SIGSTOP');
+  const peers = [];
+  try {
+    for (let i = 0; i < 8; i++) peers.push(await partialHead({ port: srv.port }, 15_000));
+  } finally {
+    srv.signal('SIGCONT');
+  }
+  for (let i = 0; i < 4; i++) {
+    const head = await peers[i].waitHead();
+    assert.is(head.status, 503, `peer ${i} (older): ${head.startLine}`);
+  }
+  for (let i = 4; i < 8; i++) {
+    assert.not.ok(peers[i].isClosed, `peer ${i} (newer) still open`);
+    peers[i].write('\r\n');
+    const head = await peers[i].waitHead();
+    assert.is(head.status, 101, `peer ${i} (newer): ${head.startLine}`);
+  }
 });
 
 test('maxPendingHeaderBytes: a head stops counting once complete or once its socket closes', async () => {

@@ -125,6 +125,7 @@ export function spawnNode(args, options) {
  * A node-lws server in a process of its own (test/fixtures/server-process.mjs), listening with
  * `options` (JSON-serialisable listen() options) on 127.0.0.1: for tests whose figure is the
  * server's RSS. `stats()` is { rss, sockets } (bytes, descriptors opened since it listened);
+ * `signal(name)` sends it a signal (SIGSTOP / SIGCONT: hold its loop while clients arrive);
  * `stop()` ends it.
  */
 export async function startServerProcess(options) {
@@ -138,6 +139,7 @@ export async function startServerProcess(options) {
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGCONT'); // a stopped process takes SIGTERM only once it runs again
       child.kill();
       await withTimeout(exited, 10_000, 'the server process to exit').catch(() => {});
     }
@@ -150,6 +152,9 @@ export async function startServerProcess(options) {
         const reply = next('the server process to report its RSS');
         child.send('stats');
         return reply;
+      },
+      signal(name) {
+        child.kill(name);
       },
       stop,
     };
