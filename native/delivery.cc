@@ -380,20 +380,15 @@ void Context::DeliverOne(napi_env env, napi_value cb, Batch& b) {
           called == napi_ok && napi_is_exception_pending(env, &pending) == napi_ok && !pending;
       for (LentBlock& l : lent) {
         bool taken = false;
-        if (napi_is_detached_arraybuffer(env, l.ab, &taken) != napi_ok || !taken) continue;
-        if (!l.hold) *l.owner = nullptr;  // the batch frees nothing there (BufFree skips null)
-        l.ab = nullptr;                   // and leaves the hold's reference where it is
-        lent_kept_ += static_cast<int64_t>(l.len);
-      }
-      if (call_done) {
-        for (LentBlock& l : lent) {
-          if (!l.ab) continue;
+        if (napi_is_detached_arraybuffer(env, l.ab, &taken) == napi_ok && taken) {
+          // The batch frees nothing there (BufFree skips null) and leaves the
+          // hold's reference where it is.
+          if (!l.hold) *l.owner = nullptr;
+          lent_kept_ += static_cast<int64_t>(l.len);
+        } else if (call_done) {
           napi_detach_arraybuffer(env, l.ab);
           if (l.hold) DropHold(l.hold);  // the frames written from it keep it
-        }
-      } else {
-        for (LentBlock& l : lent) {
-          if (!l.ab) continue;
+        } else {
           if (l.hold)
             napi_add_finalizer(env, l.ab, l.hold, FinalizeHold, nullptr, nullptr);
           else
