@@ -32,32 +32,66 @@ SharedFrame* PublishJob::Compressed(int window_bits, int level) {
   return f;
 }
 
+int64_t Topics::Memberships::Find(const Topic* t) const {
+  if (!index_.empty()) {
+    auto it = index_.find(t);
+    return it == index_.end() ? -1 : static_cast<int64_t>(it->second);
+  }
+  for (size_t k = 0; k < list_.size(); k++)
+    if (list_[k].topic == t) return static_cast<int64_t>(k);
+  return -1;
+}
+
+void Topics::Memberships::Add(Membership m) {
+  list_.push_back(m);
+  if (!index_.empty()) {
+    index_.emplace(m.topic, static_cast<uint32_t>(list_.size() - 1));
+  } else if (list_.size() > kIndexFrom) {
+    index_.reserve(list_.size() * 2);
+    for (size_t k = 0; k < list_.size(); k++)
+      index_.emplace(list_[k].topic, static_cast<uint32_t>(k));
+  }
+}
+
+void Topics::Memberships::RemoveAt(uint32_t k) {
+  if (!index_.empty()) index_.erase(list_[k].topic);
+  list_[k] = list_.back();
+  list_.pop_back();
+  if (k < list_.size() && !index_.empty()) index_[list_[k].topic] = k;
+  if (list_.size() <= kIndexFrom / 2 && !index_.empty()) {
+    // Back to a short list: the hash goes (with its memory).
+    std::unordered_map<const Topic*, uint32_t>().swap(index_);
+  }
+}
+
 bool Topics::Subscribe(Conn* c, Memberships* mine, const std::string& name,
                        int64_t max_backpressure) {
-  for (const Membership& m : *mine) {
-    if (m.topic->name != name) continue;
-    m.topic->subs[m.index].max_backpressure = max_backpressure;
-    return false;
-  }
   std::unique_ptr<Topic>& slot = map_[name];
+  int64_t k = -1;
   if (!slot) {
     slot.reset(new Topic());
     slot->name = name;
+  } else {
+    k = mine->Find(slot.get());
   }
   Topic* t = slot.get();
+  if (k >= 0) {
+    t->subs[(*mine)[static_cast<uint32_t>(k)].index].max_backpressure = max_backpressure;
+    return false;
+  }
   t->subs.push_back(Topic::Sub{c, static_cast<uint32_t>(mine->size()), max_backpressure});
-  mine->push_back(Membership{t, static_cast<uint32_t>(t->subs.size() - 1)});
+  mine->Add(Membership{t, static_cast<uint32_t>(t->subs.size() - 1)});
   return true;
 }
 
 bool Topics::Unsubscribe(Conn* c, Memberships* mine, const std::string& name) {
   (void)c;
-  for (uint32_t k = 0; k < mine->size(); k++) {
-    if ((*mine)[k].topic->name != name) continue;
-    Remove(mine, k);
-    return true;
-  }
-  return false;
+  auto it = map_.find(name);
+  if (it == map_.end()) return false;
+  int64_t k = mine->Find(it->second.get());
+  if (k < 0) return false;
+  Remove(mine, static_cast<uint32_t>(k));
+  return true;
 }
 
 void Topics::LeaveAll(Memberships* mine) {
@@ -73,10 +107,11 @@ void Topics::Remove(Memberships* mine, uint32_t k) {
   t->subs.pop_back();
   if (m.index < t->subs.size()) moved.conn->memberships()[moved.index].index = m.index;
   // And from the connection's list.
-  Membership last = mine->back();
-  (*mine)[k] = last;
-  mine->pop_back();
-  if (k < mine->size()) last.topic->subs[last.index].index = k;
+  mine->RemoveAt(k);
+  if (k < mine->size()) {
+    const Membership& last = (*mine)[k];
+    last.topic->subs[last.index].index = k;
+  }
   if (t->subs.empty()) {
     std::string n = t->name;
     map_.erase(n);  // frees t

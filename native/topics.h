@@ -1,7 +1,12 @@
 // Publish/subscribe topics of one server: which connections subscribe to
 // which topic names. Subscribing, unsubscribing and leaving every topic are
-// O(1) per subscription (a subscription knows its place in both lists), so
-// 10,000 subscribers join and leave a topic in linear time overall.
+// O(1) per subscription (a subscription knows its place in both lists, and a
+// connection with many topics finds one by a hash), so 10,000 subscribers
+// join and leave a topic, and one connection joins and leaves 100,000 topics,
+// in linear time overall. (Until 2026-11-28 a connection looked for the topic
+// in its list by name: the service thread spent ~1 s on 30,000 subscribe()
+// calls of one connection, and ~11 s on 100,000, with every connection
+// waiting.)
 //
 // Service thread.
 #pragma once
@@ -64,7 +69,25 @@ class Topics {
     };
     std::vector<Sub> subs;
   };
-  using Memberships = std::vector<Membership>;
+  // A connection's subscriptions: a list, and once it is longer than
+  // kIndexFrom, a hash from topic to place in it as well (a list that short
+  // is searched faster than hashed, and most connections have a few topics).
+  class Memberships {
+   public:
+    static constexpr size_t kIndexFrom = 16;
+    bool empty() const { return list_.empty(); }
+    size_t size() const { return list_.size(); }
+    Membership& operator[](uint32_t k) { return list_[k]; }
+    // The place of t's subscription, or -1.
+    int64_t Find(const Topic* t) const;
+    void Add(Membership m);
+    // Swap-removes the k-th: the last one moves into place k.
+    void RemoveAt(uint32_t k);
+
+   private:
+    std::vector<Membership> list_;
+    std::unordered_map<const Topic*, uint32_t> index_;  // empty up to kIndexFrom
+  };
 
   Topics() = default;
   Topics(const Topics&) = delete;

@@ -268,6 +268,66 @@ test('10,000 subscriptions on one server: subscribe, publish to all, leave', asy
   assert.ok(subscribeMs < 5000, `10,000 subscribe() calls took ${subscribeMs.toFixed(0)} ms`);
 });
 
+test('a connection with many topics: leaving and joining in any order keeps each list right', async () => {
+  // Past 16 topics a connection finds its subscriptions by a hash, and drops the hash again
+  // below 9: this walks both ways, with a second connection sharing half the topics.
+  const server = await listen();
+  const [a, b] = await subscribers(server, 2);
+  const want = [new Set(), new Set()];
+  const topic = (i) => `t${i}`;
+  for (let i = 0; i < 40; i++) {
+    assert.ok(a.conn.subscribe(topic(i)));
+    want[0].add(topic(i));
+    if (i % 2 === 0) {
+      assert.ok(b.conn.subscribe(topic(i)));
+      want[1].add(topic(i));
+    }
+  }
+  // A fixed shuffle (no Math.random: a failure must repeat).
+  const order = [...Array(40).keys()].sort((x, y) => ((x * 17) % 41) - ((y * 17) % 41));
+  let round = 0;
+  const check = async () => {
+    round++;
+    for (let i = 0; i < 40; i++) server.publish(topic(i), `${round}:${topic(i)}`);
+    const expect = want.map((w) =>
+      [...Array(40).keys()].filter((i) => w.has(topic(i))).map((i) => `${round}:${topic(i)}`),
+    );
+    await waitFor(() => a.got.length === expect[0].length && b.got.length === expect[1].length, {
+      label: `round ${round}`,
+    });
+    assert.equal(a.got, expect[0], `a, round ${round}`);
+    assert.equal(b.got, expect[1], `b, round ${round}`);
+    for (let i = 0; i < 40; i++)
+      assert.is(
+        server.subscriberCount(topic(i)),
+        Number(want[0].has(topic(i))) + Number(want[1].has(topic(i))),
+      );
+    a.got.length = 0;
+    b.got.length = 0;
+  };
+  await check();
+  for (const i of order.slice(0, 34)) {
+    assert.ok(a.conn.unsubscribe(topic(i)));
+    want[0].delete(topic(i));
+  }
+  await check(); // a is down to 6 topics
+  for (const i of order.slice(0, 20)) {
+    assert.ok(a.conn.subscribe(topic(i)));
+    want[0].add(topic(i));
+  }
+  for (const i of order.slice(30, 40)) {
+    if (!want[1].has(topic(i))) continue;
+    assert.ok(b.conn.unsubscribe(topic(i)));
+    want[1].delete(topic(i));
+  }
+  await check();
+  const closed = onceEvent(a.conn, 'close', 5000, 'close');
+  a.ws.close();
+  await closed;
+  want[0].clear();
+  await check();
+});
+
 test('nativeMemory().pooled counts the write blocks a fan-out keeps; they go back when idle', async () => {
   const server = await listen();
   const subs = await subscribers(server, 200);
