@@ -140,6 +140,32 @@ test('verify accepts with Set-Cookie headers and data: the client sees both cook
   await opened;
 });
 
+test('heads with thousands of headers: repeated ones joined in order, both ways', async () => {
+  // Past 32 headers the names are merged through a hash (the list search was quadratic: a
+  // 256 KiB head of tiny headers held the main thread for a second).
+  const many = Array.from({ length: 40 }, (_, i) => [`X-H${i}`, `v${i}`]);
+  const server = await listen({
+    maxHeaderBytes: 64 * 1024,
+    headers: { ...Object.fromEntries(many), 'X-Rep': ['one', 'two'] },
+  });
+  const connected = nextConnection(server);
+  const lines = Array.from({ length: 3000 }, (_, i) => `X-N${i}: n${i}\r\n`).join('');
+  const req = upgradeRequest(server.port, {
+    extra: `X-Rep: first\r\n${lines}x-rep: second\r\nX-Rep: third\r\n`,
+  });
+  const exchange = rawHttpExchange(server.port, req);
+  const [, request] = await connected;
+  assert.is(request.headers['x-rep'], 'first, second, third');
+  for (const i of [0, 1, 1500, 2999]) assert.is(request.headers[`x-n${i}`], `n${i}`);
+  assert.is(Object.keys(request.headers).filter((k) => k.startsWith('x-n')).length, 3000);
+  assert.is((await exchange).head.status, 101);
+
+  const c = await client(urlOf(server));
+  const res = c.upgradeResponse;
+  assert.is(res.headers['x-rep'], 'one, two');
+  for (const [k, v] of many) assert.is(res.headers[k.toLowerCase()], v);
+});
+
 test('static headers and a headers hook go into every 101; data is undefined without verify data', async () => {
   const seen = [];
   const server = await listen({
