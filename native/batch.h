@@ -185,7 +185,9 @@ struct ObjItem {
 // is ArenaPlace(chunk, offset). Chunks, not one block per batch: the batches
 // that wait for JavaScript each kept a 1 MiB block resident for what were
 // often a few KiB of messages (10 such blocks, 9 MB of RSS, in the 16 KiB echo).
-constexpr size_t kArenaChunk = 64 * 1024 - 64;  // one 64 KiB pool class with its header
+// One 64 KiB pool class; mapped (BufAllocMapped), and with the block's header
+// what is used of it stays within 16 pages.
+constexpr size_t kArenaChunk = 64 * 1024 - 64;
 // A batch is handed over once its arena has this many full chunks (~1 MiB).
 constexpr size_t kArenaChunks = 16;
 

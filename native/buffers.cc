@@ -16,12 +16,18 @@ namespace nlws {
 
 namespace {
 
-// A block's header: its capacity, then whether it is mapped (a size_t each,
-// which keeps the bytes after it 16-byte aligned).
+// A block's header: its size with the header, then whether it is mapped (a
+// size_t each, which keeps the bytes after it 16-byte aligned).
 constexpr size_t kHeader = 16;
+// Blocks whose usable size is at least this much (less the header) are
+// pooled, in size classes.
 constexpr size_t kPoolMin = 16 * 1024;
-// Size classes in quarter steps between powers of two (16, 20, 24, 28, 32
-// KiB, ...): a 1 MiB message with its header takes a 1.25 MiB block, not 2 MiB.
+// Size classes of usable bytes in quarter steps between powers of two (16,
+// 20, 24, 28, 32 KiB, ...): a 1 MiB message takes a 1 MiB block (with the
+// header, one page more), not 2 MiB. The header comes on top of the class:
+// until 2026-11-28 it counted in it, so a message of exactly 16 KiB took a
+// 20 KiB block, and the 16 KiB echo's young Buffers a quarter more memory
+// than their bytes.
 constexpr int kClasses = 4 * 40;
 // Blocks of at least this capacity are mapped (not malloc'd), so that growing
 // one (a message being reassembled or inflated) moves pages instead of
@@ -93,13 +99,16 @@ Pool& pool() {
   return *p;
 }
 
-// Class c is (4 + c % 4) / 4 * 2^(c / 4) bytes.
+// Class c holds (4 + c % 4) / 4 * 2^(c / 4) usable bytes.
 size_t ClassSize(int c) {
   size_t base = size_t{1} << (c >> 2);
   return base + static_cast<size_t>(c & 3) * (base >> 2);
 }
 
-// The smallest class that holds cap bytes (cap >= kPoolMin).
+// A block of class c, header included (what the header's size says).
+size_t RawSize(int c) { return ClassSize(c) + kHeader; }
+
+// The smallest class that holds cap usable bytes.
 int ClassOf(size_t cap) {
   int k = 63 - __builtin_clzll(cap);  // 2^k <= cap < 2^(k+1)
   size_t base = size_t{1} << k;
@@ -124,8 +133,8 @@ uint8_t* Alloc(size_t n, bool map) {
   uint8_t* raw = nullptr;
   size_t cap;
   if (total >= kPoolMin) {
-    int c = ClassOf(total);
-    cap = ClassSize(c);
+    int c = ClassOf(n);
+    cap = RawSize(c);
     Pool& p = pool();
     std::lock_guard<std::mutex> lock(p.mu);
     if (c < kClasses && !p.free[c].empty()) {
@@ -160,7 +169,7 @@ void BufFree(uint8_t* p) {
   size_t cap;
   memcpy(&cap, raw, sizeof cap);
   if (cap >= kPoolMin) {
-    int c = ClassOf(cap);
+    int c = ClassOf(cap - kHeader);  // exact: cap is RawSize(c)
     Pool& pl = pool();
     std::lock_guard<std::mutex> lock(pl.mu);
     bool big = cap >= kMapMin;
@@ -186,10 +195,10 @@ size_t BufTrim() {
     for (int c = 0; c < kClasses; c++) {
       std::vector<uint8_t*>& v = p.free[c];
       size_t n = std::min(p.unused[c], v.size());
-      for (size_t i = 0; i < n; i++) drop.emplace_back(v[i], ClassSize(c));
+      for (size_t i = 0; i < n; i++) drop.emplace_back(v[i], RawSize(c));
       v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
-      p.bytes -= n * ClassSize(c);
-      if (ClassSize(c) >= kMapMin) p.mapped -= n * ClassSize(c);
+      p.bytes -= n * RawSize(c);
+      if (RawSize(c) >= kMapMin) p.mapped -= n * RawSize(c);
       p.unused[c] = v.size();
     }
   }
@@ -223,7 +232,7 @@ uint8_t* BufRealloc(uint8_t* p, size_t n, size_t keep) {
     // Mapped: move the pages (the block stays mapped, header included).
     uint8_t* raw = p - kHeader;
     size_t old_cap = BufCapacity(p) + kHeader;
-    size_t cap = ClassSize(ClassOf(n + kHeader));
+    size_t cap = RawSize(ClassOf(n));
     void* q = mremap(raw, old_cap, cap, MREMAP_MAYMOVE);
     if (q == MAP_FAILED) return nullptr;
     memcpy(q, &cap, sizeof cap);

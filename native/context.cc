@@ -211,8 +211,8 @@ Context* Context::Create(Napi::Env env, Napi::Function on_events, LoopKind loop,
 }
 
 namespace {
-// One chunk of inline frames: a pool class of BufAlloc (16 KiB with its header).
-constexpr size_t kInlineChunk = 16 * 1024 - 16;
+// One chunk of inline frames: a pool class of BufAlloc (16 KiB).
+constexpr size_t kInlineChunk = 16 * 1024;
 
 void FreeChunks(std::vector<uint8_t*>* chunks) {
   for (uint8_t* ch : *chunks) BufFree(ch);
