@@ -26,14 +26,13 @@ using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 class Conn;
 
-// A request whose head is still arriving, in its listener's list of such
-// requests (oldest first) with the bytes counted for it against
+// A request whose head is still arriving, among its listener's such requests
+// (ordered oldest first) with the bytes counted for it against
 // maxPendingHeaderBytes (Listener::HeadPending / HeadDone).
 struct PendingHead {
   Conn* conn = nullptr;
-  PendingHead* prev = nullptr;
-  PendingHead* next = nullptr;
-  size_t counted = 0;  // 0: not in the list
+  size_t counted = 0;
+  bool listed = false;  // among them
 };
 
 // What a TLS handshake in progress holds once lws has the socket: the SSL

@@ -16,6 +16,7 @@
 
 #include <libwebsockets.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -96,10 +97,14 @@ class Listener {
   bool fd_burst_ = false;  // out of descriptors since the last accept that succeeded
   uint64_t refused_ = 0;   // clients refused in this burst
   // Request heads still arriving (HeadPending), oldest first.
-  PendingHead* heads_first_ = nullptr;
-  PendingHead* heads_last_ = nullptr;
-  size_t head_bytes_ = 0;       // what they hold together
-  uint64_t heads_refused_ = 0;  // closed since the heads last fit
+  // Connection ids rise with each accept (wrapping at 2^32: the ids of the
+  // heads pending at one time are far less than 2^31 apart).
+  struct OlderId {
+    bool operator()(uint32_t a, uint32_t b) const { return static_cast<int32_t>(a - b) < 0; }
+  };
+  std::map<uint32_t, PendingHead*, OlderId> heads_;  // oldest first
+  size_t head_bytes_ = 0;                            // what they hold together
+  uint64_t heads_refused_ = 0;                       // closed since the heads last fit
   Topics topics_;
   SharedDeflaters deflaters_;  // for compressed frames shared by subscribers
 };
