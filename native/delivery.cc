@@ -68,7 +68,7 @@ bool MakeHeaders(napi_env env, std::vector<std::pair<std::string, std::string>>&
     if (hashed) {
       at = where.emplace(kv.first, merged.size()).first->second;
     } else {
-      for (size_t i = 0; i < merged.size(); i++)
+      for (size_t i = 0; i < merged.size() && at == merged.size(); i++)
         if (merged[i].first == kv.first) at = i;
     }
     if (at == merged.size())

@@ -33,9 +33,9 @@ SharedFrame* PublishJob::Compressed(int window_bits, int level) {
 }
 
 int64_t Topics::Memberships::Find(const Topic* t) const {
-  if (!index_.empty()) {
-    auto it = index_.find(t);
-    return it == index_.end() ? -1 : static_cast<int64_t>(it->second);
+  if (index_) {
+    auto it = index_->find(t);
+    return it == index_->end() ? -1 : static_cast<int64_t>(it->second);
   }
   for (size_t k = 0; k < list_.size(); k++)
     if (list_[k].topic == t) return static_cast<int64_t>(k);
@@ -44,24 +44,22 @@ int64_t Topics::Memberships::Find(const Topic* t) const {
 
 void Topics::Memberships::Add(Membership m) {
   list_.push_back(m);
-  if (!index_.empty()) {
-    index_.emplace(m.topic, static_cast<uint32_t>(list_.size() - 1));
+  if (index_) {
+    index_->emplace(m.topic, static_cast<uint32_t>(list_.size() - 1));
   } else if (list_.size() > kIndexFrom) {
-    index_.reserve(list_.size() * 2);
+    index_.reset(new Index());
+    index_->reserve(list_.size() * 2);
     for (size_t k = 0; k < list_.size(); k++)
-      index_.emplace(list_[k].topic, static_cast<uint32_t>(k));
+      index_->emplace(list_[k].topic, static_cast<uint32_t>(k));
   }
 }
 
 void Topics::Memberships::RemoveAt(uint32_t k) {
-  if (!index_.empty()) index_.erase(list_[k].topic);
+  if (index_) index_->erase(list_[k].topic);
   list_[k] = list_.back();
   list_.pop_back();
-  if (k < list_.size() && !index_.empty()) index_[list_[k].topic] = k;
-  if (list_.size() <= kIndexFrom / 2 && !index_.empty()) {
-    // Back to a short list: the hash goes (with its memory).
-    std::unordered_map<const Topic*, uint32_t>().swap(index_);
-  }
+  if (index_ && k < list_.size()) (*index_)[list_[k].topic] = k;
+  if (index_ && list_.size() <= kIndexFrom / 2) index_.reset();  // a short list again
 }
 
 bool Topics::Subscribe(Conn* c, Memberships* mine, const std::string& name,

@@ -71,7 +71,8 @@ class Topics {
   };
   // A connection's subscriptions: a list, and once it is longer than
   // kIndexFrom, a hash from topic to place in it as well (a list that short
-  // is searched faster than hashed, and most connections have a few topics).
+  // is searched faster than hashed, and most connections have a few topics;
+  // the hash goes again when the list is down to half that).
   class Memberships {
    public:
     static constexpr size_t kIndexFrom = 16;
@@ -85,8 +86,9 @@ class Topics {
     void RemoveAt(uint32_t k);
 
    private:
+    using Index = std::unordered_map<const Topic*, uint32_t>;
     std::vector<Membership> list_;
-    std::unordered_map<const Topic*, uint32_t> index_;  // empty up to kIndexFrom
+    std::unique_ptr<Index> index_;  // null while the list is short (8 bytes, not 56)
   };
 
   Topics() = default;
