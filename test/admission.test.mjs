@@ -392,10 +392,34 @@ test('maxHeaderBytes: 1024 — a 4 KiB header gets 431; a small request is accep
  */
 async function partialHead(server, pad) {
   const peer = track(new RawWsPeer(await rawTcpConnect(server.port)));
-  const request = upgradeRequest(server.port, { headers: { 'X-Pad': 'p'.repeat(pad) } });
-  const head = request.slice(0, -2);
-  await new Promise((resolve) => peer.socket.write(head, resolve));
+  await writePartialHead(peer, server.port, pad);
   return peer;
+}
+
+/** Writes that request (all but its blank line) on a connected peer. */
+async function writePartialHead(peer, port, pad) {
+  const request = upgradeRequest(port, { headers: { 'X-Pad': 'p'.repeat(pad) } });
+  await new Promise((resolve) => peer.socket.write(request.slice(0, -2), resolve));
+}
+
+/**
+ * Peers in connection order, each with an unfinished head: the oldest `min` to `max` must get
+ * the 503, in order, and the newer ones must still be open and complete to 101.
+ */
+async function expectOldestRefused(peers, min, max) {
+  for (let i = 0; i < min; i++) {
+    const head = await peers[i].waitHead();
+    assert.is(head.status, 503, `peer ${i} (older): ${head.startLine}`);
+  }
+  const refused = peers.filter((p) => p.head?.status === 503).length;
+  assert.ok(refused >= min && refused <= max, `${refused} of ${peers.length} refused`);
+  for (let i = 0; i < refused; i++) assert.is(peers[i].head?.status, 503, `peer ${i} (older)`);
+  for (let i = refused; i < peers.length; i++) {
+    assert.not.ok(peers[i].isClosed, `peer ${i} (newer) still open`);
+    peers[i].write('\r\n');
+    const head = await peers[i].waitHead();
+    assert.is(head.status, 101, `peer ${i} (newer): ${head.startLine}`);
+  }
 }
 
 test('maxPendingHeaderBytes: heads that trickle in are answered 503 oldest first; the rest and a prompt client get in', async () => {
@@ -450,16 +474,7 @@ test('maxPendingHeaderBytes: heads that arrive in one turn of the loop are refus
   } finally {
     srv.signal('SIGCONT');
   }
-  for (let i = 0; i < 4; i++) {
-    const head = await peers[i].waitHead();
-    assert.is(head.status, 503, `peer ${i} (older): ${head.startLine}`);
-  }
-  for (let i = 4; i < 8; i++) {
-    assert.not.ok(peers[i].isClosed, `peer ${i} (newer) still open`);
-    peers[i].write('\r\n');
-    const head = await peers[i].waitHead();
-    assert.is(head.status, 101, `peer ${i} (newer): ${head.startLine}`);
-  }
+  await expectOldestRefused(peers, 4, 4);
 });
 
 test('maxPendingHeaderBytes: heads begun newest first are still refused oldest first', async () => {
@@ -471,25 +486,10 @@ test('maxPendingHeaderBytes: heads begun newest first are still refused oldest f
   attachEcho(server);
   const peers = [];
   for (let i = 0; i < 8; i++) peers.push(track(new RawWsPeer(await rawTcpConnect(server.port))));
-  for (let i = 7; i >= 0; i--) {
-    const request = upgradeRequest(server.port, { headers: { 'X-Pad': 'p'.repeat(15_000) } });
-    await new Promise((resolve) => peers[i].socket.write(request.slice(0, -2), resolve));
-  }
+  for (let i = 7; i >= 0; i--) await writePartialHead(peers[i], server.port, 15_000);
   // The oldest ones get the 503 (4 to 6 of them, as each head's buffer may have grown past its
   // bytes), never a newer one before an older one.
-  for (let i = 0; i < 4; i++) {
-    const head = await peers[i].waitHead();
-    assert.is(head.status, 503, `peer ${i} (older): ${head.startLine}`);
-  }
-  const refused = peers.filter((p) => p.head?.status === 503).length;
-  assert.ok(refused >= 4 && refused <= 6, `${refused} of 8 refused`);
-  for (let i = 0; i < refused; i++) assert.is(peers[i].head?.status, 503, `peer ${i} (older)`);
-  for (let i = refused; i < 8; i++) {
-    assert.not.ok(peers[i].isClosed, `peer ${i} (newer) still open`);
-    peers[i].write('\r\n');
-    const head = await peers[i].waitHead();
-    assert.is(head.status, 101, `peer ${i} (newer): ${head.startLine}`);
-  }
+  await expectOldestRefused(peers, 4, 6);
 });
 
 test('maxPendingHeaderBytes: a head stops counting once complete or once its socket closes', async () => {
