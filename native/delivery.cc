@@ -8,6 +8,7 @@
 
 #include "buffers.h"
 #include "context.h"
+#include "keyed_hash.h"
 #include "timers.h"
 
 namespace nlws {
@@ -56,8 +57,9 @@ bool MakeHeaders(napi_env env, std::vector<std::pair<std::string, std::string>>&
   std::vector<std::string> cookies;
   // Name -> place in merged, for a long list: looking each name up in merged
   // made a head of 2,000 tiny headers (what 16 KiB holds) cost the main
-  // thread ~10 ms, and one of 30,000 (maxHeaderBytes 256 KiB) a second.
-  std::unordered_map<std::string, size_t> where;
+  // thread ~10 ms, and one of 30,000 (maxHeaderBytes 256 KiB) a second. The
+  // names are the peer's: keyed, or it could choose them all for one bucket.
+  std::unordered_map<std::string, size_t, KeyedHash> where;
   bool hashed = list.size() > 32;
   for (auto& kv : list) {
     if (response && kv.first == "set-cookie") {

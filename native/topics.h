@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "deflate.h"
+#include "keyed_hash.h"
 #include "wire.h"
 
 namespace nlws {
@@ -107,7 +108,8 @@ class Topics {
  private:
   void Remove(Memberships* mine, uint32_t k);
 
-  std::unordered_map<std::string, std::unique_ptr<Topic>> map_;
+  // Keyed: topic names may be a client's (keyed_hash.h).
+  std::unordered_map<std::string, std::unique_ptr<Topic>, KeyedHash> map_;
 };
 
 }  // namespace nlws
