@@ -38,15 +38,17 @@ struct State {
   }
 };
 
-// 16 bytes no one outside this process knows: getrandom(), else /dev/urandom,
-// else (neither available: a sandbox without both) the clock and addresses,
-// which still differ between processes.
+// 16 bytes no one outside this process knows: getrandom(), else /dev/urandom
+// (getrandom() without GRND_NONBLOCK would wait, early in a boot, for the
+// kernel's pool, and hold up a handshake), else (neither available: a
+// sandbox without both) the clock and addresses, which still differ between
+// processes.
 struct Key {
   uint8_t bytes[16];
   Key() {
     size_t have = 0;
     while (have < sizeof bytes) {
-      ssize_t got = getrandom(bytes + have, sizeof bytes - have, 0);
+      ssize_t got = getrandom(bytes + have, sizeof bytes - have, GRND_NONBLOCK);
       if (got <= 0) break;
       have += static_cast<size_t>(got);
     }
