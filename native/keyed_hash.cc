@@ -1,10 +1,8 @@
 #include "keyed_hash.h"
 
-#include <fcntl.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
+
+#include "random.h"
 
 namespace nlws {
 
@@ -38,38 +36,9 @@ struct State {
   }
 };
 
-// 16 bytes no one outside this process knows: getrandom(), else /dev/urandom
-// (getrandom() without GRND_NONBLOCK would wait, early in a boot, for the
-// kernel's pool, and hold up a handshake), else (neither available: a
-// sandbox without both) the clock and addresses, which still differ between
-// processes.
 struct Key {
   uint8_t bytes[16];
-  Key() {
-    size_t have = 0;
-    while (have < sizeof bytes) {
-      ssize_t got = getrandom(bytes + have, sizeof bytes - have, GRND_NONBLOCK);
-      if (got <= 0) break;
-      have += static_cast<size_t>(got);
-    }
-    if (have < sizeof bytes) {
-      int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-      if (fd >= 0) {
-        ssize_t got = read(fd, bytes, sizeof bytes);
-        close(fd);
-        if (got == static_cast<ssize_t>(sizeof bytes)) have = sizeof bytes;
-      }
-    }
-    if (have < sizeof bytes) {
-      timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      uint64_t a = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 32) ^
-                   static_cast<uint64_t>(getpid());
-      uint64_t b = reinterpret_cast<uintptr_t>(this) ^ reinterpret_cast<uintptr_t>(&ts);
-      memcpy(bytes, &a, 8);
-      memcpy(bytes + 8, &b, 8);
-    }
-  }
+  Key() { RandomBytes(bytes, sizeof bytes); }
 };
 
 const uint8_t* ProcessKey() {

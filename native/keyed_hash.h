@@ -5,8 +5,8 @@
 // libstdc++'s std::hash<std::string> is MurmurHash64A with a fixed seed, so
 // anyone can compute offline names that all land in one bucket of a table of a
 // known size; every lookup then walks them all. SipHash-1-3 under a key drawn
-// from getrandom() once per process (what Rust's HashMap and CPython do) leaves
-// an attacker nothing to compute against.
+// once per process (random.h; what Rust's HashMap and CPython do) leaves an
+// attacker nothing to compute against.
 //
 // Any thread: the key is set once, before its first use (a function-local
 // static), and only read afterwards.

@@ -2,7 +2,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -14,6 +13,7 @@
 #include <cctype>
 
 #include "buffers.h"
+#include "random.h"
 
 namespace nlws {
 
@@ -161,20 +161,7 @@ size_t WriteFrame(uint8_t* f, bool masked, uint8_t opcode, const uint8_t* payloa
   return hl + len;
 }
 
-void RandomMask(uint8_t out[4]) {
-  thread_local uint8_t pool[4096];
-  thread_local size_t pos = sizeof pool;
-  if (pos + 4 > sizeof pool) {
-    size_t got = 0;
-    while (got < sizeof pool) {
-      ssize_t n = getrandom(pool + got, sizeof pool - got, 0);
-      if (n > 0) got += static_cast<size_t>(n);
-    }
-    pos = 0;
-  }
-  memcpy(out, pool + pos, 4);
-  pos += 4;
-}
+void RandomMask(uint8_t out[4]) { RandomBytes(out, 4); }
 
 bool Utf8Validator::Feed(const uint8_t* p, size_t n) {
   size_t i = 0;

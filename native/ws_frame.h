@@ -111,8 +111,8 @@ size_t WriteFrameFilled(uint8_t* f, bool masked, uint8_t opcode, size_t max_len,
   return hl + len;
 }
 
-// Four unpredictable bytes for a client frame's masking key (RFC 6455 5.3),
-// from a per-thread pool refilled with getrandom().
+// Four unpredictable bytes for a client frame's masking key (RFC 6455 5.3)
+// (random.h).
 void RandomMask(uint8_t out[4]);
 
 // Incremental UTF-8 validator (RFC 3629: no overlong forms, no surrogates,

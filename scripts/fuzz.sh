@@ -22,7 +22,7 @@ if [[ -z $CXX ]]; then
 fi
 
 mkdir -p "$OUT/corpus"
-SRCS=(native/frame_reader.cc native/ws_frame.cc native/http.cc native/deflate.cc native/buffers.cc)
+SRCS=(native/frame_reader.cc native/ws_frame.cc native/http.cc native/deflate.cc native/buffers.cc native/random.cc)
 if [[ ! -x $BIN || -n $(find fuzz/frame_fuzzer.cc "${SRCS[@]}" native/*.h -newer "$BIN" -print -quit) ]]; then
   echo "fuzz: building $BIN with $CXX"
   # shellcheck disable=SC2046
